@@ -1,0 +1,68 @@
+"""GDN kernel backends behind one contract (see :mod:`gdnlab.kernels.base`) and their registry.
+
+``get_backend(name)`` returns a ready backend; ``available_backends()`` says, for every known
+backend, whether it can run here and why not (no CUDA device, package not installed, CuTe DSL
+failed to import, ...). Importing this package never imports a GPU-only package.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+from .base import BackendStatus, GDNBackend, KernelPath
+
+__all__ = ["get_backend", "available_backends", "backend_names", "GDNBackend", "BackendStatus",
+           "KernelPath", "BackendUnavailable"]
+
+#: name -> "module:Class"; modules are imported only when asked about.
+_REGISTRY: dict[str, str] = {
+    "reference": "gdnlab.kernels.reference:ReferenceBackend",
+    "triton": "gdnlab.kernels.triton:TritonBackend",
+    "flashinfer": "gdnlab.kernels.flashinfer:FlashInferBackend",
+}
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised by :func:`get_backend` for a known backend that cannot run here; says why."""
+
+
+def backend_names() -> list[str]:
+    """All registered backend names, available here or not."""
+    return list(_REGISTRY)
+
+
+def _load_class(name: str) -> type[GDNBackend]:
+    mod, cls = _REGISTRY[name].split(":")
+    return getattr(import_module(mod), cls)
+
+
+def _status(name: str) -> BackendStatus:
+    try:
+        cls = _load_class(name)
+    except Exception as exc:  # noqa: BLE001 - any failure to import the backend module is a reason
+        return BackendStatus(name, False, f"backend module failed to import: {type(exc).__name__}: {exc}")
+    try:
+        ok, reason = cls.availability()
+    except Exception as exc:  # noqa: BLE001
+        ok, reason = False, f"availability check failed: {type(exc).__name__}: {exc}"
+    return BackendStatus(name, bool(ok), reason)
+
+
+def available_backends() -> dict[str, BackendStatus]:
+    """Every registered backend with whether it runs here and the reason.
+
+    >>> available_backends()["reference"].available
+    True
+    """
+    return {name: _status(name) for name in _REGISTRY}
+
+
+def get_backend(name: str, **kwargs) -> GDNBackend:
+    """A backend instance by name; ``ValueError`` for an unknown name, :class:`BackendUnavailable`
+    (with the reason) for one that cannot run here."""
+    key = str(name).strip().lower()
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(_REGISTRY)}")
+    st = _status(key)
+    if not st.available:
+        raise BackendUnavailable(f"backend {key!r} cannot run here: {st.reason}")
+    return _load_class(key)(**kwargs)

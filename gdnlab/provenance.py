@@ -1,0 +1,86 @@
+"""Provenance of a measurement: GPU, SM, driver, CUDA and library versions, time.
+
+Every row gdnlab stores and every figure it shows carries these fields (DESIGN.md, "What every
+result must carry"), plus ``status``: ``measured`` (here, on this GPU), ``projected`` (from a model)
+or ``reported`` (copied from someone else's table, e.g. the seed PR).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+
+__all__ = ["collect", "package_version", "label", "STATUSES", "PROVENANCE_COLUMNS"]
+
+STATUSES = ("measured", "projected", "reported")
+PROVENANCE_COLUMNS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "timestamp", "host")
+
+
+def package_version(dist: str) -> str | None:
+    """Installed version of a distribution, or ``None`` (no import is done)."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def _driver_version() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _flashinfer_version() -> str | None:
+    v = package_version("flashinfer-python") or package_version("flashinfer")
+    if v is None:  # a bundle unpacked onto PYTHONPATH has no dist-info metadata for pip in some setups
+        try:
+            import flashinfer  # noqa: F401  (only when already importable; never installs)
+            v = getattr(flashinfer, "__version__", None)
+        except Exception:  # noqa: BLE001 - any import failure means "not available"
+            v = None
+    return v
+
+
+def collect(device: int | None = None) -> dict[str, str | None]:
+    """Provenance of the current process: GPU name, SM (``sm90``), driver, CUDA, library versions,
+    UTC timestamp (ISO 8601) and host name. Values are ``None`` where not applicable (no GPU)."""
+    import torch
+
+    gpu = sm = None
+    if torch.cuda.is_available():
+        idx = torch.cuda.current_device() if device is None else device
+        props = torch.cuda.get_device_properties(idx)
+        gpu, sm = props.name, f"sm{props.major}{props.minor}"
+    return {
+        "gpu": gpu or "cpu",
+        "sm": sm,
+        "driver": _driver_version() if gpu else None,
+        "cuda": torch.version.cuda,
+        "torch": torch.__version__,
+        "triton": package_version("triton"),
+        "flashinfer": _flashinfer_version() if gpu else package_version("flashinfer-python"),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+    }
+
+
+def label(prov: dict, status: str, **extra: object) -> str:
+    """One-line provenance text for a figure, e.g.
+    ``measured · NVIDIA H100 80GB HBM3 (sm90) · torch 2.11.0 · CUDA 13.0 · flashinfer 0.7.2.post1``."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    parts = [status]
+    gpu = prov.get("gpu")
+    if gpu:
+        parts.append(f"{gpu} ({prov['sm']})" if prov.get("sm") else str(gpu))
+    for key in ("driver", "cuda", "torch", "triton", "flashinfer"):
+        if prov.get(key):
+            parts.append(f"{key} {prov[key]}")
+    parts += [f"{k} {v}" for k, v in extra.items() if v is not None]
+    return " · ".join(parts)
