@@ -1,0 +1,5 @@
+import sys
+
+from gdnlab.cli import main
+
+sys.exit(main())
