@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backends": ("gdnlab.cli_backends", "list kernel backends and why any cannot run here"),
     "summary": ("gdnlab.cli_summary", "run the reference kernel on CPU/GPU and print a small summary table"),
     "sweep": ("gdnlab.sweep", "time backends over concurrency x mode x state dtype; append rows to parquet"),
+    "workload": ("gdnlab.workload", "GDN decode-loop workload: time per generated token vs OSL and concurrency"),
     "capture": ("gdnlab.capture", "run a command (or gdnlab's decode-loop workload) under nsys; export SQLite"),
     "metrics": ("gdnlab.metrics", "Nsight Compute counters of the GDN kernels (nsight-python or ncu CSV)"),
     "report": ("gdnlab.report", "execute the notebooks and export self-contained HTML reports"),

@@ -1,0 +1,245 @@
+"""gdnlab.instrument on CPU (NVTX no-op, wall-clock timer, capture range) and the harness benchmark's
+trace attribution on synthetic nsys exports; GPU checks are marked ``gpu``."""
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gdnlab import instrument
+from gdnlab.instrument import (GraphCaptureError, L2Flusher, Timing, capture_graph, nvtx_backend, nvtx_range,
+                               profiler_capture, time_fn)
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
+
+
+@pytest.fixture
+def fresh_nvtx(monkeypatch):
+    nvtx_backend.cache_clear()
+    yield monkeypatch
+    nvtx_backend.cache_clear()
+
+
+@needs_cpu_only
+def test_nvtx_is_noop_on_cpu(fresh_nvtx):
+    fresh_nvtx.delenv("GDNLAB_NVTX", raising=False)
+    assert nvtx_backend() == "noop"
+    calls = []
+
+    @nvtx_range("step")
+    def step(x):
+        calls.append(x)
+        return x + 1
+
+    with nvtx_range("gdn.decode") as r:
+        assert r.message == "gdn.decode"
+    assert step(1) == 2 and step(2) == 3 and calls == [1, 2]
+
+
+def test_nvtx_range_nests_and_survives_exceptions(fresh_nvtx):
+    fresh_nvtx.setenv("GDNLAB_NVTX", "1")          # the real nvtx package, even without a GPU
+    pytest.importorskip("nvtx")
+    assert nvtx_backend() == "nvtx"
+    with pytest.raises(RuntimeError, match="boom"):
+        with nvtx_range("outer"), nvtx_range("inner"):
+            raise RuntimeError("boom")
+    with nvtx_range("after"):      # push/pop still balanced: a new range works
+        pass
+
+
+def test_nvtx_env_off_and_bad_message(fresh_nvtx):
+    fresh_nvtx.setenv("GDNLAB_NVTX", "0")
+    assert nvtx_backend() == "noop"
+    with pytest.raises(ValueError, match="message"):
+        nvtx_range("")
+
+
+@needs_cpu_only
+def test_timer_on_cpu_is_wall_clock():
+    t = time_fn(lambda: time.sleep(0.002), warmup=1, repeats=7)
+    assert isinstance(t, Timing)
+    assert t.method == "cpu_wall" and "CPU" in t.note and t.repeats == 7 and len(t.samples_us) == 7
+    assert t.min_us <= t.p10_us <= t.median_us <= t.p90_us <= t.max_us
+    assert t.median_us == pytest.approx(statistics.median(t.samples_us))
+    assert t.median_us >= 1900.0          # slept 2 ms: µs, not ms or ns
+    assert "samples_us" not in t.as_dict()
+    # graph/flush requests are ignored on CPU (nothing to capture, no L2 to flush)
+    g = time_fn(lambda: None, warmup=0, repeats=3, graph=True, flush_l2=True)
+    assert g.method == "cpu_wall" and g.l2_flush is False
+
+
+def test_timer_inner_divides_and_counts_calls():
+    n = {"calls": 0}
+
+    def fn():
+        n["calls"] += 1
+        time.sleep(0.001)
+
+    t = time_fn(fn, warmup=2, repeats=3, inner=4, device="cpu")
+    assert n["calls"] == 2 + 3 * 4
+    assert t.inner == 4 and 900.0 <= t.median_us < 4000.0    # per call, not per sample of 4 calls
+
+
+def test_timer_list_of_calls_is_one_pass_per_sample():
+    order = []
+    fns = [lambda i=i: (order.append(i), time.sleep(0.001)) for i in range(3)]
+    t = time_fn(fns, warmup=1, repeats=2, inner=2, device="cpu")
+    assert order == [0, 1, 2] * (1 + 2 * 2)                 # warm-up pass, then 2 samples x 2 passes
+    assert t.inner == 6 and 900.0 <= t.median_us < 4000.0   # per call
+    with pytest.raises(ValueError, match="callable"):
+        time_fn([], repeats=1)
+
+
+@pytest.mark.parametrize("kw", [{"repeats": 0}, {"warmup": -1}, {"inner": 0}])
+def test_timer_rejects_bad_arguments(kw):
+    with pytest.raises(ValueError):
+        time_fn(lambda: None, **kw)
+
+
+@needs_cpu_only
+def test_capture_range_graph_and_flush_on_cpu():
+    with profiler_capture() as on:
+        assert on is False
+    with pytest.raises(GraphCaptureError, match="CUDA"):
+        capture_graph(lambda: None)
+    f = L2Flusher()
+    assert f.nbytes == 0
+    f.flush()
+    with pytest.raises(ValueError, match="factor"):
+        L2Flusher(factor=1.5)
+
+
+# ------------------------------------------------------------------ harness benchmark: trace attribution
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_harness_overhead",
+                                                  ROOT / "benchmarks" / "bench_harness_overhead.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _synthetic_trace(tmp_path, schema="2025.3"):
+    import tracegen
+
+    b = tracegen.Builder()
+    expect = {"harness:fi:decode:bfloat16:B16": [], "harness:fi:verify4:float32:B16": []}
+    t = 1_000_000
+    for rep in range(3):
+        for label, durs in (("harness:fi:decode:bfloat16:B16", [8_000 + 100 * rep]),
+                            ("harness:fi:verify4:float32:B16", [30_000, 2_000])):
+            # flush + spin outside the range (must not be counted)
+            b.launch("void at::native::vectorized_elementwise_kernel<FillFunctor>", t, t + 500, 40_000)
+            b.launch("spin_kernel", t + 3_000, t + 40_600, 20_000)
+            b.range(label, t + 5_000, t + 15_000, domain="gdnlab", registered=rep == 1)
+            b.api_call("cudaEventRecord_v3020", t + 5_500, 500)
+            ks, g0 = [], t + 61_000
+            for i, d in enumerate(durs):
+                ks.append((f"gdn_kernel_{i}", g0, d))
+                g0 += d + 1_000
+            b.graph_launch(ks, t + 6_000)
+            expect[label].append(sum(durs))
+            t += 200_000
+    path = tracegen.write_nsys_sqlite(tmp_path / f"h_{schema}.sqlite", b.build(), schema=schema)
+    return path, expect
+
+
+@pytest.mark.parametrize("schema", ["2025.3", "2021"])
+def test_harness_sql_attribution(tmp_path, schema):
+    bench = _bench()
+    path, expect = _synthetic_trace(tmp_path, schema)
+    got = bench._sql_kernel_sums(path, bench.LABEL_PREFIX)
+    assert got == expect
+
+
+def test_harness_attribution_via_traces_matches_sql(tmp_path):
+    bench = _bench()
+    path, expect = _synthetic_trace(tmp_path)
+    got, method = bench.kernel_sums(path)
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in expect.items()}
+    assert method  # names which reader did it
+
+
+# ------------------------------------------------------------------ GPU
+
+@pytest.mark.gpu
+def test_graph_and_eager_timing_on_gpu(cuda_device):
+    x = torch.randn(64 * 1024 * 1024 // 4, device=cuda_device)   # 64 MB
+    y = torch.empty_like(x)
+    fn = lambda: y.copy_(x)  # noqa: E731
+    g = time_fn(fn, warmup=3, repeats=20, graph=True)
+    e = time_fn(fn, warmup=3, repeats=20, graph=False)
+    assert g.method == "graph" and e.method == "eager" and g.note == ""
+    assert 0 < g.p10_us <= g.median_us <= g.p90_us
+    gbps = 2 * x.numel() * 4 / (g.median_us * 1e-6) / 1e9      # read + write
+    assert 200 < gbps < 5000                                    # a real copy, in µs
+    assert e.median_us >= 0.9 * g.median_us                     # eager adds host/launch time
+
+
+@pytest.mark.gpu
+def test_l2_flusher_size_and_capture_fallback(cuda_device):
+    f = L2Flusher(cuda_device)
+    l2 = torch.cuda.get_device_properties(cuda_device).L2_cache_size
+    assert f.nbytes >= 2 * l2
+    def not_capturable():   # refuses to be captured (a Python error, so the CUDA context stays clean)
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("host sync needed")
+        return torch.zeros(4, device=cuda_device)
+
+    t = time_fn(not_capturable, warmup=1, repeats=3, graph=True)
+    assert t.method == "eager" and "capture" in t.note and "host sync needed" in t.note
+    with pytest.raises(GraphCaptureError):
+        time_fn(not_capturable, warmup=1, repeats=3, graph=True, fallback_to_eager=False)
+    assert instrument.cuda_available()
+
+
+def test_harness_build_and_compare_on_cpu():
+    bench = _bench()
+    pts = [p for p in bench.plan("reference", [2], verify_T=2) if p["state_dtype"] == "float32"]
+    assert [p["label"] for p in pts] == ["harness:reference:decode:float32:B2", "harness:reference:verify2:float32:B2"]
+    cache: dict = {}
+    for p in pts:
+        fn, rotated = bench.build(p, 4, "qwen3.5-397b-a17b", 16, torch.device("cpu"), cache)
+        assert len(rotated) == p["rotate_calls"] == 2          # capacity 4 / B 2 disjoint row sets
+        t = time_fn(fn, warmup=0, repeats=1, device="cpu")
+        tr = time_fn(rotated, warmup=0, repeats=1, device="cpu")
+        p["event_graph"], p["event_graph_rot"], p["event_eager"] = t.as_dict(), tr.as_dict(), t.as_dict()
+        p["nsys_kernel_us"] = {"median": t.median_us / 1.02}              # event 2 % above "nsys"
+        p["nsys_kernel_us_rot"] = {"median": tr.median_us / 1.10}         # 10 % above
+        p["B"] = 16                                                       # judged like a B >= 16 point
+    rows, verdict = bench.compare(pts)
+    assert all(r["within_target"] is True and r["within_target_rot"] is False for r in rows)
+    assert rows[0]["graph_vs_nsys_pct"] == pytest.approx(2.0)
+    assert "2/2 points" in verdict and "0/2 points" in verdict
+    assert pts[0]["bytes"] == 2 * (2 * 128 * 128 * 4 * 4) + 2 * (2 * 128 + 4 * 128 + 8) * 2 + 2 * 4 * 4 + 2 * 4 \
+        + 2 * 4 * 128 * 2   # state r+w + inputs + A_log/dt_bias + indices + output (H=1, HV=4, fp32 state)
+
+
+def test_harness_parent_flow_without_gpu_or_nsys(tmp_path, monkeypatch, capsys):
+    """The benchmark's in-process part, report and JSON, with the reference backend on CPU and no nsys."""
+    from gdnlab import sweep as sw
+
+    bench = _bench()
+    monkeypatch.setattr(bench, "_has_cuda", lambda: True)
+    monkeypatch.setattr(bench, "_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr(bench, "_find_nsys", lambda: None)
+    monkeypatch.setenv("GDNLAB_OUT", str(tmp_path))
+    from gdnlab.shapes import GDNShape
+    sw.run_sweep(sw.SweepConfig(backends=["reference"], concurrency=(1,), modes=("decode",), device="cpu",
+                                presets=(GDNShape("tiny", 1, 2, 16, 16),), repeats=1, warmup=0),
+                 tmp_path / "sweep.parquet", progress=False)
+    rc = bench.main(["--backend", "reference", "--batch", "2", "--tp", "16", "--capacity", "4", "--repeats", "1",
+                     "--warmup", "0", "--no-triton", "--verify-tokens", "2"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "no nsys comparison" in out and "graph_us" in out
+    import json as _json
+    res = _json.loads((tmp_path / "harness_overhead.json").read_text())
+    assert res["trace"]["skipped"].startswith("nsys not found")
+    assert res["sweep_wall"]["points"] == 2 and len(res["rows"]) == 4          # 2 decode + 2 verify at B=2
+    assert all(r["graph_us"] > 0 and r["rot_calls"] == 2 for r in res["rows"])
