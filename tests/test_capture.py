@@ -1,0 +1,228 @@
+"""gdnlab.capture with nsys mocked: finding nsys, command lines, export step, CLI parsing."""
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gdnlab import capture as cap
+
+
+def _fake_exe(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+# ------------------------------------------------------------------ find_nsys
+
+def test_find_nsys_prefers_env_then_path(tmp_path):
+    env_exe = _fake_exe(tmp_path / "env" / "nsys")
+    path_exe = _fake_exe(tmp_path / "bin" / "nsys")
+    assert cap.find_nsys(env={"NSYS": str(env_exe), "PATH": str(path_exe.parent)}, globs=()) == str(env_exe)
+    assert cap.find_nsys(env={"NSYS": str(env_exe.parent), "PATH": ""}, globs=()) == str(env_exe)   # a folder
+    assert cap.find_nsys(env={"PATH": str(path_exe.parent)}, globs=()) == str(path_exe)
+    # a broken $NSYS falls through to PATH
+    assert cap.find_nsys(env={"NSYS": str(tmp_path / "missing"), "PATH": str(path_exe.parent)}, globs=()) \
+        == str(path_exe)
+
+
+def test_find_nsys_searches_install_folders_newest_first(tmp_path):
+    old = _fake_exe(tmp_path / "opt" / "nsight-systems-2023.4.1" / "bin" / "nsys")
+    new = _fake_exe(tmp_path / "opt" / "nsight-systems-2025.3.1" / "bin" / "nsys")
+    _fake_exe(tmp_path / "opt" / "nsight-systems-2024.1.1" / "bin" / "nsys")
+    found = cap.find_nsys(env={"PATH": ""}, globs=(str(tmp_path / "opt" / "nsight-systems*" / "bin" / "nsys"),))
+    assert found == str(new) and found != str(old)
+
+
+def test_find_nsys_not_found_explains(tmp_path):
+    with pytest.raises(cap.NsysNotFoundError) as e:
+        cap.find_nsys(env={"PATH": str(tmp_path)}, globs=(str(tmp_path / "nothing" / "nsys"),))
+    msg = str(e.value)
+    assert "NSYS" in msg and "install" in msg.lower() and "nsight-systems" in msg.lower()
+    assert isinstance(e.value, FileNotFoundError)
+
+
+def test_default_globs_cover_usual_places():
+    joined = " ".join(cap.NSYS_GLOBS)
+    for place in ("/opt/nvidia/nsight-systems", "/usr/local/cuda", "/opt/nvidia/nsight-compute/*/host/target-linux-x64"):
+        assert place in joined
+
+
+# ------------------------------------------------------------------ command lines
+
+def test_profile_command_defaults():
+    argv = cap.profile_command(["python", "x.py"], "traces/h100/fi_c64.nsys-rep", nsys="/x/nsys")
+    assert argv == ["/x/nsys", "profile", "-t", "cuda,nvtx", "--sample=none", "--cpuctxsw=none",
+                    "--capture-range=cudaProfilerApi", "--capture-range-end=stop", "--cuda-graph-trace=node",
+                    "-o", "traces/h100/fi_c64", "--force-overwrite=true", "python", "x.py"]
+
+
+def test_profile_command_options():
+    argv = cap.profile_command(["a"], "o", capture_range=None, cuda_graph_trace=None, trace="cuda",
+                               extra_args=["--stats=false"])
+    assert "--capture-range=cudaProfilerApi" not in argv and not any("cuda-graph" in a for a in argv)
+    assert argv[argv.index("-t") + 1] == "cuda" and argv[-2:] == ["--stats=false", "a"]
+    with pytest.raises(ValueError):
+        cap.profile_command([], "o")
+
+
+def test_workload_command_adds_capture_steps():
+    argv = cap.workload_command(["--backend", "flashinfer", "--concurrency", "64", "--osl", "512",
+                                 "--verify-tokens", "4"], python="python3")
+    assert argv == ["python3", "-m", "gdnlab.workload", "--backend", "flashinfer", "--concurrency", "64",
+                    "--osl", "512", "--verify-tokens", "4", "--capture-steps", "32"]
+    assert cap.workload_command(["--capture-steps=8"], python="p")[-1] == "--capture-steps=8"
+
+
+# ------------------------------------------------------------------ capture() with subprocess mocked
+
+class FakeRun:
+    """Stands in for subprocess.run: records argv, writes what nsys would write."""
+
+    def __init__(self, *, write_rep=True, write_sqlite=True, rc=0, export_rc=0):
+        self.calls: list[list[str]] = []
+        self.write_rep, self.write_sqlite, self.rc, self.export_rc = write_rep, write_sqlite, rc, export_rc
+
+    def __call__(self, argv, check=False, **kw):
+        self.calls.append(list(argv))
+        if argv[1] == "profile":
+            out = argv[argv.index("-o") + 1]
+            if self.write_rep:
+                Path(out + ".nsys-rep").write_bytes(b"rep")
+            return subprocess.CompletedProcess(argv, self.rc)
+        if argv[1] == "export":
+            if self.write_sqlite:
+                Path(argv[argv.index("-o") + 1]).write_bytes(b"db")
+            return subprocess.CompletedProcess(argv, self.export_rc)
+        raise AssertionError(argv)
+
+
+def test_capture_profiles_then_exports(tmp_path, monkeypatch):
+    fake = FakeRun()
+    monkeypatch.setattr(cap.subprocess, "run", fake)
+    out = tmp_path / "traces" / "h100" / "fi_c64"
+    res = cap.capture(["python", "x.py"], out, nsys="/opt/nsys")
+    assert res.rep_path == out.with_name("fi_c64.nsys-rep") and res.rep_path.exists()
+    assert res.sqlite_path == out.with_name("fi_c64.sqlite") and res.sqlite_path.exists()
+    assert res.returncode == 0 and res.command == fake.calls[0]
+    assert fake.calls[1] == ["/opt/nsys", "export", "--type", "sqlite", "-o", str(res.sqlite_path),
+                             "--force-overwrite=true", str(res.rep_path)]
+
+
+def test_capture_uses_find_nsys(tmp_path, monkeypatch):
+    fake = FakeRun()
+    monkeypatch.setattr(cap.subprocess, "run", fake)
+    monkeypatch.setattr(cap, "find_nsys", lambda: "/found/nsys")
+    cap.capture(["x"], tmp_path / "o", export_sqlite=False)
+    assert [c[0] for c in fake.calls] == ["/found/nsys"]        # no export call
+
+
+def test_capture_without_nsys_raises(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("NSYS", raising=False)
+    monkeypatch.setattr(cap, "NSYS_GLOBS", ())
+    real = cap.find_nsys
+    monkeypatch.setattr(cap, "find_nsys", lambda: real(globs=()))
+    calls = FakeRun()
+    monkeypatch.setattr(cap.subprocess, "run", calls)
+    with pytest.raises(cap.NsysNotFoundError, match="NSYS"):
+        cap.capture(["x"], tmp_path / "o")
+    assert calls.calls == []
+
+
+def test_capture_no_report_explains_capture_range(tmp_path, monkeypatch):
+    monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_rep=False, rc=1))
+    with pytest.raises(cap.CaptureError, match="cudaProfilerStart"):
+        cap.capture(["x"], tmp_path / "o", nsys="nsys")
+
+
+def test_capture_failed_export(tmp_path, monkeypatch):
+    monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_sqlite=False, export_rc=1))
+    with pytest.raises(cap.CaptureError, match="nsys export"):
+        cap.capture(["x"], tmp_path / "o", nsys="nsys")
+    res = cap.capture(["x"], tmp_path / "o", nsys="nsys", check=False)
+    assert res.sqlite_path is None and res.rep_path.exists()
+
+
+def test_capture_passes_command_returncode(tmp_path, monkeypatch):
+    monkeypatch.setattr(cap.subprocess, "run", FakeRun(rc=3))
+    assert cap.capture(["x"], tmp_path / "o", nsys="nsys").returncode == 3
+
+
+# ------------------------------------------------------------------ CLI
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="gdnlab capture")
+    cap.configure_parser(p)
+    return p.parse_args(argv)
+
+
+def test_cli_workload_one_command(tmp_path, monkeypatch, capsys):
+    fake = FakeRun()
+    monkeypatch.setattr(cap.subprocess, "run", fake)
+    monkeypatch.setattr(cap, "find_nsys", lambda: "/n/nsys")
+    out = tmp_path / "traces" / "h100" / "fi_c64"
+    args = _parse(["--workload", "--backend", "flashinfer", "--concurrency", "64", "--osl", "512",
+                   "--verify-tokens", "4", "--out", str(out)])
+    assert cap.run(args) == 0
+    prof = fake.calls[0]
+    i = prof.index("-m")
+    assert prof[i - 1] == sys.executable
+    assert prof[i:] == ["-m", "gdnlab.workload", "--backend", "flashinfer", "--concurrency", "64", "--osl",
+                        "512", "--verify-tokens", "4", "--capture-steps", "32"]
+    assert prof[prof.index("-o") + 1] == str(out)
+    assert "--capture-range=cudaProfilerApi" in prof and "--cuda-graph-trace=node" in prof
+    assert fake.calls[1][:4] == ["/n/nsys", "export", "--type", "sqlite"]
+    assert str(out) + ".sqlite" in capsys.readouterr().out
+
+
+def test_cli_dash_dash_command_and_own_options(capsys):
+    args = _parse(["--out", "t/x", "--dry-run", "--capture-range", "none", "--nsys", "/q/nsys",
+                   "--", "python3", "bench.py", "--flag"])
+    assert cap.run(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("/q/nsys profile") and lines[0].endswith("python3 bench.py --flag")
+    assert "capture-range" not in lines[0]
+    assert lines[1] == "/q/nsys export --type sqlite -o t/x.sqlite --force-overwrite=true t/x.nsys-rep"
+
+
+def test_cli_own_options_inside_workload_args(capsys):
+    args = _parse(["--workload", "-c", "8", "--dry-run", "--nsys-arg=--stats=false", "--no-export"])
+    assert cap.run(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and "--stats=false" in lines[0]
+    assert lines[0].endswith("-m gdnlab.workload -c 8 --capture-steps 32")
+
+
+def test_cli_needs_something_to_capture():
+    with pytest.raises(ValueError, match="nothing to capture"):
+        cap.run(_parse(["--out", "x"]))
+
+
+def test_cli_without_nsys_returns_2(tmp_path, monkeypatch, capsys):
+    def missing():
+        raise cap.NsysNotFoundError("nsys not found; set $NSYS")
+    monkeypatch.setattr(cap, "find_nsys", missing)
+    assert cap.run(_parse(["--out", str(tmp_path / "o"), "--", "true"])) == 2
+    assert "NSYS" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_capture_with_fake_nsys_script(tmp_path, monkeypatch):
+    """End to end through a real subprocess: a shell script plays nsys."""
+    script = tmp_path / "nsys"
+    script.write_text('#!/bin/sh\n'
+                      'if [ "$1" = profile ]; then while [ "$1" != -o ]; do shift; done; : > "$2.nsys-rep"; exit 0; fi\n'
+                      'if [ "$1" = export ]; then while [ "$1" != -o ]; do shift; done; : > "$2"; exit 0; fi\n'
+                      'exit 9\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("NSYS", str(script))
+    res = cap.capture(["true"], tmp_path / "out" / "run1")
+    assert res.rep_path.exists() and res.sqlite_path.exists() and res.returncode == 0
