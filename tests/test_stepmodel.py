@@ -1,0 +1,147 @@
+"""Step-time model and serving simulation (gdnlab.stepmodel): monotonicity, speculation economics,
+the max-running-requests cap, hand-checkable schedules, measured-row interpolation, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gdnlab.hardware import spec_for
+from gdnlab.stepmodel import (SEED_SPEC, FittedParams, ServedModel, SpecConfig, StepModel, Workload, project,
+                              seed_model, simulate_serving)
+
+PARAMS = FittedParams(pass_us=2000.0, request_us=50.0, token_us=40.0, kv_mtoken_us=1000.0, prefill_pass_us=30000.0,
+                      source="hand-set for tests")
+
+
+@pytest.fixture(scope="module")
+def sm():
+    return StepModel("GB200", params=PARAMS)
+
+
+def test_served_model_matches_its_name():
+    m = ServedModel()
+    assert abs(m.total_params / 397e9 - 1) < 0.01       # "397B"
+    assert abs(m.active_params / 17e9 - 1) < 0.10       # "A17B"
+    assert m.kv_heads_per_gpu == 1 and m.kv_bytes_per_token_layer == 2 * 256 * 2
+    assert m.gdn.HV == 16 and m.gdn.num_gdn_layers == 45 and m.num_full_attn_layers == 15
+    assert m.weight_bytes(512) > m.weight_bytes(16) > m.weight_bytes(1)   # more experts touched
+    assert m.weight_bytes(10_000) == pytest.approx(m.weight_bytes(100_000), rel=1e-6)  # all experts
+
+
+@pytest.mark.parametrize("spec", [None, SEED_SPEC])
+@pytest.mark.parametrize("backend", ["flashinfer", "triton"])
+def test_tpot_grows_with_concurrency_and_context(sm, backend, spec):
+    ns = [1, 2, 4, 8, 16, 32, 64, 128]
+    tpot = [sm.steady_tpot_ms(backend, n, 300, spec) for n in ns]
+    assert all(b > a for a, b in zip(tpot, tpot[1:]))
+    ctx = [32, 256, 1024, 4096]
+    by_ctx = [sm.steady_tpot_ms(backend, 64, c, spec) for c in ctx]
+    assert all(b > a for a, b in zip(by_ctx, by_ctx[1:]))
+    thr = [sm.steady_throughput(backend, n, 300, spec) for n in ns]
+    assert thr[-1] > thr[0]
+
+
+def test_simulated_tpot_grows_with_concurrency(sm):
+    df = project(sm, backends=("flashinfer",), concurrencies=(1, 8, 64), osls=(128,), num_prompts=64,
+                 specs={"MTP": SEED_SPEC})
+    assert (df["status"] == "projected").all()
+    assert df["mean_tpot_ms"].is_monotonic_increasing
+
+
+def test_verify_cost_grows_with_T_and_batch(sm):  # noqa: N802
+    t = [sm.gdn_call_us("flashinfer", "verify", 64, T) for T in (1, 2, 4, 8)]
+    assert all(b > a for a, b in zip(t, t[1:]))
+    b = [sm.gdn_call_us("flashinfer", "verify", n, 4) for n in (1, 8, 64, 256)]
+    assert all(y > x for x, y in zip(b, b[1:]))
+    # Triton is modelled slower than FlashInfer (flashinfer#2405)
+    assert sm.gdn_call_us("triton", "verify", 64, 4) > sm.gdn_call_us("flashinfer", "verify", 64, 4)
+
+
+@pytest.mark.parametrize("n", [1, 16, 128])
+def test_speculation_pays_at_high_acceptance_not_at_one(sm, n):
+    for T in (2, 4, 6):
+        assert sm.speedup("flashinfer", n, 300, float(T), T) > 1.0
+        assert sm.speedup("flashinfer", n, 300, 1.0, T) < 1.0
+        be = sm.break_even_accept_len("flashinfer", n, 300, T)
+        assert 1.0 < be
+        if be < T:
+            assert sm.speedup("flashinfer", n, 300, be, T) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_seed_fitted_model_break_even_rises_with_concurrency():
+    m = seed_model("before_fix")
+    be = [m.break_even_accept_len("flashinfer_pre3147", n, 300, 4) for n in (1, 16, 128)]
+    assert 1.0 < be[0] < be[1] < be[2] < 4.0
+    assert 0.0 < m.gdn_share("flashinfer_pre3147", 128, 300, SEED_SPEC) < 0.5
+
+
+def test_single_request_schedule_by_hand(sm):
+    wl = Workload(isl=8, osl=5, num_prompts=1, concurrency=1, range_ratio=1.0)  # fixed lengths
+    plain = simulate_serving(sm, "flashinfer", wl)
+    assert plain.prefill_passes == 1 and plain.iterations == 4          # tokens 2..5, one per step
+    mtp = simulate_serving(sm, "flashinfer", wl, SEED_SPEC)
+    assert mtp.iterations == 2                                            # 1 -> 4.175 -> 5
+    # TPOT = decode time / (len - 1), evaluated by hand from the step model
+    steps = [sm.iteration("flashinfer", 1, 8 + k, None) for k in range(1, 5)]
+    by_hand = sum(sum(p.values()) + PARAMS.vector() @ f for p, f in steps) / 4 / 1e3
+    assert plain.tpot_ms(PARAMS) == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_max_running_caps_effective_concurrency(sm):
+    wl = Workload(osl=256, num_prompts=256)  # the seed's OSL sweep shape: 256 prompts, rate inf
+    assert wl.effective_concurrency == 128
+    run = simulate_serving(sm, "flashinfer", wl)
+    assert run.mean_batch <= 128
+    c128 = simulate_serving(sm, "flashinfer", Workload(osl=128, num_prompts=256, concurrency=128), SEED_SPEC)
+    c256 = simulate_serving(sm, "flashinfer", Workload(osl=128, num_prompts=256, concurrency=256), SEED_SPEC)
+    assert c256.tpot_ms(PARAMS) == pytest.approx(c128.tpot_ms(PARAMS), rel=0.02)
+
+
+def test_measured_rows_are_interpolated():
+    batches = [1, 4, 16, 64, 256]
+    rows = [{"backend": be, "mode": mode, "batch": b, "draft_tokens": T, "state_dtype": "bfloat16",
+             "time_us": c * b ** 0.8}
+            for be, c in (("flashinfer", 2.0), ("triton", 3.0)) for mode, T in (("decode", 1), ("verify", 4))
+            for b in batches]
+    m = StepModel("GB200", params=PARAMS, gdn_rows=pd.DataFrame(rows))
+    assert m.gdn_call_us("flashinfer", "verify", 16, 4) == pytest.approx(2.0 * 16 ** 0.8)
+    assert m.gdn_call_us("triton", "decode", 32, 1) == pytest.approx(3.0 * 32 ** 0.8, rel=1e-9)
+    assert m.gdn_call_us("flashinfer", "decode", 1024, 1) == pytest.approx(2.0 * 1024 ** 0.8, rel=1e-9)
+    assert m.step_us("triton", 32, 300) > m.step_us("flashinfer", 32, 300)
+    with pytest.raises(ValueError, match="draft_tokens=3"):
+        m.gdn_call_us("flashinfer", "verify", 16, 3)
+    with pytest.raises(ValueError, match="missing columns"):
+        StepModel(gdn_rows=pd.DataFrame({"batch": [1]}))
+
+
+def test_sm90_projection_differs_from_sm100():
+    h100 = StepModel("H100-SXM", model=ServedModel.qwen35_397b(tp=8, weights="fp8"), params=PARAMS)
+    gb = StepModel("GB200", params=PARAMS)
+    assert h100.gpu.sm == "sm90" and gb.gpu.sm == "sm100"
+    assert h100.gpu.peak_hbm_gbps == spec_for("H100-SXM").peak_hbm_gbps
+    assert h100.model.gdn.HV == 8
+    assert h100.model.weight_gb_per_gpu() < spec_for("H100-SXM").hbm_gib
+    assert h100.gdn_call_us("flashinfer", "verify", 64, 4) > gb.gdn_call_us("flashinfer", "verify", 32, 4)
+
+
+@pytest.mark.parametrize("call, word", [
+    (lambda m: m.step_us("cuda-magic", 4, 10), "backend"),
+    (lambda m: m.step_us("flashinfer", 0, 10), "n"),
+    (lambda m: m.step_us("flashinfer", 4, -1), "ctx_per_request"),
+    (lambda m: m.speedup("flashinfer", 4, 10, 5.0, 4), "accept_len"),
+    (lambda m: Workload(osl=0), "osl"),
+    (lambda m: Workload(range_ratio=2.0), "range_ratio"),
+    (lambda m: SpecConfig(num_steps=0), "num_steps"),
+    (lambda m: FittedParams(pass_us=-1.0), "pass_us"),
+    (lambda m: simulate_serving(m, "flashinfer", "osl=10"), "workload"),
+    (lambda m: StepModel("TPUv9"), "unknown GPU"),
+])
+def test_bad_input_raises_value_error(sm, call, word):
+    with pytest.raises(ValueError, match=word):
+        call(sm)
+
+
+def test_fitted_params_round_trip():
+    v = PARAMS.vector()
+    assert np.array_equal(FittedParams.from_vector(v).vector(), v)
