@@ -20,10 +20,12 @@ def add_provenance(fig, text: str, *, size: int = 10):
         else:
             cur = cand
     lines.append(cur)
-    fig.add_annotation(text="<br>".join(lines), xref="paper", yref="paper", x=0, y=-0.12, xanchor="left",
+    # Anchored at the bottom of the plot area and pushed down in pixels, below tick labels and the
+    # x-axis title (a paper-fraction offset would collide with them on short figures).
+    fig.add_annotation(text="<br>".join(lines), xref="paper", yref="paper", x=0, y=0, yshift=-62, xanchor="left",
                        yanchor="top", showarrow=False, align="left", font={"size": size, "color": "#555"},
                        name="provenance")
-    margin_b = 60 + 14 * len(lines)
+    margin_b = 80 + 14 * len(lines)
     fig.update_layout(margin={"b": max(margin_b, (fig.layout.margin.b or 0))})
     fig.layout.meta = {**(fig.layout.meta or {}), "provenance": str(text)} if isinstance(fig.layout.meta, dict) \
         else {"provenance": str(text)}
