@@ -7,7 +7,14 @@
 set -euo pipefail
 
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"
+    elif [ ! -x /usr/bin/chromium ]; then
+        echo "install_browser.sh: not root and no password-less sudo: Chromium not installed;" \
+             "the browser test will skip and say so (the other tests run)." >&2
+        exit 0
+    fi
+fi
 
 if [ -x /usr/bin/chromium ]; then
     echo "chromium already installed: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
