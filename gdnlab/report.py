@@ -371,6 +371,16 @@ def sweep_data(path: str | os.PathLike | None, *, live: bool = False,
     return load(load_results, path, what="sweep results", hint=hint, status="measured")
 
 
+def concat_available(*frames: Any) -> Any:
+    """``pandas.concat`` of the frames that loaded; the first :class:`Missing` when none did."""
+    import pandas as pd
+
+    got = [f for f in frames if not isinstance(f, Missing)]
+    if not got:
+        return next(f for f in frames if isinstance(f, Missing))
+    return pd.concat(got, ignore_index=True) if len(got) > 1 else got[0]
+
+
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, or the first :class:`Missing` among the arguments (nothing is called).
 

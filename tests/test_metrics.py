@@ -554,3 +554,24 @@ def test_nsight_python_rows_become_the_same_frame(manifest):
     assert list(df["duration_us"]) == [3.0, 6.0]                   # sums stay sums
     assert list(df["achieved_occupancy_pct"]) == [40.0, 40.0]      # summed percentages become the mean
     assert df.loc[0, "dram_read_bytes"] == 2e6 and df["engine"].eq("nsight-python").all()
+
+
+REAL_SWEEP = Path(__file__).resolve().parents[1] / "traces" / "h100" / "sweep.parquet"
+REAL_SWEEP_FP32I = REAL_SWEEP.with_name("sweep_triton_bf16verify_fp32intermediate.parquet")
+REAL_METRICS = REAL_SWEEP.with_name("ncu_metrics.parquet")
+
+
+@pytest.mark.skipif(not (REAL_SWEEP.exists() and REAL_METRICS.exists()), reason="shipped H100 sweep/metrics absent")
+def test_compare_with_real_h100_sweep_uses_only_comparable_rows():
+    """Eager, pool-scoped and rejected sweep rows are left out, intermediates of another dtype never
+    joined; at B=256 (state far larger than L2) counters and formula agree within 10 %."""
+    m = pd.read_parquet(REAL_METRICS)
+    s = pd.concat([pd.read_parquet(REAL_SWEEP), pd.read_parquet(REAL_SWEEP_FP32I)], ignore_index=True)
+    c = compare_with_sweep(m, s)
+    assert (c["sweep_rows"].dropna() == 1).all(), "one graph-timed batch-scoped row per configuration"
+    big = c[(c["batch"] == 256) & (c["state_dtype"] == "float32")]
+    assert len(big) == 4 and big["agree"].all(), big[["backend", "mode", "bw_ratio"]]
+    # without the fp32-intermediate rows, Triton's bf16 verify (profiled with fp32 intermediates) finds no match
+    c2 = compare_with_sweep(m, pd.read_parquet(REAL_SWEEP))
+    tv = c2[(c2["backend"] == "triton") & (c2["mode"] == "verify") & (c2["state_dtype"] == "bfloat16")]
+    assert tv["sweep_time_us"].isna().all()

@@ -55,6 +55,20 @@ def normalize_sweep(sweep_df: pd.DataFrame, time_col: str | None = None) -> tupl
                              "pass time_col=")
     elif time_col not in s:
         raise ValueError(f"time_col {time_col!r} is not a column of sweep_df")
+    # Only rows comparable with a profiled kernel: measured ("ok"), CUDA-graph timed (eager adds host
+    # launch overhead), batch-scoped intermediates, one call per sample.
+    keep = pd.Series(True, index=s.index)
+    if "status" in s:
+        keep &= s["status"].astype(str).eq("ok")
+    if "timing" in s and s["timing"].astype(str).eq("graph").any():
+        keep &= s["timing"].astype(str).eq("graph")
+    if "intermediate" in s:
+        keep &= ~s["intermediate"].astype(str).eq("pool")
+    if "rotate" in s:
+        keep &= ~s["rotate"].fillna(False).astype(bool)
+    s = s[keep].copy()
+    if s.empty:
+        raise ValueError("sweep_df has no measured (status 'ok', graph-timed, batch-scoped) rows to compare with")
     scale = 1e3 if time_col in _TIME_MS else 1.0
     s["sweep_time_us"] = pd.to_numeric(s[time_col], errors="coerce") * scale
     s["backend"] = s["backend"].astype(str).str.strip().str.lower()
@@ -131,6 +145,11 @@ def compare_with_sweep(metrics_df: pd.DataFrame, sweep_df: pd.DataFrame, *, time
         notes.append("sweep presets do not match the profiled preset and it has no H/HV/K/V: joined without shape")
     if match_gpu and "gpu" in s and "gpu" in m and m["gpu"].notna().any():
         keys.append("gpu")
+    if "intermediate_dtype" in s and "intermediate_dtype" in m:
+        # a verify writing fp32 intermediates moves twice the bytes of one writing bf16: never mix them
+        for f in (s, m):
+            f["intermediate_dtype"] = f["intermediate_dtype"].astype("string").fillna("n/a")
+        keys.append("intermediate_dtype")
     agg = s.groupby(keys, dropna=False).agg(sweep_time_us=("sweep_time_us", "median"),
                                             sweep_rows=("sweep_time_us", "size")).reset_index()
     out = m.merge(agg, on=keys, how="left")
