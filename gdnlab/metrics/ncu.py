@@ -169,6 +169,16 @@ def ncu_version(ncu: str) -> tuple[tuple[int, int, int, int] | None, str]:
 
 
 # ---------------------------------------------------------------------------------------- commands
+def check_options(gate: str, clock_control: str, cache_control: str) -> None:
+    """``ValueError`` naming the option for a gate / clock-control / cache-control ncu does not take."""
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+    if clock_control not in ("none", "base"):
+        raise ValueError(f"clock_control must be 'none' or 'base', got {clock_control!r}")
+    if cache_control not in ("all", "none"):
+        raise ValueError(f"cache_control must be 'all' or 'none', got {cache_control!r}")
+
+
 def build_profile_command(ncu: str, app_argv: list[str], *, report_base: str | os.PathLike,
                           metrics: list[str] | tuple[str, ...] | None = None, gate: str = "profiler-api",
                           clock_control: str = "none", cache_control: str = "all", replay_mode: str = "kernel",
@@ -187,12 +197,7 @@ def build_profile_command(ncu: str, app_argv: list[str], *, report_base: str | o
       bytes are the cold-cache traffic the roofline byte formula assumes and passes agree.
     * ``kernel_regex``: optional ``--kernel-name regex:`` filter (the marker kernel is always let through).
     """
-    if gate not in GATES:
-        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-    if clock_control not in ("none", "base"):
-        raise ValueError(f"clock_control must be 'none' or 'base', got {clock_control!r}")
-    if cache_control not in ("all", "none"):
-        raise ValueError(f"cache_control must be 'all' or 'none', got {cache_control!r}")
+    check_options(gate, clock_control, cache_control)
     if replay_mode not in ("kernel", "application"):
         raise ValueError(f"replay_mode must be 'kernel' or 'application', got {replay_mode!r}")
     if not app_argv:

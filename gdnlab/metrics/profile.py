@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ncu import (GATES, GDN_KERNEL_REGEX, MARKER_KERNEL, METRICS, build_import_command, build_profile_command,
+from .ncu import (check_options, GDN_KERNEL_REGEX, MARKER_KERNEL, METRICS, build_import_command, build_profile_command,
                   find_ncu, metric_errors_in_log, metric_names, ncu_version, parse_raw_csv, to_base_unit)
 
 __all__ = ["profile_kernels", "assemble", "attribute_kernels", "summarize_calls", "format_table", "JOIN_KEYS",
@@ -348,12 +348,7 @@ def profile_kernels(backends=DEFAULT_BACKENDS, modes=MODES, batches=(1, 16, 64, 
 
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if gate not in GATES:
-        raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
-    if clock_control not in ("none", "base"):
-        raise ValueError(f"clock_control must be 'none' or 'base', got {clock_control!r}")
-    if cache_control not in ("all", "none"):
-        raise ValueError(f"cache_control must be 'all' or 'none', got {cache_control!r}")
+    check_options(gate, clock_control, cache_control)
     if not isinstance(repeats, int) or not 1 <= repeats <= 10:
         raise ValueError(f"repeats must be an integer in 1..10, got {repeats!r}")
     if not isinstance(warmup, int) or warmup < 1:
