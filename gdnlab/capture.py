@@ -153,7 +153,8 @@ def capture(cmd: list[str], out: str | Path, *, capture_range: str | None = "cud
             trace: str = "cuda,nvtx", cuda_graph_trace: str | None = "node", extra_args: Sequence[str] = (),
             export_sqlite: bool = True, nsys: str | None = None, check: bool = True) -> CaptureResult:
     """Run ``cmd`` under ``nsys profile`` writing ``OUT.nsys-rep`` (``out`` with or without suffix;
-    its folder is created), then ``nsys export`` it to ``OUT.sqlite`` when ``export_sqlite``.
+    its folder is created; an ``OUT.nsys-rep`` already there is replaced, as ``--force-overwrite=true``
+    does), then ``nsys export`` it to ``OUT.sqlite`` when ``export_sqlite``.
 
     Raises :class:`NsysNotFoundError` without nsys, and :class:`CaptureError` (when ``check``) if no
     report was written (e.g. the command never called cudaProfilerStart under the default capture
@@ -164,8 +165,9 @@ def capture(cmd: list[str], out: str | Path, *, capture_range: str | None = "cud
     base.parent.mkdir(parents=True, exist_ok=True)
     argv = profile_command(cmd, base, nsys=exe, capture_range=capture_range, trace=trace,
                            cuda_graph_trace=cuda_graph_trace, extra_args=extra_args)
-    proc = subprocess.run(argv, check=False)
     rep = base.with_name(base.name + ".nsys-rep")
+    rep.unlink(missing_ok=True)   # nsys overwrites it anyway; a stale one must not pass for this run's
+    proc = subprocess.run(argv, check=False)
     if not rep.exists():
         if check:
             hint = (" With --capture-range=cudaProfilerApi only work between cudaProfilerStart/Stop is "

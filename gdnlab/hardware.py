@@ -21,7 +21,7 @@ class GPUSpec:
         sm_count: streaming multiprocessors.
         peak_hbm_gbps: peak HBM bandwidth in GB/s (1 GB = 1e9 bytes).
         hbm_gib: memory size in GiB (marketing GB values converted where the vendor gives GB).
-        l2_mb: L2 cache size in MB.
+        l2_mb: L2 cache size in MiB (2**20 bytes; vendors say "50 MB" for the H100's 50 MiB).
         source: where the numbers come from.
     """
 
@@ -37,7 +37,7 @@ class GPUSpec:
     @property
     def sm(self) -> str:
         """SM version string, e.g. ``"sm90"``."""
-        return f"sm{self.sm_major}{self.sm_minor}"
+        return sm_string(self.sm_major, self.sm_minor)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -103,8 +103,8 @@ def detect(device: int | None = None) -> GPUSpec | None:
         base = spec_for(props.name)
     except ValueError:
         return GPUSpec(props.name, props.major, props.minor, props.multi_processor_count, float("nan"),
-                       props.total_memory / 2**30, getattr(props, "L2_cache_size", 0) / 1e6,
+                       props.total_memory / 2**30, getattr(props, "L2_cache_size", 0) / 2**20,
                        "torch.cuda.get_device_properties (not in gdnlab's table: no peak bandwidth)")
     return GPUSpec(base.name, props.major, props.minor, props.multi_processor_count, base.peak_hbm_gbps,
-                   props.total_memory / 2**30, getattr(props, "L2_cache_size", 0) / 1e6 or base.l2_mb,
+                   props.total_memory / 2**30, getattr(props, "L2_cache_size", 0) / 2**20 or base.l2_mb,
                    base.source)

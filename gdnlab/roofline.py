@@ -82,5 +82,8 @@ def gdn_flops(shape: GDNShape, batch: int, draft_tokens: int = 1) -> int:
 
 
 def floor_time_us(total_bytes: int, peak_gbps: float) -> float:
-    """Memory-roofline floor in microseconds: bytes / peak bandwidth (GB/s = 1e9 B/s)."""
+    """Memory-roofline floor in microseconds: bytes / peak bandwidth (GB/s = 1e9 B/s). A NaN peak
+    (unknown GPU, see :func:`gdnlab.hardware.detect`) gives NaN."""
+    if not peak_gbps > 0 and peak_gbps == peak_gbps:
+        raise ValueError(f"peak_gbps must be > 0 GB/s, got {peak_gbps!r}")
     return total_bytes / (peak_gbps * 1e9) * 1e6

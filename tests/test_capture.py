@@ -143,6 +143,13 @@ def test_capture_no_report_explains_capture_range(tmp_path, monkeypatch):
         cap.capture(["x"], tmp_path / "o", nsys="nsys")
 
 
+def test_capture_stale_report_is_not_taken_for_a_new_one(tmp_path, monkeypatch):
+    (tmp_path / "o.nsys-rep").write_bytes(b"old report")
+    monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_rep=False, rc=1))
+    with pytest.raises(cap.CaptureError, match="wrote no"):
+        cap.capture(["x"], tmp_path / "o", nsys="nsys")
+
+
 def test_capture_failed_export(tmp_path, monkeypatch):
     monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_sqlite=False, export_rc=1))
     with pytest.raises(cap.CaptureError, match="nsys export"):

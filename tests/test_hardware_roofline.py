@@ -43,5 +43,8 @@ def test_bytes_verify_and_padding():
     assert b.intermediate_write == 60 * 4 * 16 * 128 * 128 * 4
     assert gdn_flops(s, 64, 4) == 6 * 64 * 4 * 16 * 128 * 128
     assert math.isclose(floor_time_us(3_350_000, 3350.0), 1.0)
+    assert math.isnan(floor_time_us(3_350_000, float("nan")))      # unknown GPU: no invented floor
+    with pytest.raises(ValueError, match="peak_gbps"):
+        floor_time_us(3_350_000, 0.0)
     with pytest.raises(ValueError):
         gdn_bytes(s, 4, 1, mode="prefill")

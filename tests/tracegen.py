@@ -9,8 +9,9 @@ Two ways to describe a trace, both ending in a :class:`Synthetic` (plain DataFra
 Writers:
 
 * :func:`write_nsys_sqlite` in three schema flavours (``SCHEMAS``): ``"2025.3"`` (the columns and
-  tables nsys 2025.3.1 writes: graphNodeId, greenContextId, NVTX domainId/textId, StringIds ids for
-  kernel names, TARGET_INFO_GPU, META_DATA_EXPORT, ...), ``"2021"`` (an older export: no
+  tables nsys 2025.3.2 writes, as in the real exports under traces/h100/: graphNodeId,
+  greenContextId, NVTX domainId/textId, StringIds ids for kernel names, TARGET_INFO_GPU with
+  computeMajor/Minor and clockRate in Hz, a bare TARGET_INFO_CUDA_DEVICE, META_DATA_EXPORT, ...), ``"2021"`` (an older export: no
   graphNodeId/greenContextId, NVTX text inline only, no domains, no TARGET_INFO_GPU, no META_DATA_*)
   and ``"minimal"`` (only what a stripped export keeps: shortName ids, no globalPid, no grid/block);
 * :func:`write_kineto_json` (PyTorch profiler chrome trace, optionally gzipped).
@@ -36,7 +37,7 @@ NVTX_DOMAIN_CREATE = 75
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "major": 9, "minor": 0, "sm_count": 132,
         "total_memory": 85_520_809_984, "memory_bandwidth": 3_352_320_000_000, "chip": "GH100",
-        "l2": 52_428_800, "clock_khz": 1_980_000}
+        "l2": 52_428_800, "clock_hz": 1_980_000_000}
 
 KERNEL_COLUMNS = ["name", "short_name", "start", "end", "device", "stream", "corr", "gpid",
                   "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z", "graph_node_id"]
@@ -366,25 +367,25 @@ def _write_2025_metadata(db: sqlite3.Connection, syn: Synthetic) -> None:
         CREATE TABLE TARGET_INFO_SESSION_START_TIME (utcEpochNs INTEGER, utcTime TEXT, localTime TEXT);
         CREATE TABLE TARGET_INFO_GPU (vmId INTEGER NOT NULL, id INTEGER NOT NULL, name TEXT, busLocation TEXT,
             isDiscrete INTEGER, l2CacheSize INTEGER, totalMemory INTEGER, memoryBandwidth INTEGER,
-            clockRate INTEGER, smCount INTEGER, pciDeviceId INTEGER, chipName TEXT, uuid TEXT);
-        CREATE TABLE TARGET_INFO_CUDA_DEVICE (gpuId INTEGER, cudaId INTEGER, pid INTEGER, uuid TEXT,
-            numMultiprocessors INTEGER, computeCapabilityMajor INTEGER, computeCapabilityMinor INTEGER);
+            clockRate INTEGER, smCount INTEGER, pwGpuId INTEGER, uuid TEXT, luid INTEGER, chipName TEXT,
+            cuDevice INTEGER, computeMajor INTEGER, computeMinor INTEGER, smMajor INTEGER, smMinor INTEGER);
+        CREATE TABLE TARGET_INFO_CUDA_DEVICE (gpuId INTEGER, cudaId INTEGER NOT NULL, pid INTEGER NOT NULL);
         CREATE TABLE CUDA_GRAPH_NODE_EVENTS (start INTEGER NOT NULL, end INTEGER, globalTid INTEGER,
             graphNodeId INTEGER, originalGraphNodeId INTEGER, graphId INTEGER);
     """)
     db.executemany("INSERT INTO META_DATA_EXPORT VALUES (?, ?)", [
-        ("EXPORT_SCHEMA_VERSION", "3.25.4"), ("EXPORT_PRODUCT_VERSION", syn.nsys_version),
+        ("EXPORT_SCHEMA_VERSION", "3.20.3"), ("EXPORT_PRODUCT_VERSION", syn.nsys_version),
         ("EXPORT_PARAM_LAZY", "false")])
     db.executemany("INSERT INTO META_DATA_CAPTURE VALUES (?, ?)", [
         ("CAPTURE_EVENT_TYPE", "Cuda"), ("CAPTURE_EVENT_TYPE", "NvtxEvents")])
     db.execute("INSERT INTO TARGET_INFO_SESSION_START_TIME VALUES (?, ?, ?)",
                (syn.session_start_utc_ns, "2026-09-21T10:00:00Z", "2026-09-21T10:00:00"))
     for i, g in enumerate(syn.gpus):
-        db.execute("INSERT INTO TARGET_INFO_GPU VALUES (0, ?, ?, '0000:1b:00.0', 1, ?, ?, ?, ?, ?, 8996, ?, ?)",
-                   (i, g["name"], g["l2"], g["total_memory"], g["memory_bandwidth"], g["clock_khz"],
-                    g["sm_count"], g["chip"], f"GPU-{i:08x}"))
-        db.execute("INSERT INTO TARGET_INFO_CUDA_DEVICE VALUES (?, ?, 4242, ?, ?, ?, ?)",
-                   (i, i, f"GPU-{i:08x}", g["sm_count"], g["major"], g["minor"]))
+        db.execute("INSERT INTO TARGET_INFO_GPU VALUES (0, ?, ?, '0000:1b:00.0', 1, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, "
+                   "?, ?, ?, ?)",
+                   (i, g["name"], g["l2"], g["total_memory"], g["memory_bandwidth"], g["clock_hz"],
+                    g["sm_count"], f"GPU-{i:08x}", g["chip"], i, g["major"], g["minor"], g["major"], g["minor"]))
+        db.execute("INSERT INTO TARGET_INFO_CUDA_DEVICE VALUES (?, ?, 4242)", (i, i))
 
 
 # --------------------------------------------------------------------------- Kineto writer

@@ -479,7 +479,7 @@ _CANDIDATES = {
     "sm_count": ("smCount", "numMultiprocessors", "multiProcessorCount", "numSms"),
     "memory_bytes": ("totalMemory", "globalMemorySize", "totalGlobalMem"),
     "memory_bandwidth_bytes_per_s": ("memoryBandwidth",),
-    "clock_rate_khz": ("clockRate",),
+    "clock_rate_hz": ("clockRate",),          # nsys TARGET_INFO_GPU.clockRate is in Hz (1980000000 on H100)
     "l2_cache_bytes": ("l2CacheSize",),
     "chip": ("chipName",),
     "uuid": ("uuid",),
