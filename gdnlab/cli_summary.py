@@ -1,7 +1,8 @@
 """``gdnlab summary``: run the reference kernel on a preset shape and print a small table.
 
-Checks on the spot the contract's two identities — verify of T tokens equals T decodes, and
-commit(accepted=j) equals j decodes — and shows the roofline bytes of each call.
+Checks on the spot the contract's identities — verify of T tokens equals T decodes (outputs and the
+state after token T), and commit(accepted=T) equals T decodes (the whole pool) — and shows the
+roofline bytes of each call.
 """
 from __future__ import annotations
 
@@ -49,10 +50,14 @@ def summarize(preset_name: str, tp: int, batches: list[int], T: int, state_dtype
         t_decode = (time.perf_counter() - t0) * 1e6 / T
         err_o = (torch.cat(outs, 1).float() - o.float()).abs().max().item()
         err_s = (ref[idx.long()].float() - inter[:, T - 1].float()).abs().max().item()
+        committed = pool.tensor.clone()                    # commit(accepted=T) == T decodes
+        be.commit(committed, idx, inter, torch.full((B,), T, dtype=torch.int32, device=idx.device))
+        err_c = (committed.float() - ref.float()).abs().max().item()
         rows.append({"batch": B, "T": T, "decode_us_per_token": round(t_decode, 1), "verify_us": round(t_verify, 1),
                      "decode_MB": gdn_bytes(shape, B, 1, mode="decode").total / 1e6,
                      "verify_MB": gdn_bytes(shape, B, T, mode="verify").total / 1e6,
-                     "max|o_verify - o_decodes|": err_o, "max|S_T - decode^T|": err_s})
+                     "max|o_verify - o_decodes|": err_o, "max|S_T - decode^T|": err_s,
+                     "max|commit(T) - decode^T|": err_c})
     return shape, pd.DataFrame(rows)
 
 

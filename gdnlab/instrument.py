@@ -180,7 +180,7 @@ def _l2_bytes(device: torch.device) -> int:
     if l2 <= 0:
         from .hardware import detect
         spec = detect(device.index)
-        l2 = int((spec.l2_mb if spec else 50.0) * 1e6)
+        l2 = int((spec.l2_mb if spec else 50.0) * 2**20)
     return l2
 
 

@@ -67,6 +67,8 @@ class StatePool:
 
     def alloc(self, n: int) -> torch.Tensor:
         """Slots for ``n`` new requests (int32, on the pool's device)."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0 (slots to allocate), got {n!r}")
         if n > len(self._free):
             raise PoolFullError(f"asked for {n} slots, {len(self._free)} of {self.capacity} free")
         got = [self._free.pop() for _ in range(n)]
@@ -79,6 +81,8 @@ class StatePool:
         bad = [s for s in vals if s not in held]
         if bad:
             raise ValueError(f"cannot free slots {bad}: not currently allocated (slot 0 is reserved)")
+        if len(set(vals)) != len(vals):  # freeing one slot twice would hand it to two requests later
+            raise ValueError(f"cannot free slots {vals}: a slot is listed twice")
         self._free.extend(sorted(vals, reverse=True))
 
     def batch_indices(self, slots: torch.Tensor, pad_to: int | None = None) -> torch.Tensor:

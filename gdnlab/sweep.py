@@ -461,8 +461,7 @@ def pool_scoped_verify(backend, x, pool: torch.Tensor, idx: torch.Tensor, buf: t
     if getattr(backend, "name", "") == "flashinfer" and hasattr(backend, "kernels"):
         fi = backend.kernels
         q, k, v, a, b, A_log, dt_bias = (t.contiguous() for t in args)
-        A = A_log.detach().float()
-        dt = dt_bias.detach() if dt_bias.dtype in (torch.float32, torch.bfloat16) else dt_bias.float()
+        A, dt = backend._gates(A_log, dt_bias)        # float32 A_log, bf16/fp32 dt_bias, as the backend passes
         scale = float(q.shape[-1]) ** -0.5
         idx32 = idx.to(torch.int32)
         if pool.dtype == torch.bfloat16:
@@ -593,7 +592,7 @@ def measure_point(pt: dict, ctx: _Context) -> dict:
                 out = be.decode(*x.args(), check_pool, idx, validate=True)
                 call_desc = f"{be.name}.decode"
             elif pt["intermediate"] == "pool":
-                fn_pool, call_desc = pool_scoped_verify(be, x, pool, idx, buf)
+                fn_pool, call_desc = pool_scoped_verify(be, x, pool, idx, buf, validate=True)
                 try:
                     out = _first_output(fn_pool())
                 except (torch.cuda.OutOfMemoryError, KeyboardInterrupt):
@@ -719,6 +718,8 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
     from .provenance import collect
 
     cfg.validate()
+    if cfg.device and torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={cfg.device!r} asks for CUDA, but no CUDA device is available here")
     device = torch.device(cfg.device) if cfg.device else (
         torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu"))
     if device.type == "cuda" and device.index is None:

@@ -217,8 +217,12 @@ class DecodeWorkload:
         if layers is not None and layers > shape.num_gdn_layers:
             raise ValueError(f"layers={layers} exceeds the {shape.num_gdn_layers} GDN layers of {shape.name}")
         if isinstance(backend, str):
+            from .kernels import BackendUnavailable
             from .sweep import SGLANG_LIKE_OPTIONS, make_backend
-            self.backend = make_backend(backend, SGLANG_LIKE_OPTIONS.get(backend.strip().lower()))
+            try:
+                self.backend = make_backend(backend, SGLANG_LIKE_OPTIONS.get(backend.strip().lower()))
+            except BackendUnavailable as exc:
+                raise ValueError(f"backend={backend!r}: {exc}") from None
         else:
             self.backend = backend
         self.shape = shape
@@ -229,6 +233,8 @@ class DecodeWorkload:
         self.state_dtype = dtype_from_name(shape.state_dtype if state_dtype is None else state_dtype)
         self.device = torch.device(device) if device is not None else (
             torch.device("cuda") if cuda_available() else torch.device("cpu"))
+        if self.device.type == "cuda" and not cuda_available():
+            raise ValueError(f"device={device!r} asks for CUDA, but no CUDA device is available here")
         if sampler is None:
             self._sampler, self.sampler_name = resolve_sampler()
         else:

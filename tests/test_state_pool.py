@@ -37,3 +37,16 @@ def test_layers_dtype_and_seeded_init():
     assert torch.count_nonzero(p1.zero_().tensor) == 0
     with pytest.raises(ValueError):
         StatePool(s, capacity=2, dtype="float16")
+
+
+def test_free_twice_in_one_call_and_negative_alloc_are_rejected():
+    pool = StatePool((1, 2, 2), capacity=3)
+    a = pool.alloc(2)
+    with pytest.raises(ValueError, match="twice"):
+        pool.free([int(a[0]), int(a[0])])
+    assert pool.num_free == 1                      # nothing was freed by the refused call
+    pool.free(a)
+    got = pool.alloc(3).tolist()
+    assert len(set(got)) == 3                      # no slot handed out twice
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        pool.alloc(-1)

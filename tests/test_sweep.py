@@ -222,6 +222,12 @@ def test_bad_config_names_the_argument(kw, match):
         sw.grid_points(_cfg(**kw))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA answer")
+def test_cuda_device_without_cuda_is_a_value_error():
+    with pytest.raises(ValueError, match="device='cuda'"):
+        sw.run_sweep(_cfg(device="cuda"), None, progress=False)
+
+
 def test_rotation_times_several_row_sets_per_sample():
     df = sw.run_sweep(_cfg(rotations=(False, True), state_dtypes=("float32",), intermediates=("batch",)), None,
                       progress=False)

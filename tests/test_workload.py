@@ -115,3 +115,13 @@ def test_cli_runs_and_writes_json(tmp_path, capsys):
     assert d["tokens"] == 2 and d["layers"] == 1 and d["shape"] == "qwen3.5-397b-a17b@tp16"
     assert d["captured"] is False          # no CUDA: no capture range opened
     assert main(["--backend", "reference", "--osl", "0", "--device", "cpu", "--layers", "1"]) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA answer")
+def test_unrunnable_backend_or_device_is_a_value_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="backend='flashinfer'.*cannot run here"):
+        DecodeWorkload("flashinfer", TINY, 1, device="cpu")
+    with pytest.raises(ValueError, match="device='cuda'"):
+        _wl(device="cuda")
+    assert main(["--backend", "flashinfer", "--osl", "1", "--device", "cpu", "--layers", "1"]) == 2

@@ -81,6 +81,7 @@ from typing import Any
 
 import torch
 
+from ..shapes import dtype_name
 from .base import GDNBackend, KernelPath
 from .validation import GDNCallDims
 
@@ -123,10 +124,6 @@ def device_capability(device: torch.device) -> tuple[int, int] | None:
 
 def _sm(cc: tuple[int, int]) -> str:
     return f"sm{cc[0]}{cc[1]}"
-
-
-def _dname(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 @dataclass
@@ -321,7 +318,7 @@ class FlashInferBackend(GDNBackend):
 
     def _path(self, op: str, kernel: str, cc: tuple[int, int], dims: GDNCallDims, pool: torch.Tensor,
               **detail: Any) -> None:
-        base = {"state_dtype": _dname(pool.dtype), "B": dims.B, "T": dims.T, "HV": dims.HV,
+        base = {"state_dtype": dtype_name(pool.dtype), "B": dims.B, "T": dims.T, "HV": dims.HV,
                 "fi_backend": self.fi_backend}
         if self.fi_backend == "auto" and cc in {(10, 0), (10, 3), (10, 7)}:
             base["note"] = "backend='auto' may route to cake_gdn/rubin kernels on this GPU"

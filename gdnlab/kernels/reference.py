@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..shapes import dtype_name
 from .base import GDNBackend, KernelPath, _arch
 from .validation import GDNCallDims
 
@@ -102,10 +103,10 @@ class ReferenceBackend(GDNBackend):
 
     def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims):  # noqa: N803
         self.last_path = KernelPath("decode", "torch_reference", _arch(q.device),
-                                    {"state_dtype": str(pool.dtype).removeprefix("torch.")})
+                                    {"state_dtype": dtype_name(pool.dtype)})
         return self._run(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, None, True)
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):  # noqa: N803
         self.last_path = KernelPath("verify", "torch_reference", _arch(q.device),
-                                    {"state_dtype": str(pool.dtype).removeprefix("torch.")})
+                                    {"state_dtype": dtype_name(pool.dtype)})
         return self._run(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate, False)

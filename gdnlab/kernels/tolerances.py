@@ -23,7 +23,8 @@ state entries O(0.1..1) and outputs ``o = S q`` (|q| = K**-0.5) O(0.1..1)):
   tokens) where the reference keeps fp32. Up to T=8 that is ~3 ulps of a state entry of ~0.25
   (~3e-3): state/intermediate ``atol = 8e-3``; outputs see it through ``S q`` with |q| = K**-0.5
   (damped ~10x), so outputs get ``+ 2e-3`` atol over their storage tolerance.
-* **float16 outputs** (10 significant bits): ``rtol = 2**-8`` (2 ulps), ``atol = 1e-3``.
+* **float16 outputs** (11 significant bits: one ulp is 2**-11..2**-10 relative): ``rtol = 2**-8``
+  (4 ulps at the coarse end), ``atol = 1e-3``.
 
 A commit copies intermediate rows into the pool, so it is judged like the intermediate buffer (or the
 pool, whichever storage is coarser).

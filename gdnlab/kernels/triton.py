@@ -31,7 +31,7 @@ import os
 
 import torch
 
-from ..shapes import dtype_from_name
+from ..shapes import dtype_from_name, dtype_name
 from .base import GDNBackend, KernelPath, _arch
 from .validation import GDNCallDims
 
@@ -154,9 +154,9 @@ class TritonBackend(GDNBackend):
                          H=dims.H, HV=dims.HV, K=dims.K, V=dims.V, BV=bv, num_warps=nw, num_stages=ns,
                          write_pool=(op == "decode"), interpret=interp)
         detail = {"BV": bv, "num_warps": nw, "num_stages": ns, "grid": grid, "interpreter": interp,
-                  "triton": tg.TRITON_VERSION, "state_dtype": str(pool.dtype).removeprefix("torch.")}
+                  "triton": tg.TRITON_VERSION, "state_dtype": dtype_name(pool.dtype)}
         if intermediate is not None:
-            detail["intermediate_dtype"] = str(intermediate.dtype).removeprefix("torch.")
+            detail["intermediate_dtype"] = dtype_name(intermediate.dtype)
         self.last_path = KernelPath(op, f"{KERNEL_NAME}_{op}", "interpreter" if interp else _arch(q.device), detail)
         return o
 
