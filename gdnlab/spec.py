@@ -57,8 +57,17 @@ def _check_T(T) -> int:  # noqa: N802
     return int(T)
 
 
+def _float(name: str, v) -> float:
+    if isinstance(v, bool):
+        raise ValueError(f"{name} must be a number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {v!r}") from None
+
+
 def _check_prob(name: str, p: float) -> float:
-    p = float(p)
+    p = _float(name, p)
     if not 0.0 <= p <= 1.0 or math.isnan(p):
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
     return p
@@ -66,8 +75,11 @@ def _check_prob(name: str, p: float) -> float:
 
 def chain_pmf(probs: Sequence[float], T: int) -> np.ndarray:  # noqa: N803
     """P(accepted = k), k = 1..T, for per-position conditional acceptance ``probs`` (p_1..p_{T-1};
-    a shorter list repeats its last value, a longer one is cut). Returns float64 ``[T]`` summing to 1."""
+    a shorter list repeats its last value, a longer one is cut; one number = one rate for every
+    position). Returns float64 ``[T]`` summing to 1."""
     T = _check_T(T)
+    if isinstance(probs, (int, float, np.integer, np.floating)) and not isinstance(probs, bool):
+        probs = [probs]
     ps = [_check_prob("acceptance probability", p) for p in probs]
     if not ps:
         raise ValueError("probs must hold at least one probability")
@@ -99,7 +111,7 @@ class FixedMean(AcceptanceModel):
     value: float
 
     def __post_init__(self) -> None:
-        v = float(self.value)
+        v = _float("FixedMean.value (mean accept length)", self.value)
         if math.isnan(v) or v < 1.0:
             raise ValueError(f"FixedMean.value (mean accept length) must be >= 1, got {self.value!r}")
 
@@ -189,7 +201,7 @@ def rate_to_accept_len(rate: float, T: int) -> float:  # noqa: N803
 def accept_len_to_rate(accept_len: float, T: int, *, tol: float = 1e-12) -> float:  # noqa: N803
     """Inverse of :func:`rate_to_accept_len` by bisection; ``accept_len`` must lie in ``[1, T]``."""
     T = _check_T(T)
-    a = float(accept_len)
+    a = _float("accept_len", accept_len)
     if math.isnan(a) or not 1.0 <= a <= T:
         raise ValueError(f"accept_len must lie in [1, T={T}] (1 = no draft accepted, T = all), got {accept_len!r}")
     if T == 1 or a == 1.0:

@@ -299,23 +299,48 @@ class MeasuredGDN:
     ``rows`` needs columns ``backend, mode, batch, draft_tokens, state_dtype, time_us`` (one call of
     one layer, µs; repeated points are reduced to their median). Between measured batch sizes the
     time is interpolated, beyond them extrapolated with the end segment's slope (a single point
-    scales proportionally to batch). The rows must come from the model's per-GPU GDN shape (the
-    caller filters); ``draft_tokens`` must have been measured (no interpolation in T). Rows of a
-    :mod:`gdnlab.sweep` result fit as they are; when a ``status`` column is present only ``"ok"`` rows
-    are used. Filter one ``timing`` / ``intermediate`` variant first (e.g. ``timing == "graph"``,
-    ``intermediate in ("none", "batch")``), or their medians get mixed.
+    scales proportionally to batch). ``draft_tokens`` must have been measured (no interpolation in T).
+
+    A :mod:`gdnlab.sweep` result (e.g. ``traces/h100/sweep.parquet``) can be passed whole: only rows
+    comparable with a kernel inside a CUDA-graph decode step are kept, by the same rule as the
+    counters-vs-formula join (:func:`gdnlab.metrics.compare.normalize_sweep`): ``status == "ok"``,
+    ``timing == "graph"`` (when the frame has graph rows; eager adds host launch overhead),
+    ``intermediate`` not ``"pool"`` (SGLang slices the buffer to the batch since PR #23273), no
+    ``rotate``. With ``shape`` given and ``H, HV, K, V`` columns present, only rows of that per-GPU
+    GDN shape are kept; with ``intermediate_dtype`` given and an ``intermediate_dtype`` column
+    present, only verify rows whose intermediate buffer has that dtype (decode rows have none).
+
+    Attributes:
+        table: the medians used, ``backend, mode, draft_tokens, state_dtype, batch, time_us``.
+        source: one line for footnotes (GPU, timing, rows kept, sweep ids when present).
     """
 
     REQUIRED = ("backend", "mode", "batch", "draft_tokens", "state_dtype", "time_us")
 
-    def __init__(self, rows: pd.DataFrame) -> None:
+    def __init__(self, rows: pd.DataFrame, *, shape: GDNShape | None = None, intermediate_dtype=None) -> None:
+        from .metrics.compare import normalize_sweep
+
         if not isinstance(rows, pd.DataFrame):
             raise ValueError(f"gdn_rows must be a pandas DataFrame, got {type(rows).__name__}")
         missing = [c for c in self.REQUIRED if c not in rows.columns]
         if missing:
             raise ValueError(f"gdn_rows is missing columns {missing}; needs {list(self.REQUIRED)}")
-        if "status" in rows.columns:
-            rows = rows[rows["status"].astype(str) == "ok"]
+        try:
+            rows, _ = normalize_sweep(rows, time_col="time_us")
+        except ValueError as exc:
+            raise ValueError(f"gdn_rows: {exc}".replace("sweep_df", "gdn_rows")) from None
+        if shape is not None and {"H", "HV", "K", "V"} <= set(rows.columns):
+            want = (shape.H, shape.HV, shape.K, shape.V)
+            dims = rows[["H", "HV", "K", "V"]].apply(pd.to_numeric, errors="coerce")
+            same = (dims == pd.Series(want, index=dims.columns)).all(axis=1)
+            if not same.any():
+                have = sorted({tuple(int(x) for x in r) for r in dims.dropna().itertuples(index=False)})
+                raise ValueError(f"gdn_rows has no row of the model's GDN shape (H, HV, K, V) = {want}; "
+                                 f"measured: {have}")
+            rows = rows[same]
+        if intermediate_dtype is not None and "intermediate_dtype" in rows.columns:
+            inter = rows["intermediate_dtype"].map(lambda v: None if pd.isna(v) else dtype_name(v))
+            rows = rows[inter.isna() | (inter == dtype_name(intermediate_dtype))]
         df = rows[list(self.REQUIRED)].dropna().copy()
         df["state_dtype"] = df["state_dtype"].map(dtype_name)
         df = df[(df["time_us"] > 0) & (df["batch"] > 0)]
@@ -323,6 +348,15 @@ class MeasuredGDN:
             raise ValueError("gdn_rows has no row with time_us > 0 and batch > 0")
         self.table = df.groupby(["backend", "mode", "draft_tokens", "state_dtype", "batch"],
                                 as_index=False)["time_us"].median()
+        parts = []
+        if "gpu" in rows.columns:
+            parts.append(", ".join(sorted({str(g) for g in rows["gpu"].dropna().unique()})) or "GPU not recorded")
+        if "timing" in rows.columns:
+            parts.append(", ".join(sorted({str(t) for t in rows["timing"].dropna().unique()})) + " timing")
+        parts.append(f"{len(df)} rows")
+        if "sweep_id" in rows.columns:
+            parts.append("sweep " + ", ".join(sorted({str(t) for t in rows["sweep_id"].dropna().unique()})))
+        self.source = "measured GDN kernel times (" + " · ".join(parts) + ")"
 
     def backends(self) -> list[str]:
         return sorted(self.table["backend"].unique())
@@ -479,7 +513,9 @@ class StepModel:
         self.roofline = roofline or RooflineParams()
         self.params = params or FittedParams()
         self.kernels = dict(GDN_KERNELS if kernels is None else kernels)
-        self.measured = MeasuredGDN(gdn_rows) if gdn_rows is not None else None
+        self.measured = None if gdn_rows is None else MeasuredGDN(
+            gdn_rows, shape=self.model.gdn,
+            intermediate_dtype=self.roofline.intermediate_dtype or self.model.gdn.state_dtype)
 
     def with_params(self, params: FittedParams) -> "StepModel":
         """The same model with other fitted parameters."""
@@ -664,7 +700,11 @@ class StepModel:
     # ---------------------------------------------------------------- speculation economics
     def _spec(self, T: int, num_steps: int | None, accept_len: float) -> SpecConfig:  # noqa: N803
         _pos_int("T", T)
-        if not 1.0 <= float(accept_len) <= T:
+        try:
+            a = float(accept_len)
+        except (TypeError, ValueError):
+            raise ValueError(f"accept_len must be a number in [1, T={T}], got {accept_len!r}") from None
+        if not 1.0 <= a <= T:
             raise ValueError(f"accept_len must lie in [1, T={T}], got {accept_len!r}")
         return SpecConfig(num_steps=max(T - 1, 1) if num_steps is None else num_steps, T=T, acceptance=float(accept_len))
 
@@ -1224,21 +1264,25 @@ def sensitivity(variants: dict[str, SeedAssumptions] | None = None) -> pd.DataFr
 
 
 def seed_model(kernel_state: Literal["before_fix", "fixed"] = "fixed", assumptions: SeedAssumptions | None = None,
-               gpu: GPUSpec | str | None = None, model: ServedModel | None = None) -> StepModel:
+               gpu: GPUSpec | str | None = None, model: ServedModel | None = None,
+               gdn_rows: pd.DataFrame | None = None) -> StepModel:
     """A :class:`StepModel` with the parameters fitted on the seed (:func:`fit_to_seed`).
 
     ``kernel_state`` picks the software state: ``"before_fix"`` (the OSL sweep and first TPOT table)
     or ``"fixed"`` (the TPOT table with flashinfer#3147 and the slice fix). ``gpu`` / ``model``
     re-target the fitted model (e.g. ``gpu="H100-SXM"`` for an SM90 projection): the fitted per-event
-    costs were measured on GB200 and are carried over unchanged — a projection, labelled as such.
+    costs were fitted on GB200 and are carried over unchanged — a projection, labelled as such.
+    ``gdn_rows`` (a sweep frame, e.g. ``traces/h100/sweep.parquet``; see :class:`MeasuredGDN`) replaces
+    the GDN bandwidth model by measured kernel times: pass them with the ``gpu`` they were measured
+    on. Only the backends in the rows can then be asked for (no ``flashinfer_pre3147``).
     """
     if kernel_state not in ("before_fix", "fixed"):
         raise ValueError(f"kernel_state must be 'before_fix' or 'fixed', got {kernel_state!r}")
     fit = _cached_fit(assumptions or SeedAssumptions())
     params = fit.before if kernel_state == "before_fix" else fit.fixed
-    if gpu is None and model is None:
+    if gpu is None and model is None and gdn_rows is None:
         return fit.model.with_params(params)
-    return StepModel(gpu or fit.model.gpu, model or fit.model.model, fit.model.roofline, params)
+    return StepModel(gpu or fit.model.gpu, model or fit.model.model, fit.model.roofline, params, gdn_rows=gdn_rows)
 
 
 @lru_cache(maxsize=8)

@@ -75,6 +75,7 @@ def test_chain_pmf_mean_matches_product_formula(probs, T):  # noqa: N803
     ps = (list(probs) + [probs[-1]] * T)[: T - 1]
     expect = 1.0 + sum(math.prod(ps[:j]) for j in range(1, T))
     assert math.isclose(ChainAcceptance(tuple(probs)).mean(T), expect, rel_tol=1e-9)
+    assert np.array_equal(chain_pmf(probs[0], T), chain_pmf([probs[0]], T))   # one number = one rate
 
 
 @settings(max_examples=25, deadline=None)
@@ -130,6 +131,10 @@ def test_sampler_reproducible_and_edge_cases():
     (lambda: FixedMean(0.5), "FixedMean"),
     (lambda: ChainAcceptance(()), "probs"),
     (lambda: EmpiricalAcceptance((0.0, 0.0)), "counts"),
+    (lambda: rate_to_accept_len("high", 4), "rate"),
+    (lambda: accept_len_to_rate(None, 4), "accept_len"),
+    (lambda: FixedMean("three"), "FixedMean"),
+    (lambda: chain_pmf(["x"], 4), "acceptance probability"),
 ])
 def test_bad_input_raises_value_error(call, word):
     with pytest.raises(ValueError, match=word):

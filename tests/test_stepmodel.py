@@ -2,6 +2,8 @@
 the max-running-requests cap, hand-checkable schedules, measured-row interpolation, bad input."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -115,6 +117,50 @@ def test_measured_rows_are_interpolated():
         StepModel(gdn_rows=pd.DataFrame({"batch": [1]}))
 
 
+H100_SWEEP = Path(__file__).resolve().parents[1] / "traces" / "h100" / "sweep.parquet"
+
+
+def test_measured_rows_from_the_real_h100_sweep_keep_only_comparable_rows():
+    """The shipped sweep mixes graph/eager timing and batch/pool intermediates: only status-ok,
+    graph-timed, non-pool rows of the model's shape and bf16 intermediates may reach the medians."""
+    if not H100_SWEEP.exists():
+        pytest.skip(f"no shipped sweep at {H100_SWEEP}")
+    raw = pd.read_parquet(H100_SWEEP)
+    m = StepModel("H100-SXM", params=PARAMS, gdn_rows=raw)
+    ok = raw[(raw["status"] == "ok") & (raw["timing"] == "graph") & (raw["intermediate"] != "pool")
+             & (raw["state_dtype"] == "bfloat16")]
+    for backend, mode, T in (("flashinfer", "verify", 4), ("triton", "verify", 4), ("triton", "decode", 1)):
+        sel = ok[(ok["backend"] == backend) & (ok["mode"] == mode) & (ok["draft_tokens"] == T)]
+        assert len(sel) >= 2, (backend, mode, T)
+        for _, r in sel.iterrows():   # measured batch sizes come back as the row's own time
+            assert m.gdn_call_us(backend, mode, int(r["batch"]), T) == pytest.approx(float(r["time_us"]), rel=1e-9)
+        eager = raw[(raw["backend"] == backend) & (raw["mode"] == mode) & (raw["draft_tokens"] == T)
+                    & (raw["timing"] == "eager") & (raw["batch"] == 1) & (raw["state_dtype"] == "bfloat16")]
+        assert m.gdn_call_us(backend, mode, 1, T) < eager["time_us"].min()
+    assert "measured" in m.measured.source and "graph timing" in m.measured.source
+    assert "eager" not in m.measured.source
+    with pytest.raises(ValueError, match="GDN shape"):    # tp=8 shards HV to 8: the tp=4 rows do not fit
+        StepModel("H100-SXM", model=ServedModel.qwen35_397b(tp=8, weights="fp8"), params=PARAMS, gdn_rows=raw)
+    with pytest.raises(ValueError, match="gdn_rows"):     # nothing comparable left
+        StepModel("H100-SXM", params=PARAMS, gdn_rows=raw.assign(status="oom"))
+
+
+def test_seed_model_with_measured_h100_kernels_is_a_labelled_projection():
+    pytest.importorskip("plotly")
+    if not H100_SWEEP.exists():
+        pytest.skip(f"no shipped sweep at {H100_SWEEP}")
+    from gdnlab.plots.spec import break_even_plot
+
+    raw = pd.read_parquet(H100_SWEEP)
+    m = seed_model("fixed", gpu="H100-SXM", gdn_rows=raw)
+    plain = seed_model("fixed", gpu="H100-SXM")
+    assert m.params == plain.params and m.measured is not None and plain.measured is None
+    assert m.gdn_call_us("flashinfer", "verify", 64, 4) != plain.gdn_call_us("flashinfer", "verify", 64, 4)
+    text = break_even_plot(m, concurrencies=(1, 64)).layout.meta["provenance"]
+    assert text.startswith("projected") and "H100-SXM" in text and "measured GDN kernel times" in text
+    assert "bandwidth model" in break_even_plot(plain, concurrencies=(1, 64)).layout.meta["provenance"]
+
+
 def test_sm90_projection_differs_from_sm100():
     h100 = StepModel("H100-SXM", model=ServedModel.qwen35_397b(tp=8, weights="fp8"), params=PARAMS)
     gb = StepModel("GB200", params=PARAMS)
@@ -130,6 +176,7 @@ def test_sm90_projection_differs_from_sm100():
     (lambda m: m.step_us("flashinfer", 0, 10), "n"),
     (lambda m: m.step_us("flashinfer", 4, -1), "ctx_per_request"),
     (lambda m: m.speedup("flashinfer", 4, 10, 5.0, 4), "accept_len"),
+    (lambda m: m.speedup("flashinfer", 4, 10, "3.1x", 4), "accept_len"),
     (lambda m: Workload(osl=0), "osl"),
     (lambda m: Workload(range_ratio=2.0), "range_ratio"),
     (lambda m: SpecConfig(num_steps=0), "num_steps"),

@@ -29,10 +29,13 @@ def _go():
 
 
 def model_provenance(sm: StepModel, *, seed: bool = False, **extra) -> str:
-    """Footnote text: ``projected · <GPU> (<sm>) · <model> · params ...`` (+ the seed label)."""
+    """Footnote text: ``projected · <GPU> (<sm>) · <model> · params ... · gdn <source>`` (+ the seed
+    label); ``gdn`` names the measured sweep when the model uses one (:class:`gdnlab.stepmodel.MeasuredGDN`),
+    else the bandwidth model."""
     prov = {"gpu": f"{sm.gpu.name} {sm.gpu.peak_hbm_gbps:g} GB/s", "sm": sm.gpu.sm}
+    gdn = sm.measured.source if sm.measured is not None else "bandwidth model (gdnlab.stepmodel.GDN_KERNELS)"
     text = label(prov, "projected", model=sm.model.describe(), fitted=sm.params.short(),
-                 params=sm.params.source, **extra)
+                 params=sm.params.source, gdn=gdn, **extra)
     return f"{text} · {SEED_LABEL}" if seed else text
 
 
