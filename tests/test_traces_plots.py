@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,16 +45,15 @@ def test_timeline_has_ranges_and_kernels(hm):
     _provenance_ok(fig, "hm.sqlite")
 
 
-def test_timeline_windows_large_traces_quickly(big):
+def test_timeline_windows_large_traces(big):
+    """Large traces are windowed (whole steps up to max_kernels); how fast it draws is measured by
+    benchmarks/bench_trace_load.py, not asserted here."""
     _ = big.gpu_ranges
-    t0 = time.perf_counter()
     fig = tplots.timeline(big, max_kernels=4_950)
-    elapsed = time.perf_counter() - t0
     drawn = sum(len(d.x) // 3 for d in fig.data if type(d).__name__ == "Scattergl")
     # the window ends with the last whole step within 4,950 kernels: 49 steps of 100 kernels
     assert drawn == 4_900
     assert "first 49 steps: 4,900 of 20,000 kernels" in fig.layout.title.text
-    assert elapsed < 5.0
 
 
 def test_timeline_without_steps_windows_by_kernel_count(tmp_path):
