@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -309,13 +308,17 @@ def _device() -> torch.device:
 
 
 def _find_nsys() -> str | None:
-    n = os.environ.get("NSYS")
-    if n and Path(n).exists():
-        return n
-    return shutil.which("nsys")
+    """gdnlab's own nsys lookup ($NSYS, PATH, usual folders); ``None`` when there is none."""
+    from gdnlab.capture import NsysNotFoundError, find_nsys
+
+    try:
+        return find_nsys()
+    except NsysNotFoundError:
+        return None
 
 
 def parent(args: argparse.Namespace) -> int:
+    from gdnlab.capture import export_command, profile_command
     from gdnlab.instrument import time_fn, triton_do_bench
     from gdnlab.kernels import available_backends
     from gdnlab.provenance import collect
@@ -367,11 +370,10 @@ def parent(args: argparse.Namespace) -> int:
         plan_path.write_text(json.dumps([{k: p[k] for k in ("backend", "mode", "T", "state_dtype", "B", "label")}
                                          for p in pts if "error" not in p]))
         rep = tmp / "harness"
-        cmd = [nsys, "profile", "-t", "cuda,nvtx", "--sample=none", "--cpuctxsw=none", "--cuda-graph-trace=node",
-               "--capture-range=cudaProfilerApi", "--capture-range-end=stop", "-o", str(rep),
-               sys.executable, str(Path(__file__).resolve()), "--child", "--plan", str(plan_path), "--events",
-               str(events_path), "--capacity", str(args.capacity), "--preset", args.preset, "--tp", str(args.tp),
-               "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+        cmd = profile_command(
+            [sys.executable, str(Path(__file__).resolve()), "--child", "--plan", str(plan_path), "--events",
+             str(events_path), "--capacity", str(args.capacity), "--preset", args.preset, "--tp", str(args.tp),
+             "--warmup", str(args.warmup), "--repeats", str(args.repeats)], rep, nsys=nsys)
         t0 = time.perf_counter()
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.nsys_timeout)
@@ -384,7 +386,7 @@ def parent(args: argparse.Namespace) -> int:
         if rep_file.exists():
             sqlite_path.unlink(missing_ok=True)
             try:
-                ex = subprocess.run([nsys, "export", "--type", "sqlite", "-o", str(sqlite_path), str(rep_file)],
+                ex = subprocess.run(export_command(rep_file, sqlite_path, nsys=nsys),
                                     capture_output=True, text=True, timeout=300)
                 trace_info["export_rc"] = ex.returncode
                 if ex.returncode != 0:

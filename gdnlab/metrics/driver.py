@@ -79,7 +79,7 @@ def _prepare(cfg: dict, device, seed: int, backends: dict):
     from gdnlab.inputs import make_inputs
     from gdnlab.kernels import get_backend
     from gdnlab.kernels.validation import check_gdn_inputs
-    from gdnlab.shapes import GDNShape, dtype_from_name
+    from gdnlab.shapes import GDNShape, dtype_from_name, dtype_name
     from gdnlab.state import StatePool
 
     name = cfg["backend"]
@@ -115,7 +115,7 @@ def _prepare(cfg: dict, device, seed: int, backends: dict):
             return backend.decode(*inp.args(), pool.tensor, idx, validate=validate)
         return backend.verify(*inp.args(), pool.tensor, idx, intermediate=inter, validate=validate)
 
-    info = {"intermediate_dtype": str(inter.dtype).removeprefix("torch.") if inter is not None else None}
+    info = {"intermediate_dtype": dtype_name(inter.dtype) if inter is not None else None}
     return call, backend, info
 
 
