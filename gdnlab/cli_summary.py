@@ -27,7 +27,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
-def summarize(preset_name: str, tp: int, batches: list[int], T: int, state_dtype: str, device: str):  # noqa: N803
+def summarize(preset_name: str, tp: int, batches: list[int], T: int, state_dtype: str, device: str):
     """Rows (dicts) for each batch size: wall time of decode/verify, bytes, and the identity errors."""
     import pandas as pd
 

@@ -24,17 +24,17 @@ class GDNInputs:
     v: torch.Tensor
     a: torch.Tensor
     b: torch.Tensor
-    A_log: torch.Tensor  # noqa: N815
+    A_log: torch.Tensor
     dt_bias: torch.Tensor
 
     def args(self) -> tuple[torch.Tensor, ...]:
         """Positional arguments ``(q, k, v, a, b, A_log, dt_bias)`` of a backend call."""
         return tuple(getattr(self, f.name) for f in fields(self))
 
-    def to(self, device: torch.device | str) -> "GDNInputs":
+    def to(self, device: torch.device | str) -> GDNInputs:
         return GDNInputs(*(t.to(device) for t in self.args()))
 
-    def token(self, t: int) -> "GDNInputs":
+    def token(self, t: int) -> GDNInputs:
         """The inputs of token ``t`` alone (T = 1), e.g. to replay a verify as decodes."""
         sl = slice(t, t + 1)
         return GDNInputs(self.q[:, sl], self.k[:, sl], self.v[:, sl], self.a[:, sl], self.b[:, sl],

@@ -55,8 +55,9 @@ import functools
 import os
 import statistics
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -130,7 +131,7 @@ class nvtx_range(contextlib.ContextDecorator):  # noqa: N801 - reads like a func
         self.message = message
         self._impl = nvtx_backend()
 
-    def __enter__(self) -> "nvtx_range":
+    def __enter__(self) -> nvtx_range:
         if self._impl == "nvtx":
             _nvtx_domain().push_range(_nvtx_attributes(self.message))
         elif self._impl == "torch":
@@ -245,7 +246,7 @@ class GraphCaptureError(RuntimeError):
 
 
 def capture_graph(fn: Callable[[], Any], *, inner: int = 1, warmup: int = 2,
-                  pool: Any = None) -> "torch.cuda.CUDAGraph":
+                  pool: Any = None) -> torch.cuda.CUDAGraph:
     """Capture ``inner`` back-to-back calls of ``fn`` into one CUDA graph (after ``warmup`` calls on
     a side stream, as torch recommends). Raises :class:`GraphCaptureError` saying why on failure.
 
@@ -270,7 +271,7 @@ def capture_graph(fn: Callable[[], Any], *, inner: int = 1, warmup: int = 2,
         torch.cuda.synchronize()
     except torch.cuda.OutOfMemoryError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any capture failure becomes one clear error
+    except Exception as exc:
         with contextlib.suppress(Exception):
             torch.cuda.synchronize()
         raise GraphCaptureError(f"CUDA graph capture failed: {type(exc).__name__}: {str(exc)[:300]}") from exc

@@ -40,7 +40,7 @@ def _flashinfer_version() -> str | None:
     v = package_version("flashinfer-python") or package_version("flashinfer")
     if v is None:  # a bundle unpacked onto PYTHONPATH has no dist-info metadata for pip in some setups
         try:
-            import flashinfer  # noqa: F401  (only when already importable; never installs)
+            import flashinfer
             v = getattr(flashinfer, "__version__", None)
         except Exception:  # noqa: BLE001 - any import failure means "not available"
             v = None

@@ -78,19 +78,19 @@ class GDNShape:
 
     # short aliases used in formulas
     @property
-    def H(self) -> int:  # noqa: N802
+    def H(self) -> int:
         return self.num_q_heads
 
     @property
-    def HV(self) -> int:  # noqa: N802
+    def HV(self) -> int:
         return self.num_v_heads
 
     @property
-    def K(self) -> int:  # noqa: N802
+    def K(self) -> int:
         return self.head_k_dim
 
     @property
-    def V(self) -> int:  # noqa: N802
+    def V(self) -> int:
         return self.head_v_dim
 
     @property
@@ -108,11 +108,11 @@ class GDNShape:
         dt = self.state_dtype if dtype is None else dtype_from_name(dtype)
         return self.num_v_heads * self.head_v_dim * self.head_k_dim * torch.empty((), dtype=dt).element_size()
 
-    def with_state_dtype(self, dtype: torch.dtype | str) -> "GDNShape":
+    def with_state_dtype(self, dtype: torch.dtype | str) -> GDNShape:
         """The same shape with another state dtype."""
         return replace(self, state_dtype=dtype_from_name(dtype))
 
-    def shard(self, tp: int) -> "GDNShape":
+    def shard(self, tp: int) -> GDNShape:
         """Per-GPU shape under tensor parallelism ``tp`` (heads divided, layers kept)."""
         if not isinstance(tp, int) or tp < 1:
             raise ValueError(f"tp must be a positive integer, got {tp!r}")

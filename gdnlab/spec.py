@@ -51,7 +51,7 @@ SEED_T = 4
 SEED_ACCEPT_LEN = (3.13, 3.22)
 
 
-def _check_T(T) -> int:  # noqa: N802
+def _check_T(T) -> int:
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or int(T) < 1:
         raise ValueError(f"T (verify positions) must be an integer >= 1, got {T!r}")
     return int(T)
@@ -73,7 +73,7 @@ def _check_prob(name: str, p: float) -> float:
     return p
 
 
-def chain_pmf(probs: Sequence[float], T: int) -> np.ndarray:  # noqa: N803
+def chain_pmf(probs: Sequence[float], T: int) -> np.ndarray:
     """P(accepted = k), k = 1..T, for per-position conditional acceptance ``probs`` (p_1..p_{T-1};
     a shorter list repeats its last value, a longer one is cut; one number = one rate for every
     position). Returns float64 ``[T]`` summing to 1."""
@@ -94,11 +94,11 @@ def chain_pmf(probs: Sequence[float], T: int) -> np.ndarray:  # noqa: N803
 class AcceptanceModel:
     """Base class: a distribution of ``accepted`` (1..T) for each T."""
 
-    def pmf(self, T: int) -> np.ndarray:  # noqa: N803
+    def pmf(self, T: int) -> np.ndarray:
         """P(accepted = k) for k = 1..T (float64 array of length T)."""
         raise NotImplementedError
 
-    def mean(self, T: int) -> float:  # noqa: N803
+    def mean(self, T: int) -> float:
         """Expected accepted length (= tokens emitted per verify step) for T verify positions."""
         p = self.pmf(T)
         return float(np.dot(np.arange(1, len(p) + 1), p))
@@ -115,7 +115,7 @@ class FixedMean(AcceptanceModel):
         if math.isnan(v) or v < 1.0:
             raise ValueError(f"FixedMean.value (mean accept length) must be >= 1, got {self.value!r}")
 
-    def pmf(self, T: int) -> np.ndarray:  # noqa: N803
+    def pmf(self, T: int) -> np.ndarray:
         T = _check_T(T)
         m = min(float(self.value), float(T))
         lo = int(math.floor(m))
@@ -140,11 +140,11 @@ class ChainAcceptance(AcceptanceModel):
         object.__setattr__(self, "probs", tuple(_check_prob("ChainAcceptance.probs", p) for p in ps))
 
     @classmethod
-    def from_accept_len(cls, accept_len: float, T: int) -> "ChainAcceptance":  # noqa: N803
+    def from_accept_len(cls, accept_len: float, T: int) -> ChainAcceptance:
         """The one-rate chain whose mean accept length at ``T`` positions is ``accept_len``."""
         return cls(accept_len_to_rate(accept_len, T))
 
-    def pmf(self, T: int) -> np.ndarray:  # noqa: N803
+    def pmf(self, T: int) -> np.ndarray:
         return chain_pmf(self.probs, T)
 
 
@@ -162,14 +162,14 @@ class EmpiricalAcceptance(AcceptanceModel):
         object.__setattr__(self, "counts", tuple(float(x) for x in c))
 
     @classmethod
-    def from_samples(cls, accepted: Sequence[int] | torch.Tensor) -> "EmpiricalAcceptance":
+    def from_samples(cls, accepted: Sequence[int] | torch.Tensor) -> EmpiricalAcceptance:
         """Histogram of observed accept lengths (integers >= 1)."""
         a = np.asarray(accepted.cpu() if isinstance(accepted, torch.Tensor) else accepted).astype(int).ravel()
         if a.size == 0 or a.min() < 1:
             raise ValueError("accepted samples must be a non-empty list of integers >= 1")
         return cls(tuple(np.bincount(a - 1).astype(float)))
 
-    def pmf(self, T: int) -> np.ndarray:  # noqa: N803
+    def pmf(self, T: int) -> np.ndarray:
         T = _check_T(T)
         c = np.asarray(self.counts)
         p = np.zeros(T)
@@ -188,7 +188,7 @@ def as_model(model: AcceptanceModel | float) -> AcceptanceModel:
     raise ValueError(f"model must be an AcceptanceModel or a mean accept length (float), got {model!r}")
 
 
-def rate_to_accept_len(rate: float, T: int) -> float:  # noqa: N803
+def rate_to_accept_len(rate: float, T: int) -> float:
     """Mean accept length (SGLang convention, 1..T) for a per-draft acceptance rate under the chain
     model: ``(1 - rate^T) / (1 - rate)``; 0 -> 1, 1 -> T."""
     T = _check_T(T)
@@ -198,7 +198,7 @@ def rate_to_accept_len(rate: float, T: int) -> float:  # noqa: N803
     return float((1.0 - p**T) / (1.0 - p))
 
 
-def accept_len_to_rate(accept_len: float, T: int, *, tol: float = 1e-12) -> float:  # noqa: N803
+def accept_len_to_rate(accept_len: float, T: int, *, tol: float = 1e-12) -> float:
     """Inverse of :func:`rate_to_accept_len` by bisection; ``accept_len`` must lie in ``[1, T]``."""
     T = _check_T(T)
     a = _float("accept_len", accept_len)
@@ -220,12 +220,12 @@ def accept_len_to_rate(accept_len: float, T: int, *, tol: float = 1e-12) -> floa
     return 0.5 * (lo + hi)
 
 
-def tokens_per_step(model: AcceptanceModel | float, T: int) -> float:  # noqa: N803
+def tokens_per_step(model: AcceptanceModel | float, T: int) -> float:
     """Expected tokens emitted per verify step (= mean accepted length) for ``T`` positions."""
     return as_model(model).mean(_check_T(T))
 
 
-def sample_accepted(batch: int, T: int, model: AcceptanceModel | float,  # noqa: N803
+def sample_accepted(batch: int, T: int, model: AcceptanceModel | float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw ``accepted`` per request: ``LongTensor[batch]`` with values in ``1..T``.
 

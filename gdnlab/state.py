@@ -95,13 +95,13 @@ class StatePool:
         pad = torch.full((pad_to - n,), -1, dtype=torch.int32, device=slots.device)
         return torch.cat([slots.to(torch.int32), pad])
 
-    def randomize_(self, seed: int = 0, scale: float = 0.1) -> "StatePool":
+    def randomize_(self, seed: int = 0, scale: float = 0.1) -> StatePool:
         """Fill every slot with ``scale * N(0, 1)`` (generated on the CPU, so seeds match across devices)."""
         gen = torch.Generator().manual_seed(seed)
         self.tensor.copy_((torch.randn(self.tensor.shape, generator=gen) * scale).to(self.dtype))
         return self
 
-    def zero_(self) -> "StatePool":
+    def zero_(self) -> StatePool:
         self.tensor.zero_()
         return self
 

@@ -167,7 +167,7 @@ class ServedModel:
             raise ValueError(f"ServedModel.gdn is sharded for tp={self.gdn.tp} but tp={self.tp}")
 
     @classmethod
-    def qwen35_397b(cls, tp: int = 4, weights: Literal["nvfp4", "fp8"] = "nvfp4") -> "ServedModel":
+    def qwen35_397b(cls, tp: int = 4, weights: Literal["nvfp4", "fp8"] = "nvfp4") -> ServedModel:
         """The seed's model at another TP degree or in FP8 (e.g. for Hopper, which has no FP4 tensor
         cores: FP8 = 1 byte/param + per-block scales, taken as 1.0 B/param)."""
         bpp = {"nvfp4": 0.5625, "fp8": 1.0}
@@ -185,7 +185,7 @@ class ServedModel:
     @property
     def gdn_layer_params(self) -> float:
         """Projections of one GDN layer (in: q, k, v, z, b, a; out)."""
-        H, HV, K, V = self.gdn.H * self.tp, self.gdn.HV * self.tp, self.gdn.K, self.gdn.V  # noqa: N806
+        H, HV, K, V = self.gdn.H * self.tp, self.gdn.HV * self.tp, self.gdn.K, self.gdn.V
         return float(self.hidden_size * (2 * H * K + 2 * HV * V + 2 * HV) + HV * V * self.hidden_size)
 
     @property
@@ -361,7 +361,7 @@ class MeasuredGDN:
     def backends(self) -> list[str]:
         return sorted(self.table["backend"].unique())
 
-    def time_us(self, backend: str, mode: str, batch: float, T: int, state_dtype) -> float:  # noqa: N803
+    def time_us(self, backend: str, mode: str, batch: float, T: int, state_dtype) -> float:
         """One call (µs) at ``batch`` rows and ``T`` tokens."""
         if batch <= 0:
             return 0.0
@@ -448,7 +448,7 @@ class FittedParams:
         return np.array([getattr(self, f) for f in FEATURES], dtype=float)
 
     @classmethod
-    def from_vector(cls, v, **kw) -> "FittedParams":
+    def from_vector(cls, v, **kw) -> FittedParams:
         return cls(**{f: float(x) for f, x in zip(FEATURES, v)}, **kw)
 
     def as_dict(self) -> dict:
@@ -517,7 +517,7 @@ class StepModel:
             gdn_rows, shape=self.model.gdn,
             intermediate_dtype=self.roofline.intermediate_dtype or self.model.gdn.state_dtype)
 
-    def with_params(self, params: FittedParams) -> "StepModel":
+    def with_params(self, params: FittedParams) -> StepModel:
         """The same model with other fitted parameters."""
         new = object.__new__(StepModel)
         new.__dict__.update(self.__dict__)
@@ -546,7 +546,7 @@ class StepModel:
         return f"{self.gpu.name} ({self.gpu.sm}, {self.gpu.peak_hbm_gbps:g} GB/s) · {self.model.describe()} · {gdn}"
 
     # ---------------------------------------------------------------- GDN
-    def gdn_call_us(self, backend: str, mode: Literal["decode", "verify"], batch: float, T: int = 1) -> float:  # noqa: N803
+    def gdn_call_us(self, backend: str, mode: Literal["decode", "verify"], batch: float, T: int = 1) -> float:
         """One GDN layer call (µs) for ``batch`` requests and ``T`` tokens each."""
         if batch <= 0:
             return 0.0
@@ -611,7 +611,7 @@ class StepModel:
         return 2 * layers * one
 
     # ---------------------------------------------------------------- forwards
-    def target_forward(self, backend: str, n: float, T: int, ctx_tokens: float, *, verify: bool) -> dict:  # noqa: N803
+    def target_forward(self, backend: str, n: float, T: int, ctx_tokens: float, *, verify: bool) -> dict:
         """Roofline parts (µs) of one target forward over ``n`` requests x ``T`` tokens."""
         m = self.model
         gdn = m.gdn.num_gdn_layers * self.gdn_call_us(backend, "verify" if verify else "decode", n, T)
@@ -636,7 +636,7 @@ class StepModel:
             parts = self.target_forward(backend, n, 1, ctx_tokens, verify=False)
             kv = (ctx_tokens + n) * m.num_full_attn_layers
             return parts, np.array([1.0, n, n, kv / 1e6, 0.0])
-        T, s = spec.T, spec.num_steps  # noqa: N806
+        T, s = spec.T, spec.num_steps
         parts = self.target_forward(backend, n, T, ctx_tokens, verify=True)
         parts["draft"] = (s - 1) * self.draft_forward_us(n, n, ctx_tokens) + self.draft_forward_us(n, n * T, ctx_tokens)
         kv = (ctx_tokens + n * T) * (m.num_full_attn_layers + s * m.mtp_layers)
@@ -698,7 +698,7 @@ class StepModel:
         return float(b.loc[b["part"].isin(["gdn", "gdn_commit"]), "time_us"].sum() / b["time_us"].sum())
 
     # ---------------------------------------------------------------- speculation economics
-    def _spec(self, T: int, num_steps: int | None, accept_len: float) -> SpecConfig:  # noqa: N803
+    def _spec(self, T: int, num_steps: int | None, accept_len: float) -> SpecConfig:
         _pos_int("T", T)
         try:
             a = float(accept_len)
@@ -708,14 +708,14 @@ class StepModel:
             raise ValueError(f"accept_len must lie in [1, T={T}], got {accept_len!r}")
         return SpecConfig(num_steps=max(T - 1, 1) if num_steps is None else num_steps, T=T, acceptance=float(accept_len))
 
-    def speedup(self, backend: str, n: float, ctx_per_request: float, accept_len: float, T: int,  # noqa: N803
+    def speedup(self, backend: str, n: float, ctx_per_request: float, accept_len: float, T: int,
                 num_steps: int | None = None) -> float:
         """Steady-state speedup of speculation, ``accept_len * t_decode / t_spec_step``
         (``num_steps`` defaults to ``T - 1``, the topk-1 chain)."""
         spec = self._spec(T, num_steps, accept_len)
         return accept_len * self.step_us(backend, n, ctx_per_request) / self.step_us(backend, n, ctx_per_request, spec)
 
-    def break_even_accept_len(self, backend: str, n: float, ctx_per_request: float, T: int,  # noqa: N803
+    def break_even_accept_len(self, backend: str, n: float, ctx_per_request: float, T: int,
                               num_steps: int | None = None) -> float:
         """Acceptance length below which speculation stops paying: ``t_spec_step / t_decode``. A
         value above ``T`` means it cannot pay at that point."""
@@ -803,7 +803,7 @@ def _trace(wl: Workload, accept_len: float, chunk_tokens: int) -> ServingTrace:
     gaining ``accept_len`` tokens (capped at its length); finished requests free their slot and, with
     ``--max-concurrency``, let the client send the next request."""
     isl, osl = wl.lengths()
-    P = wl.num_prompts  # noqa: N806
+    P = wl.num_prompts
     cap = min(wl.concurrency or P, P)
     kind, nn, ctx, toks, emit = [], [], [], [], []
     first = np.full(P, -1, dtype=np.int64)
@@ -892,9 +892,9 @@ class LinearRun:
 
 def _cost(sm: StepModel, backend: str, spec: SpecConfig | None, tr: ServingTrace) -> tuple[np.ndarray, np.ndarray, dict]:
     """Per-event roofline constant (µs) and features for a trace (vectorised over unique batch sizes)."""
-    E = tr.kind.size  # noqa: N806
-    C = np.zeros(E)  # noqa: N806
-    F = np.zeros((E, len(FEATURES)))  # noqa: N806
+    E = tr.kind.size
+    C = np.zeros(E)
+    F = np.zeros((E, len(FEATURES)))
     parts_tot: dict[str, float] = {}
     ref = 1e6
     it = tr.kind == 0
@@ -935,8 +935,8 @@ def simulate_serving(sm: StepModel, backend: str, workload: Workload, spec: Spec
     sm.check_backend(backend)
     a = spec.accept_len if spec is not None else 1.0
     tr = _trace(workload, float(a), int(sm.roofline.chunked_prefill_tokens))
-    C, F, parts = _cost(sm, backend, spec, tr)  # noqa: N806
-    cumC, cumF = np.cumsum(C), np.cumsum(F, axis=0)  # noqa: N806
+    C, F, parts = _cost(sm, backend, spec, tr)
+    cumC, cumF = np.cumsum(C), np.cumsum(F, axis=0)
     multi = tr.osl > 1
     if multi.any():
         fi, di = tr.first[multi], tr.done[multi]
@@ -979,7 +979,7 @@ def project(sm: StepModel, *, backends=("flashinfer", "triton"), concurrencies=(
 
 
 # ------------------------------------------------------------------------------------ fitting
-def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:  # noqa: N803
+def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Non-negative least squares by enumerating active sets (a handful of columns)."""
     k = A.shape[1]
     best, best_x = float(np.sum(b**2)), np.zeros(k)
@@ -1122,7 +1122,7 @@ def fit_to_seed(seed_df: pd.DataFrame | None = None, assumptions: SeedAssumption
     fit_rows = df[roles == "fit"]
     sm = sm or StepModel(a.gpu)
     runs = {}
-    A1, b1, A2, b2 = [], [], [], []  # noqa: N806
+    A1, b1, A2, b2 = [], [], [], []
     for i, row in fit_rows.iterrows():
         run = _seed_run(sm, row, a, _kernel_for(row, a))
         runs[i] = run
@@ -1137,7 +1137,7 @@ def fit_to_seed(seed_df: pd.DataFrame | None = None, assumptions: SeedAssumption
     if A2:
         free = [FEATURES.index(n) for n in a.fixed_free]
         fixed_cols = [j for j in range(len(FEATURES)) if j not in free]
-        A2m = np.vstack(A2)  # noqa: N806
+        A2m = np.vstack(A2)
         rhs = np.asarray(b2) - A2m[:, fixed_cols] @ th1[fixed_cols]
         th2[free] = _nnls(A2m[:, free], rhs)
     fixed = FittedParams.from_vector(th2, source="fit: seed TPOT table with flashinfer#3147 + slice fix, FlashInfer rows")

@@ -59,13 +59,15 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
-from .shapes import GDNShape, dtype_from_name, dtype_name, preset as get_preset
+from .shapes import GDNShape, dtype_from_name, dtype_name
+from .shapes import preset as get_preset
 
 __all__ = ["SweepConfig", "KEY_COLUMNS", "SCHEMA", "grid_points", "run_sweep", "load_results", "measure_point",
            "pool_scoped_verify", "resolve_output", "make_backend", "SGLANG_LIKE_OPTIONS", "configure_parser", "run", "DEFAULT_CONCURRENCY",
@@ -278,7 +280,7 @@ def point_key(row: dict) -> tuple:
 
 def _has_pyarrow() -> bool:
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow
         import pyarrow.parquet  # noqa: F401
         return True
     except ImportError:

@@ -30,14 +30,14 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from .instrument import cuda_available, nvtx_range, profiler_capture, capture_graph, GraphCaptureError
 from .inputs import GDNInputs, make_inputs
+from .instrument import GraphCaptureError, capture_graph, cuda_available, nvtx_range, profiler_capture
 from .kernels.base import GDNBackend
 from .kernels.validation import GDNCallDims
 from .shapes import GDNShape, dtype_from_name, dtype_name, preset
@@ -50,7 +50,7 @@ __all__ = ["sample_accepted", "resolve_sampler", "rate_for_accept_len", "DecodeW
 # --------------------------------------------------------------------------------- acceptance model
 
 
-def sample_accepted(batch: int, T: int, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:  # noqa: N803
+def sample_accepted(batch: int, T: int, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Accepted lengths ``[batch]`` (int64, CPU) in ``1..T`` under a chain model.
 
     Verify runs ``T`` tokens: the last committed token plus ``T-1`` drafts. Each draft is accepted with
@@ -79,7 +79,7 @@ def _spec_sampler() -> Callable | None:
     except Exception:  # noqa: BLE001 - absent or broken: use the local chain model
         return None
 
-    def sampler(batch: int, T: int, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:  # noqa: N803
+    def sampler(batch: int, T: int, rate: float, generator: torch.Generator | None = None) -> torch.Tensor:
         return fn(batch, T, chain(float(rate)), generator)
 
     return sampler
@@ -97,7 +97,7 @@ def resolve_sampler(prefer_spec: bool = True) -> tuple[Callable, str]:
     return sample_accepted, "gdnlab.workload.sample_accepted (chain model)"
 
 
-def rate_for_accept_len(accept_len: float, T: int) -> float:  # noqa: N803
+def rate_for_accept_len(accept_len: float, T: int) -> float:
     """Per-draft rate whose chain-model mean accept length at ``T`` positions is ``accept_len``
     (``gdnlab.spec.accept_len_to_rate`` when importable, else bisection here)."""
     try:
@@ -108,7 +108,7 @@ def rate_for_accept_len(accept_len: float, T: int) -> float:  # noqa: N803
     a = float(accept_len)
     if not 1.0 <= a <= T:
         raise ValueError(f"accept_len must lie in [1, T={T}], got {accept_len!r}")
-    mean = lambda p: float(T) if p >= 1.0 else (1.0 - p ** T) / (1.0 - p)  # noqa: E731
+    mean = lambda p: float(T) if p >= 1.0 else (1.0 - p ** T) / (1.0 - p)
     lo, hi = 0.0, 1.0
     for _ in range(100):
         mid = 0.5 * (lo + hi)
@@ -309,7 +309,7 @@ class DecodeWorkload:
             acc = torch.as_tensor(acc, dtype=torch.int64).reshape(-1).cpu()
             if acc.numel() != self.C or int(acc.min()) < 1 or int(acc.max()) > self.T:
                 raise ValueError(f"sampler returned {acc.tolist()[:8]}..., expected {self.C} values in 1..{self.T}")
-        except Exception as exc:  # noqa: BLE001 - a foreign sampler with another signature: fall back once
+        except Exception as exc:
             if self._sampler is sample_accepted:
                 raise
             warnings.warn(f"{self.sampler_name} failed ({type(exc).__name__}: {exc}); using the chain model",
@@ -396,7 +396,7 @@ class DecodeWorkload:
         wall_us = (time.perf_counter_ns() - t_start) / 1e3
         self.reset_requests()
         s = sorted(step_us)
-        q = lambda p: s[min(len(s) - 1, max(0, round(p * (len(s) - 1))))]  # noqa: E731
+        q = lambda p: s[min(len(s) - 1, max(0, round(p * (len(s) - 1))))]
         from .provenance import collect
         return WorkloadResult(
             backend=self.backend.name, kernel=str(self.kernel_path.get("kernel", "")), shape=self.shape.name,

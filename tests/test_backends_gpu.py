@@ -44,12 +44,12 @@ VERIFY_CASES = [(B, 4) for B in BATCHES] + [(16, T) for T in (1, 2, 8)]
 SENTINEL = 3.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _status(name: str):
     return available_backends()[name]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _instance(name: str):
     return get_backend(name)
 
@@ -74,9 +74,9 @@ def _scratch(be, op: str, dtype: torch.dtype) -> tuple[int, ...]:
     return tuple(fn(op, dtype)) if fn is not None else ()
 
 
-def _case(B: int, T: int, dtype: torch.dtype, device: torch.device, seed: int):  # noqa: N803
+def _case(B: int, T: int, dtype: torch.dtype, device: torch.device, seed: int):
     """Inputs, a ``2B+8``-slot random pool, and indices: permuted slots (>= 1), every 5th row padding."""
-    P = 2 * B + 8  # noqa: N806
+    P = 2 * B + 8
     gen = torch.Generator().manual_seed(seed)
     idx = (torch.randperm(P - 1, generator=gen)[:B] + 1).to(torch.int32)
     idx[2::5] = -1
@@ -92,7 +92,7 @@ def _live(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rows, idx.long()[rows]
 
 
-def _others(P: int, used: torch.Tensor, scratch: tuple[int, ...], device) -> torch.Tensor:  # noqa: N803
+def _others(P: int, used: torch.Tensor, scratch: tuple[int, ...], device) -> torch.Tensor:
     keep = torch.ones(P, dtype=torch.bool, device=device)
     keep[used] = False
     if scratch:
@@ -100,7 +100,7 @@ def _others(P: int, used: torch.Tensor, scratch: tuple[int, ...], device) -> tor
     return torch.nonzero(keep, as_tuple=True)[0]
 
 
-def _dims(B: int, T: int, P: int) -> GDNCallDims:  # noqa: N803
+def _dims(B: int, T: int, P: int) -> GDNCallDims:
     return GDNCallDims(B, T, SHAPE.H, SHAPE.HV, SHAPE.K, SHAPE.V, P)
 
 
@@ -108,7 +108,7 @@ def _dims(B: int, T: int, P: int) -> GDNCallDims:  # noqa: N803
 @pytest.mark.parametrize("B,T", DECODE_CASES, ids=[f"B{b}" for b, _ in DECODE_CASES])
 @pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
 @pytest.mark.parametrize("name", BACKENDS)
-def test_decode_matches_reference(cuda_device, name, dtype, B, T):  # noqa: N803
+def test_decode_matches_reference(cuda_device, name, dtype, B, T):
     be = _backend(name, "decode", dtype)
     inp, pool0, idx = _case(B, T, dtype, cuda_device, seed=100 + B)
     pool, pool_ref = pool0.clone(), pool0.clone()
@@ -129,10 +129,10 @@ def test_decode_matches_reference(cuda_device, name, dtype, B, T):  # noqa: N803
 @pytest.mark.parametrize("B,T", VERIFY_CASES, ids=[f"B{b}-T{t}" for b, t in VERIFY_CASES])
 @pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
 @pytest.mark.parametrize("name", BACKENDS)
-def test_verify_and_commit_match_reference(cuda_device, name, dtype, B, T):  # noqa: N803
+def test_verify_and_commit_match_reference(cuda_device, name, dtype, B, T):
     be = _backend(name, "verify", dtype)
     inp, pool0, idx = _case(B, T, dtype, cuda_device, seed=200 + 10 * B + T)
-    P = pool0.shape[0]  # noqa: N806
+    P = pool0.shape[0]
     pool, pool_ref = pool0.clone(), pool0.clone()
     inter = be.new_intermediate(_dims(B, T, P), pool).fill_(SENTINEL)
     o, inter_out = be.verify(*inp.args(), pool, idx, intermediate=inter)
@@ -172,7 +172,7 @@ def test_intermediate_is_batch_scoped(cuda_device, name, dtype):
     batch row i's states. A pool-scoped kernel would write rows ``indices[i]`` of the backing buffer
     (in bounds, so no crash) and leave the view's rows untouched — both are checked."""
     be = _backend(name, "verify", dtype)
-    B, T, P = 4, 4, 64  # noqa: N806
+    B, T, P = 4, 4, 64
     idx = torch.tensor([63, 41, 50, 37], dtype=torch.int32, device=cuda_device)
     g = torch.Generator(device=cuda_device).manual_seed(7)
     pool = (0.1 * torch.randn((P, *SHAPE.state_shape), generator=g, device=cuda_device)).to(dtype)

@@ -11,8 +11,16 @@ import pytest
 import torch
 
 from gdnlab import instrument
-from gdnlab.instrument import (GraphCaptureError, L2Flusher, Timing, capture_graph, nvtx_backend, nvtx_range,
-                               profiler_capture, time_fn)
+from gdnlab.instrument import (
+    GraphCaptureError,
+    L2Flusher,
+    Timing,
+    capture_graph,
+    nvtx_backend,
+    nvtx_range,
+    profiler_capture,
+    time_fn,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
@@ -171,7 +179,7 @@ def test_harness_attribution_via_traces_matches_sql(tmp_path):
 def test_graph_and_eager_timing_on_gpu(cuda_device):
     x = torch.randn(64 * 1024 * 1024 // 4, device=cuda_device)   # 64 MB
     y = torch.empty_like(x)
-    fn = lambda: y.copy_(x)  # noqa: E731
+    fn = lambda: y.copy_(x)
     g = time_fn(fn, warmup=3, repeats=20, graph=True)
     e = time_fn(fn, warmup=3, repeats=20, graph=False)
     assert g.method == "graph" and e.method == "eager" and g.note == ""

@@ -21,10 +21,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdnlab.metrics import (JOIN_KEYS, NcuNotFoundError, assemble, attribute_kernels,
-                            build_import_command, build_profile_command, compare_with_sweep, configure_parser,
-                            find_ncu, format_table, nsight_python_support, parse_raw_csv, profile_kernels, run,
-                            summarize_calls)
+from gdnlab.metrics import (
+    JOIN_KEYS,
+    NcuNotFoundError,
+    assemble,
+    attribute_kernels,
+    build_import_command,
+    build_profile_command,
+    compare_with_sweep,
+    configure_parser,
+    find_ncu,
+    format_table,
+    nsight_python_support,
+    parse_raw_csv,
+    profile_kernels,
+    run,
+    summarize_calls,
+)
 from gdnlab.metrics.ncu import metric_errors_in_log, metric_names, parse_version, to_base_unit
 from gdnlab.roofline import gdn_bytes
 from gdnlab.shapes import GDNShape, preset

@@ -10,6 +10,7 @@ import json
 import re
 
 import pytest
+
 nbformat = pytest.importorskip("nbformat", reason="notebook extras not installed (pip install -e '.[notebooks]')")
 
 from gdnlab import report

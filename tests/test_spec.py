@@ -11,8 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gdnlab import spec
-from gdnlab.spec import (SEED_ACCEPT_LEN, SEED_T, ChainAcceptance, EmpiricalAcceptance, FixedMean,
-                         accept_len_to_rate, chain_pmf, rate_to_accept_len, sample_accepted)
+from gdnlab.spec import (
+    SEED_ACCEPT_LEN,
+    SEED_T,
+    ChainAcceptance,
+    EmpiricalAcceptance,
+    FixedMean,
+    accept_len_to_rate,
+    chain_pmf,
+    rate_to_accept_len,
+    sample_accepted,
+)
 
 rates = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 Ts = st.integers(min_value=1, max_value=10)
@@ -40,7 +49,7 @@ def test_sampled_accepted_feeds_the_commit_contract():
     """accepted[i] = verify positions kept: pool[idx] = intermediate[i, accepted-1] (kernels/base.py)."""
     from gdnlab.kernels import get_backend
 
-    B, T, HV, V, K = 6, SEED_T, 2, 4, 4  # noqa: N806
+    B, T, HV, V, K = 6, SEED_T, 2, 4, 4
     g = torch.Generator().manual_seed(3)
     accepted = sample_accepted(B, T, ChainAcceptance.from_accept_len(3.175, T), g)
     pool = torch.zeros(B + 2, HV, V, K)
@@ -53,14 +62,14 @@ def test_sampled_accepted_feeds_the_commit_contract():
 
 # ------------------------------------------------------------------ formulas
 @given(rates, Ts)
-def test_rate_limits_and_monotonicity(p, T):  # noqa: N803
+def test_rate_limits_and_monotonicity(p, T):
     a = rate_to_accept_len(p, T)
     assert 1.0 - 1e-12 <= a <= T + 1e-12
     assert rate_to_accept_len(min(p + 0.01, 1.0), T) >= a - 1e-12
 
 
 @given(rates, st.integers(min_value=2, max_value=10))
-def test_rate_accept_len_round_trip(p, T):  # noqa: N803
+def test_rate_accept_len_round_trip(p, T):
     a = rate_to_accept_len(p, T)
     p2 = accept_len_to_rate(a, T)
     assert math.isclose(rate_to_accept_len(p2, T), a, rel_tol=1e-9, abs_tol=1e-9)
@@ -69,7 +78,7 @@ def test_rate_accept_len_round_trip(p, T):  # noqa: N803
 
 
 @given(st.lists(rates, min_size=1, max_size=9), Ts)
-def test_chain_pmf_mean_matches_product_formula(probs, T):  # noqa: N803
+def test_chain_pmf_mean_matches_product_formula(probs, T):
     pmf = chain_pmf(probs, T)
     assert pmf.shape == (T,) and abs(pmf.sum() - 1) < 1e-12 and (pmf >= 0).all()
     ps = (list(probs) + [probs[-1]] * T)[: T - 1]
@@ -80,7 +89,7 @@ def test_chain_pmf_mean_matches_product_formula(probs, T):  # noqa: N803
 
 @settings(max_examples=25, deadline=None)
 @given(rates, st.integers(min_value=1, max_value=8), st.integers(min_value=0, max_value=2**31 - 1))
-def test_chain_formula_vs_monte_carlo(p, T, seed):  # noqa: N803
+def test_chain_formula_vs_monte_carlo(p, T, seed):
     n = 20_000
     g = torch.Generator().manual_seed(seed)
     acc = sample_accepted(n, T, ChainAcceptance(p), g)
@@ -94,7 +103,7 @@ def test_chain_formula_vs_monte_carlo(p, T, seed):  # noqa: N803
 
 @settings(max_examples=25, deadline=None)
 @given(st.floats(min_value=1.0, max_value=8.0), st.integers(min_value=1, max_value=8))
-def test_fixed_mean_sampler(m, T):  # noqa: N803
+def test_fixed_mean_sampler(m, T):
     acc = sample_accepted(4000, T, m, torch.Generator().manual_seed(0))
     target = min(m, T)
     assert set(acc.unique().tolist()) <= {math.floor(target), math.ceil(target)}
@@ -102,7 +111,7 @@ def test_fixed_mean_sampler(m, T):  # noqa: N803
     assert FixedMean(m).mean(T) == pytest.approx(target)
 
 
-def test_empirical_histogram_clips_to_T_and_round_trips():  # noqa: N802
+def test_empirical_histogram_clips_to_T_and_round_trips():
     samples = [1, 2, 2, 3, 4, 4, 4, 5]
     h = EmpiricalAcceptance.from_samples(samples)
     assert h.mean(5) == pytest.approx(np.mean(samples))

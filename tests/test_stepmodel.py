@@ -9,8 +9,17 @@ import pandas as pd
 import pytest
 
 from gdnlab.hardware import spec_for
-from gdnlab.stepmodel import (SEED_SPEC, FittedParams, ServedModel, SpecConfig, StepModel, Workload, project,
-                              seed_model, simulate_serving)
+from gdnlab.stepmodel import (
+    SEED_SPEC,
+    FittedParams,
+    ServedModel,
+    SpecConfig,
+    StepModel,
+    Workload,
+    project,
+    seed_model,
+    simulate_serving,
+)
 
 PARAMS = FittedParams(pass_us=2000.0, request_us=50.0, token_us=40.0, kv_mtoken_us=1000.0, prefill_pass_us=30000.0,
                       source="hand-set for tests")
@@ -51,7 +60,7 @@ def test_simulated_tpot_grows_with_concurrency(sm):
     assert df["mean_tpot_ms"].is_monotonic_increasing
 
 
-def test_verify_cost_grows_with_T_and_batch(sm):  # noqa: N802
+def test_verify_cost_grows_with_T_and_batch(sm):
     t = [sm.gdn_call_us("flashinfer", "verify", 64, T) for T in (1, 2, 4, 8)]
     assert all(b > a for a, b in zip(t, t[1:]))
     b = [sm.gdn_call_us("flashinfer", "verify", n, 4) for n in (1, 8, 64, 256)]

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg  # noqa: E402
+import tracegen as tg
 
-from gdnlab import traces  # noqa: E402
-from gdnlab.traces import kernel_class, short_kernel_name  # noqa: E402
+from gdnlab import traces
+from gdnlab.traces import kernel_class, short_kernel_name
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg  # noqa: E402
+import tracegen as tg
 
-from gdnlab import traces  # noqa: E402
-from gdnlab.traces import TraceError  # noqa: E402
+from gdnlab import traces
+from gdnlab.traces import TraceError
 
 SMALL = {
     "schemaVersion": 1,

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("plotly")
 sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg  # noqa: E402
+import tracegen as tg
 
-from gdnlab import traces  # noqa: E402
-from gdnlab.plots import traces as tplots  # noqa: E402
+from gdnlab import traces
+from gdnlab.plots import traces as tplots
 
 
 @pytest.fixture(scope="module")

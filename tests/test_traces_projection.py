@@ -9,11 +9,17 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg  # noqa: E402
+import tracegen as tg
 
-from gdnlab import traces  # noqa: E402
-from gdnlab.traces.projection import (link_launches, merged_intervals, nesting_depth,  # noqa: E402
-                                      project_ranges, slice_reduce, union_ns)
+from gdnlab import traces
+from gdnlab.traces.projection import (
+    link_launches,
+    merged_intervals,
+    nesting_depth,
+    project_ranges,
+    slice_reduce,
+    union_ns,
+)
 
 
 @pytest.fixture(scope="module", params=["2025.3", "2021", "minimal", "kineto"])

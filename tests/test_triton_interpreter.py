@@ -74,7 +74,7 @@ def _check_decode(pool_dtype: torch.dtype, act_dtype: torch.dtype, shape: GDNSha
     assert be.last_path.op == "decode" and be.last_path.detail["interpreter"] is True
 
 
-def _check_verify(pool_dtype: torch.dtype, T: int, inter_dtype: torch.dtype | None = None,  # noqa: N803
+def _check_verify(pool_dtype: torch.dtype, T: int, inter_dtype: torch.dtype | None = None,
                   shape: GDNShape = SHAPE, **kw) -> None:
     idx = _idx(INDICES)
     inp = make_inputs(shape, len(INDICES), T, act_dtype=torch.bfloat16, seed=5 + T)
@@ -96,7 +96,7 @@ def _check_verify(pool_dtype: torch.dtype, T: int, inter_dtype: torch.dtype | No
     assert be.last_path.detail["intermediate_dtype"] == str(inter.dtype).removeprefix("torch.")
 
 
-def _check_commit(pool_dtype: torch.dtype, T: int = 3, replay_as_decodes: bool = False) -> None:  # noqa: N803
+def _check_commit(pool_dtype: torch.dtype, T: int = 3, replay_as_decodes: bool = False) -> None:
     idx = _idx(INDICES)
     inp = make_inputs(SHAPE, 3, T, act_dtype=torch.bfloat16, seed=9)
     pool0 = _pool(SHAPE, POOL_SLOTS, pool_dtype, seed=10)
@@ -196,7 +196,7 @@ def _child_main(out_path: str) -> int:
         try:
             fn()
             results[name] = {"ok": True, "msg": ""}
-        except Exception as exc:  # noqa: BLE001 - report every failure to the parent
+        except Exception as exc:
             results[name] = {"ok": False, "msg": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"}
         results[name]["seconds"] = round(time.perf_counter() - t0, 3)
     Path(out_path).write_text(json.dumps(results, indent=1))

@@ -46,7 +46,7 @@ def test_finished_requests_become_padding_and_stop_counting():
     draws = iter([torch.tensor([3, 1, 3]), torch.tensor([2, 2, 2])])
     seen = []
 
-    def sampler(batch, T, rate, gen):  # noqa: ARG001
+    def sampler(batch, T, rate, gen):
         seen.append(wl.indices.clone())
         return next(draws)
 

@@ -394,7 +394,7 @@ def kineto_dict(syn: Synthetic, *, pid: int = 4242) -> dict:
     """The chrome-trace dict the PyTorch profiler (Kineto) would write for ``syn`` (µs timestamps)."""
     base = int(min(syn.kernels["start"].min(), syn.runtime["start"].min() if len(syn.runtime) else 1 << 62,
                    syn.ranges["start"].min() if len(syn.ranges) else 1 << 62)) - 1_000
-    us = lambda ns: round((int(ns) - base) / 1000.0, 3)  # noqa: E731 - Kineto writes µs with ns decimals
+    us = lambda ns: round((int(ns) - base) / 1000.0, 3)
     ev: list[dict] = []
     for r in syn.kernels.itertuples(index=False):
         args = {"device": int(r.device), "stream": int(r.stream), "correlation": int(r.corr),

@@ -36,7 +36,7 @@ TRITON_VERSION: str = triton.__version__
 
 
 def _gdn_fused_recurrent(
-    q_ptr, k_ptr, v_ptr, a_ptr, b_ptr, A_log_ptr, dt_bias_ptr,  # noqa: N803
+    q_ptr, k_ptr, v_ptr, a_ptr, b_ptr, A_log_ptr, dt_bias_ptr,
     pool_ptr, idx_ptr, o_ptr, inter_ptr,
     T, scale,
     s_qb, s_qt, s_qh, s_qk,
@@ -47,9 +47,9 @@ def _gdn_fused_recurrent(
     s_pp, s_ph, s_pv,
     s_ob, s_ot, s_oh,
     s_ib, s_it, s_ih, s_iv,
-    H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,  # noqa: N803
-    BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,  # noqa: N803
-    WRITE_POOL: tl.constexpr, STORE_INTERMEDIATE: tl.constexpr,  # noqa: N803
+    H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, NV: tl.constexpr,
+    WRITE_POOL: tl.constexpr, STORE_INTERMEDIATE: tl.constexpr,
 ):
     pid = tl.program_id(0)
     i_v = pid % NV
@@ -73,7 +73,7 @@ def _gdn_fused_recurrent(
     b_s = tl.load(pool_ptr + s_off, mask=mask_s, other=0.0).to(tl.float32)
 
     # per value head gate constants
-    neg_A = -tl.exp(tl.load(A_log_ptr + i_hv).to(tl.float32))  # noqa: N806
+    neg_A = -tl.exp(tl.load(A_log_ptr + i_hv).to(tl.float32))
     dt_b = tl.load(dt_bias_ptr + i_hv).to(tl.float32)
 
     n64 = i_n.to(tl.int64)
@@ -104,7 +104,7 @@ def _gdn_fused_recurrent(
 
         # S = exp(g) S; u = beta (v - S k); S = S + u k^T; o = S q
         b_s = b_s * decay
-        kS = tl.sum(b_s * b_k[None, :], axis=1)                      # noqa: N806  [BV]
+        kS = tl.sum(b_s * b_k[None, :], axis=1)
         u = beta * (b_v - kS)
         b_s = b_s + u[:, None] * b_k[None, :]
         b_o = tl.sum(b_s * b_q[None, :], axis=1)                     # [BV]
@@ -135,16 +135,16 @@ def get_kernel(interpret: bool | None = None):
     return kern
 
 
-def launch(q, k, v, a, b, A_log, dt_bias, pool, indices, o, intermediate, scale: float,  # noqa: N803
-           *, H: int, HV: int, K: int, V: int, BV: int, num_warps: int, num_stages: int,  # noqa: N803
+def launch(q, k, v, a, b, A_log, dt_bias, pool, indices, o, intermediate, scale: float,
+           *, H: int, HV: int, K: int, V: int, BV: int, num_warps: int, num_stages: int,
            write_pool: bool, interpret: bool) -> int:
     """Launch one decode (``write_pool``) or verify (``intermediate`` given) call; returns the grid size.
 
     All tensors are already checked by :mod:`gdnlab.kernels.validation`; ``o`` is ``[B,T,HV,V]``.
     """
     B, T = q.shape[0], q.shape[1]
-    BK = triton.next_power_of_2(K)  # noqa: N806
-    NV = triton.cdiv(V, BV)  # noqa: N806
+    BK = triton.next_power_of_2(K)
+    NV = triton.cdiv(V, BV)
     grid = NV * B * HV
     if grid == 0:
         return 0

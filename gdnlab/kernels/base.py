@@ -72,7 +72,7 @@ class GDNBackend(ABC):
         self.last_path = KernelPath()
 
     # ------------------------------------------------------------------ public contract
-    def decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,  # noqa: N803
+    def decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,
                *, validate: bool = True) -> torch.Tensor:
         """One token per row; updates ``pool`` in place; returns ``o [B,1,HV,V]``."""
         dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=True,
@@ -80,7 +80,7 @@ class GDNBackend(ABC):
         self._check_state_dtype(pool.dtype, "decode")
         return self._decode(q, k, v, a, b, A_log, dt_bias, pool, indices, self._scale(scale, dims), dims)
 
-    def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,  # noqa: N803
+    def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,
                intermediate: torch.Tensor | None = None, *, validate: bool = True
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """T = q.shape[1] tokens per row; the pool is not changed; returns ``(o, intermediate)``."""
@@ -128,11 +128,11 @@ class GDNBackend(ABC):
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod
-    def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float,  # noqa: N803
+    def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float,
                 dims: GDNCallDims) -> torch.Tensor: ...
 
     @abstractmethod
-    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float,  # noqa: N803
+    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float,
                 dims: GDNCallDims, intermediate: torch.Tensor) -> torch.Tensor: ...
 
     @classmethod

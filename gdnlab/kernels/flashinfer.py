@@ -74,8 +74,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from importlib import metadata
 from dataclasses import dataclass
+from importlib import metadata
 from types import ModuleType
 from typing import Any
 
@@ -235,13 +235,13 @@ class FlashInferBackend(GDNBackend):
                       f"({_sm(cc)}){cutlass_v}")
 
     # ------------------------------------------------------------------ contract entry points
-    def decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,  # noqa: N803
+    def decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,
                *, validate: bool = True) -> torch.Tensor:
         """See :meth:`GDNBackend.decode`; bf16 pools use slot 0 as padding scratch (module docstring)."""
         self._validate_values = validate
         return super().decode(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, validate=validate)
 
-    def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,  # noqa: N803
+    def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,
                intermediate: torch.Tensor | None = None, *, validate: bool = True
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """See :meth:`GDNBackend.verify`; ``intermediate`` defaults to the pool's dtype."""
@@ -309,7 +309,7 @@ class FlashInferBackend(GDNBackend):
         idx = indices if indices.dtype == torch.int32 else indices.to(torch.int32)
         return cc, idx
 
-    def _gates(self, A_log, dt_bias):  # noqa: N803
+    def _gates(self, A_log, dt_bias):
         A = A_log.detach().float()  # FlashInfer asserts float32 A_log (SGLang: A_log.detach().float())
         dt = dt_bias.detach()
         if dt.dtype not in (torch.float32, torch.bfloat16):
@@ -328,7 +328,7 @@ class FlashInferBackend(GDNBackend):
         if self.zero_padding_output:
             o.masked_fill_((idx < 0).view(-1, *([1] * (o.dim() - 1))), 0)
 
-    def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims):  # noqa: N803
+    def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims):
         cc, idx = self._prepare(q, indices, pool, dims, "decode")
         bf16 = pool.dtype == torch.bfloat16
         if bf16 and self._validate_values and dims.B:
@@ -352,7 +352,7 @@ class FlashInferBackend(GDNBackend):
             self._zero_padding(o, idx)
         return o
 
-    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):  # noqa: N803
+    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):
         cc, idx = self._prepare(q, indices, pool, dims, "verify")
         bf16 = pool.dtype == torch.bfloat16
         kdtype = pool.dtype  # what the kernel's buffer must be (fp32 MTP: float32; bf16 MTP: bfloat16)

@@ -38,7 +38,7 @@ def l2norm(x: torch.Tensor, eps: float = L2NORM_EPS) -> torch.Tensor:
     return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + eps)
 
 
-def gdn_gates(a: torch.Tensor, b: torch.Tensor, A_log: torch.Tensor, dt_bias: torch.Tensor,  # noqa: N803
+def gdn_gates(a: torch.Tensor, b: torch.Tensor, A_log: torch.Tensor, dt_bias: torch.Tensor,
               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-space decay ``g = -exp(A_log) * softplus(a + dt_bias)`` (softplus beta 1, threshold 20,
     as SGLang and FlashInfer pass) and ``beta = sigmoid(b)``; both shaped like ``a``."""
@@ -47,7 +47,7 @@ def gdn_gates(a: torch.Tensor, b: torch.Tensor, A_log: torch.Tensor, dt_bias: to
     return g, torch.sigmoid(b.to(dtype))
 
 
-def gdn_step(S: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,  # noqa: N803
+def gdn_step(S: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
              beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One delta-rule step for every (row, value head).
 
@@ -75,7 +75,7 @@ class ReferenceBackend(GDNBackend):
         dev = "CUDA and CPU" if torch.cuda.is_available() else "CPU"
         return True, f"pure PyTorch {torch.__version__}, runs on {dev}"
 
-    def _prepare(self, q, k, v, a, b, A_log, dt_bias, scale: float, dims: GDNCallDims):  # noqa: N803
+    def _prepare(self, q, k, v, a, b, A_log, dt_bias, scale: float, dims: GDNCallDims):
         cd = self.compute_dtype
         r = dims.HV // dims.H
         qn = l2norm(q.to(cd)).repeat_interleave(r, dim=2) * scale     # [B,T,HV,K]
@@ -83,7 +83,7 @@ class ReferenceBackend(GDNBackend):
         g, beta = gdn_gates(a, b, A_log, dt_bias, cd)                  # [B,T,HV]
         return qn, kn, v.to(cd), g, beta
 
-    def _run(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims,  # noqa: N803
+    def _run(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims,
              intermediate: torch.Tensor | None, write_back: bool) -> torch.Tensor:
         qn, kn, vv, g, beta = self._prepare(q, k, v, a, b, A_log, dt_bias, scale, dims)
         idx = indices.long()
@@ -101,12 +101,12 @@ class ReferenceBackend(GDNBackend):
             pool.index_copy_(0, idx[live_rows], S[live_rows].to(pool.dtype))
         return o.to(q.dtype)
 
-    def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims):  # noqa: N803
+    def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims):
         self.last_path = KernelPath("decode", "torch_reference", _arch(q.device),
                                     {"state_dtype": dtype_name(pool.dtype)})
         return self._run(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, None, True)
 
-    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):  # noqa: N803
+    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):
         self.last_path = KernelPath("verify", "torch_reference", _arch(q.device),
                                     {"state_dtype": dtype_name(pool.dtype)})
         return self._run(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate, False)

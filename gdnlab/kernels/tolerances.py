@@ -47,7 +47,7 @@ class Tolerance:
     rtol: float
     why: str = ""
 
-    def __add__(self, other: "Tolerance") -> "Tolerance":
+    def __add__(self, other: Tolerance) -> Tolerance:
         return Tolerance(self.atol + other.atol, max(self.rtol, other.rtol), f"{self.why}; {other.why}")
 
 

@@ -50,7 +50,7 @@ def _sm_count(device_index: int) -> int:
     return int(torch.cuda.get_device_properties(device_index).multi_processor_count)
 
 
-def auto_config(batch: int, HV: int, V: int, device: torch.device | None = None) -> tuple[int, int, int]:  # noqa: N803
+def auto_config(batch: int, HV: int, V: int, device: torch.device | None = None) -> tuple[int, int, int]:
     """Default ``(BV, num_warps, num_stages)`` for a call of ``batch`` rows.
 
     BV = 32 rows of V with one warp (SGLang's launch for K=V=128: a [32, 128] fp32 tile is 128
@@ -128,10 +128,10 @@ class TritonBackend(GDNBackend):
             raise ValueError(f"intermediate_dtype {dt} must be float32 or the pool's dtype {pool.dtype}")
         return torch.empty((dims.B, dims.T, dims.HV, dims.V, dims.K), dtype=dt, device=pool.device)
 
-    def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims):  # noqa: N803
+    def _decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims):
         return self._run("decode", q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, None)
 
-    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):  # noqa: N803
+    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):
         return self._run("verify", q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate)
 
     # ------------------------------------------------------------------ launch
@@ -141,7 +141,7 @@ class TritonBackend(GDNBackend):
         bv = min(self.bv, _next_pow2(dims.V)) if self.bv is not None else bv
         return bv, self.num_warps or nw, self.num_stages or ns
 
-    def _run(self, op, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):  # noqa: N803
+    def _run(self, op, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):
         from . import _triton_gdn as tg
 
         interp = tg.interpret_enabled()

@@ -42,7 +42,7 @@ def _dtype(name: str, t: torch.Tensor, allowed: tuple[torch.dtype, ...]) -> None
         raise ValueError(f"{name} has dtype {t.dtype}, expected one of {[str(d) for d in allowed]}")
 
 
-def check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, *, single_token: bool,  # noqa: N803
+def check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, *, single_token: bool,
                      validate_values: bool = True) -> GDNCallDims:
     """Check the tensors of a decode (``single_token=True``) or verify call; return their dims."""
     if not isinstance(q, torch.Tensor) or q.dim() != 4:

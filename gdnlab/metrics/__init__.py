@@ -22,12 +22,32 @@ from __future__ import annotations
 
 from .cli import configure_parser, run
 from .compare import compare_with_sweep, normalize_sweep
-from .ncu import (GDN_KERNEL_REGEX, MARKER_KERNEL, METRICS, PROFILE_RANGE, MetricSpec, NcuNotFoundError,
-                  build_import_command, build_profile_command, find_ncu, metric_names, ncu_version,
-                  parse_raw_csv)
+from .ncu import (
+                  GDN_KERNEL_REGEX,
+                  MARKER_KERNEL,
+                  METRICS,
+                  PROFILE_RANGE,
+                  MetricSpec,
+                  NcuNotFoundError,
+                  build_import_command,
+                  build_profile_command,
+                  find_ncu,
+                  metric_names,
+                  ncu_version,
+                  parse_raw_csv,
+)
 from .nspy import NsightPythonSupport, nsight_python_support
-from .profile import (DEFAULT_BACKENDS, ENGINES, JOIN_KEYS, assemble, attribute_kernels, format_table,
-                      profile_kernels, save_frame, summarize_calls)
+from .profile import (
+                  DEFAULT_BACKENDS,
+                  ENGINES,
+                  JOIN_KEYS,
+                  assemble,
+                  attribute_kernels,
+                  format_table,
+                  profile_kernels,
+                  save_frame,
+                  summarize_calls,
+)
 
 __all__ = ["profile_kernels", "compare_with_sweep", "normalize_sweep", "summarize_calls", "format_table",
            "assemble", "attribute_kernels", "parse_raw_csv", "save_frame", "nsight_python_support",

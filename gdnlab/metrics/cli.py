@@ -75,8 +75,15 @@ def _read_frame(path: str):
 
 def run(args: argparse.Namespace) -> int:
     """Run ``gdnlab metrics``; returns 0 on success, 1 when nothing could be profiled."""
-    from . import (compare_with_sweep, format_table, nsight_python_support, parse_raw_csv, profile_kernels,
-                   save_frame, summarize_calls)
+    from . import (
+        compare_with_sweep,
+        format_table,
+        nsight_python_support,
+        parse_raw_csv,
+        profile_kernels,
+        save_frame,
+        summarize_calls,
+    )
     from .profile import assemble
 
     if args.check:
@@ -113,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         for _, r in cmp[cmp["flag"]].iterrows():
             print(f"  {r['backend']} {r['mode']} B={r['batch']} {r['state_dtype']}: {r['diagnosis']}")
     if args.html:
-        from gdnlab.plots.metrics import counters_figure, bandwidth_agreement_figure
+        from gdnlab.plots.metrics import bandwidth_agreement_figure, counters_figure
 
         figs = [counters_figure(df)] + ([bandwidth_agreement_figure(cmp, tolerance=args.tolerance)] if cmp is not None else [])
         Path(args.html).write_text("\n".join(f.to_html(full_html=False, include_plotlyjs=(i == 0))

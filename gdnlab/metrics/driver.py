@@ -129,7 +129,7 @@ def run_plan(plan: dict) -> dict:
     nspy = None
     if engine == "nsight-python":
         # nsight must be imported before CUDA is initialised and before any NVTX call (its docs).
-        import nsight as nspy  # noqa: F401
+        import nsight as nspy
 
     import torch
 
@@ -152,7 +152,7 @@ def run_plan(plan: dict) -> dict:
     launch_marker = None
     if device.type == "cuda" and engine == "ncu-csv" and plan.get("markers", True):
         try:
-            from ._marker import KERNEL_NAME, launch_marker  # noqa: F811
+            from ._marker import KERNEL_NAME, launch_marker
             marker_buf = torch.zeros(1, dtype=torch.int32, device=device)
             launch_marker(marker_buf, 0, 0)                     # compile outside the profiled region
             torch.cuda.synchronize()

@@ -34,8 +34,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ncu import (check_options, GDN_KERNEL_REGEX, MARKER_KERNEL, METRICS, build_import_command, build_profile_command,
-                  find_ncu, metric_errors_in_log, metric_names, ncu_version, parse_raw_csv, to_base_unit)
+from .ncu import (
+    GDN_KERNEL_REGEX,
+    MARKER_KERNEL,
+    METRICS,
+    build_import_command,
+    build_profile_command,
+    check_options,
+    find_ncu,
+    metric_errors_in_log,
+    metric_names,
+    ncu_version,
+    parse_raw_csv,
+    to_base_unit,
+)
 
 __all__ = ["profile_kernels", "assemble", "attribute_kernels", "summarize_calls", "format_table", "JOIN_KEYS",
            "DEFAULT_BACKENDS", "ENGINES", "resolve_shape", "save_frame"]
@@ -66,7 +78,8 @@ def _as_list(value, name: str) -> list:
 def resolve_shape(preset, tp: int = 1):
     """A :class:`~gdnlab.shapes.GDNShape` from a shape, a preset name (``"qwen3.5-397b-a17b"``) with
     ``tp``, or a sharded name (``"qwen3.5-397b-a17b@tp4"``)."""
-    from gdnlab.shapes import GDNShape, preset as get_preset
+    from gdnlab.shapes import GDNShape
+    from gdnlab.shapes import preset as get_preset
 
     if isinstance(preset, GDNShape):
         return preset

@@ -46,15 +46,15 @@ def _default(sm: StepModel | None, kernel_state: str = "fixed") -> StepModel:
 
 
 def speedup_heatmap(sm: StepModel | None = None, *, backend: str = "flashinfer", n: int = 128,
-                    ctx_per_request: float = 288.0, Ts=range(2, 9), accept_lens=None):  # noqa: N803
+                    ctx_per_request: float = 288.0, Ts=range(2, 9), accept_lens=None):
     """Steady-state speedup of speculation over acceptance length x verify positions T (topk-1
     chain, T-1 draft steps) at ``n`` running requests; cells with accept length > T are blank and the
     1.0 contour is where speculation stops paying. The seed's point (T=4, acc 3.13-3.22) is marked."""
     sm = _default(sm)
-    Ts = [int(t) for t in Ts]  # noqa: N806
+    Ts = [int(t) for t in Ts]
     acc = np.linspace(1.0, max(Ts), 4 * (max(Ts) - 1) + 1) if accept_lens is None else np.asarray(accept_lens, float)
     z = np.full((len(Ts), acc.size), np.nan)
-    for i, T in enumerate(Ts):  # noqa: N806
+    for i, T in enumerate(Ts):
         for j, a in enumerate(acc):
             if 1.0 <= a <= T:
                 z[i, j] = sm.speedup(backend, n, ctx_per_request, float(a), T)
@@ -79,7 +79,7 @@ def speedup_heatmap(sm: StepModel | None = None, *, backend: str = "flashinfer",
 
 
 def break_even_plot(sm: StepModel | None = None, *, backends=("flashinfer", "triton"),
-                    concurrencies=(1, 2, 4, 8, 16, 32, 64, 128), T: int = SEED_T,  # noqa: N803
+                    concurrencies=(1, 2, 4, 8, 16, 32, 64, 128), T: int = SEED_T,
                     ctx_per_request: float = 288.0):
     """Acceptance length below which speculation stops paying, per backend and concurrency, with the
     seed's reported acceptance band."""
@@ -117,7 +117,7 @@ def step_breakdown_plot(sm: StepModel | None = None, *, backend: str = "flashinf
 
 
 def verify_cost_plot(sm: StepModel | None = None, *, backends=("flashinfer", "triton"), batches=(1, 16, 64, 128),
-                     Ts=(1, 2, 3, 4, 6, 8)):  # noqa: N803
+                     Ts=(1, 2, 3, 4, 6, 8)):
     """GDN verify time of one layer (µs) vs draft tokens T, per backend and batch (T=1 is decode)."""
     sm = _default(sm)
     go = _go()

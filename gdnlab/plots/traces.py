@@ -39,7 +39,7 @@ def _provenance_of(df: pd.DataFrame, provenance: str | None) -> str:
     return text
 
 
-def _window(trace: "Trace", window_ns: tuple[int, int] | None, max_kernels: int
+def _window(trace: Trace, window_ns: tuple[int, int] | None, max_kernels: int
             ) -> tuple[int, int, int, pd.DataFrame, str]:
     """(t0, lo, hi, kernels in [t0+lo, t0+hi), note). ``lo``/``hi`` are ns relative to the first kernel."""
     k = trace.kernels
@@ -71,7 +71,7 @@ def _window(trace: "Trace", window_ns: tuple[int, int] | None, max_kernels: int
     return t0, lo, hi, sel, note
 
 
-def _complete_steps(trace: "Trace", t0: int, hi: int) -> tuple[int, int] | None:
+def _complete_steps(trace: Trace, t0: int, hi: int) -> tuple[int, int] | None:
     """(number of step ranges whose GPU work ends before ``t0 + hi``, end of the last one - t0)."""
     from gdnlab.traces.analysis import step_mask
     r = trace.gpu_ranges
@@ -83,7 +83,7 @@ def _complete_steps(trace: "Trace", t0: int, hi: int) -> tuple[int, int] | None:
     return (n, int(ends[n - 1])) if n else None
 
 
-def _timeline_traces(trace: "Trace", window_ns: tuple[int, int] | None, max_kernels: int,
+def _timeline_traces(trace: Trace, window_ns: tuple[int, int] | None, max_kernels: int,
                      *, legend_group: str = "", show_legend: bool = True
                      ) -> tuple[list, list[str], str]:
     """Plotly traces for one timeline, the y categories (top to bottom) and the windowing note."""
@@ -138,7 +138,7 @@ def _timeline_traces(trace: "Trace", window_ns: tuple[int, int] | None, max_kern
     return out, rows_nvtx + rows_gpu, note
 
 
-def timeline(trace: "Trace", window_ns: tuple[int, int] | None = None, max_kernels: int = 20_000,
+def timeline(trace: Trace, window_ns: tuple[int, int] | None = None, max_kernels: int = 20_000,
              *, title: str | None = None) -> go.Figure:
     """Timeline of one trace: NVTX ranges per thread and depth (bars) above kernels per device and
     stream (segments coloured by kernel class), x in µs from the first kernel.
@@ -157,7 +157,7 @@ def timeline(trace: "Trace", window_ns: tuple[int, int] | None = None, max_kerne
     return add_provenance(fig, trace.provenance())
 
 
-def side_by_side(trace_a: "Trace", trace_b: "Trace", labels: Sequence[str] = ("flashinfer", "triton"),
+def side_by_side(trace_a: Trace, trace_b: Trace, labels: Sequence[str] = ("flashinfer", "triton"),
                  window_ns: tuple[int, int] | None = None, max_kernels: int = 20_000) -> go.Figure:
     """Two timelines in stacked subplots on one shared x axis (µs from each trace's first kernel)."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,

@@ -24,7 +24,7 @@ __all__ = ["kernel_summary", "range_breakdown", "gpu_idle_gaps", "step_overhead"
 _NUM = re.compile(r"\d+")
 
 
-def _tag(df: pd.DataFrame, *traces: "Trace") -> pd.DataFrame:
+def _tag(df: pd.DataFrame, *traces: Trace) -> pd.DataFrame:
     df.attrs["provenance"] = " | ".join(t.provenance() for t in traces)
     return df
 
@@ -45,7 +45,7 @@ def step_mask(text: pd.Series, step: str = "step", *, regex: bool = False) -> np
     return hits[codes] if len(hits) else np.zeros(len(codes), dtype=bool)
 
 
-def kernel_summary(trace: "Trace", *, by: str = "name") -> pd.DataFrame:
+def kernel_summary(trace: Trace, *, by: str = "name") -> pd.DataFrame:
     """Per kernel (``by``: ``"name"``, ``"short_name"`` or ``"class"``, see :mod:`.names`): count,
     total_ns, share_pct (of the summed kernel time), mean_ns, median_ns, min_ns, max_ns, std_ns,
     sorted by total time — the numbers of ``nsys stats -r cuda_gpu_kern_sum``."""
@@ -61,7 +61,7 @@ def kernel_summary(trace: "Trace", *, by: str = "name") -> pd.DataFrame:
     return _tag(out, trace)
 
 
-def _gpu_busy_total(trace: "Trace") -> int:
+def _gpu_busy_total(trace: Trace) -> int:
     k = trace.kernels
     total = 0
     for _, g in k.groupby("device", sort=False):
@@ -70,7 +70,7 @@ def _gpu_busy_total(trace: "Trace") -> int:
     return total
 
 
-def range_breakdown(trace: "Trace", *, depth: int | None = None, pattern: str | None = None,
+def range_breakdown(trace: Trace, *, depth: int | None = None, pattern: str | None = None,
                     group_numbers: bool = True, with_kernels_only: bool = False) -> pd.DataFrame:
     """Per NVTX range text: count, cpu_total_ns / cpu_mean_ns (range durations on the CPU),
     gpu_busy_total_ns / gpu_busy_mean_ns (union of the range's kernels on the GPU), gpu_span_mean_ns,
@@ -105,7 +105,7 @@ def range_breakdown(trace: "Trace", *, depth: int | None = None, pattern: str | 
     return _tag(out, trace)
 
 
-def gpu_idle_gaps(trace: "Trace", *, device: int | None = None, min_gap_ns: int = 0,
+def gpu_idle_gaps(trace: Trace, *, device: int | None = None, min_gap_ns: int = 0,
                   step: str = "step", regex: bool = False) -> pd.DataFrame:
     """Idle periods of each GPU: the gaps between consecutive busy periods (kernels merged across
     streams, so a gap means *no* kernel ran on the device). Columns: device, gap_start_ns, gap_end_ns,
@@ -148,7 +148,7 @@ def gpu_idle_gaps(trace: "Trace", *, device: int | None = None, min_gap_ns: int 
     return _tag(out, trace)
 
 
-def step_overhead(trace: "Trace", *, step: str = "step", regex: bool = False) -> pd.DataFrame:
+def step_overhead(trace: Trace, *, step: str = "step", regex: bool = False) -> pd.DataFrame:
     """Per step range (matched as in :func:`step_mask`): GPU busy time against wall time.
 
     Columns: range_id, text, pid, tid, start_ns, cpu_ns (range duration on the CPU), period_ns (to the
@@ -193,7 +193,7 @@ def _long(df_a: pd.DataFrame, df_b: pd.DataFrame, key: str, metrics: Sequence[st
     return pd.concat(rows, ignore_index=True)
 
 
-def compare(trace_a: "Trace", trace_b: "Trace", labels: tuple[str, str] = ("flashinfer", "triton"), *,
+def compare(trace_a: Trace, trace_b: Trace, labels: tuple[str, str] = ("flashinfer", "triton"), *,
             rules: Sequence[tuple[str, str]] = DEFAULT_CLASS_RULES, depth: int | None = None) -> pd.DataFrame:
     """Side-by-side numbers of two traces, long format: one row per (kind, key, metric) with the
     value in each trace (columns named by ``labels``), ``delta`` (= b - a) and ``ratio`` (= b / a,
@@ -207,7 +207,7 @@ def compare(trace_a: "Trace", trace_b: "Trace", labels: tuple[str, str] = ("flas
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError("labels must be two different names")
 
-    def classes(t: "Trace") -> pd.DataFrame:
+    def classes(t: Trace) -> pd.DataFrame:
         k = t.kernels
         g = k["duration_ns"].groupby(kernel_classes(k["name"], rules).rename("class"), observed=True)
         return pd.DataFrame({"count": g.size(), "total_ns": g.sum(), "mean_ns": g.mean(),

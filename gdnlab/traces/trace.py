@@ -39,7 +39,7 @@ def sniff(path: str | Path) -> str:
                            "'nsys export --type sqlite'")
 
 
-def load(path: str | Path, *, workers: int | None = None) -> "Trace":
+def load(path: str | Path, *, workers: int | None = None) -> Trace:
     """Open a trace: an nsys SQLite export, or a PyTorch profiler (Kineto) chrome trace (``.json`` or
     ``.json.gz``), recognised by content, not by name. The file is validated now; frames are read
     lazily. Raises :class:`TraceError` (a ``ValueError``) for anything that is not a readable trace,

@@ -31,19 +31,19 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, when run as a script
 
-from gdnlab.inputs import make_inputs  # noqa: E402
-from gdnlab.kernels import available_backends, get_backend  # noqa: E402
-from gdnlab.kernels.validation import GDNCallDims  # noqa: E402
-from gdnlab.provenance import collect  # noqa: E402
-from gdnlab.shapes import dtype_name, preset  # noqa: E402
-from gdnlab.state import StatePool  # noqa: E402
+from gdnlab.inputs import make_inputs
+from gdnlab.kernels import available_backends, get_backend
+from gdnlab.kernels.validation import GDNCallDims
+from gdnlab.provenance import collect
+from gdnlab.shapes import dtype_name, preset
+from gdnlab.state import StatePool
 
 DEFAULT_SHAPE = ("qwen3.5-397b-a17b", 4)  # H=4, HV=16, K=V=128 per GPU (the seed's TP=4 shape)
 
@@ -135,7 +135,7 @@ def build_calls(backend, shape, op: str, dtype: torch.dtype, batch: int, tokens:
     views = [pool.layer(i) for i in range(layers)]
     if op == "decode":
         fns = [lambda p=views[i % layers]: backend.decode(*args, p, idx, validate=False) for i in range(n_calls)]
-        check = lambda: backend.decode(*args, views[0], idx)  # noqa: E731
+        check = lambda: backend.decode(*args, views[0], idx)
     elif op == "verify":
         dims = GDNCallDims(batch, tokens, shape.H, shape.HV, shape.K, shape.V, pool.num_slots)
         if intermediate == "pool":
@@ -148,7 +148,7 @@ def build_calls(backend, shape, op: str, dtype: torch.dtype, batch: int, tokens:
         fns = [lambda p=views[i % layers], b=inter[i % layers]: backend.verify(*args, p, idx, intermediate=b,
                                                                               validate=False)
                for i in range(n_calls)]
-        check = lambda: backend.verify(*args, views[0], idx, intermediate=inter[0])  # noqa: E731
+        check = lambda: backend.verify(*args, views[0], idx, intermediate=inter[0])
     else:
         raise ValueError(f"op must be 'decode' or 'verify', got {op!r}")
     return fns, {"layers": layers, "footprint_mb": round(layers * per_layer / 1e6, 1), "pool": pool,

@@ -35,14 +35,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from backend_timing import first_call_ms, table, time_case  # noqa: E402
+from backend_timing import first_call_ms, table, time_case
 
-from gdnlab.inputs import make_inputs  # noqa: E402
-from gdnlab.kernels.flashinfer import FlashInferBackend  # noqa: E402
-from gdnlab.kernels.reference import ReferenceBackend  # noqa: E402
-from gdnlab.provenance import collect  # noqa: E402
-from gdnlab.shapes import dtype_name, preset  # noqa: E402
-from gdnlab.state import StatePool  # noqa: E402
+from gdnlab.inputs import make_inputs
+from gdnlab.kernels.flashinfer import FlashInferBackend
+from gdnlab.kernels.reference import ReferenceBackend
+from gdnlab.provenance import collect
+from gdnlab.shapes import dtype_name, preset
+from gdnlab.state import StatePool
 
 SHAPE = preset("qwen3.5-397b-a17b", tp=4)
 DTYPES = (torch.float32, torch.bfloat16)

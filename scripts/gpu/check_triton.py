@@ -40,13 +40,13 @@ if "--keep-cache" not in sys.argv:  # before anything imports triton: first call
 os.environ.pop("TRITON_INTERPRET", None)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch  # noqa: E402
+import torch
 
-from gdnlab.inputs import make_inputs  # noqa: E402
-from gdnlab.kernels import tolerances as tol  # noqa: E402
-from gdnlab.kernels.reference import ReferenceBackend  # noqa: E402
-from gdnlab.kernels.triton import TritonBackend  # noqa: E402
-from gdnlab.shapes import preset  # noqa: E402
+from gdnlab.inputs import make_inputs
+from gdnlab.kernels import tolerances as tol
+from gdnlab.kernels.reference import ReferenceBackend
+from gdnlab.kernels.triton import TritonBackend
+from gdnlab.shapes import preset
 
 SHAPE = preset("qwen3.5-397b-a17b", tp=4)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -59,12 +59,12 @@ COLD_BYTES = 256 * 2**20      # state bytes one graph replay should touch (>> 50
 MAX_CALLS = 200
 
 
-def _pool(P: int, dtype: torch.dtype, device, seed: int) -> torch.Tensor:  # noqa: N803
+def _pool(P: int, dtype: torch.dtype, device, seed: int) -> torch.Tensor:
     g = torch.Generator(device=device).manual_seed(seed)
     return (0.1 * torch.randn((P, *SHAPE.state_shape), generator=g, device=device)).to(dtype)
 
 
-def _indices(B: int, P: int, seed: int, pad_every: int = 5) -> torch.Tensor:  # noqa: N803
+def _indices(B: int, P: int, seed: int, pad_every: int = 5) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     idx = (torch.randperm(P - 1, generator=gen)[:B] + 1).to(torch.int32)
     if pad_every:
@@ -76,11 +76,11 @@ def _indices(B: int, P: int, seed: int, pad_every: int = 5) -> torch.Tensor:  # 
 def check_correctness(device) -> list[dict]:
     ref = ReferenceBackend(compute_dtype=torch.float64)
     rows = []
-    for (B, T) in [(3, 1), (16, 1), (16, 4), (64, 2), (256, 4)]:  # noqa: N806
+    for (B, T) in [(3, 1), (16, 1), (16, 4), (64, 2), (256, 4)]:
         for dname, dt in DTYPES.items():
             for cname in ("auto", "8x1", "32x1"):
                 be = TritonBackend(**CONFIGS[cname])
-                P = 2 * B + 8  # noqa: N806
+                P = 2 * B + 8
                 pool0 = _pool(P, dt, device, seed=B + T)
                 idx = _indices(B, P, seed=B + T).to(device)
                 inp = make_inputs(SHAPE, B, T, act_dtype=torch.bfloat16, device=device, seed=B + T)
@@ -159,14 +159,14 @@ def _graph_time(fns, reps: int) -> list[float]:
     return out
 
 
-def time_one(op: str, dname: str, B: int, cname: str, device, reps: int) -> dict:  # noqa: N803
+def time_one(op: str, dname: str, B: int, cname: str, device, reps: int) -> dict:
     from gdnlab.roofline import gdn_bytes
     dt = DTYPES[dname]
-    T = 1 if op == "decode" else 4  # noqa: N806
+    T = 1 if op == "decode" else 4
     be = TritonBackend(**CONFIGS[cname])
     state_bytes = B * SHAPE.state_bytes(dt)
     n = max(10, min(MAX_CALLS, math.ceil(COLD_BYTES / max(state_bytes, 1))))
-    P = n * B + 8  # noqa: N806
+    P = n * B + 8
     pool = _pool(P, dt, device, seed=1)
     perm = (torch.randperm(P - 1, generator=torch.Generator().manual_seed(2))[: n * B] + 1).to(torch.int32)
     idx_sets = [perm[i * B:(i + 1) * B].to(device) for i in range(n)]
@@ -193,15 +193,15 @@ def time_one(op: str, dname: str, B: int, cname: str, device, reps: int) -> dict
             "gbps": nbytes / (med * 1e-6) / 1e9}
 
 
-def first_calls(device, B: int = 64) -> list[dict]:  # noqa: N803
+def first_calls(device, B: int = 64) -> list[dict]:
     """Wall time of the first and second call of each (op, state dtype) with the default launch
     config: the first includes Triton's JIT compile (fresh cache) and module load."""
     rows = []
     for op in ("decode", "verify"):
         for dname, dt in DTYPES.items():
-            T = 1 if op == "decode" else 4  # noqa: N806
+            T = 1 if op == "decode" else 4
             be = TritonBackend()
-            P = 2 * B + 8  # noqa: N806
+            P = 2 * B + 8
             pool = _pool(P, dt, device, seed=0)
             idx = _indices(B, P, seed=0).to(device)
             inp = make_inputs(SHAPE, B, T, act_dtype=torch.bfloat16, device=device, seed=0)
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     for op in ("decode", "verify"):
         for dname in DTYPES:
             for cname in configs:
-                for B in batches:  # noqa: N806
+                for B in batches:
                     try:
                         timings.append(time_one(op, dname, B, cname, device, args.reps))
                     except Exception as exc:  # noqa: BLE001
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         if k not in best or r["median_us"] < best[k]["median_us"]:
             best[k] = r
     print("\nfastest config per (op, state, B):")
-    for (op, st, B), r in sorted(best.items()):  # noqa: N806
+    for (op, st, B), r in sorted(best.items()):
         auto = next((x for x in timings if (x["op"], x["state"], x["B"], x.get("config")) == (op, st, B, "auto")
                      and "error" not in x), None)
         vs = f" (auto {auto['median_us']:.2f} µs, {auto['median_us'] / r['median_us']:.2f}x)" if auto else ""

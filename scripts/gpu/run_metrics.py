@@ -52,8 +52,16 @@ def main() -> int:
     print(f"python {platform.python_version()}  torch {torch.__version__}  cuda {torch.version.cuda}  "
           f"device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'NONE'}")
     from gdnlab.kernels import available_backends
-    from gdnlab.metrics import (NcuNotFoundError, find_ncu, format_table, ncu_version, nsight_python_support,
-                                profile_kernels, save_frame, summarize_calls)
+    from gdnlab.metrics import (
+        NcuNotFoundError,
+        find_ncu,
+        format_table,
+        ncu_version,
+        nsight_python_support,
+        profile_kernels,
+        save_frame,
+        summarize_calls,
+    )
 
     for st in available_backends().values():
         print(f"  backend {st}")
