@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-__all__ = ["GDNShape", "PRESETS", "preset", "preset_names", "dtype_from_name", "dtype_name"]
+__all__ = ["GDNShape", "GDNCallDims", "PRESETS", "preset", "preset_names", "parse_preset", "dtype_from_name",
+           "dtype_name"]
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -34,6 +35,19 @@ def dtype_from_name(name: str | torch.dtype) -> torch.dtype:
 def dtype_name(dtype: torch.dtype | str) -> str:
     """Short name of a dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
     return str(dtype_from_name(dtype)).removeprefix("torch.")
+
+
+@dataclass(frozen=True)
+class GDNCallDims:
+    """Dimensions of one kernel call: batch B, draft tokens T, heads H/HV, head dims K/V, pool slots P."""
+
+    B: int
+    T: int
+    H: int
+    HV: int
+    K: int
+    V: int
+    P: int
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,14 @@ class GDNShape:
         return replace(self, name=f"{self.name}@tp{tp}", num_q_heads=self.num_q_heads // tp,
                        num_v_heads=self.num_v_heads // tp, tp=tp)
 
+    def call_dims(self, batch: int, T: int = 1, pool_slots: int | None = None) -> GDNCallDims:
+        """Dims of a call on this shape: ``batch`` rows of ``T`` tokens on a pool of ``pool_slots`` rows
+        (default ``batch + 1``: one slot per row plus the reserved slot 0)."""
+        if int(batch) < 1 or int(T) < 1:
+            raise ValueError(f"batch and T must be >= 1, got batch={batch!r}, T={T!r}")
+        P = int(batch) + 1 if pool_slots is None else int(pool_slots)
+        return GDNCallDims(int(batch), int(T), self.H, self.HV, self.K, self.V, P)
+
     def describe(self) -> str:
         """One-line description, e.g. ``qwen3.5-397b-a17b@tp4: H=4 HV=16 K=128 V=128, 45 GDN layers, bfloat16``."""
         return (f"{self.name}: H={self.H} HV={self.HV} K={self.K} V={self.V}, "
@@ -186,3 +208,19 @@ def preset(name: str, tp: int = 1, state_dtype: torch.dtype | str | None = None)
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
     shape = PRESETS[key].shard(tp)
     return shape if state_dtype is None else shape.with_state_dtype(state_dtype)
+
+
+def parse_preset(text: str | GDNShape, state_dtype: torch.dtype | str | None = None) -> GDNShape:
+    """``"qwen3.5-397b-a17b@tp4"`` (or ``"qwen3.5-397b-a17b"``, tp 1) -> the sharded :class:`GDNShape`.
+
+    A :class:`GDNShape` passes through (with ``state_dtype`` applied). The one parser of ``NAME@tpN``
+    strings: sweep presets, counters and the model all use it."""
+    if isinstance(text, GDNShape):
+        return text if state_dtype is None else text.with_state_dtype(state_dtype)
+    name, sep, tp_s = str(text).strip().partition("@")
+    tp = 1
+    if sep:
+        if not tp_s.lower().startswith("tp") or not tp_s[2:].isdigit() or int(tp_s[2:]) < 1:
+            raise ValueError(f"preset {text!r}: expected NAME or NAME@tpN (e.g. qwen3.5-397b-a17b@tp4)")
+        tp = int(tp_s[2:])
+    return preset(name, tp=tp, state_dtype=state_dtype)

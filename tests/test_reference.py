@@ -159,7 +159,7 @@ def test_default_scale_is_inverse_sqrt_k(ref):
 
 def test_cli_summary_identities_hold():
     """``gdnlab summary``'s table: verify == T decodes and commit(accepted=T) == T decodes, on CPU."""
-    from gdnlab.cli_summary import summarize
+    from gdnlab.cli.summary import summarize
 
     _, df = summarize("qwen3.5-397b-a17b", 16, [1, 3], 2, "float32", "cpu")
     assert list(df["batch"]) == [1, 3] and (df["T"] == 2).all()

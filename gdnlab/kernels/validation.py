@@ -6,28 +6,15 @@ host; pass ``validate=False`` to a backend call in a timed loop once its inputs 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+
+from ..shapes import GDNCallDims
 
 __all__ = ["GDNCallDims", "check_gdn_inputs", "check_indices", "check_intermediate", "check_commit",
            "STATE_DTYPES"]
 
 STATE_DTYPES = (torch.float32, torch.bfloat16)
 _ACT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-
-
-@dataclass(frozen=True)
-class GDNCallDims:
-    """Dimensions of one call: batch B, tokens T, heads H/HV, head dims K/V, pool slots P."""
-
-    B: int
-    T: int
-    H: int
-    HV: int
-    K: int
-    V: int
-    P: int
 
 
 def _expect(name: str, t: object, shape: tuple[int, ...], dims: str) -> None:

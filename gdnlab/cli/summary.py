@@ -11,11 +11,11 @@ import time
 
 import torch
 
-from .inputs import make_inputs
-from .kernels import get_backend
-from .roofline import gdn_bytes
-from .shapes import preset
-from .state import StatePool
+from ..inputs import make_inputs
+from ..kernels import get_backend
+from ..roofline import gdn_bytes
+from ..shapes import preset
+from ..state import StatePool
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from .kernels import available_backends
+    from ..kernels import available_backends
 
     st = available_backends()
     if args.json:

@@ -1,0 +1,86 @@
+"""Command line: ``gdnlab <command> ...`` (or ``python -m gdnlab <command> ...``).
+
+One module per command in this package, each with ``configure_parser(parser)`` and
+``run(args) -> int``; a command's module is imported only when that command is parsed, so
+``gdnlab backends`` never imports plotly or papermill, and no command imports a GPU package it does
+not use. Library modules take arguments and return values; they hold no argparse code.
+
+Every expected failure (bad value, missing or wrong-kind file, unavailable device or backend, Ctrl-C)
+ends as one line ``gdnlab COMMAND: KIND: MESSAGE`` on stderr with the exit code of
+:data:`gdnlab.errors.EXIT_CODES`; ``--debug`` shows the stack trace instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from importlib import import_module
+
+from ..errors import exit_code
+
+__all__ = ["COMMANDS", "ALIASES", "build_parser", "main"]
+
+#: command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "backends": ("gdnlab.cli.backends", "list kernel backends and verify strategies, and why any cannot run here"),
+    "summary": ("gdnlab.cli.summary", "run the reference kernel on CPU/GPU and check the contract's identities"),
+    "sweep": ("gdnlab.cli.sweep", "time backends over batch x mode x draft tokens x state dtype into a parquet"),
+    "workload": ("gdnlab.cli.workload", "GDN decode-loop workload: time per step vs batch and output length"),
+    "capture": ("gdnlab.cli.capture", "run a command (or gdnlab's decode-loop workload) under nsys; export SQLite"),
+    "counters": ("gdnlab.cli.counters", "Nsight Compute counters of the GDN kernels (nsight-python or ncu CSV)"),
+    "report": ("gdnlab.cli.report", "execute the notebooks and export self-contained HTML reports"),
+}
+#: other names of a command (kept so earlier scripts keep working)
+ALIASES: dict[str, str] = {"metrics": "counters"}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default and keeps the examples' line breaks."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gdnlab", description=__doc__.splitlines()[0].replace("``", ""),
+                                     formatter_class=_Formatter)
+    parser.add_argument("--debug", action="store_true", help="show the stack trace of a failure")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    aliases: dict[str, list[str]] = {}
+    for alias, target in ALIASES.items():
+        aliases.setdefault(target, []).append(alias)
+    for name, (mod, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_, aliases=aliases.get(name, []),
+                           formatter_class=_Formatter)
+        p.set_defaults(_module=mod, _command=name)
+        try:
+            import_module(mod).configure_parser(p)
+        except ImportError as exc:  # a command whose optional dependency is missing still shows up
+            p.set_defaults(_import_error=f"{type(exc).__name__}: {exc}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = getattr(args, "_command", None)
+    if not command:
+        parser.print_help()
+        return 2
+    if getattr(args, "_import_error", None):
+        print(f"gdnlab {command}: unavailable: a dependency is missing ({args._import_error}); install the "
+              f"extras: pip install -e '.[notebooks,test]' (CPU) or '.[gpu]' (GPU machine)", file=sys.stderr)
+        return 3
+    try:
+        return int(import_module(args._module).run(args) or 0)
+    except (Exception, KeyboardInterrupt) as exc:  # the one error boundary of the command line
+        known = exit_code(exc)
+        if known is None or args.debug:
+            if known is None:
+                raise
+            traceback.print_exc()
+        code, kind = known
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"gdnlab {command}: {kind}: {msg}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

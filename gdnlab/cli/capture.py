@@ -1,0 +1,4 @@
+"""``gdnlab capture`` (transitional: the options still live in :mod:`gdnlab.capture`)."""
+from ..capture import configure_parser, run
+
+__all__ = ["configure_parser", "run"]

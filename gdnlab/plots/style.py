@@ -1,0 +1,57 @@
+"""One plot style for every gdnlab figure: colours per backend, strategy, state dtype and kernel
+class, line styles, and the axis-title convention (units in brackets).
+
+Colours are fixed per name, not by rank within a figure, so one backend or kernel class has the
+same colour in every panel and on every page of a report. Unknown names get a colour from a stable
+hash of the name (the same on every run).
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+__all__ = ["BACKEND_COLORS", "STRATEGY_COLORS", "STATE_DTYPE_DASH", "MODE_SYMBOL", "PALETTE", "color_for",
+           "backend_color", "strategy_color", "kernel_class_color", "class_colors", "axis_title"]
+
+#: plotly's D3 palette (colour-blind friendly enough for 10 categories)
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+
+BACKEND_COLORS = {"flashinfer": "#1f77b4", "triton": "#ff7f0e", "reference": "#7f7f7f",
+                  "flashinfer_pre3147": "#17becf"}
+STRATEGY_COLORS = {"full_cache": "#1f77b4", "token_slots": "#2ca02c", "recompute": "#9467bd",
+                   "recompute_fused": "#e377c2", "replay_ring": "#d62728"}
+#: kernel classes that appear in gdnlab's traces, fixed so the GDN kernel is always the same blue
+KERNEL_CLASS_COLORS = {"gdn": "#1f77b4", "commit": "#d62728", "index_elementwise_kernel": "#ff7f0e",
+                       "copy": "#8c564b", "memset": "#7f7f7f", "other": "#bcbd22"}
+STATE_DTYPE_DASH = {"float32": "solid", "bfloat16": "dash"}
+MODE_SYMBOL = {"decode": "circle", "verify": "diamond"}
+
+
+def color_for(name: str, known: dict[str, str] | None = None) -> str:
+    """The colour of ``name``: from ``known`` if listed there, else a stable hash into :data:`PALETTE`."""
+    if known and name in known:
+        return known[name]
+    return PALETTE[zlib.crc32(str(name).encode()) % len(PALETTE)]
+
+
+def backend_color(name: str) -> str:
+    return color_for(name, BACKEND_COLORS)
+
+
+def strategy_color(name: str) -> str:
+    return color_for(name, STRATEGY_COLORS)
+
+
+def kernel_class_color(name: str) -> str:
+    return color_for(name, KERNEL_CLASS_COLORS)
+
+
+def class_colors(classes: Iterable[str]) -> dict[str, str]:
+    """``{class: colour}`` for kernel classes, the same mapping in every panel of a report."""
+    return {c: kernel_class_color(c) for c in classes}
+
+
+def axis_title(quantity: str, unit: str | None = None) -> str:
+    """``"kernel time (µs)"``: a quantity in words and its unit in brackets."""
+    return f"{quantity} ({unit})" if unit else quantity
