@@ -1,21 +1,28 @@
 """Provenance of a measurement: GPU, SM, driver, CUDA and library versions, time.
 
-Every row gdnlab stores and every figure it shows carries these fields (DESIGN.md, "What every
-result must carry"), plus ``status``: ``measured`` (here, on this GPU), ``projected`` (from a model)
-or ``reported`` (copied from someone else's table, e.g. the seed PR).
+Every row gdnlab stores and every figure it shows carries these fields, plus ``status``:
+``measured`` (captured on a GPU by gdnlab, as the data's own metadata says), ``projected`` (from a
+model), ``reported`` (copied from someone else's table, e.g. the seed PR) or ``synthetic`` (generated
+for tests and examples). Rows also carry the gdnlab version and the git commit of the checkout that
+made them (``git_dirty`` when it had uncommitted changes), so rows from before and after a kernel
+change can be told apart.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 
-__all__ = ["collect", "package_version", "label", "STATUSES", "PROVENANCE_COLUMNS"]
+__all__ = ["collect", "package_version", "git_state", "label", "STATUSES", "PROVENANCE_COLUMNS"]
 
-STATUSES = ("measured", "projected", "reported")
-PROVENANCE_COLUMNS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "timestamp", "host")
+STATUSES = ("measured", "projected", "reported", "synthetic")
+PROVENANCE_COLUMNS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "gdnlab", "git_commit",
+                      "git_dirty", "timestamp", "host")
+_REPO = Path(__file__).resolve().parent.parent
 
 
 def package_version(dist: str) -> str | None:
@@ -47,11 +54,32 @@ def _flashinfer_version() -> str | None:
     return v
 
 
+@lru_cache(maxsize=1)
+def git_state() -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the checkout gdnlab runs from, or ``(None, None)`` outside git.
+
+    A copy of a checkout without ``.git`` (e.g. a working tree sent to a GPU machine) can state them in
+    ``$GDNLAB_GIT_COMMIT`` and ``$GDNLAB_GIT_DIRTY`` (``1``/``0``)."""
+    env_commit = os.environ.get("GDNLAB_GIT_COMMIT")
+    if env_commit:
+        return env_commit, os.environ.get("GDNLAB_GIT_DIRTY", "0") not in ("0", "", "false")
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(_REPO), *a], capture_output=True, text=True, timeout=10)
+        head = run("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None, None
+        status = run("status", "--porcelain", "--untracked-files=no")
+        return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
 def collect(device: int | None = None) -> dict[str, str | None]:
     """Provenance of the current process: GPU name, SM (``sm90``), driver, CUDA, library versions,
     UTC timestamp (ISO 8601) and host name. Values are ``None`` where not applicable (no GPU)."""
     import torch
 
+    commit, dirty = git_state()
     gpu = sm = None
     if torch.cuda.is_available():
         idx = torch.cuda.current_device() if device is None else device
@@ -65,9 +93,17 @@ def collect(device: int | None = None) -> dict[str, str | None]:
         "torch": torch.__version__,
         "triton": package_version("triton"),
         "flashinfer": _flashinfer_version() if gpu else package_version("flashinfer-python"),
+        "gdnlab": _gdnlab_version(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
     }
+
+
+def _gdnlab_version() -> str:
+    from . import __version__
+    return __version__
 
 
 def label(prov: dict, status: str, **extra: object) -> str:
@@ -79,8 +115,10 @@ def label(prov: dict, status: str, **extra: object) -> str:
     gpu = prov.get("gpu")
     if gpu:
         parts.append(f"{gpu} ({prov['sm']})" if prov.get("sm") else str(gpu))
-    for key in ("driver", "cuda", "torch", "triton", "flashinfer"):
+    for key in ("driver", "cuda", "torch", "triton", "flashinfer", "gdnlab"):
         if prov.get(key):
             parts.append(f"{key} {prov[key]}")
+    if prov.get("git_commit"):
+        parts.append(f"commit {str(prov['git_commit'])[:10]}{' (dirty)' if prov.get('git_dirty') else ''}")
     parts += [f"{k} {v}" for k, v in extra.items() if v is not None]
     return " · ".join(parts)
