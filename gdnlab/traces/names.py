@@ -20,11 +20,21 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-__all__ = ["short_kernel_name", "kernel_class", "kernel_classes", "DEFAULT_CLASS_RULES"]
+__all__ = ["short_kernel_name", "kernel_class", "kernel_classes", "DEFAULT_CLASS_RULES", "GDN_KERNEL_PATTERN",
+           "is_gdn_kernel"]
+
+#: a kernel whose name matches this (case-insensitive) is a GDN kernel: FlashInfer's CuTe-DSL decode/MTP
+#: kernels, gdnlab's Triton kernels, and the Triton/fla kernels SGLang uses. The one pattern gdnlab uses.
+GDN_KERNEL_PATTERN = r"gdn|gated_delta|fused_recurrent|fused_sigmoid_gating"
 
 DEFAULT_CLASS_RULES: tuple[tuple[str, str], ...] = (
-    ("gdn", r"gdn|gated_delta|fused_recurrent|fused_sigmoid_gating"),
+    ("gdn", GDN_KERNEL_PATTERN),
 )
+
+
+def is_gdn_kernel(name: str) -> bool:
+    """Whether a kernel name is a GDN kernel (:data:`GDN_KERNEL_PATTERN`)."""
+    return re.search(GDN_KERNEL_PATTERN, str(name), re.IGNORECASE) is not None
 
 _SUFFIX = re.compile(r"(_(?=[0-9a-f]*\d)[0-9a-f]{6,}|_\d+)$", re.IGNORECASE)
 
