@@ -247,12 +247,17 @@ def test_fake_bf16_decode_refuses_live_slot0_with_padding(fake_fi):
     with pytest.raises(ValueError, match="slot 0"):
         FlashInferBackend().decode(*inp.args(), pool, idx)
     assert fake_fi.calls == []                               # refused before any kernel call
-    FlashInferBackend().decode(*inp.args(), pool, torch.tensor([0, 2, 1], dtype=torch.int32))  # no padding: fine
+    with pytest.raises(ValueError, match="slot 0"):          # slot 0 is reserved, padding or not
+        FlashInferBackend().decode(*inp.args(), pool, torch.tensor([0, 2, 1], dtype=torch.int32))
+    assert fake_fi.calls == []
 
 
-def test_fake_fp32_decode_with_slot0_and_padding_allowed(fake_fi):
+def test_fake_fp32_decode_refuses_slot0_allows_padding(fake_fi):
     inp, pool, _ = _cpu_case(3, 1, torch.float32)
-    FlashInferBackend().decode(*inp.args(), pool, torch.tensor([0, 2, -1], dtype=torch.int32))
+    with pytest.raises(ValueError, match="slot 0"):
+        FlashInferBackend().decode(*inp.args(), pool, torch.tensor([0, 2, -1], dtype=torch.int32))
+    assert fake_fi.calls == []
+    FlashInferBackend().decode(*inp.args(), pool, torch.tensor([1, 2, -1], dtype=torch.int32))
     assert len(fake_fi.calls) == 1
 
 

@@ -16,7 +16,7 @@ def _setup(B=5, T=4, P=12, dtype=torch.float32, seed=0, pad_rows=(1,)):
     x = make_inputs(SHAPE, B, T, seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     pool = (torch.randn(P, SHAPE.HV, SHAPE.V, SHAPE.K, generator=gen) * 0.3).to(dtype)
-    idx = torch.randperm(P, generator=gen)[:B].to(torch.int32)   # slots not in 0..B-1 order
+    idx = (torch.randperm(P - 1, generator=gen)[:B] + 1).to(torch.int32)   # scattered slots, never the reserved 0
     for r in pad_rows:
         idx[r] = -1
     return x, pool, idx

@@ -90,3 +90,48 @@ def test_registry_explains_each_backend():
     if not torch.cuda.is_available() and not st["flashinfer"].available:
         with pytest.raises(BackendUnavailable, match="flashinfer"):
             get_backend("flashinfer")
+
+
+@pytest.mark.parametrize("field", ["q", "v", "a", "b", "A_log", "dt_bias"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_inputs_refused_before_any_pool_write(call, field, value):
+    x, pool, idx = call
+    before = pool.clone()
+    over = {field: getattr(x, field).clone()}
+    over[field].view(-1)[0] = value
+    with pytest.raises(ValueError, match=rf"{field} holds 1 non-finite"):
+        get_backend("reference").verify(*_args(x, **over), pool, idx)
+    with pytest.raises(ValueError, match=rf"{field} holds 1 non-finite"):
+        get_backend("reference").decode(*_args(x.token(0), **{field: over[field][:, :1] if over[field].dim() > 1
+                                                              else over[field]}), pool, idx)
+    assert torch.equal(pool, before)
+
+
+def test_non_finite_live_state_refused_padding_slot_ignored(call):
+    x, pool, idx = call
+    pool[2] = float("nan")                      # a slot no row reads: fine
+    get_backend("reference").verify(*_args(x), pool, idx)
+    pool[4, 0, 0, 0] = float("inf")             # row 0's state
+    with pytest.raises(ValueError, match="pool rows at indices holds 1 non-finite"):
+        get_backend("reference").verify(*_args(x), pool, idx)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf"), "big"])
+def test_bad_scale_refused(call, scale):
+    x, pool, idx = call
+    with pytest.raises(ValueError, match="scale must be"):
+        get_backend("reference").verify(*_args(x), pool, idx, scale=scale)
+
+
+def test_reserved_slot0_refused_as_live_index(call):
+    x, pool, _ = call
+    before = pool.clone()
+    with pytest.raises(ValueError, match="slot 0, which is reserved"):
+        get_backend("reference").decode(*_args(x.token(0)), pool, torch.tensor([0, -1, 1], dtype=torch.int32))
+    assert torch.equal(pool, before)
+
+
+def test_q_with_wrong_head_count_names_both_q_and_k(call):
+    x, pool, idx = call
+    with pytest.raises(ValueError, match=r"k has shape .* q has shape \(3, 2, 1, 16\)"):
+        get_backend("reference").verify(*_args(x, q=x.q[:, :, :1]), pool, idx)

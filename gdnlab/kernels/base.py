@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .validation import GDNCallDims, check_commit, check_gdn_inputs, check_intermediate
+from .validation import GDNCallDims, check_commit, check_gdn_inputs, check_intermediate, check_scale
 
 __all__ = ["GDNBackend", "BackendStatus", "KernelPath"]
 
@@ -77,6 +77,7 @@ class GDNBackend(ABC):
         """One token per row; updates ``pool`` in place; returns ``o [B,1,HV,V]``."""
         dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=True,
                                 validate_values=validate)
+        check_scale(scale)
         self._check_state_dtype(pool.dtype, "decode")
         return self._decode(q, k, v, a, b, A_log, dt_bias, pool, indices, self._scale(scale, dims), dims)
 
@@ -86,6 +87,7 @@ class GDNBackend(ABC):
         """T = q.shape[1] tokens per row; the pool is not changed; returns ``(o, intermediate)``."""
         dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=False,
                                 validate_values=validate)
+        check_scale(scale)
         self._check_state_dtype(pool.dtype, "verify")
         if intermediate is None:
             intermediate = self.new_intermediate(dims, pool)

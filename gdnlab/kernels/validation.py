@@ -1,8 +1,10 @@
 """Argument checks shared by every backend: done before any work, so nothing is half-written.
 
 Each failure raises ``ValueError`` naming the argument, what it got and what it expected.
-Value checks (index range, duplicate slots, accepted lengths) read small index tensors back to the
-host; pass ``validate=False`` to a backend call in a timed loop once its inputs were checked.
+Value checks (index range, duplicate slots, the reserved slot 0, accepted lengths, and non-finite
+inputs: q, k, v, a, b, A_log, dt_bias, scale and the live rows of the pool) read tensors back to the
+host; pass ``validate=False`` to a backend call in a timed loop once its inputs were checked. Without
+them a NaN or Inf in a gate or state silently corrupts pool rows in place.
 """
 from __future__ import annotations
 
@@ -11,7 +13,11 @@ import torch
 from ..shapes import GDNCallDims
 
 __all__ = ["GDNCallDims", "check_gdn_inputs", "check_indices", "check_intermediate", "check_commit",
-           "STATE_DTYPES"]
+           "check_finite", "check_scale", "STATE_DTYPES", "RESERVED_SLOT"]
+
+#: pool slot 0 is never a live request's (gdnlab.state.StatePool reserves it; FlashInfer's bf16 kernels
+#: redirect padding rows to it)
+RESERVED_SLOT = 0
 
 STATE_DTYPES = (torch.float32, torch.bfloat16)
 _ACT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -36,6 +42,9 @@ def check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, *, single_tok
         raise ValueError(f"q must be a 4-D tensor [B, T, H, K], got "
                          f"{tuple(q.shape) if isinstance(q, torch.Tensor) else type(q).__name__}")
     B, T, H, K = q.shape
+    if isinstance(k, torch.Tensor) and k.dim() == 4 and tuple(k.shape) != tuple(q.shape):
+        raise ValueError(f"k has shape {tuple(k.shape)}, q has shape {tuple(q.shape)}: expected [B, T, H, K] "
+                         f"for both (q and k must match)")
     if single_token and T != 1:
         raise ValueError(f"decode takes one token per row: q has shape {tuple(q.shape)}, expected [B, 1, H, K]; "
                          "use verify() for T > 1")
@@ -71,14 +80,44 @@ def check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, *, single_tok
         raise ValueError("pool must be contiguous in its last dim (K), stride(-1) == 1")
     if validate_values:
         check_indices(indices, P)
+        check_finite(q=q, k=k, v=v, a=a, b=b, A_log=A_log, dt_bias=dt_bias)
+        live = indices.detach().to(pool.device, torch.long)
+        live = live[live >= 0]
+        if live.numel():
+            check_finite(**{"pool rows at indices": pool.index_select(0, live)})
     return GDNCallDims(B, T, H, HV, K, V, P)
 
 
+def check_finite(**tensors: torch.Tensor) -> None:
+    """Every element finite (no NaN or Inf); the error names the first tensor that is not."""
+    for name, t in tensors.items():
+        if t.numel() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{name} holds {bad} non-finite value(s) (NaN or Inf); a GDN call would write "
+                             f"them into the state pool")
+
+
+def check_scale(scale: float | None) -> None:
+    """``scale`` is ``None`` (use ``K ** -0.5``) or a finite positive number."""
+    if scale is None:
+        return
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"scale must be a number or None, got {scale!r}") from None
+    if not (s > 0 and s != float("inf")):
+        raise ValueError(f"scale must be finite and > 0 (or None for K**-0.5), got {scale!r}")
+
+
 def check_indices(indices: torch.Tensor, num_slots: int) -> None:
-    """Pool indices: ``-1`` (any negative) marks padding; others in ``[0, P)`` and distinct."""
+    """Pool indices: ``-1`` (any negative) marks padding; others in ``[1, P)`` (slot 0 is reserved) and
+    distinct."""
     if indices.numel() == 0:
         return
     idx = indices.detach().to("cpu", torch.int64)
+    if bool((idx == RESERVED_SLOT).any()):
+        raise ValueError(f"indices holds slot {RESERVED_SLOT}, which is reserved (padding rows of FlashInfer's "
+                         f"bf16 kernels land there); live rows use slots 1..{num_slots - 1}, padding rows -1")
     if int(idx.max()) >= num_slots:
         raise ValueError(f"indices holds {int(idx.max())}, out of range for a pool of {num_slots} slots "
                          f"(valid: 0..{num_slots - 1}, or negative for padding)")
