@@ -159,9 +159,9 @@ def test_default_scale_is_inverse_sqrt_k(ref):
 
 def test_cli_summary_identities_hold():
     """``gdnlab summary``'s table: verify == T decodes and commit(accepted=T) == T decodes, on CPU."""
-    from gdnlab.cli.summary import summarize
+    from gdnlab.selfcheck import contract_identities as summarize
 
     _, df = summarize("qwen3.5-397b-a17b", 16, [1, 3], 2, "float32", "cpu")
-    assert list(df["batch"]) == [1, 3] and (df["T"] == 2).all()
+    assert list(df["batch"]) == [1, 3] and (df["draft_tokens"] == 2).all()
     for col in ("max|o_verify - o_decodes|", "max|S_T - decode^T|", "max|commit(T) - decode^T|"):
         assert (df[col] <= 1e-5).all(), (col, df[col].tolist())
