@@ -41,6 +41,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int, str], ...] = (
     (PermissionError, 6, "permission denied"),
     (ValueError, 2, "bad input"),
     (KeyboardInterrupt, 130, "interrupted"),
+    (OSError, 7, "I/O error"),
     (Interrupted, 130, "interrupted"),
 )
 
