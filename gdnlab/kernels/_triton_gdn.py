@@ -28,7 +28,7 @@ pool passes 2**31 elements at slot 8192; FlashInfer issue #3230 was this overflo
 import triton
 import triton.language as tl
 
-from .triton import interpret_enabled
+from ._triton_interpret import interpret_enabled
 
 __all__ = ["get_kernel", "interpret_enabled", "TRITON_VERSION"]
 
@@ -66,7 +66,11 @@ def _gdn_fused_recurrent(
     slot = tl.load(idx_ptr + i_n).to(tl.int64)
     live = slot >= 0
     slot = tl.maximum(slot, 0)       # keep addresses in range for padding rows (all accesses masked)
-    mask_s = (mask_v[:, None] & mask_k[None, :]) & live
+    # Every mask is a comparison of a block (tl.int1 data), never a block combined with the scalar
+    # `live`: Triton's interpreter stores `block & scalar` as int32, which Triton 3.9's masked
+    # load/store reject ("mask has unsupported dtype"). A padding row gets an empty V range instead.
+    v_end = tl.where(live, V, 0)
+    mask_s = (o_v[:, None] < v_end) & mask_k[None, :]
 
     # state tile [BV, BK] of pool[slot, i_hv, o_v, o_k]
     s_off = slot * s_pp + i_hv * s_ph + o_v[:, None].to(tl.int64) * s_pv + o_k[None, :]

@@ -27,11 +27,11 @@ and no CUDA device the kernels run in Triton's CPU interpreter (slow; for tests)
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 
 from ..shapes import dtype_from_name, dtype_name
+from ._triton_interpret import interpret_enabled
 from .base import GDNBackend, KernelPath, _arch
 from .validation import GDNCallDims
 
@@ -144,7 +144,7 @@ class TritonBackend(GDNBackend):
     def _run(self, op, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):
         from . import _triton_gdn as tg
 
-        interp = tg.interpret_enabled()
+        interp = interpret_enabled()
         if q.device.type != "cuda" and not interp:
             raise ValueError(f"triton backend got tensors on {q.device}: it needs a CUDA device, or "
                              "TRITON_INTERPRET=1 for Triton's CPU interpreter")
@@ -160,12 +160,3 @@ class TritonBackend(GDNBackend):
         self.last_path = KernelPath(op, f"{KERNEL_NAME}_{op}", "interpreter" if interp else _arch(q.device), detail)
         return o
 
-
-def interpret_enabled() -> bool:
-    """True when ``TRITON_INTERPRET`` is set to a true value *now* (parsed as Triton parses it).
-
-    Triton decides between compiling and interpreting when a function is wrapped by ``triton.jit``
-    (it reads ``triton.knobs.runtime.interpret``, which re-reads the environment on each access), so
-    :func:`gdnlab.kernels._triton_gdn.get_kernel` wraps lazily, once per mode, and this is checked per call.
-    """
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
