@@ -312,6 +312,44 @@ def test_fake_verify_direct_path_recorded(fake_fi):
     assert be.last_path.detail["variant"] == "inline"                # B*HV = 32 <= 128
 
 
+def test_fake_verify_pool_scoped_hands_the_whole_buffer(fake_fi):
+    """verify_pool_scoped: the pool-sized buffer reaches the fp32 kernel unsliced (SGLang before PR
+    #23273); the fake bf16 wrapper asserts dim0 == B (as FlashInfer's does) and the assert propagates."""
+    B, T, P = 3, 2, 8
+    inp, pool, _ = _cpu_case(B, T, torch.float32, capacity=P - 1)
+    idx = torch.tensor([6, 2, 5], dtype=torch.int32)
+    buf = torch.full((P, T, HV, V, K), -3.0, dtype=torch.float32)
+    be = FlashInferBackend()
+    o = be.verify_pool_scoped(*inp.args(), pool, idx, intermediate=buf)
+    (name, kw), = fake_fi.calls
+    assert name == "mtp_fp32" and kw["intermediate_states_buffer"] is buf            # not a [:B] view
+    assert kw["disable_state_update"] is True and kw["A_log"].dtype == torch.float32
+    assert be.last_path.detail["intermediate"] == "unsliced" and o.shape == (B, T, HV, V)
+    assert torch.all(buf[0, 0] == FakeFlashInfer.marker(0, 0)) and torch.all(buf[B:] == -3.0)
+    inp16, pool16, _ = _cpu_case(B, T, torch.bfloat16, capacity=P - 1)
+    with pytest.raises(AssertionError, match="batch-scoped"):
+        be.verify_pool_scoped(*inp16.args(), pool16, idx, intermediate=buf.bfloat16())
+    with pytest.raises(ValueError, match="pool's dtype"):                           # no silent staging
+        be.verify_pool_scoped(*inp16.args(), pool16, idx, intermediate=buf)
+
+
+def test_make_backend_uses_the_engine_options(monkeypatch):
+    import gdnlab.kernels as kernels
+    from gdnlab.kernels.base import BackendStatus
+
+    assert kernels.ENGINE_OPTIONS["sglang"]["flashinfer"] == {"zero_padding_output": False}
+    monkeypatch.setattr(kernels, "_status", lambda name: BackendStatus(name, True, "ok"))
+    be = kernels.make_backend("flashinfer")
+    assert isinstance(be, FlashInferBackend) and be.zero_padding_output is False
+    assert be.gdnlab_options == {"zero_padding_output": False}
+    contract = kernels.make_backend("FlashInfer", engine=None)
+    assert contract.zero_padding_output is True and contract.gdnlab_options == {}
+    assert kernels.make_backend("flashinfer", fi_backend="auto").fi_backend == "auto"
+    assert kernels.make_backend("reference").gdnlab_options == {}
+    with pytest.raises(ValueError, match="unknown engine"):
+        kernels.make_backend("reference", engine="vllm")
+
+
 def test_new_intermediate_uses_pool_dtype():
     from gdnlab.kernels.validation import GDNCallDims
     dims = GDNCallDims(B=2, T=4, H=H, HV=HV, K=K, V=V, P=5)
@@ -452,7 +490,8 @@ def test_gpu_decode_matches_reference(fib, cuda_device, dtype):
     assert _rel(o[: B - n_pad], o_ref[: B - n_pad]) < OUT_TOL
     assert torch.all(o[B - n_pad:] == 0)                                     # padding rows: zeros
     assert _rel(pool[live], ref_pool[live]) < _state_tol(dtype)
-    others = [s for s in range(pool.shape[0]) if s not in set(live.tolist()) | set(fib.scratch_slots_for("decode", dtype))]
+    kept = set(live.tolist()) | set(fib.scratch_slots_for("decode", dtype))
+    others = [s for s in range(pool.shape[0]) if s not in kept]
     assert torch.equal(pool[others], before[others])                         # untouched slots
     if dtype == torch.float32:
         assert torch.equal(pool[0], before[0])                               # fp32: not even scratch
@@ -497,10 +536,33 @@ def test_gpu_slicing_fix_regression(fib, cuda_device, dtype):
     assert _rel(o, o_ref) < OUT_TOL
     if dtype == torch.bfloat16:  # why the slice exists: FlashInfer's bf16 wrapper rejects the pool-sized buffer
         A = inp.A_log.float()
-        with pytest.raises(AssertionError, match="batch-scoped"):
+        # 0.7.2: "intermediate_states_buffer dim 0 (P) must equal batch size B";
+        # 0.7.4: "intermediate_states_buffer must have logical shape [B, >=T, ...]"
+        with pytest.raises(AssertionError, match="intermediate_states_buffer"):
             fib.kernels.mtp_bf16(A_log=A, a=inp.a, dt_bias=inp.dt_bias, q=inp.q, k=inp.k, v=inp.v, b=inp.b,
                                  initial_state_source=pool, initial_state_indices=idx,
                                  intermediate_states_buffer=buf, disable_state_update=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_gpu_verify_pool_scoped(fib, cuda_device, dtype):
+    """verify_pool_scoped hands FlashInfer the pool-sized buffer: fp32 writes rows < B by batch
+    position (rows >= B untouched); the bf16 wrapper rejects the buffer (dim0 must equal B)."""
+    B, T, P = 3, 4, 12
+    inp, pool, _ = _gpu_case(cuda_device, B, T, dtype, capacity=P - 1, seed=6)
+    idx = torch.tensor([9, 4, 11], dtype=torch.int32, device=cuda_device)
+    buf = torch.full((P + 1, T, HV, V, K), 3.0, dtype=dtype, device=cuda_device)
+    if dtype == torch.bfloat16:
+        with pytest.raises(AssertionError):
+            fib.verify_pool_scoped(*inp.args(), pool, idx, intermediate=buf)
+        return
+    o = fib.verify_pool_scoped(*inp.args(), pool, idx, intermediate=buf)
+    o_ref, inter_ref = ReferenceBackend().verify(*inp.args(), pool.clone(), idx)
+    assert torch.all(buf[B:] == 3.0) and fib.last_path.detail["intermediate"] == "unsliced"
+    for i in range(B):
+        assert _rel(buf[i], inter_ref[i]) < _state_tol(dtype), f"row {i}"
+    assert _rel(o, o_ref) < OUT_TOL
 
 
 @pytest.mark.gpu

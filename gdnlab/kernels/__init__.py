@@ -2,7 +2,10 @@
 
 ``get_backend(name)`` returns a ready backend; ``available_backends()`` says, for every known
 backend, whether it can run here and why not (no CUDA device, package not installed, CuTe DSL
-failed to import, ...). Importing this package never imports a GPU-only package.
+failed to import, ...). ``make_backend(name, engine="sglang")`` is the one factory measurements use
+(sweep, workload, counters, capture): the backend made with the options that make it run what that
+engine runs, so every tool times the same call. Importing this package never imports a GPU-only
+package.
 """
 from __future__ import annotations
 
@@ -10,14 +13,23 @@ from importlib import import_module
 
 from .base import BackendStatus, GDNBackend, KernelPath
 
-__all__ = ["get_backend", "available_backends", "backend_names", "GDNBackend", "BackendStatus",
-           "KernelPath", "BackendUnavailable"]
+__all__ = ["get_backend", "make_backend", "ENGINE_OPTIONS", "available_backends", "backend_names", "GDNBackend",
+           "BackendStatus", "KernelPath", "BackendUnavailable"]
 
 #: name -> "module:Class"; modules are imported only when asked about.
 _REGISTRY: dict[str, str] = {
     "reference": "gdnlab.kernels.reference:ReferenceBackend",
     "triton": "gdnlab.kernels.triton:TritonBackend",
     "flashinfer": "gdnlab.kernels.flashinfer:FlashInferBackend",
+}
+
+#: engine -> backend -> constructor options that make the backend run what the engine runs.
+#: SGLang: FlashInfer's backend zeroes padding rows' outputs after a bf16-state call (one extra
+#: ``masked_fill_``) for gdnlab's contract; SGLang launches no such kernel (its padding rows' outputs
+#: are never read), so ``zero_padding_output=False``. ``None``: gdnlab's contract, no options.
+ENGINE_OPTIONS: dict[str | None, dict[str, dict]] = {
+    "sglang": {"flashinfer": {"zero_padding_output": False}},
+    None: {},
 }
 
 
@@ -66,3 +78,25 @@ def get_backend(name: str, **kwargs) -> GDNBackend:
     if not st.available:
         raise BackendUnavailable(f"backend {key!r} cannot run here: {st.reason}")
     return _load_class(key)(**kwargs)
+
+
+def make_backend(name: str, engine: str | None = "sglang", **options) -> GDNBackend:
+    """The backend ``name`` configured as ``engine`` runs it (:data:`ENGINE_OPTIONS`).
+
+    Args:
+        name: a registered backend (``reference``, ``triton``, ``flashinfer``).
+        engine: ``"sglang"`` (default: what measurements compare against) or ``None`` (gdnlab's
+            contract as written, e.g. padding rows' outputs zeroed).
+        options: further constructor options; they override the engine's.
+
+    The options used are recorded on the backend as ``backend.gdnlab_options`` (a dict; sweep rows
+    store it as ``backend_options``). Raises ``ValueError`` for an unknown backend or engine,
+    :class:`BackendUnavailable` when the backend cannot run here.
+    """
+    if engine not in ENGINE_OPTIONS:
+        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(str(e) for e in ENGINE_OPTIONS)}")
+    key = str(name).strip().lower()
+    opts = {**ENGINE_OPTIONS[engine].get(key, {}), **options}
+    be = get_backend(key, **opts)
+    be.gdnlab_options = dict(opts)
+    return be

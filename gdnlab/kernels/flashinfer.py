@@ -83,7 +83,7 @@ import torch
 
 from ..shapes import dtype_name
 from .base import GDNBackend, KernelPath
-from .validation import GDNCallDims
+from .validation import GDNCallDims, check_gdn_inputs, check_intermediate, check_scale
 
 __all__ = ["FlashInferBackend", "device_capability", "FI_BACKENDS", "SM100_ONLY"]
 
@@ -98,7 +98,8 @@ FI_BACKENDS = ("flashinfer", "auto", "rubin")
 SM100_ONLY: dict[str, tuple[frozenset[tuple[int, int]], str]] = {
     "cache_replayssm": (frozenset({(10, 0), (10, 3)}),
                         "flashinfer gdn_decode.py L1635: 'ReplaySSM caching currently requires SM100/SM103'"),
-    "rubin": (frozenset({(10, 7)}), "flashinfer gdn_decode.py L834-L841: backend='rubin' needs compute capability 10.7"),
+    "rubin": (frozenset({(10, 7)}),
+              "flashinfer gdn_decode.py L834-L841: backend='rubin' needs compute capability 10.7"),
 }
 
 _INSTALL_HINT = "pip install 'gdnlab[gpu]'"
@@ -249,6 +250,29 @@ class FlashInferBackend(GDNBackend):
         return super().verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, intermediate,
                               validate=validate)
 
+    def verify_pool_scoped(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,
+                           *, intermediate: torch.Tensor, validate: bool = True) -> torch.Tensor:
+        """Verify with an intermediate buffer handed to FlashInfer *unsliced* (e.g. pool-sized
+        ``[P, T, HV, V, K]``), as SGLang did before PR #23273's ``[:batch_size]`` fix; returns ``o``.
+
+        :meth:`verify` passes ``intermediate[:B]`` (the fix); this passes the whole buffer, in the
+        pool's dtype and with exactly T tokens (``ValueError`` otherwise), so the kernel sees what the
+        unfixed engine gave it. The fp32 MTP wrapper accepts ``dim0 >= B`` (gd L1569) and writes rows
+        by batch position; the bf16 one asserts ``dim0 == B`` (bf16 L3701) and raises its
+        ``AssertionError`` for a larger buffer. ``last_path.detail["intermediate"] == "unsliced"``.
+        """
+        self._validate_values = validate
+        dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=False,
+                                validate_values=validate)
+        check_scale(scale)
+        self._check_state_dtype(pool.dtype, "verify")
+        check_intermediate(intermediate, dims, pool.dtype, q.device)
+        if intermediate.dtype != pool.dtype or intermediate.shape[1] != dims.T:
+            raise ValueError(f"verify_pool_scoped needs an intermediate buffer in the pool's dtype ({pool.dtype}) "
+                             f"with T={dims.T} tokens, got {intermediate.dtype} with {intermediate.shape[1]}")
+        return self._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, self._scale(scale, dims), dims,
+                            intermediate, unsliced=True)
+
     def new_intermediate(self, dims: GDNCallDims, pool: torch.Tensor) -> torch.Tensor:
         """``[B, T, HV, V, K]`` zeros in the pool's dtype: FlashInfer's fp32 MTP asserts float32, its
         bf16 MTP asserts bfloat16, so this buffer is handed to the kernel without staging."""
@@ -352,15 +376,20 @@ class FlashInferBackend(GDNBackend):
             self._zero_padding(o, idx)
         return o
 
-    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):
+    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate, unsliced=False):
         cc, idx = self._prepare(q, indices, pool, dims, "verify")
         bf16 = pool.dtype == torch.bfloat16
         kdtype = pool.dtype  # what the kernel's buffer must be (fp32 MTP: float32; bf16 MTP: bfloat16)
         direct = intermediate.dtype == kdtype and intermediate.shape[1] == dims.T
-        buf = intermediate[:dims.B] if direct else torch.empty(
-            (dims.B, dims.T, dims.HV, dims.V, dims.K), dtype=kdtype, device=pool.device)
+        if unsliced:
+            buf, how = intermediate, "unsliced"
+        elif direct:
+            buf, how = intermediate[:dims.B], "direct"
+        else:
+            buf = torch.empty((dims.B, dims.T, dims.HV, dims.V, dims.K), dtype=kdtype, device=pool.device)
+            how = "staged"
         kernel, detail = self._verify_kernel(cc, dims, bf16)
-        self._path("verify", kernel, cc, dims, pool, intermediate="direct" if direct else "staged", **detail)
+        self._path("verify", kernel, cc, dims, pool, intermediate=how, **detail)
         if dims.B == 0:
             return q.new_zeros((0, dims.T, dims.HV, dims.V))
         A, dt = self._gates(A_log, dt_bias)

@@ -1,0 +1,475 @@
+"""Sweep results: the one schema, an append-only crash-safe writer, and :func:`load_sweep`.
+
+Every consumer of a kernel sweep (notebooks, figures, the counters comparison, the step model)
+reads it with :func:`load_sweep`, which checks the file is a sweep and normalises files written by
+earlier gdnlab versions to the current columns:
+
+* ``concurrency`` (a copy of ``batch`` in earlier files) -> ``batch`` only (renamed when ``batch``
+  is absent); ``verify_tokens`` -> ``draft_tokens``;
+* ``strategy`` added where absent: ``"decode"`` for decode rows; for verify rows ``"full_cache"``
+  (``intermediate == "batch"``) or ``"full_cache_pool_scoped"`` (``intermediate == "pool"``);
+* ``timing`` in the current vocabulary: earlier ``"graph"`` rows (one call per CUDA-graph
+  sample) become ``"single"``, ``"graph"`` rows with ``rotate`` (several calls per sample) become
+  ``"amortised"``; the ``rotate`` column is dropped;
+* columns an earlier file lacks (``timing_method``, ``calls_per_sample``, ``git_commit``,
+  ``git_dirty``, ...) are added as missing values (``<NA>``).
+
+Writing (:class:`SweepWriter`): each finished point is one small parquet *part* in a staging
+folder next to the output (``.NAME.parts/``; written to a temporary name and renamed, so a part is
+complete or absent). When the run completes, the parts (plus, when resuming, the rows already in
+the output) are compacted into one file written beside the output and moved over it with
+``os.replace`` (atomic). So a killed run keeps every completed point (in the parts; ``--resume``
+picks them up and skips those points), an ``--overwrite`` run that fails or is stopped leaves the
+earlier file untouched, and the cost per point is constant (no rewrite of the whole file).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import DataError
+
+__all__ = ["Column", "COLUMNS", "SCHEMA", "DTYPES", "KEY_COLUMNS", "REQUIRED_COLUMNS", "STRATEGY_OF_INTERMEDIATE",
+           "load_sweep", "normalize", "to_frame", "point_key", "SweepWriter", "resolve_output", "staging_dir"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a sweep row: name, arrow type, unit (``""`` when none) and meaning."""
+
+    name: str
+    type: pa.DataType
+    unit: str
+    doc: str
+
+
+_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+
+#: every column of a sweep row, in file order (grid key first)
+COLUMNS: tuple[Column, ...] = (
+    # grid: together these identify a point (the resume key, KEY_COLUMNS)
+    Column("preset", _S, "", "model preset name (without @tpN)"),
+    Column("tp", _I, "", "tensor-parallel degree the per-GPU shape is sharded for"),
+    Column("backend", _S, "", "kernel backend (flashinfer, triton, reference)"),
+    Column("mode", _S, "", "decode (T = 1, state updated in place) or verify (T draft tokens, state kept)"),
+    Column("strategy", _S, "", "decode, full_cache (batch-scoped intermediate buffer) or full_cache_pool_scoped"),
+    Column("draft_tokens", _I, "tokens", "T, tokens per row (1 for decode)"),
+    Column("batch", _I, "rows", "B, requests in the call"),
+    Column("state_dtype", _S, "", "dtype of the state pool (float32, bfloat16)"),
+    Column("timing", _S, "", "timing asked for: amortised, single or eager"),
+    Column("l2_flush", _B, "", "L2 flushed before each timed sample"),
+    Column("act_dtype", _S, "", "dtype of q, k, v, a, b and the output"),
+    Column("pool_slots", _I, "rows", "rows of the state pool (slot 0 reserved)"),
+    # shape
+    Column("intermediate", _S, "", "intermediate buffer scope: none (decode), batch or pool"),
+    Column("shape", _S, "", "per-GPU shape name (NAME@tpN)"),
+    Column("H", _I, "heads", "q/k heads per GPU"),
+    Column("HV", _I, "heads", "value heads per GPU"),
+    Column("K", _I, "", "key head dim"),
+    Column("V", _I, "", "value head dim"),
+    # outcome
+    Column("status", _S, "", "ok, oom, unsupported: ..., rejected: ... or error: ..."),
+    Column("kernel", _S, "", "kernel the backend ran"),
+    Column("kernel_path", _S, "", "the backend's kernel path record (JSON)"),
+    Column("backend_options", _S, "", "options the backend was made with (JSON)"),
+    Column("intermediate_call", _S, "", "the call that was timed"),
+    Column("intermediate_dtype", _S, "", "dtype of the verify intermediate buffer"),
+    Column("intermediate_rows", _I, "rows", "rows of the intermediate buffer handed to the kernel"),
+    # timing, per call
+    Column("time_us", _F, "us", "median time per call"),
+    Column("time_p10_us", _F, "us", "10th percentile time per call"),
+    Column("time_p90_us", _F, "us", "90th percentile time per call"),
+    Column("time_mean_us", _F, "us", "mean time per call"),
+    Column("time_min_us", _F, "us", "fastest sample, per call"),
+    Column("repeats", _I, "samples", "timed samples"),
+    Column("calls_per_sample", _I, "calls", "calls in one timed sample (time per call = sample / calls)"),
+    Column("timing_method", _S, "", "how the samples were taken (the timing harness's method)"),
+    Column("timing_note", _S, "", "why the harness fell back, or the OOM message"),
+    Column("first_call_ms", _F, "ms", "wall time of the checked first call (JIT included)"),
+    Column("point_s", _F, "s", "wall time of the whole point"),
+    # roofline
+    Column("bytes", _I, "bytes", "minimum bytes one call moves (gdnlab.roofline.gdn_bytes)"),
+    Column("bytes_state", _I, "bytes", "state bytes read and written"),
+    Column("bytes_intermediate", _I, "bytes", "intermediate state bytes written"),
+    Column("flops", _I, "FLOP", "FLOPs of one call"),
+    Column("bw_gbps", _F, "GB/s", "bytes / median time"),
+    Column("peak_bw_gbps", _F, "GB/s", "datasheet HBM bandwidth of the GPU"),
+    Column("pct_of_peak_bw", _F, "%", "bw_gbps / peak_bw_gbps"),
+    Column("floor_us", _F, "us", "memory-roofline floor: bytes / peak"),
+    Column("tflops", _F, "TFLOP/s", "flops / median time"),
+    # correctness of the first call against the reference
+    Column("max_abs_err", _F, "", "max |output - reference|"),
+    Column("max_rel_err", _F, "", "max_abs_err / max |reference output|"),
+    Column("state_max_abs_err", _F, "", "max |state - reference| (verify: intermediate states)"),
+    Column("state_max_rel_err", _F, "", "state_max_abs_err / max |reference state|"),
+    Column("tol_ratio", _F, "", "max error / tolerance (<= 1: within tolerance)"),
+    Column("correct", _B, "", "tol_ratio <= 1"),
+    Column("pool_rows_untouched", _B, "", "pool-scoped buffer rows >= B stayed untouched"),
+    # provenance
+    Column("gpu", _S, "", "GPU name (cpu without one)"),
+    Column("sm", _S, "", "compute capability, e.g. sm90"),
+    Column("driver", _S, "", "NVIDIA driver version"),
+    Column("cuda", _S, "", "CUDA version torch was built with"),
+    Column("torch", _S, "", "torch version"),
+    Column("triton", _S, "", "triton version"),
+    Column("flashinfer", _S, "", "flashinfer version"),
+    Column("gdnlab", _S, "", "gdnlab version"),
+    Column("git_commit", _S, "", "gdnlab source commit, when run from a git checkout"),
+    Column("git_dirty", _B, "", "the checkout had uncommitted changes"),
+    Column("timestamp", _S, "", "UTC time the point was measured (ISO 8601)"),
+    Column("host", _S, "", "host name"),
+    Column("sweep_id", _S, "", "id of the run that measured the point"),
+)
+
+#: the sweep schema as an arrow schema (column units and meanings in the field metadata)
+SCHEMA: pa.Schema = pa.schema([pa.field(c.name, c.type, metadata={"unit": c.unit, "doc": c.doc}) for c in COLUMNS])
+#: the grid columns: together they identify a point (resume key)
+KEY_COLUMNS: tuple[str, ...] = ("preset", "tp", "backend", "mode", "strategy", "draft_tokens", "batch",
+                                "state_dtype", "timing", "l2_flush", "act_dtype", "pool_slots")
+#: columns without which a file is not a sweep (after normalisation)
+REQUIRED_COLUMNS: tuple[str, ...] = ("backend", "mode", "batch", "draft_tokens", "state_dtype", "status", "time_us")
+#: verify strategy of an earlier file's ``intermediate`` value
+STRATEGY_OF_INTERMEDIATE = {"batch": "full_cache", "pool": "full_cache_pool_scoped", "none": "decode"}
+
+_PANDAS_DTYPE = {pa.string(): "string", pa.int64(): "Int64", pa.bool_(): "boolean", pa.float64(): "float64"}
+#: pandas dtype of each column as :func:`load_sweep` returns it
+DTYPES: dict[str, str] = {c.name: _PANDAS_DTYPE[c.type] for c in COLUMNS}
+
+
+# ------------------------------------------------------------------------------------------- frames
+
+
+def _cast(df: pd.DataFrame) -> pd.DataFrame:
+    """Schema columns to their pandas dtypes (missing values -> ``<NA>`` / NaN)."""
+    for c, dt in DTYPES.items():
+        if c not in df.columns or str(df[c].dtype) == dt:
+            continue
+        col = df[c]
+        if dt == "string":
+            df[c] = col.astype("string")
+        elif dt == "Int64":
+            df[c] = (col if col.dtype.kind in "iuf" else pd.to_numeric(col, errors="coerce")).astype("Int64")
+        elif dt == "boolean":
+            df[c] = col.astype("object").where(col.notna(), None).astype("boolean")
+        else:
+            df[c] = pd.to_numeric(col, errors="coerce").astype("float64")
+    return df
+
+
+def to_frame(rows: Iterable[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Rows (dicts, or a frame) as a DataFrame with every schema column, in schema order, with the
+    schema's pandas dtypes (extra columns kept after them; ``_private`` keys dropped)."""
+    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    for c in DTYPES:
+        if c not in df.columns:
+            df[c] = None
+    extra = [c for c in df.columns if c not in DTYPES and not str(c).startswith("_")]
+    return _cast(df[list(DTYPES) + extra].reset_index(drop=True))
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item"):
+        v = v.item()
+    try:
+        if v is None or (not isinstance(v, (str, bytes)) and pd.isna(v)):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return v
+
+
+def point_key(row: dict) -> tuple:
+    """The resume key of a row: its :data:`KEY_COLUMNS` as plain Python values."""
+    out: list[Any] = []
+    for c in KEY_COLUMNS:
+        v = _plain(row.get(c))
+        if DTYPES[c] == "Int64":
+            v = None if v is None else int(v)
+        elif DTYPES[c] == "boolean":
+            v = bool(v) if v is not None else False
+        else:
+            v = None if v is None else str(v)
+        out.append(v)
+    return tuple(out)
+
+
+def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per point key (the last one stored: a retried point replaces its earlier row)."""
+    if df.empty:
+        return df
+    keys = pd.Series([point_key(r) for r in df[list(KEY_COLUMNS)].to_dict("records")], index=df.index)
+    return df[~keys.duplicated(keep="last")].reset_index(drop=True)
+
+
+def normalize(df: pd.DataFrame, source: str = "frame") -> pd.DataFrame:
+    """An earlier (or current) sweep frame in the current schema (see the module docstring).
+
+    Raises :class:`~gdnlab.errors.DataError` naming ``source`` when the frame is not a sweep."""
+    df = df.copy()
+    if "verify_tokens" in df.columns:
+        if "draft_tokens" in df.columns:
+            df = df.drop(columns="verify_tokens")
+        else:
+            df = df.rename(columns={"verify_tokens": "draft_tokens"})
+    if "concurrency" in df.columns:
+        if "batch" in df.columns:
+            b, c = pd.to_numeric(df["batch"], errors="coerce"), pd.to_numeric(df["concurrency"], errors="coerce")
+            differ = (b != c) & b.notna() & c.notna()
+            if differ.any():
+                raise DataError(f"{source}: columns batch and concurrency differ in {int(differ.sum())} rows; "
+                                f"a sweep stores one value (batch)")
+            df["batch"] = b.where(b.notna(), c)
+            df = df.drop(columns="concurrency")
+        else:
+            df = df.rename(columns={"concurrency": "batch"})
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{source} is not a gdnlab sweep: it lacks the columns {missing} "
+                        f"(it has {sorted(map(str, df.columns))[:12]}{' ...' if len(df.columns) > 12 else ''})")
+    mode = df["mode"].astype("string")
+    if "intermediate" not in df.columns:
+        df["intermediate"] = pd.Series(pd.NA, index=df.index, dtype="string")
+        df.loc[mode == "decode", "intermediate"] = "none"
+    inter = df["intermediate"].astype("string")
+    if "strategy" not in df.columns:
+        strat = inter.map(STRATEGY_OF_INTERMEDIATE, na_action="ignore").astype("string")
+        df["strategy"] = strat.where(mode != "decode", "decode")
+    else:
+        strat = df["strategy"].astype("string")
+        df["strategy"] = strat.where(strat.notna(), inter.map(STRATEGY_OF_INTERMEDIATE, na_action="ignore"))
+    if "timing" in df.columns:
+        timing = df["timing"].astype("string")
+        rotate = (df["rotate"].astype("boolean").fillna(False) if "rotate" in df.columns
+                  else pd.Series(False, index=df.index, dtype="boolean"))
+        df["timing"] = timing.mask(timing == "graph", rotate.map({True: "amortised", False: "single"}).astype("string"))
+    if "rotate" in df.columns:
+        df = df.drop(columns="rotate")
+    return _dedupe(to_frame(df))
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed writer
+    return pd.DataFrame(rows)
+
+
+def _read_parts(folder: Path) -> pd.DataFrame:
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat([_read_parquet(p) for p in parts], ignore_index=True)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+
+
+def _read_any(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        return _read_parts(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".jsonl":
+            return _read_jsonl(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text {suffix[1:].upper()} file (it is not UTF-8; a sweep is "
+                        f"parquet or CSV)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path} is not a readable {suffix[1:].upper()} file ({exc})") from None
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PAR1":
+        raise DataError(f"{path} is not a parquet file (it does not start with the parquet magic bytes); a sweep "
+                        f"is a .parquet (or .csv) file written by gdnlab sweep")
+    return _read_parquet(path)
+
+
+def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
+    """A sweep file as a DataFrame in the current schema (:data:`COLUMNS`; pandas nullable dtypes).
+
+    Args:
+        path: a ``.parquet`` (or ``.csv`` / ``.jsonl``) file written by ``gdnlab sweep``; a directory
+            means its ``sweep.parquet``, or, without one, the completed points of an unfinished run
+            (its ``part-*.parquet`` files).
+
+    Returns:
+        one row per point (a key stored twice keeps its last row), columns in schema order, then any
+        columns the file has beyond the schema.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        DataError: the file is not parquet/CSV, or not a sweep (names the file and what is missing).
+    """
+    p = Path(path)
+    if p.is_dir():
+        found = next((c for c in (p / "sweep.parquet", p / "sweep.csv") if c.is_file()), None)
+        if found is None and not any(p.glob("part-*.parquet")):
+            raise FileNotFoundError(f"no sweep in the folder {p} (no sweep.parquet, sweep.csv or part-*.parquet)")
+        p = found or p
+    elif not p.exists():
+        raise FileNotFoundError(f"no sweep results at {p}")
+    return normalize(_read_any(p), source=str(p))
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+
+def resolve_output(path: str | os.PathLike) -> Path:
+    """The sweep file for ``path``: a directory (or a new path without suffix) gets ``sweep.parquet``
+    in it; otherwise ``path`` must end in ``.parquet``."""
+    p = Path(path)
+    if p.is_dir() or (not p.suffix and not p.exists()):
+        p = p / "sweep.parquet"
+    if p.suffix != ".parquet":
+        raise ValueError(f"output must end in .parquet (or be a directory), got {str(path)!r}")
+    return p
+
+
+def staging_dir(path: str | os.PathLike) -> Path:
+    """The folder holding the completed points of an unfinished run into ``path`` (``.NAME.parts``)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.parts")
+
+
+def _table(rows: Sequence[dict] | pd.DataFrame) -> pa.Table:
+    df = to_frame(rows)
+    return pa.Table.from_pandas(df[[c.name for c in COLUMNS]], schema=SCHEMA, preserve_index=False)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class SweepWriter:
+    """Append-only, crash-safe store of sweep rows for one output file (see the module docstring).
+
+    ``mode``: ``"new"`` (``path`` must not exist), ``"resume"`` (keep the rows in ``path`` and the
+    completed points of an unfinished run; the run appends) or ``"overwrite"`` (the result replaces
+    ``path`` only when :meth:`finish` is called with ``complete=True``). ``gpu``: the GPU this run
+    measures on; resuming into a file (or unfinished run) of another GPU is a :class:`DataError`.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "new", *, gpu: str | None = None) -> None:
+        if mode not in ("new", "resume", "overwrite"):
+            raise ValueError(f"mode must be new, resume or overwrite, got {mode!r}")
+        self.path = resolve_output(path)
+        self.parts = staging_dir(self.path)
+        self.gpu = gpu
+        self.base = "overwrite" if mode == "overwrite" else "append"
+        self.stored = to_frame([])       # rows already stored before this run (file and/or earlier parts)
+        self._next = 0
+        manifest = self.parts / "run.json"
+        if mode == "new":
+            if self.path.exists():
+                raise ValueError(f"{self.path} exists: pass --resume to continue it or --overwrite to replace it")
+            if self.parts.exists():
+                raise ValueError(f"{self.parts} holds the completed points of an unfinished run into {self.path}: "
+                                 f"pass --resume to continue it or --overwrite to discard it")
+        elif mode == "overwrite":
+            if self.parts.exists():
+                shutil.rmtree(self.parts)
+        else:
+            if self.parts.exists() and manifest.is_file():
+                self.base = json.loads(manifest.read_text(encoding="utf-8")).get("base", "append")
+            frames = []
+            if self.base == "append" and self.path.exists():
+                frames.append(load_sweep(self.path))
+            if self.parts.exists():
+                frames.append(normalize(_read_parts(self.parts), source=str(self.parts)))
+                self._next = 1 + max((int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")),
+                                     default=-1)
+            frames = [f for f in frames if not f.empty]
+            if frames:
+                self.stored = _dedupe(to_frame(pd.concat(frames, ignore_index=True)))
+            self._check_gpu()
+
+    def _check_gpu(self) -> None:
+        if self.gpu is None or self.stored.empty:
+            return
+        gpus = sorted({str(g) for g in self.stored["gpu"].dropna()})
+        if gpus and gpus != [self.gpu]:
+            raise DataError(f"{self.path} holds a sweep measured on {', '.join(gpus)}; this run is on {self.gpu}: "
+                            f"write to another --out (rows of two GPUs in one file would mix)")
+
+    def done_keys(self, retry_failed: bool = False) -> set[tuple]:
+        """Keys of the stored points (with ``retry_failed``: only those that need no rerun, i.e. ok,
+        unsupported or rejected; oom and error points run again)."""
+        keep = set()
+        for r in self.stored.to_dict("records"):
+            st = str(_plain(r.get("status")) or "")
+            if retry_failed and not (st == "ok" or st.startswith(("unsupported", "rejected"))):
+                continue
+            keep.add(point_key(r))
+        return keep
+
+    def append(self, row: dict) -> None:
+        """Store one finished point (a part file, renamed into place: complete or absent)."""
+        if not self.parts.exists():
+            self.parts.mkdir(parents=True)
+            (self.parts / "run.json").write_text(json.dumps({"base": self.base, "output": self.path.name}),
+                                                 encoding="utf-8")
+        _write_atomic(_table([row]), self.parts / f"part-{self._next:06d}.parquet")
+        self._next += 1
+
+    def rows(self) -> pd.DataFrame:
+        """Every row the output will hold: stored ones, then this run's (a key stored twice keeps its last)."""
+        frames = [self.stored]
+        if self.parts.exists():
+            new = _read_parts(self.parts)
+            if not new.empty:
+                frames.append(to_frame(new))
+        frames = [f for f in frames if not f.empty]
+        return _dedupe(to_frame(pd.concat(frames, ignore_index=True))) if frames else to_frame([])
+
+    def finish(self, complete: bool = True) -> Path | None:
+        """Compact into :attr:`path` (atomic replace) and drop the parts; returns the path written.
+
+        An incomplete ``overwrite`` run writes nothing (the earlier file stays, the parts stay for
+        ``--resume``); an incomplete appending run compacts what it has (``--resume`` continues)."""
+        if not complete and self.base == "overwrite":
+            return None
+        if not self.parts.exists() and self.path.exists() and self.base == "append":
+            return self.path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = self.rows()
+        _write_atomic(_table(rows), self.path)
+        if self.parts.exists():
+            shutil.rmtree(self.parts)
+        self.stored = rows
+        return self.path
