@@ -32,12 +32,20 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["SEED_SOURCE", "MAX_RUNNING_REQUESTS", "TABLES", "seed_csv_path", "load_seed", "osl_sweep",
-           "tpot_vs_concurrency", "accuracy", "mtp_speedups", "backend_ratios"]
+__all__ = ["SEED_SOURCE", "MAX_RUNNING_REQUESTS", "SEED_DRAFT_TOKENS", "SEED_NUM_STEPS", "SEED_ACCEPT_LEN", "TABLES",
+           "seed_csv_path", "load_seed", "osl_sweep", "tpot_vs_concurrency", "accuracy", "mtp_speedups",
+           "backend_ratios"]
 
 SEED_SOURCE = "SGLang PR #23273 (sgl-project/sglang, merged 2026-06-02, 0574d2b)"
 #: ``--max-running-requests`` of every seed server command (PR text, "Server settings").
 MAX_RUNNING_REQUESTS = 128
+#: draft tokens T (verify positions) of every MTP run: ``--speculative-num-draft-tokens 4``.
+SEED_DRAFT_TOKENS = 4
+#: draft forwards per step: ``--speculative-num-steps 3`` (topk 1).
+SEED_NUM_STEPS = 3
+#: the reported accept length range ("acc len: 3.13-3.22"; SGLang convention, 1..T, see
+#: :mod:`gdnlab.acceptance`).
+SEED_ACCEPT_LEN = (3.13, 3.22)
 
 #: table name -> (metric, unit, description)
 TABLES: dict[str, tuple[str, str, str]] = {
@@ -68,7 +76,9 @@ def load_seed() -> pd.DataFrame:
     ``Int64``) plus ``status`` (always ``"reported"``), ``source`` (the PR), ``max_running_requests``
     (128), ``effective_concurrency`` (decode requests the engine can run at once:
     ``min(concurrency or num_prompts, 128)``; NA for accuracy rows), ``accept_len_mid`` (midpoint of
-    the reported range) and ``kernel_state`` (``"before_fix"``/``"fixed"`` for the TPOT tables).
+    the reported range) and ``kernel_state``: ``"before_fix"`` / ``"fixed"`` for the TPOT tables,
+    ``"unstated"`` for the OSL sweep (the PR does not say which kernels it ran; :mod:`gdnlab.model`
+    assumes the state before flashinfer#3147), NA for accuracy rows.
     """
     with resources.as_file(seed_csv_path()) as p:
         df = pd.read_csv(p, dtype=str, keep_default_na=False)
@@ -89,8 +99,8 @@ def load_seed() -> pd.DataFrame:
     eff = offered.clip(upper=MAX_RUNNING_REQUESTS)
     df["effective_concurrency"] = eff.where(perf, pd.NA).astype("Int64")
     df["accept_len_mid"] = (df["accept_len_lo"] + df["accept_len_hi"]) / 2
-    df["kernel_state"] = df["table"].map({"tpot_concurrency": "before_fix",
-                                          "tpot_concurrency_fixed": "fixed"}).astype("string")
+    df["kernel_state"] = df["table"].map({"tpot_concurrency": "before_fix", "tpot_concurrency_fixed": "fixed",
+                                          "osl_sweep": "unstated"}).astype("string")
     return df
 
 
@@ -147,7 +157,8 @@ def backend_ratios() -> pd.DataFrame:
     """Triton / FlashInfer ratios from the seed: TPOT ratio per concurrency for both TPOT tables
     (``>1`` means FlashInfer is faster) and FlashInfer / Triton throughput ratio per OSL (MTP on).
 
-    Columns ``table, x_name, x, ratio, kernel_state``; derived from reported numbers.
+    Columns ``table, x_name, x, ratio, kernel_state`` (``"unstated"`` for the OSL sweep, see
+    :func:`load_seed`); derived from reported numbers.
     """
     rows = []
     for fixed in (False, True):
@@ -160,7 +171,7 @@ def backend_ratios() -> pd.DataFrame:
     s = s[s["mtp"]].pivot_table(index="osl", columns="backend", values="value")
     for o, r in s.iterrows():
         rows.append({"table": "osl_sweep", "x_name": "osl", "x": int(o),
-                     "ratio": r["flashinfer"] / r["triton"], "kernel_state": pd.NA})
+                     "ratio": r["flashinfer"] / r["triton"], "kernel_state": "unstated"})
     out = pd.DataFrame(rows)
     out["status"], out["derived"], out["gpu"] = "reported", True, "GB200"
     return out

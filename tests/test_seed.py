@@ -1,4 +1,5 @@
-"""Seed tables (gdnlab.seed): rows, units and values checked against the CSV read with the csv module."""
+"""Seed tables (gdnlab.seed): rows, units, values and the MTP setting checked against the CSV read with
+the csv module."""
 from __future__ import annotations
 
 import csv
@@ -28,6 +29,13 @@ def test_loader_matches_csv_rows_units_values(raw):
     assert set(df["gpu"]) <= {"GB200", "B200"}
     units = dict(zip(df["table"], df["unit"]))
     assert units == {t: u for t, (_, u, _) in seed.TABLES.items()}
+
+
+def test_mtp_setting_matches_the_csv(raw):
+    mtp = [r for r in raw if r["mtp"] == "yes" and r["accept_len_lo"]]
+    assert mtp and {(float(r["accept_len_lo"]), float(r["accept_len_hi"])) for r in mtp} == {seed.SEED_ACCEPT_LEN}
+    lo, hi = seed.SEED_ACCEPT_LEN
+    assert 1.0 <= lo < hi <= seed.SEED_DRAFT_TOKENS == seed.SEED_NUM_STEPS + 1   # topk 1: T = steps + 1
 
 
 def test_helpers_row_counts(raw):

@@ -1,24 +1,24 @@
-"""Acceptance models for speculative decoding (MTP / NEXTN / EAGLE, topk = 1) and the seed check.
+"""Acceptance models for speculative decoding (MTP / NEXTN / EAGLE, topk = 1) and the one sampler.
 
-Convention (the one SGLang's "accept length" and the seed's "acc len" use)
---------------------------------------------------------------------------
-* ``T`` = **verify positions** = ``--speculative-num-draft-tokens`` (= ``--speculative-num-steps``
-  + 1 for topk 1). The seed runs ``--speculative-num-steps 3 --speculative-num-draft-tokens 4``:
-  the draft model proposes d1, d2, d3 (3 draft steps) and the target verifies ``T = 4`` positions
-  ``[last committed token, d1, d2, d3]`` in one forward.
+Glossary (the one SGLang's "accept length" and the seed's "acc len" use)
+------------------------------------------------------------------------
+* ``T`` = **draft tokens** = verify positions = ``--speculative-num-draft-tokens`` (=
+  ``--speculative-num-steps`` + 1 for topk 1). The seed runs ``--speculative-num-steps 3
+  --speculative-num-draft-tokens 4``: the draft model proposes d1, d2, d3 (3 draft steps) and the
+  target verifies ``T = 4`` positions ``[last committed token, d1, d2, d3]`` in one forward.
 * ``accepted`` (what :func:`sample_accepted` returns, 1..T) = **verify positions kept** = SGLang's
   ``accept_length`` = accepted drafts + 1 (the bonus token the target emits at the first rejected,
   or after the last, position). It is also the number of tokens emitted per step, and gdnlab's
   commit contract keeps ``pool[idx] = intermediate[i, accepted - 1]`` (SGLang:
-  ``last_correct_step_indices = accept_lens - 1``; research note §2.2).
-* So ``accept length in [1, T]``: a draft acceptance rate of 0 gives 1 token per step (plain
-  decode, paid at verify cost), a rate of 1 gives ``T`` tokens per step. The seed's
-  "acc len: 3.13-3.22" with T = 4 means 2.13-2.22 of 3 drafts accepted per step on average.
+  ``last_correct_step_indices = accept_lens - 1``).
+* **accept length** = the mean of ``accepted``, in ``[1, T]``: a per-draft acceptance rate of 0
+  gives 1 token per step (plain decode, paid at verify cost), a rate of 1 gives ``T`` tokens per
+  step. The seed's "acc len: 3.13-3.22" with T = 4 means 2.13-2.22 of 3 drafts kept per step.
 
 Models (all give ``pmf(T)`` = P(accepted = k) for k = 1..T, and ``mean(T)``):
 
-* :class:`FixedMean` — only a mean length is known; sampled as the two-point distribution on
-  ``floor(m), ceil(m)`` with that mean (the least-variance integer distribution).
+* :class:`FixedMean` — only a mean accept length is known; sampled as the two-point distribution
+  on ``floor(m), ceil(m)`` with that mean (the least-variance integer distribution).
 * :class:`ChainAcceptance` — per-position conditional probabilities ``p_j`` = P(draft j accepted |
   drafts 1..j-1 accepted) (a draft after a rejection is never accepted: the chain).
   ``E[accepted] = 1 + sum_{j=1}^{T-1} prod_{i<=j} p_i``; with one rate ``p``,
@@ -27,10 +27,10 @@ Models (all give ``pmf(T)`` = P(accepted = k) for k = 1..T, and ``mean(T)``):
   ``T < K`` mass above ``T`` is clipped to ``T`` (the engine cannot keep more than T positions).
 
 :func:`rate_to_accept_len` / :func:`accept_len_to_rate` convert between a per-draft rate and the
-mean length (the inverse by bisection: the mean is strictly increasing in the rate).
-
-Validation against the seed: :func:`validate_against_seed` (see its docstring; it fits the step
-model of :mod:`gdnlab.stepmodel` on part of the seed's rows and predicts the rest).
+accept length (the inverse by bisection: the mean is strictly increasing in the rate).
+:func:`sample_accepted` is the one sampler of accepted lengths (the decode-loop workload and the
+models draw from it). The seed's setting (T = 4, accept length 3.13-3.22) lives in
+:mod:`gdnlab.seed`; its end-to-end check in :mod:`gdnlab.model`.
 """
 from __future__ import annotations
 
@@ -42,18 +42,12 @@ import numpy as np
 import torch
 
 __all__ = ["AcceptanceModel", "FixedMean", "ChainAcceptance", "EmpiricalAcceptance", "as_model",
-           "rate_to_accept_len", "accept_len_to_rate", "chain_pmf", "sample_accepted",
-           "tokens_per_step", "validate_against_seed", "SEED_T", "SEED_ACCEPT_LEN"]
-
-#: verify positions in the seed (``--speculative-num-draft-tokens 4``)
-SEED_T = 4
-#: the seed's reported acceptance length range ("acc len: 3.13-3.22"), SGLang convention
-SEED_ACCEPT_LEN = (3.13, 3.22)
+           "rate_to_accept_len", "accept_len_to_rate", "chain_pmf", "sample_accepted", "tokens_per_step"]
 
 
 def _check_T(T) -> int:
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or int(T) < 1:
-        raise ValueError(f"T (verify positions) must be an integer >= 1, got {T!r}")
+        raise ValueError(f"T (draft tokens, verify positions) must be an integer >= 1, got {T!r}")
     return int(T)
 
 
@@ -180,12 +174,13 @@ class EmpiricalAcceptance(AcceptanceModel):
 
 
 def as_model(model: AcceptanceModel | float) -> AcceptanceModel:
-    """A model, or a float read as a fixed mean accept length."""
+    """A model, or a number read as a fixed mean accept length (:class:`FixedMean`)."""
     if isinstance(model, AcceptanceModel):
         return model
     if isinstance(model, (int, float, np.floating, np.integer)) and not isinstance(model, bool):
         return FixedMean(float(model))
-    raise ValueError(f"model must be an AcceptanceModel or a mean accept length (float), got {model!r}")
+    raise ValueError(f"accept_len_or_model must be an AcceptanceModel or a mean accept length (number), "
+                     f"got {model!r}")
 
 
 def rate_to_accept_len(rate: float, T: int) -> float:
@@ -225,36 +220,31 @@ def tokens_per_step(model: AcceptanceModel | float, T: int) -> float:
     return as_model(model).mean(_check_T(T))
 
 
-def sample_accepted(batch: int, T: int, model: AcceptanceModel | float,
+def sample_accepted(batch: int, T: int, accept_len_or_model: AcceptanceModel | float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw ``accepted`` per request: ``LongTensor[batch]`` with values in ``1..T``.
+    """Draw ``accepted`` per request: ``int32[batch]`` with values in ``1..T``.
+
+    Args:
+        batch: requests (``B`` >= 0).
+        T: draft tokens (verify positions, >= 1).
+        accept_len_or_model: an :class:`AcceptanceModel`, or a number read as a mean accept length
+            (:class:`FixedMean`; a per-draft rate ``p`` is ``ChainAcceptance(p)``).
+        generator: a seeded ``torch.Generator`` makes the draw reproducible; the tensor lives on its
+            device (CPU without one).
 
     ``accepted[i]`` is the number of verify positions kept (SGLang accept_length = accepted drafts
-    + 1); a decode-loop workload commits ``pool[idx] = intermediate[i, accepted[i] - 1]``. The
-    tensor lives on the generator's device (CPU without one); the draw is reproducible for a seeded
-    generator.
+    + 1; int32 like SGLang's ``accept_length`` and gdnlab's pool indices); a decode-loop workload
+    commits ``pool[idx] = intermediate[i, accepted[i] - 1]``. Draws by inverse CDF: one uniform per
+    request, ``searchsorted`` into the model's cumulative ``pmf(T)``.
     """
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or int(batch) < 0:
         raise ValueError(f"batch must be an integer >= 0, got {batch!r}")
     T = _check_T(T)
-    pmf = as_model(model).pmf(T)
+    pmf = as_model(accept_len_or_model).pmf(T)
     device = generator.device if generator is not None else torch.device("cpu")
     if int(batch) == 0:
-        return torch.empty(0, dtype=torch.long, device=device)
+        return torch.empty(0, dtype=torch.int32, device=device)
     cdf = torch.as_tensor(np.cumsum(pmf), dtype=torch.float64, device=device)
     u = torch.rand(int(batch), generator=generator, dtype=torch.float64, device=device) * cdf[-1]
     idx = torch.searchsorted(cdf, u, right=True).clamp_(max=T - 1)
-    return idx + 1
-
-
-def validate_against_seed(**kwargs):
-    """Fit the step model on one part of the seed and predict the held-back part.
-
-    Returns a DataFrame with columns ``metric, predicted, reported, rel_error, role`` (``"fit"`` or
-    ``"heldout"``) plus ``table, backend, x_name, x, kernel_state, unit, status`` — see
-    :func:`gdnlab.stepmodel.validate_against_seed`, which this calls with ``kwargs``, for which rows
-    are fitted, which are held out, the fitted parameters, and where and why the model misses.
-    """
-    from .stepmodel import validate_against_seed as _v
-
-    return _v(**kwargs)
+    return (idx + 1).to(torch.int32)

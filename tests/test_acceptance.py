@@ -1,5 +1,5 @@
-"""Acceptance models (gdnlab.spec): conventions, formulas vs Monte Carlo, limits, round trips; and the
-seed validation (schema, roles, held-out rows never used in the fit, MTP-speedup error)."""
+"""Acceptance models and the one sampler (gdnlab.acceptance): conventions, formulas vs Monte Carlo,
+limits, round trips, dtype and device of the draws, bad input."""
 from __future__ import annotations
 
 import math
@@ -10,10 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdnlab import spec
-from gdnlab.spec import (
-    SEED_ACCEPT_LEN,
-    SEED_T,
+from gdnlab.acceptance import (
     ChainAcceptance,
     EmpiricalAcceptance,
     FixedMean,
@@ -21,7 +18,10 @@ from gdnlab.spec import (
     chain_pmf,
     rate_to_accept_len,
     sample_accepted,
+    tokens_per_step,
 )
+from gdnlab.seed import SEED_ACCEPT_LEN
+from gdnlab.seed import SEED_DRAFT_TOKENS as SEED_T
 
 rates = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 Ts = st.integers(min_value=1, max_value=10)
@@ -93,7 +93,7 @@ def test_chain_formula_vs_monte_carlo(p, T, seed):
     n = 20_000
     g = torch.Generator().manual_seed(seed)
     acc = sample_accepted(n, T, ChainAcceptance(p), g)
-    assert acc.dtype == torch.long and acc.shape == (n,)
+    assert acc.dtype == torch.int32 and acc.shape == (n,)
     assert int(acc.min()) >= 1 and int(acc.max()) <= T
     mean = rate_to_accept_len(p, T)
     pmf = chain_pmf([p], T)
@@ -126,8 +126,8 @@ def test_sampler_reproducible_and_edge_cases():
     b = sample_accepted(64, 4, m, torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
     assert sample_accepted(0, 4, m).shape == (0,)
-    assert torch.equal(sample_accepted(5, 4, ChainAcceptance(0.0)), torch.ones(5, dtype=torch.long))
-    assert torch.equal(sample_accepted(5, 4, ChainAcceptance(1.0)), torch.full((5,), 4, dtype=torch.long))
+    assert torch.equal(sample_accepted(5, 4, ChainAcceptance(0.0)), torch.ones(5, dtype=torch.int32))
+    assert torch.equal(sample_accepted(5, 4, ChainAcceptance(1.0)), torch.full((5,), 4, dtype=torch.int32))
 
 
 @pytest.mark.parametrize("call, word", [
@@ -136,7 +136,10 @@ def test_sampler_reproducible_and_edge_cases():
     (lambda: accept_len_to_rate(0.5, 4), "accept_len"),
     (lambda: sample_accepted(-1, 4, 2.0), "batch"),
     (lambda: sample_accepted(4, 0, 2.0), "T"),
-    (lambda: sample_accepted(4, 4, "fast"), "model"),
+    (lambda: sample_accepted(4, 4, "fast"), "accept_len_or_model"),
+    (lambda: sample_accepted(4, 4, 0.5), "FixedMean"),
+    (lambda: sample_accepted(2.5, 4, 2.0), "batch"),
+    (lambda: tokens_per_step(2.0, 0), "T"),
     (lambda: FixedMean(0.5), "FixedMean"),
     (lambda: ChainAcceptance(()), "probs"),
     (lambda: EmpiricalAcceptance((0.0, 0.0)), "counts"),
@@ -150,77 +153,13 @@ def test_bad_input_raises_value_error(call, word):
         call()
 
 
-# ------------------------------------------------------------------ validation against the seed
-@pytest.fixture(scope="module")
-def validation():
-    return spec.validate_against_seed()
-
-
-def test_validation_schema_and_roles(validation):
-    v = validation
-    assert {"metric", "predicted", "reported", "rel_error", "role"} <= set(v.columns)
-    assert set(v["role"]) == {"fit", "heldout"}
-    assert np.allclose(v["rel_error"], (v["predicted"] - v["reported"]) / v["reported"])
-    assert v[["predicted", "reported"]].notna().all().all() and (v["predicted"] > 0).all()
-    fit = v[v["role"] == "fit"]
-    # fitted: no-MTP throughput rows and FlashInfer TPOT rows; never an MTP throughput or a Triton row
-    assert not ((fit["metric"] == "output_throughput") & fit["mtp"]).any()
-    assert (fit["backend"] == "flashinfer").all()
-    held = v[v["role"] == "heldout"]
-    assert set(held["metric"]) >= {"mtp_speedup", "tpot_ratio_triton_over_flashinfer", "output_throughput"}
-    assert sorted(held.loc[held["metric"] == "mtp_speedup", "x"]) == [1024, 2048, 4096]
-    assert "params" in v.attrs and set(v.attrs["params"]) == {"before_fix", "fixed"}
-
-
-def test_validation_mtp_speedup_within_ten_percent(validation):
-    s = validation[validation["metric"] == "mtp_speedup"]
-    assert len(s) == 3
-    assert (s["rel_error"].abs() < 0.10).all(), s[["x", "predicted", "reported", "rel_error"]]
-
-
-def test_heldout_rows_do_not_move_the_fit():
-    from gdnlab.seed import load_seed
-    from gdnlab.stepmodel import fit_to_seed, seed_roles
-
-    df = load_seed()
-    base = fit_to_seed(df)
-    roles = seed_roles(df)
-    held = df.index[roles == "heldout"]
-    perturbed = df.copy()
-    perturbed.loc[held, "value"] = perturbed.loc[held, "value"] * 1.7
-    p = fit_to_seed(perturbed)
-    assert np.array_equal(p.before.vector(), base.before.vector())
-    assert np.array_equal(p.fixed.vector(), base.fixed.vector())
-    # ... while perturbing a fit row does move it (the check can fail)
-    fit_idx = df.index[(roles == "fit") & (df["table"] == "osl_sweep")][0]
-    moved = df.copy()
-    moved.loc[fit_idx, "value"] = moved.loc[fit_idx, "value"] * 1.3
-    assert not np.allclose(fit_to_seed(moved).before.vector(), base.before.vector())
-
-
-# ------------------------------------------------------------------ figures
-def test_figures_carry_projected_and_reported_provenance(validation):
-    pytest.importorskip("plotly")
-    from gdnlab.plots import spec as plots
-    from gdnlab.stepmodel import FittedParams, StepModel
-
-    sm = StepModel("GB200", params=FittedParams(pass_us=2000, request_us=50, token_us=40, source="hand-set (test)"))
-    figs = {
-        "heatmap": plots.speedup_heatmap(sm, Ts=(2, 4), accept_lens=[1.0, 2.0, 3.0, 4.0]),
-        "break_even": plots.break_even_plot(sm, concurrencies=(1, 16)),
-        "breakdown": plots.step_breakdown_plot(sm, concurrencies=(1, 16)),
-        "verify_cost": plots.verify_cost_plot(sm, batches=(1, 64), Ts=(1, 4)),
-        "tpot": plots.tpot_vs_concurrency_plot(sm, concurrencies=(1, 8)),
-        "osl": plots.throughput_vs_osl_plot(sm, osls=(128, 256)),
-        "validation": plots.validation_plot(validation),
-    }
-    with_seed = {"break_even", "tpot", "osl", "validation"}
-    for name, fig in figs.items():
-        text = fig.layout.meta["provenance"]
-        assert text.startswith("projected") and "GB200" in text and "sm100" in text, name
-        assert ("reported (seed, GB200)" in text) == (name in with_seed), name
-        assert len(fig.data) >= 1
-    roles = {t.name for t in figs["validation"].data}
-    assert {"fit", "heldout"} <= roles
-    with pytest.raises(ValueError, match="kernel_state"):
-        plots.tpot_vs_concurrency_plot(sm, kernel_state="later")
+def test_sampler_dtype_device_and_rate_equivalence():
+    """One sampler: int32 on the generator's device; a per-draft rate p is ChainAcceptance(p), whose
+    empirical mean matches rate_to_accept_len (the decode-loop workload's rate -> accept length)."""
+    g = torch.Generator().manual_seed(11)
+    acc = sample_accepted(50_000, 4, ChainAcceptance(0.7), g)
+    assert acc.dtype == torch.int32 and acc.device == g.device
+    assert sample_accepted(0, 4, 2.0).dtype == torch.int32
+    assert abs(acc.double().mean().item() - rate_to_accept_len(0.7, 4)) < 0.02
+    assert tokens_per_step(ChainAcceptance(0.7), 4) == pytest.approx(rate_to_accept_len(0.7, 4))
+    assert tokens_per_step(3.5, 2) == 2.0   # a fixed mean is clipped to T

@@ -1,0 +1,353 @@
+"""Step-time model, serving simulation and seed validation (gdnlab.model): monotonicity, speculation
+economics, the max-running-requests cap, hand-checkable schedules, measured-row interpolation, bad
+input; the seed validation (schema, roles, held-out rows never used in the fit, MTP-speedup error);
+the figures built from the model's tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gdnlab import model
+from gdnlab.hardware import spec_for
+from gdnlab.model import (
+    SEED_MTP,
+    FittedParams,
+    MTPConfig,
+    ServedModel,
+    ServingScenario,
+    StepModel,
+    project,
+    seed_model,
+    simulate_serving,
+)
+
+PARAMS = FittedParams(pass_us=2000.0, request_us=50.0, token_us=40.0, kv_mtoken_us=1000.0, prefill_pass_us=30000.0,
+                      source="hand-set for tests")
+
+
+@pytest.fixture(scope="module")
+def sm():
+    return StepModel("GB200", params=PARAMS)
+
+
+def test_served_model_matches_its_name():
+    m = ServedModel()
+    assert abs(m.total_params / 397e9 - 1) < 0.01       # "397B"
+    assert abs(m.active_params / 17e9 - 1) < 0.10       # "A17B"
+    assert m.kv_heads_per_gpu == 1 and m.kv_bytes_per_token_layer == 2 * 256 * 2
+    assert m.gdn.HV == 16 and m.gdn.num_gdn_layers == 45 and m.num_full_attn_layers == 15
+    assert m.weight_bytes(512) > m.weight_bytes(16) > m.weight_bytes(1)   # more experts touched
+    assert m.weight_bytes(10_000) == pytest.approx(m.weight_bytes(100_000), rel=1e-6)  # all experts
+
+
+@pytest.mark.parametrize("mtp", [None, SEED_MTP])
+@pytest.mark.parametrize("backend", ["flashinfer", "triton"])
+def test_tpot_grows_with_concurrency_and_context(sm, backend, mtp):
+    ns = [1, 2, 4, 8, 16, 32, 64, 128]
+    tpot = [sm.steady_tpot_ms(backend, n, 300, mtp) for n in ns]
+    assert all(b > a for a, b in zip(tpot, tpot[1:]))
+    ctx = [32, 256, 1024, 4096]
+    by_ctx = [sm.steady_tpot_ms(backend, 64, c, mtp) for c in ctx]
+    assert all(b > a for a, b in zip(by_ctx, by_ctx[1:]))
+    thr = [sm.steady_throughput(backend, n, 300, mtp) for n in ns]
+    assert thr[-1] > thr[0]
+
+
+def test_simulated_tpot_grows_with_concurrency(sm):
+    df = project(sm, backends=("flashinfer",), concurrencies=(1, 8, 64), osls=(128,), num_prompts=64,
+                 mtp_setups={"MTP": SEED_MTP})
+    assert (df["status"] == "projected").all()
+    assert df["mean_tpot_ms"].is_monotonic_increasing
+
+
+def test_verify_cost_grows_with_T_and_batch(sm):
+    t = [sm.gdn_call_us("flashinfer", "verify", 64, T) for T in (1, 2, 4, 8)]
+    assert all(b > a for a, b in zip(t, t[1:]))
+    b = [sm.gdn_call_us("flashinfer", "verify", n, 4) for n in (1, 8, 64, 256)]
+    assert all(y > x for x, y in zip(b, b[1:]))
+    # Triton is modelled slower than FlashInfer (flashinfer#2405)
+    assert sm.gdn_call_us("triton", "verify", 64, 4) > sm.gdn_call_us("flashinfer", "verify", 64, 4)
+
+
+@pytest.mark.parametrize("n", [1, 16, 128])
+def test_speculation_pays_at_high_acceptance_not_at_one(sm, n):
+    for T in (2, 4, 6):
+        assert sm.speedup("flashinfer", n, 300, float(T), T) > 1.0
+        assert sm.speedup("flashinfer", n, 300, 1.0, T) < 1.0
+        be = sm.break_even_accept_len("flashinfer", n, 300, T)
+        assert 1.0 < be
+        if be < T:
+            assert sm.speedup("flashinfer", n, 300, be, T) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_seed_fitted_model_break_even_rises_with_concurrency():
+    m = seed_model("before_fix")
+    be = [m.break_even_accept_len("flashinfer_pre3147", n, 300, 4) for n in (1, 16, 128)]
+    assert 1.0 < be[0] < be[1] < be[2] < 4.0
+    assert 0.0 < m.gdn_share("flashinfer_pre3147", 128, 300, SEED_MTP) < 0.5
+
+
+def test_single_request_schedule_by_hand(sm):
+    wl = ServingScenario(isl=8, osl=5, num_prompts=1, concurrency=1, range_ratio=1.0)  # fixed lengths
+    plain = simulate_serving(sm, "flashinfer", wl)
+    assert plain.prefill_passes == 1 and plain.iterations == 4          # tokens 2..5, one per step
+    mtp = simulate_serving(sm, "flashinfer", wl, SEED_MTP)
+    assert mtp.iterations == 2                                            # 1 -> 4.175 -> 5
+    # TPOT = decode time / (len - 1), evaluated by hand from the step model
+    steps = [sm.iteration("flashinfer", 1, 8 + k, None) for k in range(1, 5)]
+    by_hand = sum(sum(p.values()) + PARAMS.vector() @ f for p, f in steps) / 4 / 1e3
+    assert plain.tpot_ms(PARAMS) == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_max_running_caps_effective_concurrency(sm):
+    wl = ServingScenario(osl=256, num_prompts=256)  # the seed's OSL sweep shape: 256 prompts, rate inf
+    assert wl.effective_concurrency == 128
+    run = simulate_serving(sm, "flashinfer", wl)
+    assert run.mean_batch <= 128
+    c128 = simulate_serving(sm, "flashinfer", ServingScenario(osl=128, num_prompts=256, concurrency=128), SEED_MTP)
+    c256 = simulate_serving(sm, "flashinfer", ServingScenario(osl=128, num_prompts=256, concurrency=256), SEED_MTP)
+    assert c256.tpot_ms(PARAMS) == pytest.approx(c128.tpot_ms(PARAMS), rel=0.02)
+
+
+def test_measured_rows_are_interpolated():
+    batches = [1, 4, 16, 64, 256]
+    rows = [{"backend": be, "mode": mode, "batch": b, "draft_tokens": T, "state_dtype": "bfloat16",
+             "time_us": c * b ** 0.8}
+            for be, c in (("flashinfer", 2.0), ("triton", 3.0)) for mode, T in (("decode", 1), ("verify", 4))
+            for b in batches]
+    m = StepModel("GB200", params=PARAMS, gdn_rows=pd.DataFrame(rows))
+    assert m.gdn_call_us("flashinfer", "verify", 16, 4) == pytest.approx(2.0 * 16 ** 0.8)
+    assert m.gdn_call_us("triton", "decode", 32, 1) == pytest.approx(3.0 * 32 ** 0.8, rel=1e-9)
+    assert m.gdn_call_us("flashinfer", "decode", 1024, 1) == pytest.approx(2.0 * 1024 ** 0.8, rel=1e-9)
+    assert m.step_us("triton", 32, 300) > m.step_us("flashinfer", 32, 300)
+    with pytest.raises(ValueError, match="draft_tokens=3"):
+        m.gdn_call_us("flashinfer", "verify", 16, 3)
+    with pytest.raises(ValueError, match="missing columns"):
+        StepModel(gdn_rows=pd.DataFrame({"batch": [1]}))
+    with pytest.raises(ValueError, match="batch"):
+        m.gdn_call_us("flashinfer", "verify", -4, 4)
+    assert m.gdn_call_us("flashinfer", "verify", 0, 4) == 0.0
+
+
+def test_measured_rows_in_the_results_schema_keep_graph_rows_only():
+    """A frame with ``timing_method`` (no ``timing``) and failed/eager/pool rows: only status-ok,
+    graph-timed, batch-scoped rows reach the medians; an older frame naming batch ``concurrency`` works."""
+    rows = []
+    for b in (1, 8, 64):
+        for timing, scale in (("graph", 1.0), ("eager", 5.0)):
+            for inter, extra in (("batch", 0.0), ("pool", 100.0)):
+                rows.append({"backend": "triton", "mode": "verify", "batch": b, "draft_tokens": 4,
+                             "state_dtype": "bfloat16", "intermediate": inter, "timing_method": timing,
+                             "status": "ok", "time_us": scale * (2.0 * b + 10.0) + extra})
+    rows.append({"backend": "triton", "mode": "verify", "batch": 8, "draft_tokens": 4, "state_dtype": "bfloat16",
+                 "intermediate": "batch", "timing_method": "graph", "status": "rejected: oom", "time_us": 1e6})
+    df = pd.DataFrame(rows)
+    m = StepModel("H100-SXM", params=PARAMS, gdn_rows=df)
+    for b in (1, 8, 64):
+        assert m.gdn_call_us("triton", "verify", b, 4) == pytest.approx(2.0 * b + 10.0, rel=1e-12)
+    assert "graph timing" in m.measured.source and "eager" not in m.measured.source
+    old = StepModel("H100-SXM", params=PARAMS, gdn_rows=df.rename(columns={"batch": "concurrency"}))
+    assert old.gdn_call_us("triton", "verify", 8, 4) == pytest.approx(26.0)
+    assert len(model.comparable_rows(df)) == 3
+
+
+H100_SWEEP = Path(__file__).resolve().parents[1] / "traces" / "h100" / "sweep.parquet"
+
+
+def test_measured_rows_from_the_real_h100_sweep_keep_only_comparable_rows():
+    """The shipped sweep mixes graph/eager timing and batch/pool intermediates: only status-ok,
+    graph-timed, non-pool rows of the model's shape and bf16 intermediates may reach the medians."""
+    if not H100_SWEEP.exists():
+        pytest.skip(f"no shipped sweep at {H100_SWEEP}")
+    raw = pd.read_parquet(H100_SWEEP)
+    m = StepModel("H100-SXM", params=PARAMS, gdn_rows=raw)
+    ok = raw[(raw["status"] == "ok") & (raw["timing"] == "graph") & (raw["intermediate"] != "pool")
+             & (raw["state_dtype"] == "bfloat16")]
+    for backend, mode, T in (("flashinfer", "verify", 4), ("triton", "verify", 4), ("triton", "decode", 1)):
+        sel = ok[(ok["backend"] == backend) & (ok["mode"] == mode) & (ok["draft_tokens"] == T)]
+        assert len(sel) >= 2, (backend, mode, T)
+        for _, r in sel.iterrows():   # measured batch sizes come back as the row's own time
+            assert m.gdn_call_us(backend, mode, int(r["batch"]), T) == pytest.approx(float(r["time_us"]), rel=1e-9)
+        eager = raw[(raw["backend"] == backend) & (raw["mode"] == mode) & (raw["draft_tokens"] == T)
+                    & (raw["timing"] == "eager") & (raw["batch"] == 1) & (raw["state_dtype"] == "bfloat16")]
+        assert m.gdn_call_us(backend, mode, 1, T) < eager["time_us"].min()
+    assert "measured" in m.measured.source and "graph timing" in m.measured.source
+    assert "eager" not in m.measured.source
+    with pytest.raises(ValueError, match="GDN shape"):    # tp=8 shards HV to 8: the tp=4 rows do not fit
+        StepModel("H100-SXM", model=ServedModel.qwen35_397b(tp=8, weights="fp8"), params=PARAMS, gdn_rows=raw)
+    with pytest.raises(ValueError, match="gdn_rows"):     # nothing comparable left
+        StepModel("H100-SXM", params=PARAMS, gdn_rows=raw.assign(status="oom"))
+
+
+def test_seed_model_with_measured_h100_kernels_is_a_labelled_projection():
+    pytest.importorskip("plotly")
+    if not H100_SWEEP.exists():
+        pytest.skip(f"no shipped sweep at {H100_SWEEP}")
+    from gdnlab.plots.model import break_even_figure
+
+    raw = pd.read_parquet(H100_SWEEP)
+    m = seed_model("fixed", gpu="H100-SXM", gdn_rows=raw)
+    plain = seed_model("fixed", gpu="H100-SXM")
+    assert m.params == plain.params and m.measured is not None and plain.measured is None
+    assert m.gdn_call_us("flashinfer", "verify", 64, 4) != plain.gdn_call_us("flashinfer", "verify", 64, 4)
+    text = break_even_figure(model.break_even_table(m, batches=(1, 64))).layout.meta["provenance"]
+    assert text.startswith("projected") and "H100-SXM" in text and "measured GDN kernel times" in text
+    plain_fig = break_even_figure(model.break_even_table(plain, batches=(1, 64)))
+    assert "bandwidth model" in plain_fig.layout.meta["provenance"]
+
+
+def test_sm90_projection_differs_from_sm100():
+    h100 = StepModel("H100-SXM", model=ServedModel.qwen35_397b(tp=8, weights="fp8"), params=PARAMS)
+    gb = StepModel("GB200", params=PARAMS)
+    assert h100.gpu.sm == "sm90" and gb.gpu.sm == "sm100"
+    assert h100.gpu.peak_hbm_gbps == spec_for("H100-SXM").peak_hbm_gbps
+    assert h100.model.gdn.HV == 8
+    assert h100.model.weight_gb_per_gpu() < spec_for("H100-SXM").hbm_gib
+    assert h100.gdn_call_us("flashinfer", "verify", 64, 4) > gb.gdn_call_us("flashinfer", "verify", 32, 4)
+
+
+@pytest.mark.parametrize("call, word", [
+    (lambda m: m.step_us("cuda-magic", 4, 10), "backend"),
+    (lambda m: m.step_us("flashinfer", 0, 10), "n"),
+    (lambda m: m.step_us("flashinfer", 4, -1), "ctx_per_request"),
+    (lambda m: m.speedup("flashinfer", 4, 10, 5.0, 4), "accept_len"),
+    (lambda m: m.speedup("flashinfer", 4, 10, "3.1x", 4), "accept_len"),
+    (lambda m: ServingScenario(osl=0), "osl"),
+    (lambda m: ServingScenario(range_ratio=2.0), "range_ratio"),
+    (lambda m: MTPConfig(num_steps=0), "num_steps"),
+    (lambda m: MTPConfig(draft_tokens=0), "draft_tokens"),
+    (lambda m: m.speedup("flashinfer", 4, 10, 0.5, 4), "accept_len"),
+    (lambda m: m.gdn_call_us("flashinfer", "verify", -4, 4), "batch"),
+    (lambda m: m.gdn_call_us("flashinfer", "verify", float("nan"), 4), "batch"),
+    (lambda m: m.gdn_call_us("flashinfer", "verify", 4, 0), "T"),
+    (lambda m: m.gdn_call_us("flashinfer", "prefill", 4, 4), "mode"),
+    (lambda m: m.gdn_commit_us(-1), "batch"),
+    (lambda m: m.weights_us(-10), "tokens"),
+    (lambda m: m.break_even_accept_len("flashinfer", 4, 10, 1), "T"),
+    (lambda m: simulate_serving(m, "flashinfer", ServingScenario(osl=8, num_prompts=2), "MTP"), "mtp"),
+    (lambda m: FittedParams(pass_us=-1.0), "pass_us"),
+    (lambda m: simulate_serving(m, "flashinfer", "osl=10"), "scenario"),
+    (lambda m: StepModel("TPUv9"), "unknown GPU"),
+])
+def test_bad_input_raises_value_error(sm, call, word):
+    with pytest.raises(ValueError, match=word):
+        call(sm)
+
+
+def test_fitted_params_round_trip():
+    v = PARAMS.vector()
+    assert np.array_equal(FittedParams.from_vector(v).vector(), v)
+
+
+# ------------------------------------------------------------------ validation against the seed
+@pytest.fixture(scope="module")
+def validation():
+    return model.validate_against_seed()
+
+
+def test_validation_schema_and_roles(validation):
+    v = validation
+    assert {"metric", "predicted", "reported", "rel_error", "role"} <= set(v.columns)
+    assert set(v["role"]) == {"fit", "heldout"}
+    assert np.allclose(v["rel_error"], (v["predicted"] - v["reported"]) / v["reported"])
+    assert v[["predicted", "reported"]].notna().all().all() and (v["predicted"] > 0).all()
+    fit = v[v["role"] == "fit"]
+    # fitted: no-MTP throughput rows and FlashInfer TPOT rows; never an MTP throughput or a Triton row
+    assert not ((fit["metric"] == "output_throughput") & fit["mtp"]).any()
+    assert (fit["backend"] == "flashinfer").all()
+    held = v[v["role"] == "heldout"]
+    assert set(held["metric"]) >= {"mtp_speedup", "tpot_ratio_triton_over_flashinfer", "output_throughput"}
+    assert sorted(held.loc[held["metric"] == "mtp_speedup", "x"]) == [1024, 2048, 4096]
+    assert "params" in v.attrs and set(v.attrs["params"]) == {"before_fix", "fixed"}
+
+
+def test_validation_mtp_speedup_within_ten_percent(validation):
+    s = validation[validation["metric"] == "mtp_speedup"]
+    assert len(s) == 3
+    assert (s["rel_error"].abs() < 0.10).all(), s[["x", "predicted", "reported", "rel_error"]]
+
+
+def test_heldout_rows_do_not_move_the_fit():
+    from gdnlab.model import fit_to_seed, seed_roles
+    from gdnlab.seed import load_seed
+
+    df = load_seed()
+    base = fit_to_seed(df)
+    roles = seed_roles(df)
+    held = df.index[roles == "heldout"]
+    perturbed = df.copy()
+    perturbed.loc[held, "value"] = perturbed.loc[held, "value"] * 1.7
+    p = fit_to_seed(perturbed)
+    assert np.array_equal(p.before.vector(), base.before.vector())
+    assert np.array_equal(p.fixed.vector(), base.fixed.vector())
+    # ... while perturbing a fit row does move it (the check can fail)
+    fit_idx = df.index[(roles == "fit") & (df["table"] == "osl_sweep")][0]
+    moved = df.copy()
+    moved.loc[fit_idx, "value"] = moved.loc[fit_idx, "value"] * 1.3
+    assert not np.allclose(fit_to_seed(moved).before.vector(), base.before.vector())
+
+
+# ------------------------------------------------------------------ figures
+def test_figures_carry_projected_and_reported_provenance(validation):
+    pytest.importorskip("plotly")
+    from gdnlab import seed
+    from gdnlab.plots import model as plots
+
+    sm = StepModel("GB200", params=FittedParams(pass_us=2000, request_us=50, token_us=40, source="hand-set (test)"))
+    figs = {
+        "heatmap": plots.speedup_heatmap_figure(model.speedup_grid(sm, draft_tokens=(2, 4),
+                                                                   accept_lens=[1.0, 2.0, 3.0, 4.0])),
+        "break_even": plots.break_even_figure(model.break_even_table(sm, batches=(1, 16))),
+        "breakdown": plots.step_breakdown_figure(model.breakdown_table(sm, batches=(1, 16))),
+        "verify_cost": plots.verify_cost_figure(model.gdn_cost_table(sm, batches=(1, 64), draft_tokens=(1, 4))),
+        "tpot": plots.tpot_vs_concurrency_figure(model.tpot_projection(sm, concurrencies=(1, 8)),
+                                                 seed.tpot_vs_concurrency(fixed=True)),
+        "osl": plots.throughput_vs_osl_figure(model.throughput_projection(sm, osls=(128, 256)), seed.osl_sweep()),
+        "validation": plots.validation_figure(validation),
+    }
+    with_seed = {"break_even", "tpot", "osl", "validation"}
+    for name, fig in figs.items():
+        text = fig.layout.meta["provenance"]
+        assert text.startswith("projected") and "GB200" in text and "sm100" in text, name
+        assert ("reported (seed, GB200)" in text) == (name in with_seed), name
+        assert len(fig.data) >= 1
+        for ax in ("xaxis", "yaxis"):   # units in brackets on every axis title
+            title = fig.layout[ax].title.text
+            assert title and title.endswith(")") and "(" in title, (name, ax, title)
+    roles = {t.name for t in figs["validation"].data}
+    assert {"fit", "heldout"} <= roles
+    with pytest.raises(ValueError, match="kernel_state"):
+        model.tpot_projection(sm, kernel_state="later")
+    with pytest.raises(ValueError, match="grid"):
+        plots.speedup_heatmap_figure(None)
+
+
+def test_projection_tables_name_the_seed_backends_and_kernels():
+    sm = StepModel("GB200", params=PARAMS)
+    before = model.tpot_projection(sm, kernel_state="before_fix", concurrencies=(1, 8))
+    assert set(before["backend"]) == {"flashinfer", "triton"}
+    assert set(before.loc[before["backend"] == "flashinfer", "kernel"]) == {"flashinfer_pre3147"}
+    fixed = model.tpot_projection(sm, kernel_state="fixed", concurrencies=(1, 8))
+    assert set(fixed["kernel"]) == {"flashinfer", "triton"}
+    fi_before, fi_fixed = (df[df["backend"] == "flashinfer"].set_index("concurrency")["mean_tpot_ms"]
+                           for df in (before, fixed))
+    assert (fi_before > fi_fixed).all()            # the pre-#3147 kernel is modelled slower
+    osl = model.throughput_projection(sm, osls=(128,))
+    assert set(osl.loc[~osl["mtp"], "backend"]) == {"flashinfer"}   # no-MTP once
+    assert osl.attrs["provenance"].startswith("projected")
+    grid = model.speedup_grid(sm, draft_tokens=(2, 3), accept_lens=[1.0, 2.5])
+    assert grid.loc[(grid["draft_tokens"] == 2) & (grid["accept_len"] == 2.5), "speedup"].isna().all()
+    assert grid.loc[grid["draft_tokens"] == 3, "speedup"].notna().all()
+
+
+def test_seed_ratio_tables_have_no_missing_cells(validation):
+    """Every row of the derived seed tables says which kernel state it belongs to (no NaN cells)."""
+    from gdnlab import seed
+
+    r = seed.backend_ratios()
+    assert r[["table", "x_name", "x", "ratio", "kernel_state"]].notna().all().all()
+    assert set(r.loc[r["table"] == "osl_sweep", "kernel_state"]) == {"unstated"}
+    assert validation["kernel_state"].notna().all()
