@@ -1,35 +1,36 @@
-"""How much does gdnlab's timing harness add? CUDA-event times vs the kernels' own durations (nsys).
+"""Does gdnlab's timing harness measure the kernels? ``time_calls`` (default) vs nsys kernel durations.
 
-Run on the GPU machine (after ``source .gpu/stage.sh``; ``$NSYS`` set, ``$GDNLAB_OUT`` the output dir)::
+Run on a GPU machine (``$NSYS`` set or nsys on PATH)::
 
-    python benchmarks/bench_harness_overhead.py [--backend flashinfer] [--batch 1 16 64 256]
+    python benchmarks/bench_harness_overhead.py            # both backends, B = 1, 16, 64, 256
+    python benchmarks/bench_harness_overhead.py --quick    # B = 1, 64, bfloat16 state only
 
-1. Builds a few points (decode bf16 / fp32, verify T=4 fp32 and bf16, batch-scoped buffer) for each
-   batch size, as the sweep does (pool of 257 slots, scattered rows, first call checked = JIT).
-2. Times each in this process, with no profiler attached, the way ``gdnlab sweep`` does:
-   :func:`gdnlab.instrument.time_fn` with CUDA-graph replay and with eager calls (L2 flushed), plus
-   ``triton.testing.do_bench`` / ``do_bench_cudagraph`` as a cross-check.
+1. Plans decode (T=1) and verify (T=``--draft-tokens``, default 4) of each backend (default
+   flashinfer and triton, those that run here) at each batch B and state dtype.
+2. Times each point in this process, with no profiler attached, by
+   :func:`gdnlab.instrument.time_calls` with its defaults (``timing="amortised"``: n calls on
+   disjoint pool rows in one CUDA graph, L2 flushed before each replay, per-call = replay / n), and
+   with ``timing="single"`` (one call per replay) for reference. The calls come from
+   :func:`gdnlab.workload.disjoint_calls`.
 3. Runs itself again (``--child``) under ``nsys profile --capture-range=cudaProfilerApi
-   --cuda-graph-trace=node``: the child times the same points inside one capture range, each timed
-   sample wrapped in an NVTX range ``harness:<point>`` (the flush and the spin kernel stay outside
-   the ranges), exports SQLite, and sums the durations of the kernels launched inside each range
-   (``gdnlab.traces.load(...).gpu_ranges`` when importable, else a direct SQL join of kernels ->
-   launch API call -> NVTX range; the whole-trace ``nsys stats -r cuda_gpu_kern_sum`` table is kept too).
-4. Reports per point: event median (graph, no profiler) / nsys kernel median - 1. Target: within 3 %
-   at B >= 16. Also ``eager - graph`` (launch/host overhead) and the sweep's wall time: from
-   ``$GDNLAB_OUT/sweep.parquet|jsonl`` when a sweep ran before (``point_s``, ``first_call_ms``),
-   else a small sweep run here.
+   --cuda-graph-trace=node`` (argv from :func:`gdnlab.capture.profile_command`): the child times the
+   same points inside one capture range, each timed sample in an NVTX range ``harness:<point>`` (the
+   L2 flush and the spin kernel stay outside), exports SQLite, and sums the durations of the kernels
+   launched inside each range (``gdnlab.traces.load(...).gpu_ranges``, else a direct SQL join of
+   kernels -> launch call -> NVTX range); per call = sum / calls per sample.
+4. Reports per point ``harness / nsys - 1``. Target: within 3 % at B >= 16 and within 10 % at B = 1.
 
-Writes ``$GDNLAB_OUT/harness_overhead.json`` (and ``harness_overhead.sqlite``, the trace); prints a
-summary table last.
+Writes ``harness_overhead_<gpu>.json`` (gpu slug from the device name, e.g. ``h200``) into
+``--out-dir`` (default ``$GDNLAB_OUT`` when set, else ``benchmarks/results``) and prints the table last.
 """
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
+import re
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,114 +40,106 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 LABEL_PREFIX = "harness:"
-TARGET_PCT = 3.0
-TARGET_MIN_BATCH = 16
+#: |harness / nsys - 1| limits: (smallest batch the limit applies from, percent)
+TARGETS = ((16, 3.0), (1, 10.0))
+DEFAULT_BACKENDS = ("flashinfer", "triton")
+
+
+def target_pct(B: int) -> float:
+    """The allowed |harness / nsys - 1| in percent at batch ``B``."""
+    for min_b, pct in TARGETS:
+        if B >= min_b:
+            return pct
+    return TARGETS[-1][1]
+
+
+def gpu_slug(name: str | None) -> str:
+    """``"NVIDIA H200"`` -> ``"h200"``, ``"NVIDIA H100 80GB HBM3"`` -> ``"h100"``; ``None`` -> ``"cpu"``."""
+    if not name:
+        return "cpu"
+    m = re.search(r"\b(GB\d{3}|[ABHLV]\d{2,3}|B\d{3})\b", name.upper())
+    if m:
+        return m.group(1).lower()
+    return re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-") or "gpu"
 
 
 # ------------------------------------------------------------------------------------------- points
 
-def plan(backend: str, batches: list[int], verify_T: int = 4) -> list[dict]:
+def plan(backends: list[str], batches: list[int], draft_tokens: int = 4,
+         state_dtypes: tuple[str, ...] = ("bfloat16", "float32")) -> list[dict]:
+    """One dict per (backend, mode, state dtype, B), with its NVTX ``label``."""
     pts = []
-    for B in batches:
-        pts.append({"backend": backend, "mode": "decode", "T": 1, "state_dtype": "bfloat16", "B": B})
-        pts.append({"backend": backend, "mode": "decode", "T": 1, "state_dtype": "float32", "B": B})
-        pts.append({"backend": backend, "mode": "verify", "T": verify_T, "state_dtype": "float32", "B": B})
-        pts.append({"backend": backend, "mode": "verify", "T": verify_T, "state_dtype": "bfloat16", "B": B})
-    for p in pts:
-        p["label"] = f"{LABEL_PREFIX}{p['backend']}:{p['mode']}{p['T'] if p['mode'] == 'verify' else ''}:" \
-                     f"{p['state_dtype']}:B{p['B']}"
+    for be in backends:
+        for mode, T in (("decode", 1), ("verify", draft_tokens)):
+            for sd in state_dtypes:
+                for B in batches:
+                    pts.append({"backend": be, "mode": mode, "T": T, "state_dtype": sd, "B": B,
+                                "label": f"{LABEL_PREFIX}{be}:{mode}{T if mode == 'verify' else ''}:{sd}:B{B}"})
     return pts
 
 
-def build(pt: dict, capacity: int, preset_name: str, tp: int, device: torch.device, cache: dict):
-    """``(fn, rotated)`` for a point, after one checked call (JIT happens here): ``fn`` is the
-    capturable (validate=False) call; ``rotated`` the same call on up to 16 disjoint row sets (each
-    verify with its own buffer), as ``gdnlab sweep --rotate on`` times it."""
-    from gdnlab.inputs import make_inputs
-    from gdnlab.kernels.validation import GDNCallDims
+def build(pt: dict, preset_name: str, tp: int, device: torch.device, cache: dict):
+    """``make_calls(n)`` for a point (:func:`gdnlab.workload.disjoint_calls`), after its first checked
+    call (JIT happens here); fills ``kernel`` and ``bytes`` (minimum bytes of one call) into ``pt``."""
+    from gdnlab.kernels import make_backend
+    from gdnlab.roofline import gdn_bytes
     from gdnlab.shapes import dtype_from_name, preset
-    from gdnlab.sweep import SGLANG_LIKE_OPTIONS, make_backend
+    from gdnlab.workload import disjoint_calls
 
     shape = preset(preset_name, tp=tp)
-    name = pt["backend"]
-    if name not in cache:
-        cache[name] = make_backend(name, SGLANG_LIKE_OPTIONS.get(name))
-    be = cache[name]
+    if pt["backend"] not in cache:
+        cache[pt["backend"]] = make_backend(pt["backend"], "sglang")
+    be = cache[pt["backend"]]
     sd = dtype_from_name(pt["state_dtype"])
-    key = ("pool", sd)
-    if key not in cache:
-        gen = torch.Generator(device=device).manual_seed(0)
-        cache[key] = torch.empty((capacity + 1, *shape.state_shape), dtype=sd, device=device).normal_(
-            0, 0.1, generator=gen)
-    pool = cache[key]
-    B, T = pt["B"], pt["T"]
-    g = torch.Generator().manual_seed(B)
-    perm = torch.randperm(capacity, generator=g) + 1
-    k = max(1, min(16, capacity // B))
-    sets = [perm[j * B:(j + 1) * B].to(torch.int32).to(device) for j in range(k)]
-    idx = sets[0]
-    x = make_inputs(shape, B, T, device=device, seed=B + T)
-    args = x.args()
-
-    def call(ix, bf=None):
-        if pt["mode"] == "decode":
-            return lambda: be.decode(*args, pool, ix, validate=False)
-        return lambda: be.verify(*args, pool, ix, intermediate=bf, validate=False)
-
-    if pt["mode"] == "decode":
-        be.decode(*args, pool, idx, validate=True)
-        fn = call(idx)
-        rotated = [call(ix) for ix in sets]
-    else:
-        dims = GDNCallDims(B, T, shape.H, shape.HV, shape.K, shape.V, pool.shape[0])
-        buf = be.new_intermediate(dims, pool)
-        be.verify(*args, pool, idx, intermediate=buf, validate=True)
-        fn = call(idx, buf)
-        k = max(1, min(k, int(8e9 // (buf.numel() * buf.element_size()))))
-        rotated = [call(sets[j], buf if j == 0 else torch.empty_like(buf)) for j in range(k)]
-    pt["rotate_calls"] = len(rotated)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    make = disjoint_calls(be, shape, batch=pt["B"], draft_tokens=pt["T"], state_dtype=sd, device=device,
+                          seed=pt["B"] + pt["T"])
+    make(1)                                   # checked call: compile and argument check, outside timing
     pt["kernel"] = be.last_path.kernel
-    from gdnlab.roofline import gdn_bytes
-    pt["bytes"] = gdn_bytes(shape, B, T, mode=pt["mode"], state_dtype=sd,
-                            intermediate_dtype=(buf.dtype if pt["mode"] == "verify" else torch.float32)).total
-    return fn, rotated
+    inter = torch.float32
+    if pt["mode"] == "verify":
+        inter = be.new_intermediate(shape.call_dims(1, pt["T"], 1),
+                                    torch.empty((1, *shape.state_shape), dtype=sd, device=device)).dtype
+    pt["bytes"] = gdn_bytes(shape, pt["B"], pt["T"], mode=pt["mode"], state_dtype=sd,
+                            intermediate_dtype=inter).total
+    return make
+
+
+def _time_points(pts: list[dict], args, device: torch.device, key: str, *, nvtx: bool, single: bool) -> None:
+    from gdnlab.instrument import time_calls
+
+    cache: dict = {}
+    for i, p in enumerate(pts):
+        if "error" in p:
+            continue
+        try:
+            make = build(p, args.preset, args.tp, device, cache)
+            t = time_calls(make, warmup=args.warmup, repeats=args.repeats, device=device,
+                           nvtx_label=p["label"] if nvtx else None)
+            p[key] = t.as_dict()
+            if single:
+                p["single"] = time_calls(make, timing="single", warmup=args.warmup, repeats=args.repeats,
+                                         device=device).as_dict()
+        except Exception as exc:  # noqa: BLE001 - one failing point must not lose the others
+            p["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if not nvtx:
+            status = p.get("error") or f"{p[key]['median_us']:.2f} µs/call ({p[key]['calls_per_sample']} per sample)"
+            print(f"  [{i + 1}/{len(pts)}] {p['label'].removeprefix(LABEL_PREFIX)}: {status}", flush=True)
 
 
 # ------------------------------------------------------------------------------------------- child
 
 def child(args: argparse.Namespace) -> int:
-    """Under nsys: build every point (JIT outside the capture range), then time them inside it."""
-    from gdnlab.instrument import profiler_capture, time_fn
+    """Under nsys: time every point inside one capture range, each sample in its NVTX range."""
+    from gdnlab.instrument import profiler_capture
 
     pts = json.loads(Path(args.plan).read_text())
-    dev = torch.device("cuda", torch.cuda.current_device())
-    cache: dict = {}
-    fns = []
-    for p in pts:
-        try:
-            fns.append(build(p, args.capacity, args.preset, args.tp, dev, cache))
-        except Exception as exc:  # noqa: BLE001
-            p["error"] = f"{type(exc).__name__}: {exc}"[:300]
-            fns.append(None)
-    out = []
+    dev = _device()
     with profiler_capture():
-        for p, fr in zip(pts, fns):
-            if fr is None:
-                out.append(p)
-                continue
-            fn, rotated = fr
-            t = time_fn(fn, warmup=args.warmup, repeats=args.repeats, flush_l2=True, graph=True,
-                        nvtx_label=p["label"])
-            r = time_fn(rotated, warmup=args.warmup, repeats=args.repeats, flush_l2=True, graph=True,
-                        nvtx_label=p["label"] + ":rot")
-            out.append({**p, "child_event_graph": t.as_dict(), "child_event_graph_rot": r.as_dict()})
-    Path(args.events).write_text(json.dumps(out, indent=1))
+        _time_points(pts, args, dev, "child_harness", nvtx=True, single=False)
+    Path(args.events).write_text(json.dumps(pts, indent=1))
     return 0
 
 
@@ -180,7 +173,6 @@ def _sql_kernel_sums(sqlite_path: Path, prefix: str) -> dict[str, list[int]]:
             launch_by_tid.setdefault(tid, []).append((s, c))
     for v in launch_by_tid.values():
         v.sort()
-    import bisect
     out: dict[str, list[int]] = {}
     for s, e, tid, txt in sorted(ranges):
         lst = launch_by_tid.get(tid, [])
@@ -210,94 +202,117 @@ def kernel_sums(sqlite_path: Path, prefix: str = LABEL_PREFIX) -> tuple[dict[str
     return _sql_kernel_sums(sqlite_path, prefix), "sqlite3 join (kernel -> launch -> NVTX range)"
 
 
-def nsys_kern_sum(nsys: str, sqlite_path: Path) -> list[dict]:
-    """``nsys stats --format csv -r cuda_gpu_kern_sum`` as rows (whole capture, by kernel name)."""
-    try:
-        res = subprocess.run([nsys, "stats", "--format", "csv", "-r", "cuda_gpu_kern_sum",
-                              str(sqlite_path)], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return [{"error": str(exc)}]
-    import csv
-    import io
-    lines = [ln for ln in res.stdout.splitlines() if ln.count(",") >= 3]
-    if not lines:
-        return [{"error": (res.stderr or res.stdout)[-300:]}]
-    return list(csv.DictReader(io.StringIO("\n".join(lines))))
+def _nsys_run(pts: list[dict], args, nsys: str) -> dict:
+    """Run the child under nsys, export, attribute; fills ``nsys_kernel_us`` into the points."""
+    from gdnlab.capture import export_command, profile_command
+    from gdnlab.stats import summarize
 
-
-# ------------------------------------------------------------------------------------------- sweep wall
-
-def sweep_wall(out_dir: Path, backend: str) -> dict:
-    from gdnlab.sweep import SweepConfig, load_results, run_sweep
-
-    for name in ("sweep.parquet", "sweep.jsonl"):
-        p = out_dir / name
-        if p.exists():
-            try:
-                df = load_results(p)
-            except Exception as exc:  # noqa: BLE001
-                return {"source": str(p), "error": f"{type(exc).__name__}: {exc}"}
-            last = df[df["sweep_id"] == df["sweep_id"].iloc[-1]] if len(df) else df
-            return _wall_stats(df, str(p), "all sweep_ids in file") | {"last_sweep_id_points": int(len(last))}
-    cfg = SweepConfig(backends=[backend], concurrency=(1, 16, 256), draft_tokens=(4,), intermediates=("batch",))
+    info: dict = {"nsys": nsys}
+    tmp = Path(tempfile.mkdtemp(prefix="gdnlab_harness_"))
+    plan_path, events_path, rep = tmp / "plan.json", tmp / "events.json", tmp / "harness"
+    plan_path.write_text(json.dumps([{k: p[k] for k in ("backend", "mode", "T", "state_dtype", "B", "label")}
+                                     for p in pts if "error" not in p]))
+    cmd = profile_command(
+        [sys.executable, str(Path(__file__).resolve()), "--child", "--plan", str(plan_path), "--events",
+         str(events_path), "--preset", args.preset, "--tp", str(args.tp), "--warmup", str(args.warmup),
+         "--repeats", str(args.repeats)], rep, nsys=nsys)
     t0 = time.perf_counter()
-    df = run_sweep(cfg, None, progress=False)
-    wall = time.perf_counter() - t0
-    return _wall_stats(df, "small sweep run here (decode + verify T=4, fp32/bf16, C=1,16,256)", "") | {"wall_s": wall}
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.nsys_timeout,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                 [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])})
+        info.update(rc=res.returncode, tail=(res.stdout + res.stderr)[-1500:])
+    except subprocess.TimeoutExpired:
+        info.update(rc=None, tail=f"nsys run timed out after {args.nsys_timeout} s")
+    info.update(cmd=" ".join(cmd), profile_s=time.perf_counter() - t0)
+    rep_file, sqlite_path = rep.with_suffix(".nsys-rep"), tmp / "harness.sqlite"
+    if rep_file.exists():
+        try:
+            ex = subprocess.run(export_command(rep_file, sqlite_path, nsys=nsys), capture_output=True, text=True,
+                                timeout=300)
+            if ex.returncode != 0:
+                info["export_tail"] = (ex.stdout + ex.stderr)[-800:]
+        except subprocess.TimeoutExpired:
+            info["export_tail"] = "nsys export timed out after 300 s"
+    if not sqlite_path.exists():
+        info["error"] = "no SQLite export (see tail)"
+        return info
+    sums, method = kernel_sums(sqlite_path)
+    info["attribution"] = method
+    child = {c["label"]: c for c in json.loads(events_path.read_text())} if events_path.exists() else {}
+    for p in pts:
+        c = child.get(p["label"], {})
+        if "child_harness" not in c:
+            if c.get("error"):
+                p["child_error"] = c["error"]
+            continue
+        p["child_harness"] = c["child_harness"]
+        n = int(c["child_harness"]["calls_per_sample"])
+        ks = sums.get(p["label"])
+        if ks:
+            s = summarize([v / n / 1e3 for v in ks], "us")
+            p["nsys_kernel_us"] = {"median": s["median_us"], "p10": s["p10_us"], "p90": s["p90_us"],
+                                   "n": s["n"], "calls_per_sample": n}
+    if args.keep_trace:
+        info["sqlite"] = str(sqlite_path)
+    else:
+        for f in tmp.iterdir():
+            f.unlink(missing_ok=True)
+        tmp.rmdir()
+    return info
 
 
-def _wall_stats(df, source: str, note: str) -> dict:
-    point_s = df["point_s"].fillna(0)
-    first_s = df["first_call_ms"].fillna(0) / 1e3
-    return {"source": source, "note": note, "points": int(len(df)),
-            "status": {str(k): int(v) for k, v in df["status"].str.split(":").str[0].value_counts().items()},
-            "sum_point_s": float(point_s.sum()), "sum_first_call_s": float(first_s.sum()),
-            "timed_part_s": float((point_s - first_s).clip(lower=0).sum()),
-            "median_point_s_excl_first_call": float((point_s - first_s).median()) if len(df) else None}
-
-
-# ------------------------------------------------------------------------------------------- parent
+# ------------------------------------------------------------------------------------------- report
 
 def compare(pts: list[dict]) -> tuple[list[dict], str]:
-    """One row per point: event medians (graph, rotated, eager), nsys kernel medians, % differences and
-    whether |event / nsys - 1| <= TARGET_PCT at B >= TARGET_MIN_BATCH; plus the verdict line."""
+    """One row per point: harness median (no profiler), nsys kernel median, % difference and whether it
+    is within :func:`target_pct`; plus the verdict line."""
     rows = []
     for p in pts:
         r = {"point": p["label"].removeprefix(LABEL_PREFIX), "B": p["B"], "kernel": p.get("kernel"),
-             "error": p.get("error")}
-        if "event_graph" in p:
-            g, e = p["event_graph"]["median_us"], p["event_eager"]["median_us"]
-            r.update(graph_us=g, graph_rot_us=p["event_graph_rot"]["median_us"], rot_calls=p.get("rotate_calls"),
-                     eager_us=e, launch_overhead_us=e - g, gbps=p["bytes"] / (g * 1e-6) / 1e9)
-            for k in ("triton_do_bench", "triton_do_bench_cudagraph"):
-                if k in p:
-                    r[f"{k}_us"] = p[k]["median_us"]
-        if "nsys_kernel_us" in p and "graph_us" in r:
+             "error": p.get("error") or p.get("child_error")}
+        h = p.get("harness")
+        if h:
+            r.update(harness_us=h["median_us"], calls_per_sample=h["calls_per_sample"], timing_method=h["method"])
+            if p.get("single"):
+                r["single_us"] = p["single"]["median_us"]
+            if p.get("bytes"):
+                r["bw_gbps"] = p["bytes"] / (h["median_us"] * 1e-6) / 1e9
+        if h and p.get("nsys_kernel_us"):
             k = p["nsys_kernel_us"]["median"]
             r["nsys_kernel_us"] = k
-            r["graph_vs_nsys_pct"] = 100.0 * (r["graph_us"] / k - 1.0)
-            r["graph_minus_nsys_us"] = r["graph_us"] - k
-            if "child_event_graph" in p:
-                r["child_graph_us"] = p["child_event_graph"]["median_us"]
-                r["child_graph_vs_nsys_pct"] = 100.0 * (r["child_graph_us"] / k - 1.0)
-            r["within_target"] = abs(r["graph_vs_nsys_pct"]) <= TARGET_PCT if p["B"] >= TARGET_MIN_BATCH else None
-        if "nsys_kernel_us_rot" in p and "graph_rot_us" in r:
-            kr = p["nsys_kernel_us_rot"]["median"]
-            r["nsys_kernel_rot_us"] = kr
-            r["graph_rot_vs_nsys_pct"] = 100.0 * (r["graph_rot_us"] / kr - 1.0)
-            r["within_target_rot"] = abs(r["graph_rot_vs_nsys_pct"]) <= TARGET_PCT \
-                if p["B"] >= TARGET_MIN_BATCH else None
+            r["harness_vs_nsys_pct"] = 100.0 * (r["harness_us"] / k - 1.0)
+            if p.get("child_harness"):
+                r["child_vs_nsys_pct"] = 100.0 * (p["child_harness"]["median_us"] / k - 1.0)
+            r["target_pct"] = target_pct(p["B"])
+            r["within_target"] = abs(r["harness_vs_nsys_pct"]) <= r["target_pct"]
         rows.append(r)
-    verdicts = []
-    for col, what in (("within_target", "one call per sample (sweep default)"),
-                      ("within_target_rot", "rotated calls per sample (sweep --rotate on)")):
-        judged = [r for r in rows if r.get(col) is not None]
-        if judged:
-            verdicts.append(f"{what}: {sum(r[col] for r in judged)}/{len(judged)} points at B >= {TARGET_MIN_BATCH} "
-                            f"within {TARGET_PCT:g} % of the nsys kernel time")
-    verdict = "; ".join(verdicts) or "no nsys comparison (no trace)"
+    judged = [r for r in rows if r.get("within_target") is not None]
+    if not judged:
+        return rows, "no nsys comparison (no trace)"
+    bad = [r["point"] for r in judged if not r["within_target"]]
+    verdict = (f"{len(judged) - len(bad)}/{len(judged)} points within target "
+               f"(|harness/nsys - 1| <= 3 % at B >= 16, <= 10 % below)"
+               + (f"; outside: {', '.join(bad)}" if bad else ""))
     return rows, verdict
 
+
+def table(rows: list[dict]) -> str:
+    cols = [("point", "{}", 34), ("kernel", "{}", 24), ("calls_per_sample", "{}", 6), ("harness_us", "{:.2f}", 10),
+            ("single_us", "{:.2f}", 10), ("nsys_kernel_us", "{:.2f}", 10), ("harness_vs_nsys_pct", "{:+.1f}", 8),
+            ("bw_gbps", "{:.0f}", 7), ("within_target", "{}", 6)]
+    heads = {"calls_per_sample": "n", "harness_vs_nsys_pct": "vs nsys%", "within_target": "ok", "bw_gbps": "GB/s"}
+    lines = ["  ".join(f"{heads.get(c, c):>{w}}" for c, _, w in cols)]
+    for r in rows:
+        if r.get("error") and "harness_us" not in r:
+            lines.append(f"{r['point']:>34}  ERROR {r['error'][:120]}")
+            continue
+        lines.append("  ".join(f"{(f.format(r[c]) if r.get(c) is not None else '-'):>{w}}"[-w:] if c != "point"
+                               else f"{r[c]:>{w}}" for c, f, w in cols))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- parent
 
 def _has_cuda() -> bool:
     return torch.cuda.is_available()
@@ -308,7 +323,7 @@ def _device() -> torch.device:
 
 
 def _find_nsys() -> str | None:
-    """gdnlab's own nsys lookup ($NSYS, PATH, usual folders); ``None`` when there is none."""
+    """gdnlab's nsys lookup ($NSYS, PATH, usual folders); ``None`` when there is none."""
     from gdnlab.capture import NsysNotFoundError, find_nsys
 
     try:
@@ -318,147 +333,77 @@ def _find_nsys() -> str | None:
 
 
 def parent(args: argparse.Namespace) -> int:
-    from gdnlab.capture import export_command, profile_command
-    from gdnlab.instrument import time_fn, triton_do_bench
     from gdnlab.kernels import available_backends
     from gdnlab.provenance import collect
 
     if not _has_cuda():
         print("bench_harness_overhead: needs a CUDA GPU (nothing to measure here)", file=sys.stderr)
         return 2
-    backend = args.backend
-    if backend is None:
-        avail = [n for n, s in available_backends().items() if s.available and n != "reference"]
-        backend = "flashinfer" if "flashinfer" in avail else (avail[0] if avail else "reference")
-    out_dir = Path(os.environ.get("GDNLAB_OUT", "out"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pts = plan(backend, args.batch, args.verify_tokens)
+    status = available_backends()
+    wanted = args.backends or list(DEFAULT_BACKENDS)
+    backends = [b for b in wanted if b in status and status[b].available]
+    for b in wanted:
+        if b not in backends:
+            print(f"skipping backend {b}: {status[b].reason if b in status else 'unknown backend'}", file=sys.stderr)
+    if not backends:
+        print("bench_harness_overhead: none of the backends runs here", file=sys.stderr)
+        return 2
+    batches = args.batch or ([1, 64] if args.quick else [1, 16, 64, 256])
+    dtypes = tuple(args.state_dtypes or (["bfloat16"] if args.quick else ["bfloat16", "float32"]))
+    pts = plan(backends, batches, args.draft_tokens, dtypes)
     dev = _device()
-    cache: dict = {}
+    prov = collect()
     t_all = time.perf_counter()
-
-    # --- 1. in-process, no profiler: what the sweep measures
-    for p in pts:
-        try:
-            fn, rotated = build(p, args.capacity, args.preset, args.tp, dev, cache)
-        except Exception as exc:  # noqa: BLE001
-            p["error"] = f"{type(exc).__name__}: {exc}"[:300]
-            continue
-        g = time_fn(fn, warmup=args.warmup, repeats=args.repeats, flush_l2=True, graph=True)
-        gr = time_fn(rotated, warmup=args.warmup, repeats=args.repeats, flush_l2=True, graph=True)
-        e = time_fn(fn, warmup=args.warmup, repeats=args.repeats, flush_l2=True, graph=False)
-        p["event_graph"], p["event_graph_rot"], p["event_eager"] = g.as_dict(), gr.as_dict(), e.as_dict()
-        if not args.no_triton:
-            try:
-                p["triton_do_bench"] = triton_do_bench(fn, graph=False).as_dict()
-                p["triton_do_bench_cudagraph"] = triton_do_bench(fn, graph=True).as_dict()
-            except Exception as exc:  # noqa: BLE001
-                p["triton_error"] = f"{type(exc).__name__}: {exc}"[:200]
-        del fn, rotated
-    del cache
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-
-    # --- 2. the same points under nsys (child process)
-    nsys = _find_nsys()
-    trace_info: dict = {"nsys": nsys}
-    if nsys is None or args.no_nsys:
-        trace_info["skipped"] = "nsys not found ($NSYS unset)" if nsys is None else "--no-nsys"
+    print(f"1/2 timing {len(pts)} points in process (time_calls defaults, no profiler)", flush=True)
+    _time_points(pts, args, dev, "harness", nvtx=False, single=True)
+    nsys = None if args.no_nsys else _find_nsys()
+    if nsys is None:
+        trace_info = {"skipped": "--no-nsys" if args.no_nsys else "nsys not found ($NSYS unset, not on PATH)"}
     else:
-        tmp = Path(tempfile.mkdtemp(prefix="gdnlab_harness_"))
-        plan_path, events_path = tmp / "plan.json", tmp / "events.json"
-        plan_path.write_text(json.dumps([{k: p[k] for k in ("backend", "mode", "T", "state_dtype", "B", "label")}
-                                         for p in pts if "error" not in p]))
-        rep = tmp / "harness"
-        cmd = profile_command(
-            [sys.executable, str(Path(__file__).resolve()), "--child", "--plan", str(plan_path), "--events",
-             str(events_path), "--capacity", str(args.capacity), "--preset", args.preset, "--tp", str(args.tp),
-             "--warmup", str(args.warmup), "--repeats", str(args.repeats)], rep, nsys=nsys)
-        t0 = time.perf_counter()
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.nsys_timeout)
-            trace_info.update(rc=res.returncode, tail=(res.stdout + res.stderr)[-1500:])
-        except subprocess.TimeoutExpired as exc:
-            trace_info.update(rc=None, tail=f"nsys run timed out after {args.nsys_timeout} s: {exc}"[-1500:])
-        trace_info.update(cmd=" ".join(cmd), profile_s=time.perf_counter() - t0)
-        rep_file = rep.with_suffix(".nsys-rep")
-        sqlite_path = out_dir / "harness_overhead.sqlite"
-        if rep_file.exists():
-            sqlite_path.unlink(missing_ok=True)
-            try:
-                ex = subprocess.run(export_command(rep_file, sqlite_path, nsys=nsys),
-                                    capture_output=True, text=True, timeout=300)
-                trace_info["export_rc"] = ex.returncode
-                if ex.returncode != 0:
-                    trace_info["export_tail"] = (ex.stdout + ex.stderr)[-800:]
-            except subprocess.TimeoutExpired:
-                trace_info["export_tail"] = "nsys export timed out after 300 s"
-        if sqlite_path.exists():
-            sums, method = kernel_sums(sqlite_path)
-            trace_info.update(sqlite=str(sqlite_path), attribution=method,
-                              kern_sum=nsys_kern_sum(nsys, sqlite_path))
-            child_ev = {c["label"]: c for c in json.loads(events_path.read_text())} if events_path.exists() else {}
-            for p in pts:
-                for key, lab, calls in (("nsys_kernel_us", p["label"], 1),
-                                        ("nsys_kernel_us_rot", p["label"] + ":rot", p.get("rotate_calls", 1))):
-                    ks = sums.get(lab)
-                    if ks:   # kernel ns summed per sample -> µs per call
-                        per = [v / calls / 1e3 for v in ks]
-                        p[key] = {"median": statistics.median(per), "mean": statistics.fmean(per), "min": min(per),
-                                  "n": len(per), "calls_per_sample": calls}
-                c = child_ev.get(p["label"], {})
-                for k in ("child_event_graph", "child_event_graph_rot"):
-                    if k in c:
-                        p[k] = c[k]
-        else:
-            trace_info["error"] = "no SQLite export (see tail)"
-
-    # --- 3. sweep wall time
-    try:
-        sweep = sweep_wall(out_dir, backend)
-    except Exception as exc:  # noqa: BLE001
-        sweep = {"error": f"{type(exc).__name__}: {exc}"}
-
-    # --- 4. compare and report
+        print(f"2/2 the same points under {nsys}", flush=True)
+        trace_info = _nsys_run(pts, args, nsys)
     rows, verdict = compare(pts)
-    result = {"benchmark": "harness_overhead", "backend": backend, "preset": f"{args.preset}@tp{args.tp}",
-              "repeats": args.repeats, "warmup": args.warmup, "target": f"|event/nsys - 1| <= {TARGET_PCT} % at B >= "
-              f"{TARGET_MIN_BATCH}", "verdict": verdict, "rows": rows, "points": pts, "trace": trace_info,
-              "sweep_wall": sweep, "wall_s": time.perf_counter() - t_all, "provenance": collect()}
-    (out_dir / "harness_overhead.json").write_text(json.dumps(result, indent=1, default=str))
-
-    import pandas as pd
-    df = pd.DataFrame(rows)
-    cols = [c for c in ("point", "kernel", "graph_us", "nsys_kernel_us", "graph_vs_nsys_pct", "graph_minus_nsys_us",
-                        "child_graph_vs_nsys_pct", "graph_rot_us", "rot_calls", "nsys_kernel_rot_us",
-                        "graph_rot_vs_nsys_pct", "eager_us", "launch_overhead_us", "triton_do_bench_cudagraph_us",
-                        "triton_do_bench_us", "gbps", "within_target", "within_target_rot", "error")
-            if c in df.columns]
-    print(f"\nharness overhead · {backend} · {result['preset']} · {collect().get('gpu')} · "
-          f"nsys attribution: {trace_info.get('attribution', trace_info.get('skipped', trace_info.get('error')))}")
-    sw = {k: sweep.get(k) for k in ("source", "points", "sum_point_s", "sum_first_call_s", "timed_part_s", "wall_s")
-          if k in sweep}
-    print(f"sweep wall: {sw}")
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.2f}".format):
-        print(df[cols].to_string(index=False))
+    slug = gpu_slug(prov.get("gpu") if prov.get("gpu") != "cpu" else None)
+    out_dir = Path(args.out_dir or os.environ.get("GDNLAB_OUT") or ROOT / "benchmarks" / "results")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"harness_overhead_{slug}.json"
+    result = {"benchmark": "harness_overhead", "status": "measured", "backends": backends,
+              "preset": f"{args.preset}@tp{args.tp}", "batches": batches, "state_dtypes": list(dtypes),
+              "draft_tokens": args.draft_tokens, "repeats": args.repeats, "warmup": args.warmup,
+              "harness": "gdnlab.instrument.time_calls defaults (amortised: CUDA graph of n calls on disjoint rows, "
+                         "L2 flushed before each replay)",
+              "target": "|harness / nsys - 1| <= 3 % at B >= 16, <= 10 % at B < 16", "verdict": verdict,
+              "rows": rows, "points": pts, "trace": trace_info, "wall_s": time.perf_counter() - t_all,
+              "provenance": prov}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=str))
+    tmp.replace(path)
+    print(f"\nharness overhead · {', '.join(backends)} · {result['preset']} · {prov.get('gpu')} · nsys: "
+          f"{trace_info.get('attribution', trace_info.get('skipped', trace_info.get('error')))}")
+    print(table(rows))
     print(verdict)
-    print(f"written: {out_dir / 'harness_overhead.json'}")
+    print(f"written: {path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", default=None, help="default: flashinfer if available, else the first available")
-    ap.add_argument("--batch", type=int, nargs="+", default=[1, 16, 64, 256])
-    ap.add_argument("--verify-tokens", type=int, default=4)
-    ap.add_argument("--preset", default="qwen3.5-397b-a17b")
-    ap.add_argument("--tp", type=int, default=4)
-    ap.add_argument("--capacity", type=int, default=256, help="pool request slots (pool has capacity + 1 rows)")
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=40)
-    ap.add_argument("--no-triton", action="store_true", help="skip the triton.testing cross-check")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--backends", nargs="+", default=None,
+                    help=f"backends to measure (default: {' '.join(DEFAULT_BACKENDS)}, those that run here)")
+    ap.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (default: 1 16 64 256)")
+    ap.add_argument("--state-dtypes", nargs="+", default=None, help="state dtypes (default: bfloat16 float32)")
+    ap.add_argument("--draft-tokens", type=int, default=4, help="T of the verify points")
+    ap.add_argument("--preset", default="qwen3.5-397b-a17b", help="model preset")
+    ap.add_argument("--tp", type=int, default=4, help="tensor-parallel degree")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed replays per point")
+    ap.add_argument("--repeats", type=int, default=40, help="timed samples per point")
+    ap.add_argument("--quick", action="store_true", help="B = 1, 64 and bfloat16 only (unless given)")
     ap.add_argument("--no-nsys", action="store_true", help="skip the nsys run")
-    ap.add_argument("--nsys-timeout", type=int, default=300)
+    ap.add_argument("--nsys-timeout", type=int, default=420, help="seconds for the run under nsys")
+    ap.add_argument("--keep-trace", action="store_true", help="keep the nsys SQLite export (path in the JSON)")
+    ap.add_argument("--out-dir", default=None,
+                    help="folder of the JSON (default: $GDNLAB_OUT, else benchmarks/results)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--plan", help=argparse.SUPPRESS)
     ap.add_argument("--events", help=argparse.SUPPRESS)

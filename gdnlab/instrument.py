@@ -1,50 +1,55 @@
-"""Instrumentation: NVTX ranges, a CUDA-event timer (eager or CUDA-graph replay), L2 flush, and the
-profiler capture range that ``nsys --capture-range=cudaProfilerApi`` listens to.
+"""Instrumentation: the timing harness, NVTX ranges, L2 flush, CUDA-graph capture, and the profiler
+capture range that ``nsys --capture-range=cudaProfilerApi`` listens to.
 
 Public API
 ----------
+* :func:`time_calls` -> :class:`Timing` — **the** timing harness. Its default (``timing="amortised"``)
+  is what a serving engine sees: ``n`` calls on disjoint pool rows captured in one CUDA graph, L2
+  flushed before each replay, per-call time = replay time / ``n``, with ``n`` chosen so one sample
+  lasts at least ``min_sample_us`` (well past the ~0.5 µs resolution of CUDA events and the fixed cost
+  of a graph launch). ``"single"`` replays a graph of one call; ``"eager"`` calls from the host (host
+  overhead + launch + kernel). On CPU it times wall clock (method ``"cpu_wall"``).
+* :func:`time_fn` — the earlier entry point (one callable or a list, ``graph=True/False``), kept for
+  existing callers; it shares the loops below.
 * :func:`nvtx_range` — ``with nvtx_range("gdn.decode"): ...`` or ``@nvtx_range("step")``. Domain
   ``"gdnlab"`` through the ``nvtx`` package, else ``torch.cuda.nvtx`` (no domain), else a no-op.
   On a machine without CUDA it is a no-op (set ``GDNLAB_NVTX=1`` to force the ``nvtx`` package).
-* :func:`time_fn` -> :class:`Timing` (median / p10 / p90 in µs): warm-up, repeats, optional L2 flush
-  between repeats, and ``graph=True`` to capture the call in a CUDA graph and time its replays.
-  On CPU it times wall clock with :func:`time.perf_counter_ns` (method ``"cpu_wall"``).
 * :class:`L2Flusher` — writes a buffer of at least 2x the L2 size.
 * :func:`profiler_capture` — ``torch.cuda.profiler.start()/stop()`` (cudaProfilerStart/Stop) around a
   region, so ``nsys profile --capture-range=cudaProfilerApi`` records only that region.
 * :func:`capture_graph` — warm up on a side stream and capture ``fn`` (optionally ``inner`` times).
 
-Why a hand-written loop and not ``triton.testing.do_bench`` / ``do_bench_cudagraph``
------------------------------------------------------------------------------------
-Both were read (triton 3.6/3.8) and neither measures what the sweep needs:
+One sample, in every mode
+-------------------------
+* graph modes (``amortised``, ``single``): ``[flush L2] -> spin -> start event -> replay -> end
+  event``. The short spin kernel (``torch.cuda._sleep``) keeps the GPU busy while the host enqueues
+  the events and the replay, so the interval holds the kernels and their on-GPU dispatch, not host
+  latency.
+* ``eager``: ``[flush L2] -> synchronize -> start event -> call -> end event``. The GPU is idle when
+  the start event is recorded, so the interval holds the Python wrapper, the launch and the kernel.
+  ``eager - single`` is the launch/host overhead that CUDA graphs remove.
 
-* ``do_bench`` sizes warm-up and repeats by *milliseconds*, flushes L2 by zeroing a fixed 256 MB
-  buffer before each call, and records per-call events — close to what we want for *eager*, but it
-  does not synchronise before the start event, so for a host-bound call (FlashInfer's Python wrapper
-  costs ~100 µs per call) the flush kernel still running on the GPU hides part of the host overhead:
-  the result is neither "GPU time" nor "what an eager loop sees".
-* ``do_bench_cudagraph`` never flushes L2, unrolls ``n`` calls into one graph and returns statistics
-  over only 10 replay *averages*: its p10/p90 are not per-call quantiles and are not comparable with
-  the eager numbers, and a decode at small batch (state of a few MiB) then reads its state from L2,
-  which a serving engine never does (the other 44 GDN layers and the MoE run in between).
+Quantiles come from :func:`gdnlab.stats.summarize` (numpy's linear rule), as everywhere in gdnlab.
 
-So :func:`time_fn` uses ``torch.cuda.Event`` / ``torch.cuda.CUDAGraph`` directly with one
-definition of a sample for both modes:
+Why not ``flashinfer.testing.bench_gpu_time`` or ``triton.testing.do_bench_cudagraph``
+-----------------------------------------------------------------------------------------
+Both were read (flashinfer ``flashinfer/testing/utils.py``, triton ``python/triton/testing.py``):
 
-* ``graph=True`` (the sweep's default): per repeat ``[flush L2] -> spin -> start event -> replay ->
-  end event``. The short spin kernel (``torch.cuda._sleep``) keeps the GPU busy while the host
-  enqueues the events and the replay, so the interval holds the kernel(s) and their on-GPU dispatch,
-  not host latency. This is what a decode step inside a serving engine's CUDA graph costs.
-* ``graph=False`` (eager): per repeat ``[flush L2] -> synchronize -> start event -> fn() -> end
-  event``. The GPU is idle when the start event is recorded, so the interval holds the Python
-  wrapper, the launch and the kernel: what a host-bound eager loop pays per call. ``eager - graph``
-  is then the launch/host overhead that CUDA graphs remove.
+* flashinfer's ``bench_gpu_time_with_cudagraph`` makes L2 cold by cloning the tensors passed as
+  ``input_args`` into enough rotating copies; gdnlab's calls are closures over one state pool that
+  the kernel updates in place through an index list (as in an engine), so cloning the arguments
+  would copy the whole pool per copy and time other buffers than the engine's. It also captures a
+  fixed ``num_iters_within_graph`` (10) instead of sizing the sample by time, and flashinfer is an
+  optional dependency (the harness must run where only Triton or the reference backend is).
+* triton's ``do_bench_cudagraph`` never flushes L2 and returns statistics over ~10 replay averages,
+  so a decode at small batch reads its state from L2, which a serving engine never does (the other
+  GDN layers and the MoE run in between). ``do_bench`` (eager) does not synchronise before its start
+  event, so for a host-bound call the flush still running hides part of the host overhead.
 
-``triton.testing.do_bench`` is still offered as :func:`triton_do_bench` for a cross-check (used by
-``benchmarks/bench_harness_overhead.py``).
+``triton.testing.do_bench`` stays available as :func:`triton_do_bench` for a cross-check.
 
 The L2 flush *writes* (``zero_``) a buffer of >= 2x L2 (as triton does with its 256 MB buffer), so
-some dirty lines are written back while the timed kernel runs; a serving engine's GDN call follows
+some dirty lines are written back while the timed kernels run; a serving engine's GDN call follows
 other kernels that also leave dirty lines, so this is the realistic cold-cache case.
 """
 from __future__ import annotations
@@ -52,8 +57,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import os
-import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,8 +66,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["nvtx_range", "nvtx_backend", "NVTX_DOMAIN", "Timing", "time_fn", "L2Flusher", "capture_graph",
-           "profiler_capture", "cuda_available", "triton_do_bench", "GraphCaptureError"]
+__all__ = ["nvtx_range", "nvtx_backend", "NVTX_DOMAIN", "Timing", "time_calls", "TIMING_METHODS", "resolve_device",
+           "time_fn", "L2Flusher", "capture_graph", "profiler_capture", "cuda_available", "triton_do_bench",
+           "GraphCaptureError"]
 
 NVTX_DOMAIN = "gdnlab"
 
@@ -280,15 +286,20 @@ def capture_graph(fn: Callable[[], Any], *, inner: int = 1, warmup: int = 2,
 
 # ----------------------------------------------------------------------------------------- timer
 
+#: ``time_calls`` modes: one graph of n calls / one graph of one call / host calls, no graph
+TIMING_METHODS: tuple[str, ...] = ("amortised", "single", "eager")
+
 
 @dataclass(frozen=True)
 class Timing:
     """Per-call time statistics in microseconds (µs).
 
-    ``method``: ``"graph"`` (CUDA-graph replay, GPU time incl. on-GPU dispatch), ``"eager"`` (CUDA
-    events around a host call from an idle GPU: host overhead + launch + kernel) or ``"cpu_wall"``
-    (``time.perf_counter_ns`` on CPU — CPU wall time, not GPU time). ``inner``: calls per sample
-    (each sample is divided by it). ``note`` says why a requested graph fell back to eager, if it did.
+    ``method``: ``"amortised"`` (one CUDA graph of ``calls_per_sample`` calls on disjoint rows, replay
+    time / calls), ``"single"`` (a graph of one call), ``"eager"`` (CUDA events around host calls from
+    an idle GPU: host overhead + launch + kernel), ``"graph"`` (:func:`time_fn`'s graph replay) or
+    ``"cpu_wall"`` (``time.perf_counter_ns`` on CPU: CPU wall time, not GPU time).
+    ``calls_per_sample``: calls in one timed sample (each sample is divided by it). ``note`` says why
+    a requested graph fell back to eager, or how ``calls_per_sample`` was chosen.
     """
 
     median_us: float
@@ -300,9 +311,14 @@ class Timing:
     repeats: int
     method: str
     l2_flush: bool
-    inner: int = 1
+    calls_per_sample: int = 1
     note: str = ""
     samples_us: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def inner(self) -> int:
+        """Former name of :attr:`calls_per_sample`."""
+        return self.calls_per_sample
 
     def as_dict(self, samples: bool = False) -> dict:
         d = asdict(self)
@@ -313,52 +329,170 @@ class Timing:
         return d
 
 
-def _quantile(sorted_vals: list[float], q: float) -> float:
-    """Linear-interpolated quantile (numpy's default 'linear' method) of an already sorted list."""
-    if not sorted_vals:
-        return float("nan")
-    pos = q * (len(sorted_vals) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_vals) - 1)
-    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
+def _summarize(samples: list[float], method: str, flush: bool, calls: int, note: str) -> Timing:
+    from .stats import summarize
+
+    s = summarize(samples, "us")
+    return Timing(median_us=s["median_us"], p10_us=s["p10_us"], p90_us=s["p90_us"], mean_us=s["mean_us"],
+                  min_us=s["min_us"], max_us=s["max_us"], repeats=s["n"], method=method, l2_flush=flush,
+                  calls_per_sample=calls, note=note, samples_us=tuple(samples))
 
 
-def _summarize(samples: list[float], method: str, flush: bool, inner: int, note: str) -> Timing:
-    s = sorted(samples)
-    return Timing(median_us=_quantile(s, 0.5), p10_us=_quantile(s, 0.1), p90_us=_quantile(s, 0.9),
-                  mean_us=statistics.fmean(s), min_us=s[0], max_us=s[-1], repeats=len(s), method=method,
-                  l2_flush=flush, inner=inner, note=note, samples_us=tuple(samples))
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device`` as a ``torch.device`` with an index for CUDA (default: the current CUDA device, else
+    CPU). Raises :class:`~gdnlab.errors.InputError` for anything but cpu/cuda and
+    :class:`~gdnlab.errors.UnavailableError` for CUDA on a machine without it."""
+    if device is None:
+        return torch.device("cuda", torch.cuda.current_device()) if cuda_available() else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        from .errors import InputError
+        raise InputError(f"device={device!r}: expected 'cpu' or 'cuda[:N]'") from exc
+    if dev.type == "cuda":
+        if not cuda_available():
+            from .errors import UnavailableError
+            raise UnavailableError(f"device={device!r}: no CUDA device is available here")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dev.type != "cpu":
+        from .errors import InputError
+        raise InputError(f"device={device!r}: expected 'cpu' or 'cuda[:N]'")
+    return dev
+
+
+def _run_all(fns: Sequence[Callable[[], Any]]) -> Callable[[], None]:
+    fns = tuple(fns)
+    if len(fns) == 1:
+        return fns[0]
+
+    def body() -> None:
+        for f in fns:
+            f()
+    return body
+
+
+def _get_calls(make_calls: Callable[[int], Sequence[Callable[[], Any]]], n: int) -> list[Callable[[], Any]]:
+    calls = list(make_calls(n))
+    if len(calls) != n or not all(callable(c) for c in calls):
+        raise ValueError(f"make_calls({n}) must return {n} zero-argument callables, got {len(calls)} items")
+    return calls
+
+
+def _n_for(t1_us: float, min_sample_us: float, max_calls: int) -> int:
+    """Calls per sample: ``clamp(ceil(min_sample_us / t1), 1, max_calls)``."""
+    if not t1_us > 0 or math.isinf(t1_us):
+        return max_calls
+    return max(1, min(max_calls, math.ceil(min_sample_us / t1_us)))
+
+
+def time_calls(make_calls: Callable[[int], Sequence[Callable[[], Any]]], *, timing: str = "amortised",
+               min_sample_us: float = 50.0, max_calls: int = 64, warmup: int = 5, repeats: int = 40,
+               l2_flush: bool = True, device: torch.device | str | None = None,
+               nvtx_label: str | None = None) -> Timing:
+    """Time a GPU call the way a serving engine runs it; µs per call.
+
+    Args:
+        make_calls: ``make_calls(n)`` returns ``n`` zero-argument callables, each the same call on its
+            own (disjoint) pool rows and buffers, so no call of a sample reads what another left in
+            L2. They must not synchronise with the host (backend calls: ``validate=False``).
+        timing: ``"amortised"`` (default): time one call (a graph of one call, L2 flushed, 3 replays),
+            pick ``n = clamp(ceil(min_sample_us / t1), 1, max_calls)``, capture ``make_calls(n)`` in
+            one CUDA graph, flush L2 before each replay, per-call = replay / n. ``"single"``: a graph
+            of one call per replay. ``"eager"``: one host call per sample, no graph.
+        min_sample_us: shortest sample ``"amortised"`` aims for (µs).
+        max_calls: most calls in one sample (bounds memory: each call has its own rows).
+        warmup: untimed replays (or calls) first.
+        repeats: timed samples.
+        l2_flush: write a >= 2x L2 buffer before each sample (GPU only).
+        device: the CUDA device (default: the current one; CPU when there is no CUDA).
+        nvtx_label: wrap each timed sample (not the flush, not the spin) in this NVTX range, so a
+            trace can sum the kernels of each sample.
+
+    Returns:
+        :class:`Timing` with median/p10/p90/mean/min/max per call (µs), ``calls_per_sample``,
+        ``method`` (the mode that ran, ``"eager"`` when graph capture failed, ``"cpu_wall"`` on
+        CPU), ``l2_flush`` and a ``note``.
+
+    Raises:
+        InputError: an argument out of its domain (``timing`` not in :data:`TIMING_METHODS`, ...).
+        UnavailableError: ``device`` asks for CUDA on a machine without it.
+    """
+    from .errors import InputError
+
+    if timing not in TIMING_METHODS:
+        raise InputError(f"timing={timing!r}: expected one of {', '.join(TIMING_METHODS)}")
+    if not min_sample_us > 0:
+        raise InputError(f"min_sample_us must be > 0 µs, got {min_sample_us!r}")
+    if not isinstance(max_calls, int) or max_calls < 1:
+        raise InputError(f"max_calls must be an integer >= 1, got {max_calls!r}")
+    if warmup < 0 or repeats < 1:
+        raise InputError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
+    if not callable(make_calls):
+        raise InputError(f"make_calls must be a callable n -> n calls, got {type(make_calls).__name__}")
+    dev = resolve_device(device)
+    rng = nvtx_range(nvtx_label) if nvtx_label else contextlib.nullcontext()
+    if dev.type != "cuda":
+        return _time_calls_cpu(make_calls, timing, min_sample_us, max_calls, warmup, repeats, rng)
+    with torch.cuda.device(dev):
+        flusher = _flusher(dev.index) if l2_flush else None
+        if timing == "eager":
+            body = _get_calls(make_calls, 1)[0]
+            return _time_eager(body, warmup, repeats, 1, 1, flusher, rng, "eager")
+        first = _get_calls(make_calls, 1)
+        try:
+            g1 = capture_graph(first[0], warmup=max(warmup, 1))
+        except GraphCaptureError as exc:
+            t = _time_eager(first[0], warmup, repeats, 1, 1, flusher, rng, "eager")
+            return dataclasses.replace(t, note=f"{exc}; timed eagerly")
+        if timing == "single":
+            return _time_graph(g1, warmup, repeats, 1, flusher, dev, 20.0, rng, "single")
+        probe = _time_graph(g1, 1, 3, 1, flusher, dev, 20.0, contextlib.nullcontext(), "single")
+        n = _n_for(probe.median_us, min_sample_us, max_calls)
+        note = (f"{n} calls per replay: one call {probe.median_us:.2f} µs, sample >= {min_sample_us:g} µs "
+                f"(at most {max_calls})")
+        if n == 1:
+            g = g1
+        else:
+            del g1
+            calls = _get_calls(make_calls, n)
+            try:
+                g = capture_graph(_run_all(calls), warmup=max(warmup, 1))
+            except GraphCaptureError as exc:
+                t = _time_eager(first[0], warmup, repeats, 1, 1, flusher, rng, "eager")
+                return dataclasses.replace(t, note=f"{exc}; timed eagerly")
+        t = _time_graph(g, warmup, repeats, n, flusher, dev, 20.0, rng, "amortised")
+        return dataclasses.replace(t, note=note)
+
+
+def _time_calls_cpu(make_calls, timing: str, min_sample_us: float, max_calls: int, warmup: int, repeats: int,
+                    rng) -> Timing:
+    """CPU: the same choice of ``n`` by wall clock (no graph, no L2 flush)."""
+    first = _get_calls(make_calls, 1)[0]
+    n = 1
+    if timing == "amortised":
+        first()
+        t0 = time.perf_counter_ns()
+        first()
+        n = _n_for((time.perf_counter_ns() - t0) / 1e3, min_sample_us, max_calls)
+    body = first if n == 1 else _run_all(_get_calls(make_calls, n))
+    t = _time_cpu(body, warmup, repeats, 1, n, rng)
+    return dataclasses.replace(t, note=f"{t.note}; {timing} requested, {n} call(s) per sample")
 
 
 def time_fn(fn: Callable[[], Any] | Sequence[Callable[[], Any]], *, warmup: int = 5, repeats: int = 50,
             flush_l2: bool = True, graph: bool = False, inner: int = 1, device: torch.device | str | None = None,
             spin_us: float = 20.0, fallback_to_eager: bool = True, nvtx_label: str | None = None) -> Timing:
-    """Time ``fn`` and return per-call :class:`Timing` in µs.
+    """Time ``fn`` (or one pass over a list of callables) per call, in µs. Prefer :func:`time_calls`.
 
-    Args:
-        fn: the call to time (no arguments). For ``graph=True`` it must be capturable (no host sync).
-            A list of callables makes one pass = each called once, in order (e.g. the same kernel on
-            different pool rows, as consecutive layers of a model would); times are per call.
-        warmup: untimed passes (or replays) first; the first call also triggers any JIT compilation.
-        repeats: timed samples.
-        flush_l2: write a >= 2x-L2 buffer before each sample (outside the timed interval).
-        graph: capture ``inner`` passes in a CUDA graph and time its replays (see module doc).
-        inner: passes per sample (graph: unrolled inside the graph; eager/CPU: a Python loop).
-        device: CUDA device (default: current), or ``"cpu"`` to force the CPU wall clock.
-        spin_us: graph mode only: GPU spin before each sample so host latency stays out.
-        fallback_to_eager: if graph capture fails, time eagerly and say why in ``Timing.note``;
-            otherwise raise :class:`GraphCaptureError`.
-        nvtx_label: if given, each timed sample is wrapped in ``nvtx_range(nvtx_label)`` (host side,
-            around the event records) so that a trace can attribute kernels to samples.
-
-    A sample's time is divided by the calls it holds (``inner x len(fn)``), reported in
-    ``Timing.inner``. On a machine without CUDA (or ``device="cpu"``) the wall clock
-    (``time.perf_counter_ns``) is used: CPU time of the call, ``method="cpu_wall"``;
-    ``flush_l2``/``graph`` are ignored.
+    ``graph=True``: capture ``inner`` passes in one CUDA graph and time its replays (method
+    ``"graph"``; a capture failure falls back to eager with the reason in ``note`` unless
+    ``fallback_to_eager=False``). ``graph=False``: eager calls from an idle GPU (method ``"eager"``).
+    ``flush_l2`` writes a >= 2x L2 buffer before each sample. Each sample covers ``inner`` passes and
+    is divided by the number of calls in them (``Timing.calls_per_sample``). On CPU: wall clock.
     """
     if repeats < 1 or warmup < 0 or inner < 1:
-        raise ValueError(f"need repeats >= 1, warmup >= 0, inner >= 1; got repeats={repeats}, "
-                         f"warmup={warmup}, inner={inner}")
+        raise ValueError(f"need repeats >= 1, warmup >= 0, inner >= 1; got {repeats}, {warmup}, {inner}")
     if isinstance(fn, (list, tuple)):
         if not fn or not all(callable(f) for f in fn):
             raise ValueError("fn must be a callable or a non-empty list of callables")
@@ -372,13 +506,10 @@ def time_fn(fn: Callable[[], Any] | Sequence[Callable[[], Any]], *, warmup: int 
         body, calls = fn, inner
     else:
         raise ValueError(f"fn must be a callable or a list of callables, got {type(fn).__name__}")
-    dev = torch.device(device) if device is not None else (
-        torch.device("cuda", torch.cuda.current_device()) if cuda_available() else torch.device("cpu"))
+    dev = resolve_device(device)
     rng = nvtx_range(nvtx_label) if nvtx_label else contextlib.nullcontext()
     if dev.type != "cuda":
         return _time_cpu(body, warmup, repeats, inner, calls, rng)
-    if dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
     with torch.cuda.device(dev):
         flusher = _flusher(dev.index) if flush_l2 else None
         note = ""
@@ -390,8 +521,9 @@ def time_fn(fn: Callable[[], Any] | Sequence[Callable[[], Any]], *, warmup: int 
                     raise
                 note = str(exc)
             else:
-                return _time_graph(g, warmup, repeats, calls, flusher, dev, spin_us, rng)
-        return dataclasses.replace(_time_eager(body, warmup, repeats, inner, calls, flusher, rng), note=note)
+                return _time_graph(g, warmup, repeats, calls, flusher, dev, spin_us, rng, "graph")
+        return dataclasses.replace(_time_eager(body, warmup, repeats, inner, calls, flusher, rng, "eager"),
+                                   note=note)
 
 
 def _time_cpu(fn, warmup: int, repeats: int, inner: int, calls: int, rng) -> Timing:
@@ -408,7 +540,8 @@ def _time_cpu(fn, warmup: int, repeats: int, inner: int, calls: int, rng) -> Tim
     return _summarize(samples, "cpu_wall", False, calls, "CPU wall clock (perf_counter_ns), not GPU time")
 
 
-def _time_eager(fn, warmup: int, repeats: int, inner: int, calls: int, flusher: L2Flusher | None, rng) -> Timing:
+def _time_eager(fn, warmup: int, repeats: int, inner: int, calls: int, flusher: L2Flusher | None, rng,
+                method: str) -> Timing:
     for _ in range(warmup):
         fn()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
@@ -424,12 +557,14 @@ def _time_eager(fn, warmup: int, repeats: int, inner: int, calls: int, flusher: 
             ends[i].record()
     torch.cuda.synchronize()
     samples = [s.elapsed_time(e) * 1e3 / calls for s, e in zip(starts, ends)]
-    return _summarize(samples, "eager", flusher is not None, calls, "")
+    return _summarize(samples, method, flusher is not None, calls, "")
 
 
 def _time_graph(g, warmup: int, repeats: int, calls: int, flusher: L2Flusher | None, dev: torch.device,
-                spin_us: float, rng) -> Timing:
+                spin_us: float, rng, method: str) -> Timing:
     for _ in range(warmup):
+        if flusher is not None:
+            flusher.flush()
         g.replay()
     torch.cuda.synchronize()
     _cycles_per_us(dev.index)               # calibrate outside the timed loop
@@ -447,7 +582,7 @@ def _time_graph(g, warmup: int, repeats: int, calls: int, flusher: L2Flusher | N
             ends[i].synchronize()
     torch.cuda.synchronize()
     samples = [s.elapsed_time(e) * 1e3 / calls for s, e in zip(starts, ends)]
-    return _summarize(samples, "graph", flusher is not None, calls, "")
+    return _summarize(samples, method, flusher is not None, calls, "")
 
 
 def triton_do_bench(fn: Callable[[], Any], *, graph: bool = False, warmup_ms: int = 25,

@@ -1,4 +1,5 @@
-"""gdnlab.capture with nsys mocked: finding nsys, command lines, export step, CLI parsing."""
+"""gdnlab.capture with nsys mocked: finding nsys, command lines, export step, and the ``gdnlab capture``
+command (gdnlab.cli.capture)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from gdnlab import capture as cap
+from gdnlab.cli import capture as cli_cap
+from gdnlab.cli import main as cli_main
+from gdnlab.errors import UnavailableError
 
 
 def _fake_exe(path: Path) -> Path:
@@ -28,9 +32,12 @@ def test_find_nsys_prefers_env_then_path(tmp_path):
     assert cap.find_nsys(env={"NSYS": str(env_exe), "PATH": str(path_exe.parent)}, globs=()) == str(env_exe)
     assert cap.find_nsys(env={"NSYS": str(env_exe.parent), "PATH": ""}, globs=()) == str(env_exe)   # a folder
     assert cap.find_nsys(env={"PATH": str(path_exe.parent)}, globs=()) == str(path_exe)
-    # a broken $NSYS falls through to PATH
-    assert cap.find_nsys(env={"NSYS": str(tmp_path / "missing"), "PATH": str(path_exe.parent)}, globs=()) \
-        == str(path_exe)
+    # a broken $NSYS is an error naming it (gdnlab.tools' rule: a path the user set is never skipped)
+    with pytest.raises(cap.NsysNotFoundError, match="NSYS"):
+        cap.find_nsys(env={"NSYS": str(tmp_path / "missing"), "PATH": str(path_exe.parent)}, globs=())
+    # an explicit path (--nsys) wins over $NSYS and PATH
+    assert cap.find_nsys(env={"NSYS": str(env_exe), "PATH": str(path_exe.parent)}, globs=(),
+                         explicit=str(path_exe)) == str(path_exe)
 
 
 def test_find_nsys_searches_install_folders_newest_first(tmp_path):
@@ -46,12 +53,13 @@ def test_find_nsys_not_found_explains(tmp_path):
         cap.find_nsys(env={"PATH": str(tmp_path)}, globs=(str(tmp_path / "nothing" / "nsys"),))
     msg = str(e.value)
     assert "NSYS" in msg and "install" in msg.lower() and "nsight-systems" in msg.lower()
-    assert isinstance(e.value, FileNotFoundError)
+    assert isinstance(e.value, FileNotFoundError) and isinstance(e.value, UnavailableError)
 
 
 def test_default_globs_cover_usual_places():
     joined = " ".join(cap.NSYS_GLOBS)
-    for place in ("/opt/nvidia/nsight-systems", "/usr/local/cuda", "/opt/nvidia/nsight-compute/*/host/target-linux-x64"):
+    for place in ("/opt/nvidia/nsight-systems", "/usr/local/cuda",
+                  "/opt/nvidia/nsight-compute/*/host/target-linux-x64"):
         assert place in joined
 
 
@@ -76,8 +84,8 @@ def test_profile_command_options():
 def test_workload_command_adds_capture_steps():
     argv = cap.workload_command(["--backend", "flashinfer", "--concurrency", "64", "--osl", "512",
                                  "--verify-tokens", "4"], python="python3")
-    assert argv == ["python3", "-m", "gdnlab.workload", "--backend", "flashinfer", "--concurrency", "64",
-                    "--osl", "512", "--verify-tokens", "4", "--capture-steps", "32"]
+    assert argv == ["python3", "-m", "gdnlab", "workload", "--no-progress", "--backend", "flashinfer",
+                    "--concurrency", "64", "--osl", "512", "--verify-tokens", "4", "--capture-steps", "32"]
     assert cap.workload_command(["--capture-steps=8"], python="p")[-1] == "--capture-steps=8"
 
 
@@ -112,8 +120,11 @@ def test_capture_profiles_then_exports(tmp_path, monkeypatch):
     assert res.rep_path == out.with_name("fi_c64.nsys-rep") and res.rep_path.exists()
     assert res.sqlite_path == out.with_name("fi_c64.sqlite") and res.sqlite_path.exists()
     assert res.returncode == 0 and res.command == fake.calls[0]
-    assert fake.calls[1] == ["/opt/nsys", "export", "--type", "sqlite", "-o", str(res.sqlite_path),
-                             "--force-overwrite=true", str(res.rep_path)]
+    exp = fake.calls[1]
+    assert exp[:5] == ["/opt/nsys", "export", "--type", "sqlite", "-o"] \
+        and exp[6:] == ["--force-overwrite=true", str(res.rep_path)]
+    assert Path(exp[5]).parent == out.parent and exp[5].endswith(".sqlite")     # a temporary name, then renamed
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fi_c64.nsys-rep", "fi_c64.sqlite"]   # no leftovers
 
 
 def test_capture_uses_find_nsys(tmp_path, monkeypatch):
@@ -145,9 +156,22 @@ def test_capture_no_report_explains_capture_range(tmp_path, monkeypatch):
 
 def test_capture_stale_report_is_not_taken_for_a_new_one(tmp_path, monkeypatch):
     (tmp_path / "o.nsys-rep").write_bytes(b"old report")
+    (tmp_path / "o.sqlite").write_bytes(b"old db")
     monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_rep=False, rc=1))
     with pytest.raises(cap.CaptureError, match="wrote no"):
         cap.capture(["x"], tmp_path / "o", nsys="nsys")
+    # a failed capture loses nothing: the earlier report and export are still there
+    assert (tmp_path / "o.nsys-rep").read_bytes() == b"old report"
+    assert (tmp_path / "o.sqlite").read_bytes() == b"old db"
+
+
+def test_capture_failed_export_keeps_earlier_sqlite(tmp_path, monkeypatch):
+    (tmp_path / "o.sqlite").write_bytes(b"old db")
+    monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_sqlite=False, export_rc=1))
+    with pytest.raises(cap.CaptureError, match="nsys export"):
+        cap.capture(["x"], tmp_path / "o", nsys="nsys")
+    assert (tmp_path / "o.sqlite").read_bytes() == b"old db"
+    assert (tmp_path / "o.nsys-rep").read_bytes() == b"rep"                   # the new report is kept
 
 
 def test_capture_failed_export(tmp_path, monkeypatch):
@@ -167,7 +191,7 @@ def test_capture_passes_command_returncode(tmp_path, monkeypatch):
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gdnlab capture")
-    cap.configure_parser(p)
+    cli_cap.configure_parser(p)
     return p.parse_args(argv)
 
 
@@ -178,13 +202,14 @@ def test_cli_workload_one_command(tmp_path, monkeypatch, capsys):
     out = tmp_path / "traces" / "h100" / "fi_c64"
     args = _parse(["--workload", "--backend", "flashinfer", "--concurrency", "64", "--osl", "512",
                    "--verify-tokens", "4", "--out", str(out)])
-    assert cap.run(args) == 0
+    assert cli_cap.run(args) == 0
     prof = fake.calls[0]
     i = prof.index("-m")
     assert prof[i - 1] == sys.executable
-    assert prof[i:] == ["-m", "gdnlab.workload", "--backend", "flashinfer", "--concurrency", "64", "--osl",
-                        "512", "--verify-tokens", "4", "--capture-steps", "32"]
-    assert prof[prof.index("-o") + 1] == str(out)
+    assert prof[i:] == ["-m", "gdnlab", "workload", "--no-progress", "--backend", "flashinfer", "--concurrency",
+                        "64", "--osl", "512", "--verify-tokens", "4", "--capture-steps", "32"]
+    assert prof[prof.index("-o") + 1].startswith(str(out) + "-partial-")     # renamed to OUT.nsys-rep on success
+    assert (out.parent / "fi_c64.nsys-rep").exists()
     assert "--capture-range=cudaProfilerApi" in prof and "--cuda-graph-trace=node" in prof
     assert fake.calls[1][:4] == ["/n/nsys", "export", "--type", "sqlite"]
     assert str(out) + ".sqlite" in capsys.readouterr().out
@@ -193,7 +218,7 @@ def test_cli_workload_one_command(tmp_path, monkeypatch, capsys):
 def test_cli_dash_dash_command_and_own_options(capsys):
     args = _parse(["--out", "t/x", "--dry-run", "--capture-range", "none", "--nsys", "/q/nsys",
                    "--", "python3", "bench.py", "--flag"])
-    assert cap.run(args) == 0
+    assert cli_cap.run(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("/q/nsys profile") and lines[0].endswith("python3 bench.py --flag")
     assert "capture-range" not in lines[0]
@@ -202,23 +227,31 @@ def test_cli_dash_dash_command_and_own_options(capsys):
 
 def test_cli_own_options_inside_workload_args(capsys):
     args = _parse(["--workload", "-c", "8", "--dry-run", "--nsys-arg=--stats=false", "--no-export"])
-    assert cap.run(args) == 0
+    assert cli_cap.run(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and "--stats=false" in lines[0]
-    assert lines[0].endswith("-m gdnlab.workload -c 8 --capture-steps 32")
+    assert lines[0].endswith("-m gdnlab workload --no-progress -c 8 --capture-steps 32")
 
 
 def test_cli_needs_something_to_capture():
     with pytest.raises(ValueError, match="nothing to capture"):
-        cap.run(_parse(["--out", "x"]))
+        cli_cap.run(_parse(["--out", "x"]))
 
 
-def test_cli_without_nsys_returns_2(tmp_path, monkeypatch, capsys):
+def test_cli_without_nsys_is_one_line_unavailable(tmp_path, monkeypatch, capsys):
     def missing():
         raise cap.NsysNotFoundError("nsys not found; set $NSYS")
     monkeypatch.setattr(cap, "find_nsys", missing)
-    assert cap.run(_parse(["--out", str(tmp_path / "o"), "--", "true"])) == 2
-    assert "NSYS" in capsys.readouterr().err
+    assert cli_main(["capture", "--out", str(tmp_path / "o"), "--", "true"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NSYS" in err[0] and "unavailable" in err[0]
+
+
+def test_cli_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["capture", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: traces/capture)" in text and "(default: cudaProfilerApi)" in text
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
@@ -226,7 +259,8 @@ def test_capture_with_fake_nsys_script(tmp_path, monkeypatch):
     """End to end through a real subprocess: a shell script plays nsys."""
     script = tmp_path / "nsys"
     script.write_text('#!/bin/sh\n'
-                      'if [ "$1" = profile ]; then while [ "$1" != -o ]; do shift; done; : > "$2.nsys-rep"; exit 0; fi\n'
+                      'if [ "$1" = profile ]; then while [ "$1" != -o ]; do shift; done; '
+                      ': > "$2.nsys-rep"; exit 0; fi\n'
                       'if [ "$1" = export ]; then while [ "$1" != -o ]; do shift; done; : > "$2"; exit 0; fi\n'
                       'exit 9\n')
     script.chmod(0o755)

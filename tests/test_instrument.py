@@ -19,6 +19,7 @@ from gdnlab.instrument import (
     nvtx_backend,
     nvtx_range,
     profiler_capture,
+    time_calls,
     time_fn,
 )
 
@@ -109,6 +110,51 @@ def test_timer_rejects_bad_arguments(kw):
         time_fn(lambda: None, **kw)
 
 
+def test_time_calls_amortised_sizes_the_sample_on_cpu():
+    made = []
+
+    def make_calls(n):
+        made.append(n)
+        return [lambda: time.sleep(0.001)] * n
+
+    t = time_calls(make_calls, min_sample_us=4500.0, warmup=0, repeats=3, device="cpu")
+    assert made[0] == 1 and t.calls_per_sample == made[-1]
+    assert 3 <= t.calls_per_sample <= 5                           # ceil(4500 µs / ~1000-1400 µs)
+    assert t.method == "cpu_wall" and t.inner == t.calls_per_sample and t.repeats == 3
+    assert 900.0 <= t.median_us < 4000.0                           # per call, not per sample
+    assert "amortised" in t.note and t.as_dict()["calls_per_sample"] == t.calls_per_sample
+    capped = time_calls(make_calls, min_sample_us=1e9, max_calls=2, warmup=0, repeats=1, device="cpu")
+    assert capped.calls_per_sample == 2
+    for mode in ("single", "eager"):
+        assert time_calls(make_calls, timing=mode, warmup=0, repeats=2, device="cpu").calls_per_sample == 1
+
+
+def test_time_calls_quantiles_are_numpy_linear():
+    import numpy as np
+
+    t = time_calls(lambda n: [lambda: time.sleep(0.0005)] * n, timing="single", warmup=0, repeats=9, device="cpu")
+    s = np.asarray(t.samples_us)
+    assert t.p10_us == pytest.approx(float(np.quantile(s, 0.1)))
+    assert t.p90_us == pytest.approx(float(np.quantile(s, 0.9)))
+    assert t.median_us == pytest.approx(float(np.median(s)))
+
+
+@pytest.mark.parametrize("kw, match", [({"timing": "graph"}, "timing"), ({"min_sample_us": 0}, "min_sample_us"),
+                                       ({"max_calls": 0}, "max_calls"), ({"repeats": 0}, "repeats"),
+                                       ({"device": "tpu"}, "device")])
+def test_time_calls_rejects_bad_arguments(kw, match):
+    from gdnlab.errors import InputError
+
+    with pytest.raises(InputError, match=match):
+        time_calls(lambda n: [lambda: None] * n, **kw)
+
+
+def test_time_calls_checks_make_calls():
+    with pytest.raises(ValueError, match="make_calls"):
+        time_calls(lambda n: [lambda: None], timing="amortised", min_sample_us=1e9, warmup=0, repeats=1,
+                   device="cpu")
+
+
 @needs_cpu_only
 def test_capture_range_graph_and_flush_on_cpu():
     with profiler_capture() as on:
@@ -190,6 +236,25 @@ def test_graph_and_eager_timing_on_gpu(cuda_device):
 
 
 @pytest.mark.gpu
+def test_time_calls_on_gpu(cuda_device):
+    srcs = [torch.randn(2 * 1024 * 1024 // 4, device=cuda_device) for _ in range(64)]     # 2 MB each
+    dsts = [torch.empty_like(x) for x in srcs]
+
+    def make_calls(n):
+        return [lambda i=i: dsts[i].copy_(srcs[i]) for i in range(n)]
+
+    a = time_calls(make_calls, device=cuda_device)
+    s = time_calls(make_calls, timing="single", device=cuda_device)
+    e = time_calls(make_calls, timing="eager", device=cuda_device)
+    assert (a.method, s.method, e.method) == ("amortised", "single", "eager")
+    assert a.l2_flush and a.calls_per_sample > 1 and s.calls_per_sample == 1
+    assert a.calls_per_sample * a.median_us >= 0.5 * 50.0               # a sample lasts ~>= 50 µs
+    assert 0 < a.p10_us <= a.median_us <= a.p90_us
+    assert a.median_us <= s.median_us * 1.1                             # amortising removes per-replay cost
+    assert e.median_us >= 0.9 * s.median_us                             # eager adds host/launch time
+
+
+@pytest.mark.gpu
 def test_l2_flusher_size_and_capture_fallback(cuda_device):
     f = L2Flusher(cuda_device)
     l2 = torch.cuda.get_device_properties(cuda_device).L2_cache_size
@@ -207,47 +272,50 @@ def test_l2_flusher_size_and_capture_fallback(cuda_device):
 
 
 def test_harness_build_and_compare_on_cpu():
+    from gdnlab.instrument import time_calls
+
     bench = _bench()
-    pts = [p for p in bench.plan("reference", [2], verify_T=2) if p["state_dtype"] == "float32"]
+    pts = bench.plan(["reference"], [2], draft_tokens=2, state_dtypes=("float32",))
     assert [p["label"] for p in pts] == ["harness:reference:decode:float32:B2", "harness:reference:verify2:float32:B2"]
     cache: dict = {}
     for p in pts:
-        fn, rotated = bench.build(p, 4, "qwen3.5-397b-a17b", 16, torch.device("cpu"), cache)
-        assert len(rotated) == p["rotate_calls"] == 2          # capacity 4 / B 2 disjoint row sets
-        t = time_fn(fn, warmup=0, repeats=1, device="cpu")
-        tr = time_fn(rotated, warmup=0, repeats=1, device="cpu")
-        p["event_graph"], p["event_graph_rot"], p["event_eager"] = t.as_dict(), tr.as_dict(), t.as_dict()
-        p["nsys_kernel_us"] = {"median": t.median_us / 1.02}              # event 2 % above "nsys"
-        p["nsys_kernel_us_rot"] = {"median": tr.median_us / 1.10}         # 10 % above
-        p["B"] = 16                                                       # judged like a B >= 16 point
+        make = bench.build(p, "qwen3.5-397b-a17b", 16, torch.device("cpu"), cache)
+        assert len(make(2)) == 2                                         # disjoint rows, one closure each
+        t = time_calls(make, warmup=0, repeats=1, device="cpu")
+        p["harness"] = t.as_dict()
+        p["nsys_kernel_us"] = {"median": t.median_us / 1.05}             # harness 5 % above "nsys"
+    pts[0]["B"] = 16                                                     # judged like a B >= 16 point: 3 %
+    pts[1]["B"] = 1                                                      # B = 1: 10 %
     rows, verdict = bench.compare(pts)
-    assert all(r["within_target"] is True and r["within_target_rot"] is False for r in rows)
-    assert rows[0]["graph_vs_nsys_pct"] == pytest.approx(2.0)
-    assert "2/2 points" in verdict and "0/2 points" in verdict
+    assert rows[0]["within_target"] is False and rows[1]["within_target"] is True
+    assert rows[0]["harness_vs_nsys_pct"] == pytest.approx(5.0)
+    assert rows[0]["calls_per_sample"] >= 1 and rows[0]["timing_method"] == "cpu_wall"
+    assert "1/2 points" in verdict and "decode" in verdict
     assert pts[0]["bytes"] == 2 * (2 * 128 * 128 * 4 * 4) + 2 * (2 * 128 + 4 * 128 + 8) * 2 + 2 * 4 * 4 + 2 * 4 \
         + 2 * 4 * 128 * 2   # state r+w + inputs + A_log/dt_bias + indices + output (H=1, HV=4, fp32 state)
+    assert "harness:reference" not in bench.table(rows) and "reference:decode:float32:B2" in bench.table(rows)
+
+
+def test_harness_targets_and_gpu_slug():
+    bench = _bench()
+    assert bench.target_pct(1) == 10.0 and bench.target_pct(16) == 3.0 and bench.target_pct(256) == 3.0
+    assert bench.gpu_slug("NVIDIA H200") == "h200" and bench.gpu_slug("NVIDIA H100 80GB HBM3") == "h100"
+    assert bench.gpu_slug(None) == "cpu" and bench.gpu_slug("NVIDIA GB200") == "gb200"
 
 
 def test_harness_parent_flow_without_gpu_or_nsys(tmp_path, monkeypatch, capsys):
     """The benchmark's in-process part, report and JSON, with the reference backend on CPU and no nsys."""
-    from gdnlab import sweep as sw
-
     bench = _bench()
     monkeypatch.setattr(bench, "_has_cuda", lambda: True)
     monkeypatch.setattr(bench, "_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(bench, "_find_nsys", lambda: None)
-    monkeypatch.setenv("GDNLAB_OUT", str(tmp_path))
-    from gdnlab.shapes import GDNShape
-    sw.run_sweep(sw.SweepConfig(backends=["reference"], concurrency=(1,), modes=("decode",), device="cpu",
-                                presets=(GDNShape("tiny", 1, 2, 16, 16),), repeats=1, warmup=0),
-                 tmp_path / "sweep.parquet", progress=False)
-    rc = bench.main(["--backend", "reference", "--batch", "2", "--tp", "16", "--capacity", "4", "--repeats", "1",
-                     "--warmup", "0", "--no-triton", "--verify-tokens", "2"])
+    rc = bench.main(["--backends", "reference", "--batch", "2", "--tp", "16", "--repeats", "1", "--warmup", "0",
+                     "--draft-tokens", "2", "--out-dir", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "no nsys comparison" in out and "graph_us" in out
+    assert "no nsys comparison" in out and "harness_us" in out
     import json as _json
-    res = _json.loads((tmp_path / "harness_overhead.json").read_text())
+    res = _json.loads((tmp_path / "harness_overhead_cpu.json").read_text())
     assert res["trace"]["skipped"].startswith("nsys not found")
-    assert res["sweep_wall"]["points"] == 2 and len(res["rows"]) == 4          # 2 decode + 2 verify at B=2
-    assert all(r["graph_us"] > 0 and r["rot_calls"] == 2 for r in res["rows"])
+    assert len(res["rows"]) == 4                                  # decode + verify x bfloat16 + float32 at B=2
+    assert all(r["harness_us"] > 0 and r["single_us"] > 0 and r["calls_per_sample"] >= 1 for r in res["rows"])

@@ -1,4 +1,107 @@
-"""``gdnlab capture`` (transitional: the options still live in :mod:`gdnlab.capture`)."""
-from ..capture import configure_parser, run
+"""``gdnlab capture``: run a command (or gdnlab's decode-loop workload) under nsys; export SQLite.
+
+``gdnlab capture [--out PATH] [options] (--workload WORKLOAD-ARGS... | -- CMD ...)``
+
+Everything after ``--workload`` goes to ``gdnlab workload`` (``--capture-steps 32`` is added unless
+given), except this command's own options, which may appear anywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
 
 __all__ = ["configure_parser", "run"]
+
+#: this command's own options and their defaults (shown in --help; parsed again after --workload)
+_DEFAULTS = {"out": "traces/capture", "nsys": None, "trace": "cuda,nvtx", "capture_range": "cudaProfilerApi",
+             "cuda_graph_trace": "node", "nsys_arg": None, "no_export": False, "dry_run": False}
+
+
+def _own_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: an option given after --workload must not be overwritten by a default (see _split_args)
+    parser.add_argument("--out", "-o", default=argparse.SUPPRESS,
+                        help=f"output base: writes OUT.nsys-rep and OUT.sqlite (default: {_DEFAULTS['out']})")
+    parser.add_argument("--nsys", default=argparse.SUPPRESS,
+                        help="nsys executable (default: $NSYS, then PATH, then the usual install folders)")
+    parser.add_argument("--trace", default=argparse.SUPPRESS, help=f"nsys -t value (default: {_DEFAULTS['trace']})")
+    parser.add_argument("--capture-range", default=argparse.SUPPRESS,
+                        help="cudaProfilerApi | nvtx (with --nsys-arg=--nvtx-capture=RANGE) | none (record "
+                             "everything) (default: cudaProfilerApi)")
+    parser.add_argument("--cuda-graph-trace", default=argparse.SUPPRESS,
+                        help="node | graph: one row per kernel of a CUDA graph, or per graph (default: node)")
+    parser.add_argument("--nsys-arg", action="append", default=argparse.SUPPRESS,
+                        help="extra argument for nsys profile (repeatable), e.g. --nsys-arg=--gpu-metrics-devices=0 "
+                             "(default: none)")
+    parser.add_argument("--no-export", action="store_true", default=argparse.SUPPRESS,
+                        help="skip nsys export (default: export OUT.sqlite)")
+    parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
+                        help="print the commands, run nothing (default: run)")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    _own_options(parser)
+    parser.add_argument("--workload", nargs=argparse.REMAINDER, default=None, metavar="ARGS",
+                        help="capture gdnlab's decode loop: gdnlab workload ARGS --capture-steps 32 "
+                             "(gdnlab workload --help lists ARGS)")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, help="command to capture, after --")
+
+
+def _split_args(args: argparse.Namespace) -> tuple[dict, list[str] | None, list[str]]:
+    """(own options, workload args or None, command). Own options found after --workload are pulled out."""
+    own = {k: getattr(args, k) for k in _DEFAULTS if hasattr(args, k)}
+    workload = None
+    cmd = list(getattr(args, "cmd", None) or [])
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if getattr(args, "workload", None) is not None:
+        rest = list(args.workload)
+        if "--" in rest:  # `--workload ... -- cmd` makes no sense; keep the part before
+            i = rest.index("--")
+            rest, cmd = rest[:i], cmd or rest[i + 1:]
+        mini = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        _own_options(mini)
+        found, workload = mini.parse_known_args(rest)
+        for k, v in vars(found).items():
+            if k == "nsys_arg":
+                own[k] = [*(own.get(k) or []), *v]
+            else:
+                own[k] = v
+    return {**_DEFAULTS, **own}, workload, cmd
+
+
+def run(args: argparse.Namespace) -> int:
+    """Returns the profiled command's exit code (0 on success)."""
+    from ..capture import capture, export_command, out_base, profile_command, workload_command
+    from ..errors import InputError
+
+    opts, workload, cmd = _split_args(args)
+    if workload is not None and cmd:
+        raise InputError("give either --workload ARGS or -- CMD, not both")
+    if workload is not None:
+        cmd = workload_command(workload)
+    if not cmd:
+        raise InputError("nothing to capture: use --workload [ARGS...] or -- CMD [ARGS...]")
+    extra = tuple(opts["nsys_arg"] or ())
+    if opts["dry_run"]:
+        nsys = opts["nsys"] or "nsys"
+        base = out_base(opts["out"])
+        print(shlex.join(profile_command(cmd, base, nsys=nsys, capture_range=opts["capture_range"],
+                                         trace=opts["trace"], cuda_graph_trace=opts["cuda_graph_trace"],
+                                         extra_args=extra)))
+        if not opts["no_export"]:
+            print(shlex.join(export_command(base.with_name(base.name + ".nsys-rep"),
+                                            base.with_name(base.name + ".sqlite"), nsys=nsys)))
+        return 0
+    from .. import capture as capture_module
+
+    nsys = capture_module.find_nsys(explicit=opts["nsys"]) if opts["nsys"] else capture_module.find_nsys()
+    res = capture(cmd, opts["out"], capture_range=opts["capture_range"], trace=opts["trace"],
+                  cuda_graph_trace=opts["cuda_graph_trace"], extra_args=extra,
+                  export_sqlite=not opts["no_export"], nsys=nsys)
+    print(f"report: {res.rep_path}")
+    if res.sqlite_path:
+        print(f"sqlite: {res.sqlite_path}  (gdnlab.traces.load({str(res.sqlite_path)!r}))")
+    if res.returncode:
+        print(f"gdnlab capture: the captured command exited with {res.returncode}", file=sys.stderr)
+    return res.returncode

@@ -14,7 +14,8 @@ Shape H=4, HV=16, K=V=128 (Qwen3.5-397B-A17B at TP=4, the seed's per-GPU shape).
 2. Probe of FlashInfer itself: does a buffer with more token slots than T (``cache_steps > T``,
    which both MTP wrappers accept) receive token t of row i at ``[i, t]``? (The kernels index it
    with stride T; gdnlab stages such buffers.)
-3. Steady-state µs per call by CUDA-graph replay (median over >= 50 replays; eager fallback noted)
+3. Steady-state µs per call by :func:`gdnlab.instrument.time_calls` (its defaults: a CUDA graph of
+   n calls on disjoint rows, L2 flushed before each replay; median over 60 samples)
    for decode and T=4 verify at B = 1, 64, 256, both state dtypes, twice: ``fi-contract`` (the
    default backend: bf16 calls add gdnlab's padding fixup, a compare + ``masked_fill_``) and
    ``fi-sglang`` (``zero_padding_output=False``: exactly the kernels SGLang launches).
@@ -32,8 +33,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # backend_timing, next to this script
 
 from backend_timing import first_call_ms, table, time_case
 
@@ -69,7 +69,8 @@ def correctness(be: FlashInferBackend, device, op: str, dtype, B: int, T: int) -
     row = {"op": op, "T": T, "state_dtype": dtype_name(dtype), "batch": B, "padding_rows": n_pad}
     if op == "decode":
         holder = {}
-        row["first_call_ms"] = round(first_call_ms(lambda: holder.setdefault("o", be.decode(*inp.args(), pool, idx))), 2)
+        row["first_call_ms"] = round(first_call_ms(
+            lambda: holder.setdefault("o", be.decode(*inp.args(), pool, idx))), 2)
         o = holder["o"]
         path = be.last_path.as_dict()
         o_ref = ref.decode(*inp.args(), ref_pool, idx)
@@ -173,7 +174,7 @@ def main() -> int:
                     if label == "fi-sglang" and dtype == torch.float32:
                         continue  # no fixup on fp32 paths: the two variants are the same calls
                     try:
-                        r = time_case(vb, SHAPE, op, dtype, B, T, device, calls=16, replays=60)
+                        r = time_case(vb, SHAPE, op, dtype, B, T, device, repeats=60)
                     except Exception as exc:  # noqa: BLE001
                         r = {"op": op, "T": T, "state_dtype": dtype_name(dtype), "batch": B,
                              "error": f"{type(exc).__name__}: {exc}"}
@@ -189,8 +190,10 @@ def main() -> int:
     print(f"correctness: {n_ok}/{len(checks)} cases ok; cache_steps>T probe: "
           + ", ".join(f"{p['state_dtype']}={p.get('indexed_by_cache_steps', p.get('error'))}" for p in probes))
     print("first call ms (JIT) by case: " + ", ".join(
-        f"{r['op']}/{r['state_dtype'][:4]}/B{r['batch']}={r['first_call_ms']:.0f}" for r in checks if "first_call_ms" in r))
-    print("steady-state µs per call (median of 60 CUDA-graph replays; * = eager fallback; fp32 rows have no "
+        f"{r['op']}/{r['state_dtype'][:4]}/B{r['batch']}={r['first_call_ms']:.0f}"
+        for r in checks if "first_call_ms" in r))
+    print("steady-state µs per call (gdnlab.instrument.time_calls, median of 60; * = not amortised; "
+          "fp32 rows have no "
           "fixup, so fi-sglang = fi-contract there):")
     print(table(timings))
     errors = [r for r in timings if "error" in r]

@@ -14,12 +14,11 @@ Run on the GPU machine from the repo root::
    temp dir unless ``--keep-cache``): the first call is Triton's JIT compile + module load + run.
 3. **Steady state** — decode (T=1) and verify (T=4, fp32 intermediate for an fp32 pool, pool dtype
    for a bf16 pool) at B = 1, 64, 256, H=4 HV=16 K=V=128 (Qwen3.5-397B at TP4), for several
-   ``(BV, num_warps)`` launch configs, "auto" being the backend's default. One CUDA graph holds
-   ``n`` back-to-back calls, each on its own set of pool slots (so together they touch >= 256 MB of
-   state, > 5x the H100's 50 MB L2: the state comes from HBM as in serving, not from L2); the graph
-   is replayed ``--reps`` (>= 100) times, each replay timed with CUDA events; per-call time =
-   replay time / n. Reported: median, p10, p90 in µs, effective GB/s (``gdnlab.roofline.gdn_bytes``
-   minimum bytes / median time) and % of the datasheet peak HBM bandwidth.
+   ``(BV, num_warps)`` launch configs, "auto" being the backend's default, timed by
+   :func:`gdnlab.instrument.time_calls` with its defaults (n calls on disjoint pool rows in one CUDA
+   graph, L2 flushed before each replay, per-call = replay / n) over ``--reps`` (>= 100) samples.
+   Reported: median, p10, p90 in µs, effective GB/s (``gdnlab.roofline.gdn_bytes`` minimum bytes /
+   median time) and % of the datasheet peak HBM bandwidth.
 
 Writes ``$GDNLAB_OUT/triton_check.json`` (default ``./out``) and prints the tables last.
 """
@@ -27,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -38,7 +35,6 @@ from pathlib import Path
 if "--keep-cache" not in sys.argv:  # before anything imports triton: first calls must compile
     os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="gdnlab_triton_cache_")
 os.environ.pop("TRITON_INTERPRET", None)
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 
@@ -55,8 +51,6 @@ CONFIGS = {"auto": {}, "8x1": {"bv": 8, "num_warps": 1}, "16x1": {"bv": 16, "num
            "32x1": {"bv": 32, "num_warps": 1}, "32x2": {"bv": 32, "num_warps": 2},
            "64x4": {"bv": 64, "num_warps": 4}}
 QUICK_CONFIGS = ("auto", "8x1", "32x1")
-COLD_BYTES = 256 * 2**20      # state bytes one graph replay should touch (>> 50 MB L2)
-MAX_CALLS = 200
 
 
 def _pool(P: int, dtype: torch.dtype, device, seed: int) -> torch.Tensor:
@@ -132,65 +126,25 @@ def check_correctness(device) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def _graph_time(fns, reps: int) -> list[float]:
-    """Capture ``fns`` (called in order) in one CUDA graph; return the replay times in ms."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for f in fns[:2]:
-            f()
-    torch.cuda.current_stream().wait_stream(s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for f in fns:
-            f()
-    for _ in range(3):
-        g.replay()
-    torch.cuda.synchronize()
-    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-    for a, b in ev:
-        a.record()
-        g.replay()
-        b.record()
-    torch.cuda.synchronize()
-    out = [a.elapsed_time(b) for a, b in ev]
-    del g
-    return out
-
-
 def time_one(op: str, dname: str, B: int, cname: str, device, reps: int) -> dict:
+    from gdnlab.instrument import time_calls
     from gdnlab.roofline import gdn_bytes
+    from gdnlab.workload import disjoint_calls
+
     dt = DTYPES[dname]
     T = 1 if op == "decode" else 4
     be = TritonBackend(**CONFIGS[cname])
-    state_bytes = B * SHAPE.state_bytes(dt)
-    n = max(10, min(MAX_CALLS, math.ceil(COLD_BYTES / max(state_bytes, 1))))
-    P = n * B + 8
-    pool = _pool(P, dt, device, seed=1)
-    perm = (torch.randperm(P - 1, generator=torch.Generator().manual_seed(2))[: n * B] + 1).to(torch.int32)
-    idx_sets = [perm[i * B:(i + 1) * B].to(device) for i in range(n)]
-    inp = make_inputs(SHAPE, B, T, act_dtype=torch.bfloat16, device=device, seed=3)
-    args = inp.args()
     inter_dt = torch.float32 if dt == torch.float32 else dt
-    inter = torch.empty((B, T, *SHAPE.state_shape), dtype=inter_dt, device=device) if op == "verify" else None
-
-    def call(idx):
-        if op == "decode":
-            return lambda: be.decode(*args, pool, idx, validate=False)
-        return lambda: be.verify(*args, pool, idx, intermediate=inter, validate=False)
-
-    ms = _graph_time([call(i) for i in idx_sets], reps)
-    per_call_us = sorted(m * 1e3 / n for m in ms)
-    med = statistics.median(per_call_us)
+    make = disjoint_calls(be, SHAPE, batch=B, draft_tokens=T, state_dtype=dt, device=device, seed=1,
+                          intermediate_dtype=inter_dt if op == "verify" else None)
+    t = time_calls(make, repeats=reps, device=device)
     nbytes = gdn_bytes(SHAPE, B, T, mode=op, state_dtype=dt, act_dtype=torch.bfloat16,
                        intermediate_dtype=inter_dt).total
-    q = statistics.quantiles(per_call_us, n=10)
     return {"op": op, "state": dname, "B": B, "T": T, "config": cname,
             "BV": be.last_path.detail["BV"], "num_warps": be.last_path.detail["num_warps"],
-            "num_stages": be.last_path.detail["num_stages"], "calls_per_graph": n, "replays": reps,
-            "median_us": med, "p10_us": q[0], "p90_us": q[-1], "bytes": nbytes,
-            "gbps": nbytes / (med * 1e-6) / 1e9}
+            "num_stages": be.last_path.detail["num_stages"], "calls_per_sample": t.calls_per_sample,
+            "timing_method": t.method, "repeats": t.repeats, "median_us": t.median_us, "p10_us": t.p10_us,
+            "p90_us": t.p90_us, "bytes": nbytes, "gbps": nbytes / (t.median_us * 1e-6) / 1e9}
 
 
 def first_calls(device, B: int = 64) -> list[dict]:
@@ -205,8 +159,8 @@ def first_calls(device, B: int = 64) -> list[dict]:
             pool = _pool(P, dt, device, seed=0)
             idx = _indices(B, P, seed=0).to(device)
             inp = make_inputs(SHAPE, B, T, act_dtype=torch.bfloat16, device=device, seed=0)
-            fn = (lambda: be.decode(*inp.args(), pool, idx)) if op == "decode" else \
-                (lambda: be.verify(*inp.args(), pool, idx))
+            fn = (lambda be=be, inp=inp, pool=pool, idx=idx: be.decode(*inp.args(), pool, idx)) \
+                if op == "decode" else (lambda be=be, inp=inp, pool=pool, idx=idx: be.verify(*inp.args(), pool, idx))
             times = []
             for _ in range(3):
                 torch.cuda.synchronize()
@@ -283,14 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncorrectness: {len(correctness) - n_bad}/{len(correctness)} cases pass")
     for r in correctness:
         if not r.get("ok"):
-            print(f"  FAIL {r.get('op', '?')} B={r['B']} T={r['T']} state={r['state']} config={r['config']}: "
-                  f"{r.get('error') or {k: v for k, v in r.items() if k.endswith(('maxerr', 'ratio', '_ok', '_zero'))}}")
+            why = r.get("error") or {k: v for k, v in r.items() if k.endswith(("maxerr", "ratio", "_ok", "_zero"))}
+            print(f"  FAIL {r.get('op', '?')} B={r['B']} T={r['T']} state={r['state']} config={r['config']}: {why}")
     print("\nfirst call, default config, B=64 (fresh Triton cache: compile + load + run; eager wall time), ms:")
     print(f"  {'op':7s} {'state':5s} {'BV':>3s} {'first':>9s} {'second':>8s} {'third':>8s}")
     for r in result["first_call"]:
         print(f"  {r['op']:7s} {r['state']:5s} {r['path']['BV']:3d} {r['first_call_ms']:9.1f} "
               f"{r['second_call_ms']:8.2f} {r['third_call_ms']:8.2f}")
-    print(f"\nsteady state (CUDA graph, L2-cold, median of {args.reps} replays; % of {peak:.0f} GB/s peak):")
+    print(f"\nsteady state (gdnlab.instrument.time_calls, L2-cold, median of {args.reps}; % of {peak:.0f} GB/s peak):")
     print(f"  {'op':7s} {'state':5s} {'B':>4s} {'config':6s} {'BV':>3s} {'w':>2s} {'med µs':>9s} {'p10':>8s} "
           f"{'p90':>8s} {'GB/s':>7s} {'%peak':>6s}")
     best: dict = {}

@@ -24,9 +24,9 @@ sweep_flashinfer() { sweep_be flashinfer; }
 traces_be() {   # traces_be BACKEND: decode and T=4 verify decode loops at the seed's settings under nsys
   mkdir -p "$GDNLAB_OUT"
   for mode in decode verify4; do
-    extra=(); [ "$mode" = verify4 ] && extra=(--verify-tokens 4 --accept-len 3.17)
+    extra=(); [ "$mode" = verify4 ] && extra=(--draft-tokens 4 --accept-len 3.17)
     timeout 150 "$PY" -m gdnlab capture --out "$GDNLAB_OUT/$1_c64_osl512_${mode}" --workload \
-      --backend "$1" --preset qwen3.5-397b-a17b --tp 4 --state-dtype bf16 --concurrency 64 --osl 512 \
+      --backend "$1" --preset qwen3.5-397b-a17b --tp 4 --state-dtype bfloat16 --batch 64 --osl 512 \
       --capture-steps 8 "${extra[@]}" 2>&1 | tail -n 8
   done
   rm -f "$GDNLAB_OUT"/*.nsys-rep "$GDNLAB_OUT"/*.qdstrm
@@ -37,9 +37,9 @@ traces_flashinfer() { traces_be flashinfer; }
 metrics() {
   GDNLAB_METRICS_BUDGET_S=${GDNLAB_METRICS_BUDGET_S:-150} timeout 240 "$PY" scripts/gpu/run_metrics.py 2>&1 | tail -n 40
 }
-bench() {
-  timeout --signal=INT --kill-after=10 "${BENCH_TIMEOUT:-150}" "$PY" benchmarks/bench_harness_overhead.py \
-    --backend flashinfer --nsys-timeout 120 2>&1 | tail -n 30
+bench() {       # harness vs nsys kernel durations, both backends; JSON in $GDNLAB_OUT (copy to benchmarks/results)
+  timeout --signal=INT --kill-after=10 "${BENCH_TIMEOUT:-540}" "$PY" benchmarks/bench_harness_overhead.py \
+    ${BENCH_ARGS:-} --nsys-timeout "${BENCH_NSYS_TIMEOUT:-360}" 2>&1 | tail -n 45
 }
 
 for st in "$@"; do   # one archive per stage, so a later stage that runs out of time loses nothing before it
