@@ -6,7 +6,7 @@ against real ncu CSV captured on the H100 (``tests/data/ncu_raw_h100.csv``).
 
 CSV format (``--csv --page raw``, one row per profiled kernel launch; ncu 2022+ including 2025.3)::
 
-    "ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","dram__bytes_read.sum",...
+    "ID","Process ID","Process Name","Host Name","Kernel Name",...,"Grid Size","Device","CC","dram__bytes_read.sum",...
     "","","","","","","","","","","","byte",...                 <- units row (empty under the fixed columns)
     "0","4242","python3.12","host","gdnlab_ncu_marker","1","7","(32, 1, 1)","(1, 1, 1)","0","9.0","0",...
     "1","4242","python3.12","host","_gdn_fused_recurrent","1","7","(32, 1, 1)","(64, 1, 1)","0","9.0","2,101,248",...
@@ -19,12 +19,10 @@ and are skipped. Older/other pages print one metric per row ("Metric Name", "Met
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import math
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,18 +30,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from gdnlab.errors import DataError
+from gdnlab.tools import ToolNotFoundError, find_tool
+
 __all__ = ["MetricSpec", "METRICS", "REQUIRED_METRICS", "metric_names", "NcuNotFoundError", "find_ncu",
            "ncu_version", "parse_version", "build_profile_command", "build_import_command",
            "parse_raw_csv", "to_base_unit", "metric_errors_in_log", "PROFILE_RANGE", "MARKER_KERNEL",
-           "GDN_KERNEL_REGEX", "GATES"]
+           "GATES"]
 
 #: NVTX push/pop range (default domain) around every profiled call; ``--nvtx-include "gdnlab_profile/"``.
 PROFILE_RANGE = "gdnlab_profile"
 #: Triton kernel launched before every profiled call; its grid ``(config+1, repeat+1, 1)`` names the call.
 MARKER_KERNEL = "gdnlab_ncu_marker"
-#: GDN kernels of both backends: gdnlab's Triton ``_gdn_fused_recurrent``; FlashInfer's CuTe-DSL
-#: ``gdn_decode_*`` / ``gdn_wide_vec_kernel`` / ``*gated_delta_rule*``; SGLang/fla ``fused_recurrent*``.
-GDN_KERNEL_REGEX = r"gdn|gated_delta|fused_recurrent|fused_sigmoid_gating"
 #: How the driver tells ncu which launches to profile (see :func:`build_profile_command`).
 GATES = ("profiler-api", "nvtx")
 
@@ -100,7 +98,7 @@ def metric_names(required_only: bool = False) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- finding ncu
-class NcuNotFoundError(FileNotFoundError):
+class NcuNotFoundError(ToolNotFoundError):
     """No usable Nsight Compute CLI: the message says where gdnlab looked and what to set/install."""
 
 
@@ -109,39 +107,18 @@ _CANDIDATE_GLOBS = ("/usr/local/cuda/bin/ncu", "/usr/local/cuda-*/bin/ncu", "/op
 
 
 def find_ncu(explicit: str | os.PathLike | None = None) -> str:
-    """Path of the ``ncu`` executable.
+    """Path of the ``ncu`` executable: :func:`gdnlab.tools.find_tool` with ``$NCU`` and the usual install
+    places (``/usr/local/cuda/bin/ncu``, ``/usr/local/cuda-*/bin/ncu``, ``/opt/nvidia/nsight-compute/*/ncu``).
 
-    Looks at ``explicit``, then ``$NCU``, then ``ncu`` on ``PATH``, then the usual install places
-    (``/usr/local/cuda/bin/ncu``, ``/usr/local/cuda-*/bin/ncu``, ``/opt/nvidia/nsight-compute/*/ncu``).
     Raises :class:`NcuNotFoundError` naming ``$NCU`` and the package to install.
     """
-    def usable(p: str) -> bool:
-        return os.path.isfile(p) and os.access(p, os.X_OK)
-
-    for label, value in (("argument ncu", explicit), ("$NCU", os.environ.get("NCU"))):
-        if value:
-            p = str(value)
-            if usable(p):
-                return p
-            found = shutil.which(p)
-            if found:
-                return found
-            raise NcuNotFoundError(f"{label}={p!r} is not an executable file; point it at Nsight Compute's "
-                                   "'ncu' (e.g. export NCU=/usr/local/cuda/bin/ncu)")
-    found = shutil.which("ncu")
-    if found:
-        return found
-    looked = []
-    for pattern in _CANDIDATE_GLOBS:
-        looked.append(pattern)
-        for p in sorted(glob.glob(pattern), reverse=True):
-            if usable(p):
-                return p
-    raise NcuNotFoundError(
-        "Nsight Compute CLI 'ncu' not found: not in $NCU, not on PATH, not in " + ", ".join(looked)
-        + ". Install NVIDIA Nsight Compute (the CUDA toolkit's nsight-compute component) and set "
-        "NCU=/path/to/ncu (or add its directory to PATH). Hardware counters also need root or "
-        "NVreg_RestrictProfilingToAdminUsers=0.")
+    try:
+        return find_tool("ncu", env_var="NCU", globs=_CANDIDATE_GLOBS, explicit=explicit)
+    except ToolNotFoundError as exc:
+        raise NcuNotFoundError(
+            f"{exc}. Nsight Compute CLI 'ncu' is part of NVIDIA Nsight Compute (the CUDA toolkit's "
+            "nsight-compute component); set NCU=/path/to/ncu or add its directory to PATH. Hardware "
+            "counters also need root or NVreg_RestrictProfilingToAdminUsers=0.") from None
 
 
 _VERSION_RE = re.compile(r"Version\s+(\d+)\.(\d+)\.(\d+)(?:\.(\d+))?")
@@ -396,18 +373,20 @@ def parse_raw_csv(source: str | os.PathLike) -> pd.DataFrame:
     as in ncu) in base units (``byte``, ``nsecond``, ``hz``, ``%``); ``df.attrs["units"]`` maps metric ->
     unit. Several concatenated runs (one header each) are read as consecutive blocks.
 
-    Raises ``ValueError`` if no ncu CSV header (``"ID",...``) is found.
+    Raises :class:`~gdnlab.errors.DataError` (naming the file) if no ncu CSV header (``"ID",...``) is found.
     """
+    origin = "the ncu output"
     if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                             and len(source) < 4096 and os.path.exists(source)):
+        origin = str(source)
         text = Path(source).read_text(encoding="utf-8", errors="replace")
     else:
         text = str(source)
     blocks = _blocks(text)
     if not blocks:
-        head = "\n".join(text.splitlines()[:5])
-        raise ValueError("no Nsight Compute CSV header ('\"ID\",\"Process ID\",...') found in the ncu output; "
-                         f"first lines were:\n{head}")
+        head = text[:160].replace("\ufffd", "?")
+        raise DataError(f"{origin}: no Nsight Compute CSV header ('\"ID\",\"Process ID\",...') found; expected the "
+                        f"output of 'ncu --import REPORT --csv --page raw'; it starts with {head!r}")
     units: dict[str, str] = {}
     records: list[dict] = []
     for b, lines in enumerate(blocks):

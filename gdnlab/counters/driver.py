@@ -1,7 +1,7 @@
-"""The child process that runs the profiled GDN calls: ``python -m gdnlab.metrics.driver PLAN.json``.
+"""The child process that runs the profiled GDN calls: ``python -m gdnlab.counters.driver PLAN.json``.
 
-Run under Nsight Compute by :func:`gdnlab.metrics.profile_kernels` (engine ``ncu-csv``: ``ncu ... python -m
-gdnlab.metrics.driver PLAN``) or on its own (engine ``nsight-python``, which attaches ncu from inside).
+Run under Nsight Compute by :func:`gdnlab.counters.profile_kernels` (engine ``ncu-csv``: ``ncu ... python -m
+gdnlab.counters.driver PLAN``) or on its own (engine ``nsight-python``, which attaches ncu from inside).
 For every configuration of the plan it builds inputs and a state pool, warms the backend up (JIT compile,
 one validated call) *outside* the profiled region, then for each repeat::
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 __all__ = ["main", "run_plan"]
 
-_TAG = "[gdnlab.metrics.driver]"
+_TAG = "[gdnlab.counters.driver]"
 
 
 def _log(msg: str) -> None:
@@ -74,10 +74,9 @@ def _prepare(cfg: dict, device, seed: int, backends: dict):
 
     Returns ``(call, info)`` or raises with a reason; ``info`` has kernel path details.
     """
-    import torch
 
     from gdnlab.inputs import make_inputs
-    from gdnlab.kernels import get_backend
+    from gdnlab.kernels import make_backend
     from gdnlab.kernels.validation import check_gdn_inputs
     from gdnlab.shapes import GDNShape, dtype_from_name, dtype_name
     from gdnlab.state import StatePool
@@ -85,7 +84,7 @@ def _prepare(cfg: dict, device, seed: int, backends: dict):
     name = cfg["backend"]
     if name not in backends:
         try:
-            backends[name] = get_backend(name)
+            backends[name] = make_backend(name)     # the options an engine uses, as the sweep does
         except Exception as exc:  # noqa: BLE001 - unavailable backend: a reason, not a crash
             backends[name] = exc
     backend = backends[name]
@@ -100,12 +99,7 @@ def _prepare(cfg: dict, device, seed: int, backends: dict):
     shape = GDNShape(cfg["preset"], cfg["H"], cfg["HV"], cfg["K"], cfg["V"], state_dtype=sd)
     B, T = int(cfg["batch"]), int(cfg["draft_tokens"])
     inp = make_inputs(shape, B, T, act_dtype=cfg.get("act_dtype", "bfloat16"), device=device, seed=seed)
-    pool = StatePool(shape, capacity=B, dtype=sd, device=device)
-    if device.type == "cuda":
-        gen = torch.Generator(device=device).manual_seed(seed)
-        pool.tensor.normal_(0.0, 0.1, generator=gen)
-    else:
-        pool.randomize_(seed)
+    pool = StatePool(shape, capacity=B, dtype=sd, device=device).randomize_(seed)
     idx = pool.alloc(B)
     dims = check_gdn_inputs(*inp.args(), pool.tensor, idx, single_token=(mode == "decode"))
     inter = backend.new_intermediate(dims, pool.tensor) if mode == "verify" else None
@@ -115,8 +109,15 @@ def _prepare(cfg: dict, device, seed: int, backends: dict):
             return backend.decode(*inp.args(), pool.tensor, idx, validate=validate)
         return backend.verify(*inp.args(), pool.tensor, idx, intermediate=inter, validate=validate)
 
-    info = {"intermediate_dtype": dtype_name(inter.dtype) if inter is not None else None}
+    info = {"intermediate_dtype": dtype_name(inter.dtype) if inter is not None else None,
+            "backend_options": _backend_options(backend)}
     return call, backend, info
+
+
+def _backend_options(backend) -> dict:
+    """The options :func:`gdnlab.kernels.make_backend` built the backend with (``gdnlab_options``)."""
+    opts = getattr(backend, "gdnlab_options", None)
+    return dict(opts) if isinstance(opts, dict) else {}
 
 
 class _Skip(Exception):
@@ -250,7 +251,7 @@ def _profile_nspy(nspy, plan: dict, cfg: dict, call) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m gdnlab.metrics.driver PLAN.json", file=sys.stderr)
+        print("usage: python -m gdnlab.counters.driver PLAN.json", file=sys.stderr)
         return 2
     plan = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:

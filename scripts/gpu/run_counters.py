@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Nsight Compute counters of the GDN decode / T=4 verify kernels of both backends on the GPU machine.
 
-Run from the repository root (the lead runs it on the H100)::
+Run from the repository root on the GPU machine::
 
-    GDNLAB_OUT=$OUT NCU=/usr/local/cuda/bin/ncu python scripts/gpu/run_metrics.py
+    GDNLAB_OUT=$OUT NCU=/usr/local/cuda/bin/ncu python scripts/gpu/run_counters.py
 
 Steps (whole script <= ~4 min; ``GDNLAB_METRICS_BUDGET_S`` overrides the 190 s profiling budget):
 
@@ -11,7 +11,8 @@ Steps (whole script <= ~4 min; ``GDNLAB_METRICS_BUDGET_S`` overrides the 190 s p
 2. run the engine ``auto`` picks (nsight-python if it can, else ``ncu`` CSV over gdnlab's driver) for
    backends triton then flashinfer x {decode, verify T=4} x B in {1, 16, 64, 256} x {float32, bfloat16}
    state (unsupported combinations are reported as skipped), H=4 HV=16 K=V=128 (qwen3.5-397b-a17b @ TP4),
-   2 profiled calls per configuration, ``--clock-control none``, ``--cache-control all``;
+   2 profiled calls per configuration, ``--clock-control none``, ``--cache-control all``; each backend
+   built by ``gdnlab.kernels.make_backend`` (the options SGLang uses, as in the sweep);
 3. write to ``$GDNLAB_OUT`` (default ./out): ``ncu_metrics.parquet`` (``.csv`` without pyarrow; one row per
    kernel launch), ``ncu_summary.csv`` (one row per configuration), ``ncu_raw.csv`` (raw ncu CSV of every
    run, for tests/data/ncu_raw_h100.csv), ``ncu_manifest.json`` (for tests/data/ncu_manifest_h100.json),
@@ -51,8 +52,7 @@ def main() -> int:
 
     print(f"python {platform.python_version()}  torch {torch.__version__}  cuda {torch.version.cuda}  "
           f"device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'NONE'}")
-    from gdnlab.kernels import available_backends
-    from gdnlab.metrics import (
+    from gdnlab.counters import (
         NcuNotFoundError,
         find_ncu,
         format_table,
@@ -62,6 +62,7 @@ def main() -> int:
         save_frame,
         summarize_calls,
     )
+    from gdnlab.kernels import available_backends
 
     for st in available_backends().values():
         print(f"  backend {st}")
@@ -97,7 +98,7 @@ def main() -> int:
             text = lp.read_text(encoding="utf-8", errors="replace")
             f.write(f"##### {lp.name}\n{text[-400_000:]}\n")
     for p in (path, out / "ncu_summary.csv", out / "ncu_raw.csv", out / "ncu_manifest.json", out / "ncu_logs.txt"):
-        print(f"  {p}: {'%d bytes' % p.stat().st_size if p.exists() else 'NOT WRITTEN'}")
+        print(f"  {p}: {f'{p.stat().st_size} bytes' if p.exists() else 'NOT WRITTEN'}")
     print(f"  reports and logs kept in {workdir}")
 
     section("4. results")
@@ -113,7 +114,8 @@ def main() -> int:
         print("kernels seen per backend (name: launches):")
         for (be, name), n in gdn.groupby(["backend", "kernel_short"]).size().items():
             print(f"  {be}: {name}: {n}")
-    print(f"\nGDN kernel counters, one row per configuration (median of {int(df['rep'].max() + 1) if df['rep'].notna().any() else 0} "
+    reps = int(df["rep"].max() + 1) if df["rep"].notna().any() else 0
+    print(f"\nGDN kernel counters, one row per configuration (median of {reps} "
           f"profiled calls; H=4 HV=16 K=V=128, bf16 activations; clocks not locked, caches flushed per pass); "
           f"total {time.time() - T0:.0f} s:")
     print(format_table(summary))

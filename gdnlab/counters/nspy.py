@@ -29,8 +29,9 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
+
+from gdnlab.provenance import package_version
 
 from .ncu import NcuNotFoundError, find_ncu, ncu_version
 
@@ -66,13 +67,6 @@ class NsightPythonSupport:
         return self.describe()
 
 
-def _dist_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _find_spec(name: str):
     try:
         return importlib.util.find_spec(name)
@@ -102,7 +96,7 @@ def _vstr(v: tuple[int, ...] | None) -> str:
 def nsight_python_support(ncu: str | os.PathLike | None = None, *, probe_injection: bool = True
                           ) -> NsightPythonSupport:
     """Whether ``nsight.analyze.kernel`` can profile with the Nsight Compute found by
-    :func:`gdnlab.metrics.ncu.find_ncu` — decided without importing ``nsight``.
+    :func:`gdnlab.counters.ncu.find_ncu` — decided without importing ``nsight``.
 
     Checks: nsight-python installed; its ``MIN_NCU_VERSION`` (read from the installed
     ``nsight/collection/ncu.py``, else 1.1.0's ``(2026, 2, 1, 0)``) against ``ncu --version``; ``ncu`` on
@@ -111,7 +105,7 @@ def nsight_python_support(ncu: str | os.PathLike | None = None, *, probe_injecti
     """
     reasons: list[str] = []
     details: dict = {}
-    nspy_v = _dist_version("nsight-python")
+    nspy_v = package_version("nsight-python")
     spec = _find_spec("nsight")
     pkg_dir = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations \
         else None
@@ -161,7 +155,7 @@ def nsight_python_support(ncu: str | os.PathLike | None = None, *, probe_injecti
                                    "(added in Nsight Compute 2026.2.1; nsight-python ncu.py L146-162 needs it)")
             except (OSError, subprocess.SubprocessError) as exc:
                 details["list_injection_path"] = f"{type(exc).__name__}: {exc}"
-    rep_v = _dist_version("ncu-report")
+    rep_v = package_version("ncu-report")
     details["ncu_report"] = rep_v or ("module importable (no metadata)" if _find_spec("ncu_report") else "missing")
     if rep_v is None and _find_spec("ncu_report") is None:
         reasons.append("ncu-report is not installed (nsight-python imports ncu_report at import time; "

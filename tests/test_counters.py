@@ -1,9 +1,10 @@
-"""gdnlab.metrics on CPU: the ncu CSV parser, kernel attribution, the tidy frame and its join with sweeps,
-the nsight-python capability check, and the whole ncu-csv pipeline against a fake ``ncu``.
+"""gdnlab.counters on CPU: the ncu CSV parser, kernel attribution, the tidy frame and its join with sweeps,
+the nsight-python capability check, the whole ncu-csv pipeline against a fake ``ncu``, and the
+``gdnlab counters`` command's handling of wrong files.
 
 Data: ``tests/data/ncu_raw_constructed.csv`` + ``ncu_manifest_constructed.json`` are *constructed* in the
 format of ``ncu --import R --csv --page raw --print-units base`` (Nsight Compute 2025.3); the real H100
-capture (``tests/data/ncu_raw_h100.csv`` + ``ncu_manifest_h100.json``, from scripts/gpu/run_metrics.py) is
+capture (``tests/data/ncu_raw_h100.csv`` + ``ncu_manifest_h100.json``, from scripts/gpu/run_counters.py) is
 tested by ``test_real_h100_capture`` when present.
 """
 from __future__ import annotations
@@ -21,7 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdnlab.metrics import (
+from gdnlab.cli.counters import configure_parser, run
+from gdnlab.counters import (
+    CAUSES,
     JOIN_KEYS,
     NcuNotFoundError,
     assemble,
@@ -29,16 +32,15 @@ from gdnlab.metrics import (
     build_import_command,
     build_profile_command,
     compare_with_sweep,
-    configure_parser,
     find_ncu,
     format_table,
     nsight_python_support,
     parse_raw_csv,
     profile_kernels,
-    run,
     summarize_calls,
 )
-from gdnlab.metrics.ncu import metric_errors_in_log, metric_names, parse_version, to_base_unit
+from gdnlab.counters.ncu import metric_errors_in_log, metric_names, parse_version, to_base_unit
+from gdnlab.errors import DataError
 from gdnlab.roofline import gdn_bytes
 from gdnlab.shapes import GDNShape, preset
 
@@ -82,16 +84,28 @@ def test_parse_constructed_raw_csv():
         assert pd.api.types.is_float_dtype(k[m]), m
 
 
-INLINE = textwrap.dedent('''\
-    ==PROF== Connected to process 77 (/usr/bin/python3.12)
-    ==PROF== Profiling "kern_a" - 0: 0%....50%....100% - 3 passes
-    "ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","dram__bytes_read.sum","gpu__time_duration.sum","launch__func_cache_config","dram__cycles_elapsed.avg.per_second","lts__t_sector_hit_rate.pct"
-    "","","","","","","","","","","","Kbyte","usecond","","Mhz","%"
-    "0","77","python3.12","h","kern_a","1","7","(128, 1, 1)","(2, 1, 1)","0","9.0","1,234.50","2.5","CachePreferNone","2,619","n/a"
-    ==WARNING== a warning line inside the output
-    "1","77","python3.12","h","void ns::kern_b<float>(float *, int)","1","7","(64, 1, 1)","(4, 2, 1)","0","9.0","2","0.001","CachePreferNone","1","50"
-    ==PROF== Disconnected from process 77
-    ''')
+FIXED = ["ID", "Process ID", "Process Name", "Host Name", "Kernel Name", "Context", "Stream", "Block Size",
+         "Grid Size", "Device", "CC"]
+
+
+def _line(*cells: str) -> str:
+    """One ncu CSV line: every field quoted, as ncu writes them."""
+    return ",".join(f'"{c}"' for c in cells)
+
+
+INLINE = "\n".join([
+    "==PROF== Connected to process 77 (/usr/bin/python3.12)",
+    '==PROF== Profiling "kern_a" - 0: 0%....50%....100% - 3 passes',
+    _line(*FIXED, "dram__bytes_read.sum", "gpu__time_duration.sum", "launch__func_cache_config",
+          "dram__cycles_elapsed.avg.per_second", "lts__t_sector_hit_rate.pct"),
+    _line(*[""] * 11, "Kbyte", "usecond", "", "Mhz", "%"),
+    _line("0", "77", "python3.12", "h", "kern_a", "1", "7", "(128, 1, 1)", "(2, 1, 1)", "0", "9.0", "1,234.50", "2.5",
+          "CachePreferNone", "2,619", "n/a"),
+    "==WARNING== a warning line inside the output",
+    _line("1", "77", "python3.12", "h", "void ns::kern_b<float>(float *, int)", "1", "7", "(64, 1, 1)", "(4, 2, 1)",
+          "0", "9.0", "2", "0.001", "CachePreferNone", "1", "50"),
+    "==PROF== Disconnected from process 77",
+]) + "\n"
 
 
 def test_parse_units_noise_and_text_metrics():
@@ -107,12 +121,16 @@ def test_parse_units_noise_and_text_metrics():
 
 
 def test_parse_long_form_is_pivoted():
-    text = textwrap.dedent('''\
-        "ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"
-        "0","9","py","h","k0","1","7","(32, 1, 1)","(1, 1, 1)","0","9.0","","gpu__time_duration.sum","nsecond","1,500"
-        "0","9","py","h","k0","1","7","(32, 1, 1)","(1, 1, 1)","0","9.0","","dram__bytes_read.sum","Mbyte","1.5"
-        "1","9","py","h","k1","1","7","(32, 1, 1)","(1, 1, 1)","0","9.0","","gpu__time_duration.sum","usecond","3"
-        ''')
+    pre = ["py", "h"]
+    text = "\n".join([
+        _line(*FIXED, "Section Name", "Metric Name", "Metric Unit", "Metric Value"),
+        _line("0", "9", *pre, "k0", "1", "7", "(32, 1, 1)", "(1, 1, 1)", "0", "9.0", "", "gpu__time_duration.sum",
+              "nsecond", "1,500"),
+        _line("0", "9", *pre, "k0", "1", "7", "(32, 1, 1)", "(1, 1, 1)", "0", "9.0", "", "dram__bytes_read.sum",
+              "Mbyte", "1.5"),
+        _line("1", "9", *pre, "k1", "1", "7", "(32, 1, 1)", "(1, 1, 1)", "0", "9.0", "", "gpu__time_duration.sum",
+              "usecond", "3"),
+    ]) + "\n"
     k = parse_raw_csv(text)
     assert list(k["kernel"]) == ["k0", "k1"]
     assert k.loc[0, "gpu__time_duration.sum"] == 1500.0 and k.loc[1, "gpu__time_duration.sum"] == 3000.0
@@ -227,7 +245,8 @@ def _sweep_from(summary: pd.DataFrame, factor: float = 1.0) -> pd.DataFrame:
         t_us = fb / (r["dram_bw_gbps"] * 1e3) * factor               # formula bytes at the counter bandwidth
         rows.append({"backend": r["backend"], "mode": r["mode"], "batch": int(r["batch"]),
                      "draft_tokens": int(r["draft_tokens"]), "state_dtype": r["state_dtype"],
-                     "preset": "qwen3.5-397b-a17b", "tp": 4, "time_us": t_us, "gpu": "NVIDIA H100 80GB HBM3"})
+                     "preset": "qwen3.5-397b-a17b", "tp": 4, "status": "ok", "time_us": t_us,
+                     "gpu": "NVIDIA H100 80GB HBM3"})
     return pd.DataFrame(rows)
 
 
@@ -235,9 +254,9 @@ def test_compare_with_sweep_agrees_and_flags(metrics_df):
     s = summarize_calls(metrics_df)
     sweep = _sweep_from(s)
     sweep.loc[(sweep["backend"] == "triton") & (sweep["batch"] == 1) & (sweep["mode"] == "decode"), "time_us"] *= 1.5
-    sweep = pd.concat([sweep, sweep.assign(time_us=sweep["time_us"] * 1.02)])    # 2 rows per config: median
     sweep = sweep[~((sweep["backend"] == "flashinfer") & (sweep["mode"] == "verify"))]
-    cmp = compare_with_sweep(metrics_df, sweep)
+    # two sweeps (a list of frames or files) give 2 rows per configuration: their median is used
+    cmp = compare_with_sweep(metrics_df, [sweep, sweep.assign(time_us=sweep["time_us"] * 1.02)])
     assert len(cmp) == 7 and cmp.attrs["time_col"] == "time_us" and "preset" in cmp.attrs["join_keys"]
     assert "gpu" in cmp.attrs["join_keys"]
     slow = cmp[(cmp["backend"] == "triton") & (cmp["batch"] == 1) & (cmp["mode"] == "decode")].iloc[0]
@@ -251,22 +270,33 @@ def test_compare_with_sweep_agrees_and_flags(metrics_df):
     assert (cmp["peak_hbm_gbps"] == 3350.0).all()
 
 
-def test_compare_normalizes_sweep_names(metrics_df):
-    s = summarize_calls(metrics_df)
-    sweep = _sweep_from(s).rename(columns={"batch": "B", "draft_tokens": "T"})
-    sweep["state_dtype"] = sweep["state_dtype"].map({"float32": "fp32", "bfloat16": "bf16"})
-    sweep["mode"] = sweep["mode"].map({"decode": "DECODE", "verify": "mtp"})
-    sweep["time_ms"] = sweep.pop("time_us") / 1e3
-    cmp = compare_with_sweep(metrics_df, sweep.drop(columns=["gpu"]))
+def test_compare_reads_earlier_sweep_files(metrics_df, tmp_path):
+    """A sweep file of an earlier gdnlab (``concurrency`` for the batch, no ``strategy``) is read through
+    gdnlab.results.load_sweep and joins like a current one; several files are concatenated."""
+    s = _sweep_from(summarize_calls(metrics_df)).rename(columns={"batch": "concurrency"})
+    s.iloc[:3].to_parquet(tmp_path / "a.parquet", index=False)
+    s.iloc[3:].to_csv(tmp_path / "b.csv", index=False)
+    cmp = compare_with_sweep(metrics_df, [tmp_path / "a.parquet", tmp_path / "b.csv"])
     assert cmp["sweep_time_us"].notna().all() and (~cmp["flag"]).all()
+    assert (cmp["cause"] == "agree").all()
+
+
+def test_compare_names_columns_of_other_programs(metrics_df):
+    """Columns gdnlab never writes (``B``, ``time_ms``) are not guessed at: a one-line error names them."""
+    sweep = _sweep_from(summarize_calls(metrics_df)).rename(columns={"batch": "B"})
+    with pytest.raises(DataError, match=r"lacks the columns \['batch'\]"):
+        compare_with_sweep(metrics_df, sweep)
+    with pytest.raises(DataError, match="time_us"):
+        compare_with_sweep(metrics_df, _sweep_from(summarize_calls(metrics_df)).rename(columns={"time_us": "time_ms"}))
 
 
 def test_compare_bad_input_is_a_clear_error(metrics_df):
-    with pytest.raises(ValueError, match="lacks the join columns"):
+    with pytest.raises(ValueError, match="lacks the columns"):
         compare_with_sweep(metrics_df, pd.DataFrame({"backend": ["triton"], "time_us": [1.0]}))
-    with pytest.raises(ValueError, match="no timing column"):
+    with pytest.raises(ValueError, match="time_us"):
         compare_with_sweep(metrics_df, pd.DataFrame({"backend": ["t"], "mode": ["decode"], "batch": [1],
-                                                     "state_dtype": ["float32"]}))
+                                                     "draft_tokens": [1], "state_dtype": ["float32"],
+                                                     "status": ["ok"]}))
     with pytest.raises(ValueError, match="tolerance"):
         compare_with_sweep(metrics_df, _sweep_from(summarize_calls(metrics_df)), tolerance=2)
 
@@ -306,7 +336,7 @@ def test_find_ncu_errors_name_what_to_set(tmp_path, monkeypatch):
         find_ncu()
     monkeypatch.delenv("NCU")
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("gdnlab.metrics.ncu._CANDIDATE_GLOBS", (str(tmp_path / "none" / "ncu"),))
+    monkeypatch.setattr("gdnlab.counters.ncu._CANDIDATE_GLOBS", (str(tmp_path / "none" / "ncu"),))
     with pytest.raises(NcuNotFoundError, match="Nsight Compute") as exc:
         find_ncu()
     assert "NCU=" in str(exc.value)
@@ -385,7 +415,7 @@ def _plan(tmp_path: Path, backends=("reference",), device="cpu") -> dict:
 
 
 def test_driver_runs_a_plan_on_cpu(tmp_path):
-    from gdnlab.metrics.driver import run_plan
+    from gdnlab.counters.driver import run_plan
 
     plan = _plan(tmp_path, backends=("reference", "flashinfer"))
     man = run_plan(plan)
@@ -478,7 +508,7 @@ def test_cli_from_raw_with_sweep(tmp_path, metrics_df, capsys):
 
 def test_figures_carry_measured_provenance(metrics_df):
     pytest.importorskip("plotly")
-    from gdnlab.plots.metrics import bandwidth_agreement_figure, counters_figure
+    from gdnlab.plots.counters import bandwidth_agreement_figure, counters_figure, l2_residency_figure
 
     fig = counters_figure(metrics_df)
     assert "measured" in fig.layout.meta["provenance"] and "NVIDIA H100" in fig.layout.meta["provenance"]
@@ -489,10 +519,14 @@ def test_figures_carry_measured_provenance(metrics_df):
     assert "measured" in fig2.layout.meta["provenance"] and "0/7 agree within" in fig2.layout.title.text
     with pytest.raises(ValueError, match="compare_with_sweep"):
         bandwidth_agreement_figure(metrics_df)
+    fig3 = l2_residency_figure(cmp)
+    assert "measured" in fig3.layout.meta["provenance"]
+    assert sum(len(t.x) for t in fig3.data) == len(cmp)             # every configuration is a point
+    assert any("L2 50 MiB" in (a.text or "") for a in fig3.layout.annotations)
 
 
 def test_import_does_not_load_gpu_packages():
-    code = ("import sys, gdnlab.metrics, gdnlab.metrics.profile; "
+    code = ("import sys, gdnlab.counters, gdnlab.counters.profile, gdnlab.cli.counters; "
             "bad = [m for m in ('nsight', 'flashinfer', 'ncu_report', 'plotly', 'triton') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
@@ -500,7 +534,7 @@ def test_import_does_not_load_gpu_packages():
 
 # ------------------------------------------------------------------------------------------ real capture
 @pytest.mark.skipif(not REAL_RAW.exists(), reason="tests/data/ncu_raw_h100.csv not captured yet "
-                    "(scripts/gpu/run_metrics.py writes $GDNLAB_OUT/ncu_raw.csv; the lead commits it)")
+                    "(scripts/gpu/run_counters.py writes $GDNLAB_OUT/ncu_raw.csv)")
 def test_real_h100_capture():
     k = parse_raw_csv(REAL_RAW)
     assert len(k) > 0 and k["kernel"].str.contains("gdnlab_ncu_marker").any()
@@ -508,7 +542,8 @@ def test_real_h100_capture():
               "dram__throughput.avg.pct_of_peak_sustained_elapsed", "launch__registers_per_thread"):
         assert m in k and pd.api.types.is_float_dtype(k[m]), m
     assert (k["gpu__time_duration.sum"] > 0).all()
-    for m in ("dram__throughput.avg.pct_of_peak_sustained_elapsed", "sm__warps_active.avg.pct_of_peak_sustained_active"):
+    for m in ("dram__throughput.avg.pct_of_peak_sustained_elapsed",
+              "sm__warps_active.avg.pct_of_peak_sustained_active"):
         if m in k:
             assert k[m].dropna().between(0, 100.5).all(), m
     # ncu's L2 sector hit rate counts hits and misses from separately sampled counters and can read a
@@ -528,7 +563,7 @@ def test_real_h100_capture():
 
 
 def test_driver_respects_the_deadline(tmp_path):
-    from gdnlab.metrics.driver import run_plan
+    from gdnlab.counters.driver import run_plan
 
     plan = _plan(tmp_path)
     plan["deadline_epoch"] = 0.0                                   # long past
@@ -540,7 +575,7 @@ def test_driver_respects_the_deadline(tmp_path):
 def test_stream_stops_a_run_past_its_timeout(tmp_path):
     import time
 
-    from gdnlab.metrics.profile import _stream
+    from gdnlab.counters.profile import _stream
 
     t0 = time.time()
     rc, timed_out = _stream([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
@@ -551,11 +586,13 @@ def test_stream_stops_a_run_past_its_timeout(tmp_path):
 
 
 def test_nsight_python_rows_become_the_same_frame(manifest):
-    from gdnlab.metrics.profile import nspy_rows_to_kernels
+    from gdnlab.counters.frame import nspy_rows_to_kernels
 
     rows = []
-    for idx, kernel, n in ((0, "_gdn_fused_recurrent", 1), (6, "fill_kernel|kernel_cutlass_gdn_verify_kernel_mtp_0", 2)):
-        rows += [{"idx": idx, "metric": "gpu__time_duration.sum", "value": 3000.0 * n, "unit": "nsecond", "kernel": kernel},
+    for idx, kernel, n in ((0, "_gdn_fused_recurrent", 1),
+                           (6, "fill_kernel|kernel_cutlass_gdn_verify_kernel_mtp_0", 2)):
+        rows += [{"idx": idx, "metric": "gpu__time_duration.sum", "value": 3000.0 * n, "unit": "nsecond",
+                  "kernel": kernel},
                  {"idx": idx, "metric": "dram__bytes_read.sum", "value": 2.0 * n, "unit": "Mbyte", "kernel": kernel},
                  {"idx": idx, "metric": "dram__bytes_write.sum", "value": 1e6, "unit": "byte", "kernel": kernel},
                  {"idx": idx, "metric": "sm__warps_active.avg.pct_of_peak_sustained_active", "value": 40.0 * n,
@@ -579,12 +616,103 @@ def test_compare_with_real_h100_sweep_uses_only_comparable_rows():
     """Eager, pool-scoped and rejected sweep rows are left out, intermediates of another dtype never
     joined; at B=256 (state far larger than L2) counters and formula agree within 10 %."""
     m = pd.read_parquet(REAL_METRICS)
-    s = pd.concat([pd.read_parquet(REAL_SWEEP), pd.read_parquet(REAL_SWEEP_FP32I)], ignore_index=True)
-    c = compare_with_sweep(m, s)
+    c = compare_with_sweep(m, [REAL_SWEEP, REAL_SWEEP_FP32I])
     assert (c["sweep_rows"].dropna() == 1).all(), "one graph-timed batch-scoped row per configuration"
     big = c[(c["batch"] == 256) & (c["state_dtype"] == "float32")]
     assert len(big) == 4 and big["agree"].all(), big[["backend", "mode", "bw_ratio"]]
     # without the fp32-intermediate rows, Triton's bf16 verify (profiled with fp32 intermediates) finds no match
-    c2 = compare_with_sweep(m, pd.read_parquet(REAL_SWEEP))
+    c2 = compare_with_sweep(REAL_METRICS, pd.read_parquet(REAL_SWEEP))
     tv = c2[(c2["backend"] == "triton") & (c2["mode"] == "verify") & (c2["state_dtype"] == "bfloat16")]
     assert tv["sweep_time_us"].isna().all()
+
+
+@pytest.mark.skipif(not (REAL_SWEEP.exists() and REAL_METRICS.exists()), reason="shipped H100 sweep/metrics absent")
+def test_every_real_h100_configuration_gets_a_diagnosis():
+    """Counters vs formula for every profiled configuration, each with a cause and a diagnosis; the
+    disagreements at small B are explained (L2-resident writes, extra kernels), not filtered out."""
+    from gdnlab.hardware import spec_for
+
+    m = pd.read_parquet(REAL_METRICS)
+    c = compare_with_sweep(m, [REAL_SWEEP, REAL_SWEEP_FP32I])
+    configs = summarize_calls(m)[list(JOIN_KEYS)].drop_duplicates()
+    assert len(c) == len(configs) and not c.duplicated(list(JOIN_KEYS)).any()
+    assert c["sweep_time_us"].notna().all(), c.loc[c["sweep_time_us"].isna(), list(JOIN_KEYS)]
+    assert c["cause"].isin(CAUSES).all() and (c["diagnosis"].str.len() > 0).all()
+    assert (c["cause"] == "agree").eq(c["agree"]).all()
+    assert (c.loc[~c["agree"], "cause"] != "agree").all()
+    l2 = spec_for(str(m["gpu"].iloc[0])).l2_mb * 2**20
+    # decode writes its state back; where that fits in L2 the DRAM counters miss the write
+    small = c[(c["mode"] == "decode") & (c["written_bytes"] <= l2) & (c["bytes_ratio"] < 0.9)]
+    assert len(small) >= 8
+    assert small["diagnosis"].str.contains("L2-resident state at small B").all()
+    # FlashInfer calls with helper kernels besides the GDN kernel are named as such
+    extra = c[(c["n_kernels"] > 1) & (c["gdn_share"] < 0.9) & ~c["agree"]]
+    assert len(extra) and (extra["cause"] == "extra kernels").all()
+    assert (extra["gdn_duration_us"] < extra["ncu_duration_us"]).all()
+
+
+# ------------------------------------------------------------------------------------------ wrong files
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    from gdnlab.cli import main
+
+    rc = main(["counters", *argv])
+    cap = capsys.readouterr()
+    return rc, cap.err.strip()
+
+
+@pytest.mark.skipif(not REAL_SWEEP.exists(), reason="shipped H100 sweep absent")
+def test_cli_sweep_given_as_counters_is_one_line(capsys):
+    rc, err = _cli(["--input", str(REAL_SWEEP)], capsys)
+    assert rc == 4 and len(err.splitlines()) == 1
+    assert "is a sweep file, not a counters file" in err and str(REAL_SWEEP) in err
+
+
+def test_cli_random_bytes_name_the_file_and_what_was_expected(tmp_path, capsys):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(bytes(range(256)) * 8)
+    rc, err = _cli(["--input", str(junk)], capsys)
+    assert rc == 4 and len(err.splitlines()) == 1 and str(junk) in err and "counters table" in err
+    rc, err = _cli(["--from-raw", str(junk), "--manifest", str(MANIFEST), "--out", str(tmp_path)], capsys)
+    assert rc == 4 and len(err.splitlines()) == 1 and str(junk) in err and "Nsight Compute CSV" in err
+    rc, err = _cli(["--from-raw", str(RAW), "--manifest", str(junk), "--out", str(tmp_path)], capsys)
+    assert rc == 4 and str(junk) in err and "manifest" in err
+    parquet = tmp_path / "junk.parquet"
+    parquet.write_bytes(b"\x91" * 64)
+    rc, err = _cli(["--input", str(parquet)], capsys)
+    assert rc == 4 and str(parquet) in err
+
+
+def test_cli_keeps_existing_outputs_when_a_write_fails(tmp_path, metrics_df, monkeypatch, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "ncu_metrics.parquet").write_bytes(b"earlier results")
+    sweep = tmp_path / "sweep.csv"
+    _sweep_from(summarize_calls(metrics_df)).to_csv(sweep, index=False)
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fail)
+    rc, err = _cli(["--from-raw", str(RAW), "--manifest", str(MANIFEST), "--sweep", str(sweep), "--out", str(out)],
+                   capsys)
+    assert rc == 7 and "disk full" in err and "\n" not in err            # one line, the I/O error exit code
+    assert (out / "ncu_metrics.parquet").read_bytes() == b"earlier results"
+    assert [p.name for p in out.iterdir()] == ["ncu_metrics.parquet"]      # no temporary file left behind
+    # a sweep that is not a sweep fails before anything is written
+    monkeypatch.undo()
+    rc, err = _cli(["--from-raw", str(RAW), "--manifest", str(MANIFEST), "--sweep", str(RAW), "--out", str(out)],
+                   capsys)
+    assert rc == 4 and (out / "ncu_metrics.parquet").read_bytes() == b"earlier results"
+
+
+def test_cli_options_have_help_and_batches_is_a_comma_list():
+    p = argparse.ArgumentParser()
+    configure_parser(p)
+    no_help = [a.option_strings for a in p._actions if a.option_strings and a.option_strings != ["-h", "--help"]
+               and not a.help]
+    assert not no_help, no_help
+    args = p.parse_args(["--batches", "1, 8,64", "--engine", "ncu-csv", "--cache-control", "none"])
+    assert args.batches == [1, 8, 64] and args.engine == "ncu-csv" and args.cache_control == "none"
+    assert p.parse_args(["--batch", "4"]).batches == [4]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--batches", "1,x"])
