@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,13 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gdnlab import traces
+from gdnlab.traces import synthetic
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import tracegen  # noqa: E402
-
-from gdnlab import traces  # noqa: E402
 
 
 def run_gdnlab(path: Path, workers: int | None) -> tuple[float, float, pd.DataFrame]:
@@ -110,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.sqlite"
         t0 = time.perf_counter()
-        syn = tracegen.decode_loop(steps, layers=layers, kernels_per_layer=per_layer)
-        tracegen.write_nsys_sqlite(path, syn, "2025.3")
+        syn = synthetic.decode_loop(steps, layers=layers, kernels_per_layer=per_layer)
+        synthetic.write_nsys_sqlite(path, syn, "2025.3")
         gen_s = time.perf_counter() - t0
         sizes = {"kernels": len(syn.kernels), "runtime_rows": len(syn.runtime), "nvtx_ranges": len(syn.ranges),
                  "file_mb": round(path.stat().st_size / 2**20, 1)}

@@ -1,18 +1,13 @@
 """Analyses: kernel classes, range breakdown, idle gaps, step overhead, compare."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg
-
 from gdnlab import traces
 from gdnlab.traces import kernel_class, short_kernel_name
+from gdnlab.traces import synthetic as tg
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +21,10 @@ def hm(tmp_path_factory):
     ("void gdn::gated_delta_rule_decode_pretranspose_kernel<128, 128, float>(Params)",
      "gated_delta_rule_decode_pretranspose_kernel", "gdn"),
     ("fused_recurrent_gated_delta_rule_fwd_kernel", "fused_recurrent_gated_delta_rule_fwd_kernel", "gdn"),
-    ("fused_sigmoid_gating_delta_rule_update_kernel_0d1d2d", "fused_sigmoid_gating_delta_rule_update_kernel_0d1d2d", "gdn"),
-    ("kernel_cutlass_GatedDeltaNetMTP_1a2b3c4d_0", "kernel_cutlass_GatedDeltaNetMTP_1a2b3c4d_0", "kernel_cutlass_GatedDeltaNetMTP"),
+    ("fused_sigmoid_gating_delta_rule_update_kernel_0d1d2d", "fused_sigmoid_gating_delta_rule_update_kernel_0d1d2d",
+     "gdn"),
+    ("kernel_cutlass_GatedDeltaNetMTP_1a2b3c4d_0", "kernel_cutlass_GatedDeltaNetMTP_1a2b3c4d_0",
+     "kernel_cutlass_GatedDeltaNetMTP"),
     ("triton_poi_fused_add_mul_sigmoid_0", "triton_poi_fused_add_mul_sigmoid_0", "triton_poi_fused_add_mul_sigmoid"),
     ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n", "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n",
      "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n"),
@@ -52,7 +49,8 @@ def test_kernel_summary_by_class_and_short_name(hm):
     by_short = traces.kernel_summary(hm, by="short_name").set_index("short_name")
     assert by_short.loc["foo", "count"] == 2 and by_short.loc["foo", "median_ns"] == 5_000
     assert by_class["total_ns"].sum() == hm.kernels["duration_ns"].sum()
-    assert "measured" in by_class.attrs["provenance"]
+    assert by_class.attrs["provenance"].startswith("synthetic")      # generated: never "measured"
+    assert "hm.sqlite" in by_class.attrs["provenance"]
 
 
 def test_range_breakdown(hm):
@@ -144,3 +142,27 @@ def test_compare_missing_class_gives_nan_ratio(tmp_path, hm):
     c = traces.compare(hm, other)
     row = c[(c["key"] == "only_here") & (c["metric"] == "count")].iloc[0]
     assert pd.isna(row["flashinfer"]) and row["triton"] == 1 and pd.isna(row["ratio"])
+
+
+def test_analyses_take_frames_and_import_no_trace_module():
+    """analysis.py works on DataFrames and never imports trace.py (the facade imports it, one way)."""
+    import ast
+    import inspect
+
+    from gdnlab.traces import analysis
+    tree = ast.parse(inspect.getsource(analysis))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any(m.split(".")[-1] == "trace" for m in imported), imported
+
+
+def test_facade_equals_analyses_on_frames(hm):
+    from gdnlab.traces import analysis
+    pd.testing.assert_frame_equal(traces.kernel_summary(hm, by="class"),
+                                  analysis.kernel_summary(hm.kernels, by="class"))
+    pd.testing.assert_frame_equal(hm.range_breakdown(depth=0),
+                                  analysis.range_breakdown(hm.gpu_ranges, hm.kernels, depth=0))
+    pd.testing.assert_frame_equal(hm.step_overhead(), analysis.step_overhead(hm.gpu_ranges))
+    pd.testing.assert_frame_equal(hm.gpu_idle_gaps(), analysis.gpu_idle_gaps(hm.kernels, hm.gpu_ranges))
+    assert analysis.kernel_summary(hm.kernels).attrs == {}          # provenance is the facade's job
+    assert hm.kernel_summary().attrs["provenance"] == hm.provenance()

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg
-
 from gdnlab import traces
 from gdnlab.traces import TraceError
+from gdnlab.traces import synthetic as tg
 
 SMALL = {
     "schemaVersion": 1,
@@ -75,7 +72,21 @@ def test_small_kineto_metadata(small):
     assert md["gpus"][0]["sm"] == "sm90" and md["gpus"][0]["sm_count"] == 132
     assert md["trace_span_ns"] == (100_000, 150_000)
     p = t.provenance()
-    assert p.startswith("measured") and "H100" in p and small.name in p and "Kineto" in p
+    # test data that does not say gdnlab made it is not "measured", whatever GPU it names
+    assert p.startswith("synthetic") and "H100" in p and small.name in p and "Kineto" in p
+    assert md["gdnlab_capture"] is False and md["synthetic"] is None
+
+
+def test_kineto_made_by_gdnlab_is_measured(tmp_path):
+    p = tmp_path / "mine.json"
+    p.write_text(json.dumps({**SMALL, "gdnlab": {"version": "0.1.0", "command": "gdnlab workload"}}))
+    t = traces.load(p)
+    assert t.status == "measured" and t.provenance().startswith("measured · NVIDIA H100")
+    # ... unless it also carries the generator's marker, or names no GPU
+    p.write_text(json.dumps({**SMALL, "gdnlab": {"version": "0.1.0"}, "gdnlab_synthetic": {"generator": "x"}}))
+    assert traces.load(p).status == "synthetic"
+    p.write_text(json.dumps({**SMALL, "gdnlab": {"version": "0.1.0"}, "deviceProperties": []}))
+    assert traces.load(p).status == "synthetic"
 
 
 def test_kineto_analyses_run(small):

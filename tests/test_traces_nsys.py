@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import sqlite3
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg
-
 from gdnlab import traces
 from gdnlab.traces import TraceError, TraceNotFoundError
+from gdnlab.traces import synthetic as tg
 
 
 @pytest.fixture(scope="module", params=tg.SCHEMAS)
@@ -100,15 +97,44 @@ def test_metadata_2025_has_gpu_and_version(tmp_path):
     assert md["nsys_version"].startswith("2025.3.1") and md["export_schema_version"]
     assert md["capture_start_utc_ns"] == tg.Synthetic(None, None, None).session_start_utc_ns
     text = t.provenance()
-    assert text.startswith("measured") and "H100" in text and "sm90" in text and "m.sqlite" in text
+    # a generated export names an H100 but carries the synthetic marker: never "measured"
+    assert text.startswith("synthetic") and "H100" in text and "sm90" in text and "m.sqlite" in text
     assert "nsys 2025.3.1" in text
+    assert t.status == "synthetic" and md["synthetic"]["generator"] == "gdnlab.traces.synthetic"
+
+
+@pytest.mark.parametrize("command,marker,status", [
+    (["python3", "-m", "gdnlab", "workload", "--backend", "triton"], False, "measured"),   # gdnlab capture
+    (["/venv/bin/python3", "-m", "gdnlab.workload"], False, "measured"),
+    (["python3", "-m", "gdnlab", "workload"], True, "synthetic"),      # the generator's marker wins
+    (["python3", "serve.py", "--model", "/models/gdnlab-ish"], False, "synthetic"),   # someone else's run
+    (None, False, "synthetic"),                                         # no command recorded
+])
+def test_status_from_capture_metadata(tmp_path, command, marker, status):
+    syn = tg.handmade()
+    syn.capture_command = command
+    t = traces.load(tg.write_nsys_sqlite(tmp_path / "c.sqlite", syn, marker=marker))
+    assert t.status == status, t.status_reason
+    assert t.provenance().startswith(f"{status} · NVIDIA H100 80GB HBM3 (sm90) · c.sqlite")
+    assert t.metadata["gdnlab_capture"] is (command is not None and "gdnlab" in " ".join(command[1:3]))
+
+
+def test_gdnlab_capture_without_gpu_compute_capability_is_synthetic(tmp_path):
+    syn = tg.handmade()
+    syn.capture_command = ["python3", "-m", "gdnlab", "workload"]
+    p = tg.write_nsys_sqlite(tmp_path / "c.sqlite", syn, marker=False)
+    with sqlite3.connect(p) as db:
+        db.execute("UPDATE TARGET_INFO_GPU SET computeMajor = NULL, computeMinor = NULL")
+        db.execute("DROP TABLE TARGET_INFO_CUDA_DEVICE")
+    t = traces.load(p)
+    assert t.gpu["sm_inferred"] and t.status == "synthetic" and "compute capability" in t.status_reason
 
 
 def test_metadata_old_schema_without_gpu_tables(tmp_path):
     p = tg.write_nsys_sqlite(tmp_path / "old.sqlite", tg.handmade(), "2021")
     t = traces.load(p)
     assert t.metadata["gpus"] == [] and t.metadata["nsys_version"] is None
-    assert "GPU unknown" in t.provenance() and "measured" in t.provenance()
+    assert "GPU unknown" in t.provenance() and t.provenance().startswith("synthetic")
 
 
 def test_gpu_name_only_infers_sm(tmp_path):

@@ -1,17 +1,12 @@
 """NVTX-to-GPU projection on hand-made cases, and the numpy helpers against brute force."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg
-
 from gdnlab import traces
+from gdnlab.traces import synthetic as tg
 from gdnlab.traces.projection import (
     link_launches,
     merged_intervals,

@@ -46,6 +46,9 @@ def test_real_trace_matches_sql(path: Path):
     top = g[g["depth"] == 0]
     assert top["kernel_count"].sum() <= n_k
     assert t.provenance().startswith("measured")
+    # captured by gdnlab (META_DATA_CAPTURE names gdnlab's workload) on the H100 the export names
+    assert t.status == "measured" and t.metadata["gdnlab_capture"] and t.metadata["synthetic"] is None
+    assert t.warnings == []
 
 
 @pytest.mark.parametrize("path", PARAMS)

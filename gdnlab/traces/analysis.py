@@ -1,13 +1,15 @@
-"""Analyses over a :class:`~gdnlab.traces.Trace`; each returns a DataFrame (times in ns).
+"""Analyses of a trace's frames; each takes DataFrames and returns a DataFrame (times in ns).
 
-Every result carries ``df.attrs["provenance"]`` (the trace's one-line provenance) so a figure made
-from it can show where the numbers come from.
+The inputs are the frames of :class:`~gdnlab.traces.Trace` (``kernels``, ``gpu_ranges``); this module
+knows nothing of files or of the :class:`~gdnlab.traces.Trace` class. Use the facade
+(``trace.kernel_summary()`` or ``gdnlab.traces.kernel_summary(trace)``), which also stamps
+``df.attrs["provenance"]`` with the trace's one-line provenance, so a figure made from the result can
+show where the numbers come from.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,18 +17,10 @@ import pandas as pd
 from .names import DEFAULT_CLASS_RULES, kernel_classes
 from .projection import merged_intervals
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .trace import Trace
-
 __all__ = ["kernel_summary", "range_breakdown", "gpu_idle_gaps", "step_overhead", "compare",
-           "step_mask", "group_text"]
+           "kernel_class_summary", "gpu_busy_total_ns", "step_mask", "group_text"]
 
 _NUM = re.compile(r"\d+")
-
-
-def _tag(df: pd.DataFrame, *traces: Trace) -> pd.DataFrame:
-    df.attrs["provenance"] = " | ".join(t.provenance() for t in traces)
-    return df
 
 
 def group_text(text: pd.Series) -> pd.Series:
@@ -45,11 +39,11 @@ def step_mask(text: pd.Series, step: str = "step", *, regex: bool = False) -> np
     return hits[codes] if len(hits) else np.zeros(len(codes), dtype=bool)
 
 
-def kernel_summary(trace: Trace, *, by: str = "name") -> pd.DataFrame:
-    """Per kernel (``by``: ``"name"``, ``"short_name"`` or ``"class"``, see :mod:`.names`): count,
-    total_ns, share_pct (of the summed kernel time), mean_ns, median_ns, min_ns, max_ns, std_ns,
-    sorted by total time — the numbers of ``nsys stats -r cuda_gpu_kern_sum``."""
-    k = trace.kernels
+def kernel_summary(kernels: pd.DataFrame, *, by: str = "name") -> pd.DataFrame:
+    """Per kernel of a ``kernels`` frame (``by``: ``"name"``, ``"short_name"`` or ``"class"``, see
+    :mod:`.names`): count, total_ns, share_pct (of the summed kernel time), mean_ns, median_ns, min_ns,
+    max_ns, std_ns, sorted by total time — the numbers of ``nsys stats -r cuda_gpu_kern_sum``."""
+    k = kernels
     key = kernel_classes(k["name"]) if by == "class" else k[by]
     g = k["duration_ns"].groupby(key.rename(by), observed=True, sort=False)
     out = pd.DataFrame({"count": g.size(), "total_ns": g.sum(), "mean_ns": g.mean(), "median_ns": g.median(),
@@ -58,11 +52,13 @@ def kernel_summary(trace: Trace, *, by: str = "name") -> pd.DataFrame:
     out.insert(2, "share_pct", 100.0 * out["total_ns"] / total if total else np.nan)
     out = out.sort_values(["total_ns", "count"], ascending=False).reset_index()
     out[by] = out[by].astype(object)
-    return _tag(out, trace)
+    return out
 
 
-def _gpu_busy_total(trace: Trace) -> int:
-    k = trace.kernels
+def gpu_busy_total_ns(kernels: pd.DataFrame) -> int:
+    """GPU busy time of a ``kernels`` frame: per device, the length of the union of the kernel
+    intervals (overlapping streams counted once), summed over devices."""
+    k = kernels
     total = 0
     for _, g in k.groupby("device", sort=False):
         s, e = merged_intervals(g["start_ns"].to_numpy(), g["end_ns"].to_numpy())
@@ -70,8 +66,9 @@ def _gpu_busy_total(trace: Trace) -> int:
     return total
 
 
-def range_breakdown(trace: Trace, *, depth: int | None = None, pattern: str | None = None,
-                    group_numbers: bool = True, with_kernels_only: bool = False) -> pd.DataFrame:
+def range_breakdown(gpu_ranges: pd.DataFrame, kernels: pd.DataFrame, *, depth: int | None = None,
+                    pattern: str | None = None, group_numbers: bool = True,
+                    with_kernels_only: bool = False) -> pd.DataFrame:
     """Per NVTX range text: count, cpu_total_ns / cpu_mean_ns (range durations on the CPU),
     gpu_busy_total_ns / gpu_busy_mean_ns (union of the range's kernels on the GPU), gpu_span_mean_ns,
     kernel_count (total), kernels_per_range, share_pct (= gpu_busy_total_ns / GPU busy time of the whole
@@ -80,9 +77,9 @@ def range_breakdown(trace: Trace, *, depth: int | None = None, pattern: str | No
 
     ``depth``: keep one nesting level; ``pattern``: regex the text must contain;
     ``group_numbers``: group ``"step 1"``, ``"step 2"`` as ``"step #"``; ``with_kernels_only``: drop
-    ranges that launched no kernel.
+    ranges that launched no kernel. ``kernels`` gives the GPU busy time of the whole trace.
     """
-    r = trace.gpu_ranges
+    r = gpu_ranges
     if depth is not None:
         r = r[r["depth"] == depth]
     if pattern is not None:
@@ -99,21 +96,20 @@ def range_breakdown(trace: Trace, *, depth: int | None = None, pattern: str | No
         "kernel_count": g["kernel_count"].sum(), "kernels_per_range": g["kernel_count"].mean(),
         "depth": g["depth"].min(),
     })
-    busy = _gpu_busy_total(trace)
+    busy = gpu_busy_total_ns(kernels)
     out["share_pct"] = 100.0 * out["gpu_busy_total_ns"] / busy if busy else np.nan
-    out = out.sort_values(["gpu_busy_total_ns", "cpu_total_ns"], ascending=False).reset_index()
-    return _tag(out, trace)
+    return out.sort_values(["gpu_busy_total_ns", "cpu_total_ns"], ascending=False).reset_index()
 
 
-def gpu_idle_gaps(trace: Trace, *, device: int | None = None, min_gap_ns: int = 0,
-                  step: str = "step", regex: bool = False) -> pd.DataFrame:
+def gpu_idle_gaps(kernels: pd.DataFrame, gpu_ranges: pd.DataFrame, *, device: int | None = None,
+                  min_gap_ns: int = 0, step: str = "step", regex: bool = False) -> pd.DataFrame:
     """Idle periods of each GPU: the gaps between consecutive busy periods (kernels merged across
     streams, so a gap means *no* kernel ran on the device). Columns: device, gap_start_ns, gap_end_ns,
     gap_ns, before / after (names of the kernel that ended / started the gap), step_range_id and
     in_step (the step range whose projected GPU span [gpu_start_ns, gpu_end_ns] contains the gap —
     idle time *inside* a step — or NA / False for gaps between steps). Steps are matched as in
-    :func:`step_mask`. Only gaps >= ``min_gap_ns`` (default: all, > 0) are kept."""
-    k = trace.kernels
+    :func:`step_mask` among ``gpu_ranges``. Only gaps >= ``min_gap_ns`` (default: all, > 0) are kept."""
+    k = kernels
     if device is not None:
         k = k[k["device"] == device]
     frames = []
@@ -132,7 +128,7 @@ def gpu_idle_gaps(trace: Trace, *, device: int | None = None, min_gap_ns: int = 
                                     "after": names[at + 1]}))
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["device", "gap_start_ns", "gap_end_ns", "gap_ns", "before", "after"])
-    steps = trace.gpu_ranges
+    steps = gpu_ranges
     steps = steps[step_mask(steps["text"], step, regex=regex) & (steps["kernel_count"] > 0)]
     step_id = np.full(len(out), -1, np.int64)
     if len(steps) and len(out):
@@ -145,11 +141,12 @@ def gpu_idle_gaps(trace: Trace, *, device: int | None = None, min_gap_ns: int = 
         step_id[ok] = st["range_id"].to_numpy()[pos[ok]]
     out["step_range_id"] = pd.arrays.IntegerArray(np.maximum(step_id, 0), step_id < 0)
     out["in_step"] = step_id >= 0
-    return _tag(out, trace)
+    return out
 
 
-def step_overhead(trace: Trace, *, step: str = "step", regex: bool = False) -> pd.DataFrame:
-    """Per step range (matched as in :func:`step_mask`): GPU busy time against wall time.
+def step_overhead(gpu_ranges: pd.DataFrame, *, step: str = "step", regex: bool = False) -> pd.DataFrame:
+    """Per step range of ``gpu_ranges`` (matched as in :func:`step_mask`): GPU busy time against wall
+    time.
 
     Columns: range_id, text, pid, tid, start_ns, cpu_ns (range duration on the CPU), period_ns (to the
     next step's start on the same thread; NA for the last), kernel_count, gpu_start_ns, gpu_end_ns,
@@ -158,7 +155,7 @@ def step_overhead(trace: Trace, *, step: str = "step", regex: bool = False) -> p
     and the step's GPU work are done), overhead_ns (= wall_ns - gpu_busy_ns: time the step costs beyond
     its kernels, i.e. launch and host overhead), busy_pct (= 100 x gpu_busy_ns / wall_ns).
     """
-    r = trace.gpu_ranges
+    r = gpu_ranges
     r = r[step_mask(r["text"], step, regex=regex)].copy()
     r = r.sort_values(["pid", "tid", "start_ns"], kind="stable")
     nxt = r.groupby(["pid", "tid"], sort=False)["start_ns"].shift(-1)
@@ -175,8 +172,7 @@ def step_overhead(trace: Trace, *, step: str = "step", regex: bool = False) -> p
     out["wall_ns"] = end - out["start_ns"].to_numpy(np.int64)
     out["overhead_ns"] = out["wall_ns"] - out["gpu_busy_ns"]
     out["busy_pct"] = np.where(out["wall_ns"] > 0, 100.0 * out["gpu_busy_ns"] / out["wall_ns"].clip(lower=1), np.nan)
-    out = out.sort_values("start_ns", kind="stable", ignore_index=True)
-    return _tag(out, trace)
+    return out.sort_values("start_ns", kind="stable", ignore_index=True)
 
 
 def _long(df_a: pd.DataFrame, df_b: pd.DataFrame, key: str, metrics: Sequence[str], kind: str,
@@ -193,35 +189,45 @@ def _long(df_a: pd.DataFrame, df_b: pd.DataFrame, key: str, metrics: Sequence[st
     return pd.concat(rows, ignore_index=True)
 
 
-def compare(trace_a: Trace, trace_b: Trace, labels: tuple[str, str] = ("flashinfer", "triton"), *,
-            rules: Sequence[tuple[str, str]] = DEFAULT_CLASS_RULES, depth: int | None = None) -> pd.DataFrame:
+def kernel_class_summary(kernels: pd.DataFrame,
+                         rules: Sequence[tuple[str, str]] = DEFAULT_CLASS_RULES) -> pd.DataFrame:
+    """Per kernel class (see :mod:`.names`; ``rules`` overrides the class rules): class (str), count,
+    total_ns, mean_ns, median_ns."""
+    k = kernels
+    g = k["duration_ns"].groupby(kernel_classes(k["name"], rules).rename("class"), observed=True)
+    out = pd.DataFrame({"count": g.size(), "total_ns": g.sum(), "mean_ns": g.mean(),
+                        "median_ns": g.median()}).reset_index()
+    out["class"] = out["class"].astype(str)
+    return out
+
+
+def compare(kernels_a: pd.DataFrame, kernels_b: pd.DataFrame, ranges_a: pd.DataFrame | None = None,
+            ranges_b: pd.DataFrame | None = None, labels: tuple[str, str] = ("flashinfer", "triton"), *,
+            rules: Sequence[tuple[str, str]] = DEFAULT_CLASS_RULES) -> pd.DataFrame:
     """Side-by-side numbers of two traces, long format: one row per (kind, key, metric) with the
     value in each trace (columns named by ``labels``), ``delta`` (= b - a) and ``ratio`` (= b / a,
     NaN when a is 0 or missing).
 
-    * kind ``"kernel_class"`` (key: class, see :mod:`.names`; ``rules`` overrides the class rules):
-      metrics count, total_ns, mean_ns, median_ns;
-    * kind ``"range"`` (key: range text with numbers grouped, see :func:`range_breakdown`; ``depth``
-      keeps one nesting level): count, gpu_busy_mean_ns, cpu_mean_ns, kernels_per_range.
+    * kind ``"kernel_class"`` from the ``kernels`` frames (key: class, see
+      :func:`kernel_class_summary`): metrics count, total_ns, mean_ns, median_ns;
+    * kind ``"range"`` from the :func:`range_breakdown` tables ``ranges_a`` / ``ranges_b`` (key: range
+      text with numbers grouped), when given and not both empty: count, gpu_busy_mean_ns,
+      cpu_mean_ns, kernels_per_range.
     """
     if len(labels) != 2 or labels[0] == labels[1]:
         raise ValueError("labels must be two different names")
-
-    def classes(t: Trace) -> pd.DataFrame:
-        k = t.kernels
-        g = k["duration_ns"].groupby(kernel_classes(k["name"], rules).rename("class"), observed=True)
-        return pd.DataFrame({"count": g.size(), "total_ns": g.sum(), "mean_ns": g.mean(),
-                             "median_ns": g.median()}).reset_index().assign(**{"class": lambda d: d["class"].astype(str)})
-
-    parts = [_long(classes(trace_a), classes(trace_b), "class", ("count", "total_ns", "mean_ns", "median_ns"),
-                   "kernel_class", labels)]
-    ra = range_breakdown(trace_a, depth=depth)
-    rb = range_breakdown(trace_b, depth=depth)
+    parts = [_long(kernel_class_summary(kernels_a, rules), kernel_class_summary(kernels_b, rules), "class",
+                   ("count", "total_ns", "mean_ns", "median_ns"), "kernel_class", labels)]
+    ra = ranges_a if ranges_a is not None else pd.DataFrame()
+    rb = ranges_b if ranges_b is not None else pd.DataFrame()
     if len(ra) or len(rb):
+        cols = ["range", "count", "gpu_busy_mean_ns", "cpu_mean_ns", "kernels_per_range"]
+        ra = ra if len(ra) else pd.DataFrame(columns=cols)
+        rb = rb if len(rb) else pd.DataFrame(columns=cols)
         parts.append(_long(ra, rb, "range", ("count", "gpu_busy_mean_ns", "cpu_mean_ns", "kernels_per_range"),
                            "range", labels))
     out = pd.concat(parts, ignore_index=True)
     a, b = out[labels[0]], out[labels[1]]
     out["delta"] = b - a
     out["ratio"] = np.where((a != 0) & a.notna(), b / a.where(a != 0), np.nan)
-    return _tag(out, trace_a, trace_b)
+    return out

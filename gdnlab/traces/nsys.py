@@ -1,8 +1,17 @@
 """Reader for Nsight Systems SQLite exports (``nsys export --type sqlite``). Times are in ns.
 
 Schemas differ between nsys versions (columns and tables come and go), so every query is built from
-what ``PRAGMA table_info`` reports: missing optional columns become -1 / NA, missing optional tables
-become empty frames. Only ``CUPTI_ACTIVITY_KIND_KERNEL`` (with ``start``/``end``) is required.
+what ``PRAGMA table_info`` reports: missing optional columns become -1 / NA. Only
+``CUPTI_ACTIVITY_KIND_KERNEL`` (with ``start``/``end`` and a kernel name) is required; when a table a
+figure needs is absent (``StringIds`` for registered NVTX texts and API names, the CUDA API tables
+that link kernels to NVTX ranges, ``NVTX_EVENTS``) the reader says so in :attr:`NsysSource.warnings`
+instead of showing zeros or ``<string N>`` in silence. Times that are NULL, negative, not integers,
+or an end before its start are refused (:class:`~.errors.TraceDataError`).
+
+Provenance: :meth:`NsysSource.read_metadata` reports whether the export says gdnlab captured it
+(``gdnlab_capture``: the profiled command in ``META_DATA_CAPTURE`` names gdnlab, as
+``gdnlab capture`` records ``python -m gdnlab.workload``) and whether it carries the synthetic
+marker table (:data:`SYNTHETIC_TABLE`, written by :mod:`.synthetic`).
 
 Speed: integer columns are read with one ``group_concat(printf(...))`` per chunk of rows, run in
 threads (SQLite releases the GIL while it steps) and parsed with ``numpy.fromstring``; names stay
@@ -12,7 +21,6 @@ a row.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import warnings
 from collections.abc import Iterator
@@ -24,11 +32,13 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from .errors import TraceError
+from .errors import TraceDataError
+from .files import regular_file
+from .metadata import captured_by_gdnlab, find_nsys_version, gpus_from_nsys
 from .names import short_kernel_name
 
 __all__ = ["NsysSource", "SQLITE_MAGIC", "KERNEL_TABLE", "RUNTIME_TABLE", "DRIVER_TABLE", "NVTX_TABLE",
-           "NVTX_PUSHPOP", "NVTX_STARTEND", "NVTX_DOMAIN_CREATE", "decode_global_tid"]
+           "NVTX_PUSHPOP", "NVTX_STARTEND", "NVTX_DOMAIN_CREATE", "SYNTHETIC_TABLE", "decode_global_tid"]
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 KERNEL_TABLE = "CUPTI_ACTIVITY_KIND_KERNEL"
@@ -36,6 +46,9 @@ RUNTIME_TABLE = "CUPTI_ACTIVITY_KIND_RUNTIME"
 DRIVER_TABLE = "CUPTI_ACTIVITY_KIND_DRIVER"
 NVTX_TABLE = "NVTX_EVENTS"
 NVTX_PUSHPOP, NVTX_STARTEND, NVTX_DOMAIN_CREATE = 59, 60, 75
+#: a table (name, value) that marks an export as generated, not captured (see :mod:`.synthetic`)
+SYNTHETIC_TABLE = "GDNLAB_SYNTHETIC"
+KERNEL_NAME_COLUMNS = ("demangledName", "name", "mangledName", "shortName")
 _NULL = -(2**63) + 7          # sentinel for SQL NULL in integer columns
 #: column order of the raw frames (both readers)
 KERNEL_COLUMNS = ["name", "short_name", "start_ns", "end_ns", "duration_ns", "device", "stream", "correlation_id",
@@ -54,7 +67,8 @@ def decode_global_tid(gtid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _parse_ints(text: bytes | str | None, ncols: int) -> np.ndarray:
-    """Comma-separated integers (``group_concat`` output) -> int64 array of ``ncols`` columns."""
+    """Comma-separated integers (``group_concat`` output) -> int64 array of ``ncols`` columns.
+    Raises ``ValueError`` when an item is not an integer (a REAL, ``Inf``, text)."""
     if not text:
         return np.zeros((0, ncols), np.int64)
     if isinstance(text, str):
@@ -63,41 +77,43 @@ def _parse_ints(text: bytes | str | None, ncols: int) -> np.ndarray:
         warnings.simplefilter("ignore", DeprecationWarning)
         arr = np.fromstring(text, dtype=np.int64, sep=",")
     if arr.size and not text.endswith(str(arr[-1]).encode()):  # pragma: no cover - numpy stopped early
-        arr = np.array(text.split(b","), dtype=np.int64)
+        arr = np.array([int(v) for v in text.split(b",")], dtype=np.int64)
     return arr.reshape(-1, ncols)
 
 
 def _check_header(path: Path) -> None:
     """Cheap checks before SQLite sees the file: empty, not SQLite, truncated (header page count)."""
-    size = path.stat().st_size
+    size = regular_file(path).st_size
     if size == 0:
-        raise TraceError(path, "empty file (0 bytes), not an nsys SQLite export")
+        raise TraceDataError(path, "empty file (0 bytes), not an nsys SQLite export")
     with path.open("rb") as f:
         head = f.read(100)
     if not head.startswith(SQLITE_MAGIC):
-        raise TraceError(path, "not an SQLite database (no 'SQLite format 3' header); expected an nsys "
-                               "SQLite export (nsys export --type sqlite) or a Kineto JSON trace")
+        raise TraceDataError(path, "not an SQLite database (no 'SQLite format 3' header); expected an nsys "
+                                   "SQLite export (nsys export --type sqlite) or a Kineto JSON trace")
     if len(head) < 100:
-        raise TraceError(path, f"truncated SQLite file: {size} bytes, shorter than the 100-byte header")
+        raise TraceDataError(path, f"truncated SQLite file: {size} bytes, shorter than the 100-byte header")
     page_size = int.from_bytes(head[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(head[28:32], "big")
     header_valid = head[24:28] == head[92:96] and pages > 0
     if header_valid and size < page_size * pages:
-        raise TraceError(path, f"truncated SQLite file: header says {page_size * pages} bytes "
-                               f"({pages} pages of {page_size}), file has {size}")
+        raise TraceDataError(path, f"truncated SQLite file: header says {page_size * pages} bytes "
+                                   f"({pages} pages of {page_size}), file has {size}")
 
 
 class NsysSource:
     """One nsys SQLite export, opened read-only. Construction validates the file (raising
-    :class:`TraceError`); the ``read_*`` methods return raw frames that :class:`~gdnlab.traces.Trace`
-    assembles."""
+    :class:`~.errors.TraceDataError`); the ``read_*`` methods return raw frames that
+    :class:`~gdnlab.traces.Trace` assembles. ``warnings`` collects what the export lacks (filled at
+    construction and while frames are read)."""
 
     kind = "nsys"
 
     def __init__(self, path: str | Path, *, workers: int | None = None) -> None:
         self.path = Path(path)
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.warnings: list[str] = []
         _check_header(self.path)
         with self._guard("reading the table list"), self._connect() as db:
             tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -106,12 +122,56 @@ class NsysSource:
                 for t in tables}
         if KERNEL_TABLE not in self.schema:
             present = ", ".join(sorted(self.schema)) or "none"
-            raise TraceError(self.path, f"no {KERNEL_TABLE} table, so no CUDA kernels were recorded "
-                                        f"(capture with -t cuda and make sure kernels ran inside the capture "
-                                        f"range); tables present: {present}")
+            raise TraceDataError(self.path, f"no {KERNEL_TABLE} table, so no CUDA kernels were recorded "
+                                            f"(capture with -t cuda and make sure kernels ran inside the capture "
+                                            f"range); tables present: {present}")
         missing = {"start", "end"} - set(self.schema[KERNEL_TABLE])
         if missing:
-            raise TraceError(self.path, f"{KERNEL_TABLE} lacks column(s) {sorted(missing)}")
+            raise TraceDataError(self.path, f"{KERNEL_TABLE} lacks column(s) {sorted(missing)}")
+        self._check_tables()
+
+    def _check_tables(self) -> None:
+        """Refuse an export whose kernels cannot be named; note the tables a figure needs that are absent."""
+        t = KERNEL_TABLE
+        names = [c for c in KERNEL_NAME_COLUMNS if self.has(t, c)]
+        if not names:
+            raise TraceDataError(self.path, f"{t} has no kernel name column (one of {', '.join(KERNEL_NAME_COLUMNS)})")
+        strings = self.has("StringIds", "value")
+        if not strings and not self._is_text(t, names[0]) and self._has_rows(t):
+            raise TraceDataError(self.path, f"{t}.{names[0]} holds StringIds ids but the export has no StringIds "
+                                            f"table, so no kernel can be named (re-export the .nsys-rep with "
+                                            f"'nsys export --type sqlite')")
+        api = [a for a in (RUNTIME_TABLE, DRIVER_TABLE) if self.has(a)]
+        if not api:
+            self.warnings.append(f"no {RUNTIME_TABLE} table: kernels cannot be linked to the CUDA calls that "
+                                 f"launched them, so NVTX ranges get no GPU time (capture with -t cuda)")
+        elif not strings and any(self.has(a, "nameId") for a in api):
+            self.warnings.append("no StringIds table: CUDA API call names (launch_api) are unknown")
+        if not self.has(NVTX_TABLE):
+            self.warnings.append(f"no {NVTX_TABLE} table: the trace has no NVTX ranges (capture with -t nvtx)")
+
+    def _has_rows(self, table: str) -> bool:
+        with self._guard(f"reading {table}"), self._connect() as db:
+            return db.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() is not None
+
+    def _warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def _check_times(self, table: str, what: str, start: np.ndarray, end: np.ndarray) -> None:
+        """Refuse NULL, negative and reversed (end < start) times of ``what`` rows (raw int64, NULL as
+        ``_NULL``)."""
+        problems = [("without a start time (NULL)", start == _NULL), ("without an end time (NULL)", end == _NULL)]
+        known = (start != _NULL) & (end != _NULL)
+        problems += [("with a negative time", known & ((start < 0) | (end < 0))),
+                     ("that end before they start", known & (end < start))]
+        for text, bad in problems:
+            n = int(bad.sum())
+            if n:
+                i = int(np.flatnonzero(bad)[0])
+                ex = f"start {start[i] if start[i] != _NULL else 'NULL'}, end {end[i] if end[i] != _NULL else 'NULL'}"
+                raise TraceDataError(self.path, f"{table}: {n} of {len(start)} {what} {text} (first: {ex}); "
+                                                f"a trace's times must be integer ns with start <= end")
 
     # ------------------------------------------------------------------ plumbing
     def _connect(self) -> sqlite3.Connection:
@@ -123,7 +183,7 @@ class NsysSource:
         try:
             yield
         except sqlite3.Error as e:
-            raise TraceError(self.path, f"SQLite error while {what}: {e} (truncated or corrupt file?)") from e
+            raise TraceDataError(self.path, f"SQLite error while {what}: {e} (truncated or corrupt file?)") from e
 
     def has(self, table: str, column: str | None = None) -> bool:
         cols = self.schema.get(table)
@@ -143,6 +203,7 @@ class NsysSource:
         if rowid:
             aggs.insert(0, "group_concat(rowid)")
         k = len(aggs)
+        labels = (["rowid"] if rowid else []) + [e.strip('"') for e in exprs.values()]
         if text is not None:  # every item starts with char(30): empty strings keep their separator
             aggs.append(f"group_concat(char(30) || coalesce({text}, ''), char(31))")
         cond = f" AND ({where})" if where else ""
@@ -162,7 +223,15 @@ class NsysSource:
                     row = db.execute(sql, b).fetchone()
                 finally:
                     db.close()
-            cols = [_parse_ints(v, 1).ravel() for v in row[:k]]
+            cols = []
+            for label, v in zip(labels, row[:k]):
+                try:
+                    cols.append(_parse_ints(v, 1).ravel())
+                except ValueError:
+                    bad = next((x for x in bytes(v).split(b",") if not x.lstrip(b"-").isdigit()), b"?")
+                    raise TraceDataError(self.path, f"{table}.{label}: a value that is not an integer "
+                                                    f"({bad.decode('utf-8', 'replace')[:40]!r}); nsys writes "
+                                                    f"integer ns and ids") from None
             texts = None
             if text is not None:
                 texts = row[k].decode("utf-8", "replace")[1:].split("\x1f\x1e") if row[k] is not None else []
@@ -184,7 +253,7 @@ class NsysSource:
             m = len(cols[0])
             for i, c in enumerate(cols):
                 if len(c) != m:
-                    raise TraceError(self.path, f"{table}: column {i} has {len(c)} values for {m} rows")
+                    raise TraceDataError(self.path, f"{table}: column {i} has {len(c)} values for {m} rows")
                 block[i, off:off + m] = c
             off += m
         texts = [t for _, ts in parts for t in ts] if text is not None else None
@@ -195,14 +264,18 @@ class NsysSource:
         return block, texts
 
     def _int_frame(self, table: str, exprs: dict[str, str], nullable: tuple[str, ...] = (),
-                   rowid: bool = False) -> tuple[pd.DataFrame, np.ndarray | None]:
+                   rowid: bool = False, times: str | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
         """:meth:`_int_columns` as a DataFrame, and the rowids if asked for. NULL becomes -1, or NA
-        for the ``nullable`` columns (Int64). The int64 columns share one block: nothing is copied."""
+        for the ``nullable`` columns (Int64). The int64 columns share one block: nothing is copied.
+        ``times``: what the rows are (e.g. ``"kernels"``); their ``start_ns``/``end_ns`` are checked
+        with :meth:`_check_times` before NULLs are replaced."""
         plain_names = [k for k in exprs if k not in nullable]
         null_names = [k for k in exprs if k in nullable]
         block, _ = self._int_columns(table, {k: exprs[k] for k in plain_names + null_names}, rowid=rowid)
         first = 1 if rowid else 0
         plain = block[first:first + len(plain_names)]
+        if times is not None:
+            self._check_times(table, times, plain[plain_names.index("start_ns")], plain[plain_names.index("end_ns")])
         np.putmask(plain, plain == _NULL, -1)
         df = pd.DataFrame(plain.T, columns=plain_names, copy=False)
         for i, k in enumerate(null_names):
@@ -210,8 +283,10 @@ class NsysSource:
             df[k] = pd.arrays.IntegerArray(v.copy(), v == _NULL)
         return df, (block[0] if rowid else None)
 
-    def _strings(self, ids: np.ndarray) -> pd.Categorical:
-        """StringIds ids -> categorical of their values (looked up once per distinct id)."""
+    def _strings(self, ids: np.ndarray, what: str = "names", required: bool = False) -> pd.Categorical:
+        """StringIds ids -> categorical of their values (looked up once per distinct id). An id that
+        StringIds lacks becomes ``"<string ID>"`` and a warning naming ``what``; with ``required``,
+        none resolving at all is an error."""
         inv, uniq = pd.factorize(np.asarray(ids, np.int64))   # hash-based: no sort of 10^6 ids
         values: dict[int, str] = {}
         if self.has("StringIds") and len(uniq):
@@ -223,6 +298,15 @@ class NsysSource:
                         q = f"SELECT id, {col} FROM StringIds WHERE id IN ({','.join('?' * len(part))})"
                         values.update(db.execute(q, part).fetchall())
         names = [values.get(int(u), "" if u == _NULL else f"<string {int(u)}>") for u in uniq]
+        lost = np.array([int(u) != _NULL and int(u) not in values for u in uniq], dtype=bool)
+        if lost.any():
+            n_rows = int(lost[inv].sum())
+            if required and n_rows == int((np.asarray(ids) != _NULL).sum()):
+                raise TraceDataError(self.path, f"none of the {n_rows} {what} is in StringIds, so none can be "
+                                                f"named (a damaged or hand-made export?)")
+            self._warn(f"{n_rows} {what} not found in StringIds; shown as '<string ID>'"
+                       if self.has("StringIds", "value") else
+                       f"no StringIds table: {n_rows} {what} cannot be named; shown as '<string ID>'")
         codes, cats = pd.factorize(pd.Index(names, dtype=object))
         cat = pd.Categorical.from_codes(codes[inv] if len(inv) else inv.astype(np.int64),
                                         categories=pd.Index(cats, dtype=object))
@@ -249,18 +333,20 @@ class NsysSource:
         return row is not None and row[0] == "text"
 
     def _name_column(self, table: str, candidates: tuple[str, ...], rowids: np.ndarray,
-                     ints: dict[str, np.ndarray]) -> pd.Categorical | None:
+                     ints: dict[str, np.ndarray], what: str = "names",
+                     required: bool = False) -> pd.Categorical | None:
         for c in candidates:
             if not self.has(table, c):
                 continue
             if c in ints:
-                return self._strings(ints[c])
+                return self._strings(ints[c], what, required)
             return self._text_column(table, c, rowids)
         return None
 
     # ------------------------------------------------------------------ raw frames
     def _names_and_ints(self, table: str, want: dict[str, str], name_cols: tuple[str, ...],
-                        nullable: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]:
+                        nullable: tuple[str, ...] = (),
+                        times: str | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]:
         """Integer columns ``want`` (output name -> column; absent ones are skipped) plus the integer
         name-id columns among ``name_cols``; returns (frame, name ids, rowids)."""
         exprs = {k: f'"{c}"' for k, c in want.items() if self.has(table, c)}
@@ -268,7 +354,7 @@ class NsysSource:
         ids = [c for c in present if not self._is_text(table, c)]
         exprs.update({f"__id_{c}": f'"{c}"' for c in ids})
         # rowids only to align inline-text name columns, which are read by a second query
-        df, rowids = self._int_frame(table, exprs, nullable, rowid=len(ids) < len(present))
+        df, rowids = self._int_frame(table, exprs, nullable, rowid=len(ids) < len(present), times=times)
         name_ids = {c: df.pop(f"__id_{c}").to_numpy() for c in ids}
         return df, name_ids, rowids
 
@@ -281,16 +367,16 @@ class NsysSource:
                 "correlation_id": "correlationId", "global_pid": "globalPid",
                 "grid_x": "gridX", "grid_y": "gridY", "grid_z": "gridZ",
                 "block_x": "blockX", "block_y": "blockY", "block_z": "blockZ", "graph_node_id": "graphNodeId"}
-        name_cols = ("demangledName", "name", "mangledName", "shortName")
-        df, ids, rowids = self._names_and_ints(t, want, name_cols, nullable=("graph_node_id",))
+        name_cols = KERNEL_NAME_COLUMNS
+        df, ids, rowids = self._names_and_ints(t, want, name_cols, nullable=("graph_node_id",), times="kernels")
         n = len(df)
         for k in want:
             if k not in df:
                 df[k] = pd.array([pd.NA] * n, dtype="Int64") if k == "graph_node_id" else np.full(n, -1, np.int64)
-        name = self._name_column(t, name_cols, rowids, ids)
+        name = self._name_column(t, name_cols, rowids, ids, "kernel names", required=True)
         name = name if name is not None else pd.Categorical([""] * n)
         has_long = any(self.has(t, c) for c in name_cols[:3])
-        short = self._name_column(t, ("shortName",), rowids, ids) if has_long else None
+        short = self._name_column(t, ("shortName",), rowids, ids, "kernel short names") if has_long else None
         if short is None:
             short_cats = [short_kernel_name(c) for c in name.categories]
             codes, uniq = pd.factorize(pd.Index(short_cats, dtype=object))
@@ -311,12 +397,12 @@ class NsysSource:
             if not self.has(table):
                 continue
             name_cols = ("nameId", "name")
-            df, ids, rowids = self._names_and_ints(table, want, name_cols)
+            df, ids, rowids = self._names_and_ints(table, want, name_cols, times="CUDA API calls")
             n = len(df)
             for k in want:
                 if k not in df:
                     df[k] = np.full(n, -1, np.int64)
-            name = self._name_column(table, name_cols, rowids, ids)
+            name = self._name_column(table, name_cols, rowids, ids, "CUDA API call names")
             df.insert(0, "name", name if name is not None else pd.Categorical([""] * n))
             df["api"] = api
             frames.append(df)
@@ -360,7 +446,7 @@ class NsysSource:
                  "etype": '"eventType"' if has_type else str(pp),
                  "global_tid": '"globalTid"' if "globalTid" in cols else "-1",
                  "domain_id": '"domainId"' if "domainId" in cols else "0"}
-        use_ids = "textId" in cols and self.has("StringIds", "value")
+        use_ids = "textId" in cols
         if use_ids:
             exprs["text_id"] = '"textId"'
         where = f'"eventType" IN ({pp}, {se})' if has_type else ""
@@ -372,7 +458,7 @@ class NsysSource:
         if use_ids:   # registered strings: textId -> StringIds, appended to the categories
             has_id = v["text_id"] != _NULL
             if has_id.any():
-                reg = self._strings(v["text_id"][has_id])
+                reg = self._strings(v["text_id"][has_id], "NVTX range texts (textId)")
                 codes = codes.copy()
                 codes[has_id] = reg.codes + len(cats)
                 cats = np.concatenate([cats, np.asarray(reg.categories, dtype=object)])
@@ -380,6 +466,9 @@ class NsysSource:
             len(set(cats)) == len(cats) else pd.Categorical(np.asarray(cats, dtype=object)[codes])
         closed = v["end_ns"] != _NULL
         unclosed = int((~closed).sum())
+        self._check_times(t, "NVTX ranges", v["start_ns"], np.where(closed, v["end_ns"], v["start_ns"]))
+        if unclosed:
+            self._warn(f"{unclosed} NVTX range(s) never closed (no end time) are left out")
         df = pd.DataFrame({"text": text[closed], "start_ns": v["start_ns"][closed], "end_ns": v["end_ns"][closed],
                            "kind": pd.Categorical.from_codes((v["etype"][closed] == se).astype(np.int8),
                                                              categories=["pushpop", "startend"]),
@@ -442,9 +531,10 @@ class NsysSource:
         (META_DATA_EXPORT), capture settings (META_DATA_CAPTURE), session start (UTC ns)."""
         export = self._name_value("META_DATA_EXPORT")
         capture = self._name_value("META_DATA_CAPTURE")
-        gpus = _gpus(self._rows("TARGET_INFO_GPU"), self._rows("TARGET_INFO_CUDA_DEVICE"))
+        gpus = gpus_from_nsys(self._rows("TARGET_INFO_GPU"), self._rows("TARGET_INFO_CUDA_DEVICE"))
         start = self._rows("TARGET_INFO_SESSION_START_TIME")
-        version = _find_version(export, capture)
+        version = find_nsys_version(export, capture)
+        marker = self._name_value(SYNTHETIC_TABLE) if self.has(SYNTHETIC_TABLE) else None
         return {
             "source": "nsys",
             "gpus": gpus,
@@ -455,75 +545,6 @@ class NsysSource:
             "capture_start_utc_ns": start[0].get("utcEpochNs") if start else None,
             "capture_start_utc": start[0].get("utcTime") if start else None,
             "tables": sorted(self.schema),
+            "gdnlab_capture": captured_by_gdnlab(capture),
+            "synthetic": (marker or {"generator": "unknown"}) if marker is not None else None,
         }
-
-
-def _find_version(*tables: dict[str, object]) -> str | None:
-    """The nsys version from META_DATA_EXPORT / META_DATA_CAPTURE rows: EXPORT_PRODUCT_VERSION, else
-    any key naming a product/nsys version (the key names vary between nsys releases)."""
-    for key in ("EXPORT_PRODUCT_VERSION", "NSYS_VERSION", "PRODUCT_VERSION"):
-        for t in tables:
-            if t.get(key):
-                return str(t[key])
-    for t in tables:
-        for k, v in t.items():
-            if v and re.search(r"(PRODUCT|NSYS).*VERSION", k, re.IGNORECASE):
-                return str(v[0] if isinstance(v, list) else v)
-    return None
-
-
-_CANDIDATES = {
-    "name": ("name",),
-    "cc_major": ("computeMajor", "computeCapabilityMajor", "major", "ccMajor"),
-    "cc_minor": ("computeMinor", "computeCapabilityMinor", "minor", "ccMinor"),
-    "sm_count": ("smCount", "numMultiprocessors", "multiProcessorCount", "numSms"),
-    "memory_bytes": ("totalMemory", "globalMemorySize", "totalGlobalMem"),
-    "memory_bandwidth_bytes_per_s": ("memoryBandwidth",),
-    "clock_rate_hz": ("clockRate",),          # nsys TARGET_INFO_GPU.clockRate is in Hz (1980000000 on H100)
-    "l2_cache_bytes": ("l2CacheSize",),
-    "chip": ("chipName",),
-    "uuid": ("uuid",),
-    "bus": ("busLocation",),
-}
-
-
-def _pick(row: dict, keys: tuple[str, ...]):
-    for k in keys:
-        if k in row and row[k] not in (None, ""):
-            return row[k]
-    return None
-
-
-def normalise_gpu(row: dict, extra: dict | None = None) -> dict:
-    """One GPU description with gdnlab's keys (name, sm "sm90", compute_capability "9.0", sm_count,
-    memory_bytes, memory_bandwidth_bytes_per_s, ...) from an nsys / Kineto row. When the compute
-    capability is absent it is inferred from the name through :mod:`gdnlab.hardware`
-    (``sm_inferred=True``)."""
-    merged = {**(extra or {}), **{k: v for k, v in row.items() if v not in (None, "")}}
-    g = {k: _pick(merged, c) for k, c in _CANDIDATES.items()}
-    g["id"] = _pick(merged, ("id", "gpuId", "cudaId"))
-    g["sm_inferred"] = False
-    if g["cc_major"] is None and g["name"]:
-        try:
-            from gdnlab.hardware import spec_for
-            spec = spec_for(str(g["name"]))
-            g["cc_major"], g["cc_minor"], g["sm_inferred"] = spec.sm_major, spec.sm_minor, True
-        except (ImportError, ValueError):
-            pass
-    if g["cc_major"] is not None:
-        mj, mn = int(g["cc_major"]), int(g["cc_minor"] or 0)
-        g["compute_capability"], g["sm"] = f"{mj}.{mn}", f"sm{mj}{mn}"
-    else:
-        g["compute_capability"] = g["sm"] = None
-    del g["cc_major"], g["cc_minor"]
-    return g
-
-
-def _gpus(gpu_rows: list[dict], cuda_rows: list[dict]) -> list[dict]:
-    by_gpu = {}
-    for r in cuda_rows:
-        key = r.get("gpuId", r.get("id"))
-        by_gpu.setdefault(key, r)
-    if not gpu_rows:
-        return [normalise_gpu(r) for r in by_gpu.values()]
-    return [normalise_gpu(r, by_gpu.get(r.get("id"))) for r in gpu_rows]

@@ -11,7 +11,10 @@ The projection follows nsys's ``nvtx_gpu_proj_trace`` recipe:
   kernel start), ``gpu_end_ns`` (last kernel end) and ``gpu_busy_ns`` (length of the union of the
   kernel intervals, so overlapping kernels on several streams are not double counted).
 
-Nothing loops over rows in Python: loops run over threads (a handful) at most.
+The array functions (:func:`link_launches`, :func:`nesting_depth`, :func:`project_ranges`, ...) take
+numpy arrays; :func:`link_frames`, :func:`nvtx_frame` and :func:`gpu_ranges_frame` apply them to the
+frames of :class:`~gdnlab.traces.Trace`. Nothing loops over rows in Python: loops run over threads
+(a handful) at most.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["link_launches", "nesting_depth", "project_ranges", "merged_intervals", "union_ns",
-           "slice_reduce"]
+           "slice_reduce", "link_frames", "nvtx_frame", "gpu_ranges_frame", "thread_key"]
 
 _I64 = np.int64
 
@@ -240,3 +243,84 @@ def project_ranges(range_thread: np.ndarray, range_start: np.ndarray, range_end:
     busy[none] = 0
     return {"kernel_count": count, "kernel_sum_ns": ksum, "gpu_start_ns": gstart, "gpu_end_ns": gend,
             "gpu_busy_ns": busy}
+
+
+# --------------------------------------------------------------------------- frames
+
+def _nullable(values: np.ndarray, mask: np.ndarray) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(np.where(mask, 0, values).astype(np.int64), mask)
+
+
+def thread_key(pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
+    """One int64 per (pid, tid): ``pid << 32 ^ (tid & 0xFFFFFFFF)``."""
+    return (np.asarray(pid, np.int64) << 32) ^ (np.asarray(tid, np.int64) & 0xFFFFFFFF)
+
+
+def link_frames(kernels: pd.DataFrame, api: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Add the launching call's ``tid``, ``launch_start_ns`` and ``launch_api`` (NA where none) to a
+    raw kernel frame (changed in place, and returned) and give the index of that call in ``api`` per
+    kernel (-1 where none; see :func:`link_launches`). When no kernel knows its process (``pid`` -1,
+    Kineto), kernels are linked by correlation id alone, and take their ``pid`` from the call."""
+    k, a = kernels, api
+    k_pid = k["pid"].to_numpy()
+    a_pid = a["pid"].to_numpy()
+    if len(k_pid) and (k_pid < 0).all():          # no process on the kernel side: correlation only
+        a_pid = np.full(len(a), -1, np.int64)
+    idx = link_launches(k_pid, k["correlation_id"].to_numpy(), a_pid, a["correlation_id"].to_numpy())
+    miss = idx < 0
+    safe = np.where(miss, 0, idx)
+    if len(a):
+        if (k_pid < 0).any():
+            k["pid"] = np.where(k_pid < 0, np.where(miss, -1, a["pid"].to_numpy()[safe]), k_pid)
+        k["tid"] = _nullable(a["tid"].to_numpy()[safe], miss)
+        k["launch_start_ns"] = _nullable(a["start_ns"].to_numpy()[safe], miss)
+        codes = np.where(miss, -1, a["name"].cat.codes.to_numpy()[safe])
+        k["launch_api"] = pd.Categorical.from_codes(codes, categories=a["name"].cat.categories)
+    else:
+        k["tid"] = _nullable(np.zeros(len(k), np.int64), np.ones(len(k), bool))
+        k["launch_start_ns"] = k["tid"].copy()
+        k["launch_api"] = pd.Categorical([None] * len(k), categories=[])
+    return k, idx
+
+
+def nvtx_frame(raw: pd.DataFrame) -> pd.DataFrame:
+    """A raw NVTX frame with ``duration_ns`` and ``depth`` (:func:`nesting_depth` per thread) added,
+    indexed by ``range_id``."""
+    df = raw.copy()
+    df["duration_ns"] = df["end_ns"] - df["start_ns"]
+    thread = pd.factorize(thread_key(df["pid"].to_numpy(), df["tid"].to_numpy()))[0]
+    df["depth"] = nesting_depth(thread, df["start_ns"].to_numpy(), df["end_ns"].to_numpy())
+    df.index.name = "range_id"
+    return df
+
+
+def gpu_ranges_frame(nvtx: pd.DataFrame, kernels: pd.DataFrame, api: pd.DataFrame,
+                     launch_index: np.ndarray) -> pd.DataFrame:
+    """Every NVTX range of :func:`nvtx_frame` projected onto the GPU with :func:`project_ranges`:
+    range_id, text, domain, kind, pid, tid, depth, start_ns, end_ns, duration_ns, kernel_count,
+    kernel_sum_ns, gpu_start_ns / gpu_end_ns / gpu_span_ns (Int64, NA without kernels), gpu_busy_ns.
+    ``launch_index`` comes from :func:`link_frames`."""
+    nv, k, a, idx = nvtx, kernels, api, launch_index
+    has = idx >= 0
+    safe = np.where(has, idx, 0)
+    r_key = thread_key(nv["pid"].to_numpy(), nv["tid"].to_numpy())
+    if len(a):
+        l_key = thread_key(a["pid"].to_numpy()[safe], a["tid"].to_numpy()[safe])
+        l_start = a["start_ns"].to_numpy()[safe]
+    else:
+        l_key = np.zeros(len(k), np.int64)
+        l_start = np.zeros(len(k), np.int64)
+    codes, _ = pd.factorize(np.concatenate([r_key, l_key]))
+    r_code, k_code = codes[: len(r_key)], codes[len(r_key):]
+    k_code = np.where(has, k_code, -1)
+    p = project_ranges(r_code, nv["start_ns"].to_numpy(), nv["end_ns"].to_numpy(), k_code, l_start,
+                       k["start_ns"].to_numpy(), k["end_ns"].to_numpy())
+    none = p["kernel_count"] == 0
+    out = nv[["text", "domain", "kind", "pid", "tid", "depth", "start_ns", "end_ns", "duration_ns"]].copy()
+    out["kernel_count"] = p["kernel_count"]
+    out["kernel_sum_ns"] = p["kernel_sum_ns"]
+    out["gpu_start_ns"] = _nullable(p["gpu_start_ns"], none)
+    out["gpu_end_ns"] = _nullable(p["gpu_end_ns"], none)
+    out["gpu_span_ns"] = _nullable(p["gpu_end_ns"] - p["gpu_start_ns"], none)
+    out["gpu_busy_ns"] = p["gpu_busy_ns"]
+    return out.reset_index()

@@ -1,7 +1,16 @@
 """The :class:`Trace` facade: one object over an nsys SQLite export or a Kineto JSON trace.
 
 Frames are built on first use and cached. All times are integer nanoseconds on the trace's own
-clock (nsys: its session clock; Kineto: the trace's µs timestamps x 1000).
+clock (nsys: its session clock; Kineto: the trace's µs timestamps x 1000). The facade only reads
+(:mod:`.nsys`, :mod:`.kineto`), assembles (:mod:`.projection`) and hands frames to the analyses
+(:mod:`.analysis`, which take DataFrames and know nothing of this module), in the manner of HTA's
+``TraceAnalysis`` (facebookresearch/HolisticTraceAnalysis: ``hta/trace_analysis.py``).
+
+Status (:data:`gdnlab.provenance.STATUSES`) comes from the trace's own metadata, never from hope:
+``status=`` given to :func:`load` wins; a trace carrying the synthetic marker (:mod:`.synthetic`
+writes it) is ``synthetic``; a trace that says gdnlab made it (nsys: the profiled command names
+gdnlab, as ``gdnlab capture`` records; Kineto: a top-level ``"gdnlab"`` object) on a GPU it names
+with its compute capability is ``measured``; anything else is ``synthetic``.
 """
 from __future__ import annotations
 
@@ -11,47 +20,56 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import TraceError, TraceNotFoundError
-from .kineto import GZIP_MAGIC, KinetoSource
-from .nsys import SQLITE_MAGIC, NsysSource
-from .projection import link_launches, nesting_depth, project_ranges
+from gdnlab.errors import InputError
+from gdnlab.provenance import STATUSES
 
-__all__ = ["Trace", "load", "sniff"]
+from . import analysis
+from .errors import TraceDataError
+from .files import regular_file
+from .kineto import GZIP_MAGIC, KinetoSource
+from .names import DEFAULT_CLASS_RULES
+from .nsys import SQLITE_MAGIC, NsysSource
+from .projection import gpu_ranges_frame, link_frames, nvtx_frame
+
+__all__ = ["Trace", "load", "sniff", "kernel_summary", "range_breakdown", "gpu_idle_gaps", "step_overhead",
+           "compare"]
 
 
 def sniff(path: str | Path) -> str:
-    """``"nsys"`` (SQLite header) or ``"kineto"`` (gzip, or JSON text); raises :class:`TraceError`."""
+    """``"nsys"`` (SQLite header) or ``"kineto"`` (gzip, or JSON text). A path that is not a regular
+    file (directory, FIFO, device) is refused without being opened. Raises
+    :class:`~.errors.TraceNotFoundError` or :class:`~.errors.TraceDataError`."""
     path = Path(path)
-    if not path.exists():
-        raise TraceNotFoundError(path)
-    if path.is_dir():
-        raise TraceError(path, "is a directory, not a trace file")
+    regular_file(path)
     with path.open("rb") as f:
         head = f.read(64)
     if not head:
-        raise TraceError(path, "empty file (0 bytes), not a trace")
+        raise TraceDataError(path, "empty file (0 bytes), not a trace")
     if head.startswith(SQLITE_MAGIC):
         return "nsys"
     if head.startswith(GZIP_MAGIC) or head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return "kineto"
-    raise TraceError(path, "neither an nsys SQLite export (no 'SQLite format 3' header) nor a Kineto "
-                           "JSON trace (no JSON object / gzip data); export a .nsys-rep with "
-                           "'nsys export --type sqlite'")
+    raise TraceDataError(path, "neither an nsys SQLite export (no 'SQLite format 3' header) nor a Kineto "
+                               "JSON trace (no JSON object / gzip data); export a .nsys-rep with "
+                               "'nsys export --type sqlite'")
 
 
-def load(path: str | Path, *, workers: int | None = None) -> Trace:
+def load(path: str | Path, *, workers: int | None = None, status: str | None = None) -> Trace:
     """Open a trace: an nsys SQLite export, or a PyTorch profiler (Kineto) chrome trace (``.json`` or
     ``.json.gz``), recognised by content, not by name. The file is validated now; frames are read
-    lazily. Raises :class:`TraceError` (a ``ValueError``) for anything that is not a readable trace,
-    and :class:`TraceNotFoundError` (also a ``FileNotFoundError``) for a missing file.
-    ``workers``: reader threads for nsys exports (default: up to 4, by CPU count)."""
+    lazily (and checked as they are read). Raises :class:`~.errors.TraceDataError` (a
+    :class:`gdnlab.errors.DataError`) for anything that is not a readable trace and
+    :class:`~.errors.TraceNotFoundError` (a ``FileNotFoundError``) for a missing file.
+
+    ``workers``: reader threads for nsys exports (default: up to 4, by CPU count). ``status``: what
+    the trace is, when its metadata cannot say (one of :data:`gdnlab.provenance.STATUSES`, e.g.
+    ``"measured"`` for a real capture gdnlab did not make); default: from the metadata (module
+    docstring)."""
+    if status is not None and status not in STATUSES:
+        raise InputError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     kind = sniff(path)
     source = NsysSource(path, workers=workers) if kind == "nsys" else KinetoSource(path)
-    return Trace(source)
-
-
-def _nullable(values: np.ndarray, mask: np.ndarray) -> pd.arrays.IntegerArray:
-    return pd.arrays.IntegerArray(np.where(mask, 0, values).astype(np.int64), mask)
+    return Trace(source, status=status)
 
 
 class Trace:
@@ -69,14 +87,22 @@ class Trace:
     * ``gpu_ranges``: every NVTX range projected onto the GPU (see :mod:`.projection`): range_id,
       text, domain, kind, pid, tid, depth, start_ns, end_ns, duration_ns (CPU), kernel_count,
       kernel_sum_ns, gpu_start_ns, gpu_end_ns, gpu_span_ns (Int64, NA without kernels), gpu_busy_ns.
+      Refused (:class:`~.errors.TraceDataError`) when the trace has ranges and kernels but no kernel
+      can be linked to its launch: every range would show 0 GPU time.
     * ``metadata``: dict: source, file, gpus (name, sm, compute_capability, sm_count, memory_bytes,
-      memory_bandwidth_bytes_per_s, ...), nsys_version / schema_version, capture start, counts.
+      memory_bandwidth_bytes_per_s, ...), nsys_version / schema_version, capture start, counts,
+      gdnlab_capture (the trace says gdnlab made it), synthetic (the generator's marker, or None).
+    * ``warnings``: what the trace lacks or what was left out (list of str); shown in
+      :meth:`provenance`.
+    * ``status``: ``measured`` / ``synthetic`` / ... (see the module docstring), ``status_reason``.
     """
 
-    def __init__(self, source: NsysSource | KinetoSource) -> None:
+    def __init__(self, source: NsysSource | KinetoSource, *, status: str | None = None) -> None:
         self._source = source
         self.path: Path = source.path
         self.kind: str = source.kind
+        self._status = status
+        self._warnings: list[str] = []
 
     def __repr__(self) -> str:
         return f"Trace({self.kind}, {self.path.name!r})"
@@ -88,29 +114,15 @@ class Trace:
 
     # ------------------------------------------------------------------ frames
     @cached_property
-    def _kernels_and_runtime(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _kernels_and_runtime(self) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
         k = self._source.read_kernels()
         a = self._source.read_api_calls()
-        k_pid = k["pid"].to_numpy()
-        a_pid = a["pid"].to_numpy()
-        if len(k_pid) and (k_pid < 0).all():          # no process on the kernel side: correlation only
-            a_pid = np.full(len(a), -1, np.int64)
-        idx = link_launches(k_pid, k["correlation_id"].to_numpy(), a_pid, a["correlation_id"].to_numpy())
-        miss = idx < 0
-        safe = np.where(miss, 0, idx)
-        if len(a):
-            if (k_pid < 0).any():
-                k["pid"] = np.where(k_pid < 0, np.where(miss, -1, a["pid"].to_numpy()[safe]), k_pid)
-            k["tid"] = _nullable(a["tid"].to_numpy()[safe], miss)
-            k["launch_start_ns"] = _nullable(a["start_ns"].to_numpy()[safe], miss)
-            codes = np.where(miss, -1, a["name"].cat.codes.to_numpy()[safe])
-            k["launch_api"] = pd.Categorical.from_codes(codes, categories=a["name"].cat.categories)
-        else:
-            k["tid"] = _nullable(np.zeros(len(k), np.int64), np.ones(len(k), bool))
-            k["launch_start_ns"] = k["tid"].copy()
-            k["launch_api"] = pd.Categorical([None] * len(k), categories=[])
-        self._launch_index = idx
-        return k, a
+        k, idx = link_frames(k, a)
+        lost = int((idx < 0).sum())
+        if lost and len(a):
+            self._warnings.append(f"{lost} of {len(k)} kernels have no launching CUDA call in the trace "
+                                  f"(launched before the capture?); they are in no NVTX range")
+        return k, a, idx
 
     @property
     def kernels(self) -> pd.DataFrame:
@@ -126,50 +138,17 @@ class Trace:
 
     @cached_property
     def nvtx(self) -> pd.DataFrame:
-        df, _ = self._nvtx_raw
-        df = df.copy()
-        df["duration_ns"] = df["end_ns"] - df["start_ns"]
-        thread = self._thread_codes(df["pid"].to_numpy(), df["tid"].to_numpy())
-        df["depth"] = nesting_depth(thread, df["start_ns"].to_numpy(), df["end_ns"].to_numpy())
-        df.index.name = "range_id"
-        return df
-
-    @staticmethod
-    def _thread_key(pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
-        return (np.asarray(pid, np.int64) << 32) ^ (np.asarray(tid, np.int64) & 0xFFFFFFFF)
-
-    def _thread_codes(self, pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
-        return pd.factorize(self._thread_key(pid, tid))[0]
+        return nvtx_frame(self._nvtx_raw[0])
 
     @cached_property
     def gpu_ranges(self) -> pd.DataFrame:
         nv = self.nvtx
-        k = self.kernels
-        a = self.runtime
-        idx = self._launch_index
-        has = idx >= 0
-        safe = np.where(has, idx, 0)
-        r_key = self._thread_key(nv["pid"].to_numpy(), nv["tid"].to_numpy())
-        if len(a):
-            l_key = self._thread_key(a["pid"].to_numpy()[safe], a["tid"].to_numpy()[safe])
-            l_start = a["start_ns"].to_numpy()[safe]
-        else:
-            l_key = np.zeros(len(k), np.int64)
-            l_start = np.zeros(len(k), np.int64)
-        codes, _ = pd.factorize(np.concatenate([r_key, l_key]))
-        r_code, k_code = codes[: len(r_key)], codes[len(r_key):]
-        k_code = np.where(has, k_code, -1)
-        p = project_ranges(r_code, nv["start_ns"].to_numpy(), nv["end_ns"].to_numpy(), k_code, l_start,
-                           k["start_ns"].to_numpy(), k["end_ns"].to_numpy())
-        none = p["kernel_count"] == 0
-        out = nv[["text", "domain", "kind", "pid", "tid", "depth", "start_ns", "end_ns", "duration_ns"]].copy()
-        out["kernel_count"] = p["kernel_count"]
-        out["kernel_sum_ns"] = p["kernel_sum_ns"]
-        out["gpu_start_ns"] = _nullable(p["gpu_start_ns"], none)
-        out["gpu_end_ns"] = _nullable(p["gpu_end_ns"], none)
-        out["gpu_span_ns"] = _nullable(p["gpu_end_ns"] - p["gpu_start_ns"], none)
-        out["gpu_busy_ns"] = p["gpu_busy_ns"]
-        return out.reset_index()
+        k, a, idx = self._kernels_and_runtime
+        if len(nv) and len(k) and not (idx >= 0).any():
+            raise TraceDataError(self.path, f"none of the {len(k)} kernels can be linked to the CUDA call that "
+                                            f"launched it ({len(a)} API calls in the trace), so the GPU time of "
+                                            f"the {len(nv)} NVTX ranges is unknown (capture with -t cuda,nvtx)")
+        return gpu_ranges_frame(nv, k, a, idx)
 
     @cached_property
     def metadata(self) -> dict:
@@ -179,6 +158,12 @@ class Trace:
         md["nvtx_unclosed"] = self._nvtx_raw[1]
         return md
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the trace lacks or what was left out (reads the frames, so the list is complete)."""
+        _ = self._kernels_and_runtime, self._nvtx_raw
+        return [*self._source.warnings, *self._warnings]
+
     # ------------------------------------------------------------------ provenance
     @property
     def gpu(self) -> dict | None:
@@ -186,9 +171,34 @@ class Trace:
         gpus = self.metadata.get("gpus") or []
         return gpus[0] if gpus else None
 
+    @cached_property
+    def _status_and_reason(self) -> tuple[str, str]:
+        if self._status is not None:
+            return self._status, "given to load()"
+        md = self.metadata
+        if md.get("synthetic") is not None:
+            return "synthetic", "the trace carries the synthetic marker (generated, not captured)"
+        if not md.get("gdnlab_capture"):
+            return "synthetic", "the trace does not say gdnlab captured it (pass status= to load() if it is real)"
+        g = self.gpu
+        if not (g and g.get("name") and g.get("sm") and not g.get("sm_inferred")):
+            return "synthetic", "the trace names no GPU with its compute capability"
+        return "measured", "captured by gdnlab on the GPU the trace names"
+
+    @property
+    def status(self) -> str:
+        """``measured`` or ``synthetic`` (or the ``status`` given to :func:`load`), from the metadata."""
+        return self._status_and_reason[0]
+
+    @property
+    def status_reason(self) -> str:
+        """Why :attr:`status` is what it is, in words."""
+        return self._status_and_reason[1]
+
     def provenance(self) -> str:
-        """One line for figure footnotes: ``measured · <GPU> (<sm>) · <file> · nsys <version>``."""
-        parts = ["measured"]
+        """One line for figure footnotes: ``<status> · <GPU> (<sm>) · <file> · nsys <version>``, then
+        one ``warning: ...`` part per entry of :attr:`warnings`."""
+        parts = [self.status]
         g = self.gpu
         if g and g.get("name"):
             sm = g.get("sm")
@@ -202,25 +212,69 @@ class Trace:
             parts.append(f"nsys {md.get('nsys_version') or 'version unknown'}")
         else:
             parts.append(f"PyTorch profiler (Kineto schema {md.get('schema_version', '?')})")
+        parts += [f"warning: {w}" for w in self.warnings]
         return " · ".join(parts)
 
+    def _tag(self, df: pd.DataFrame, *others: Trace) -> pd.DataFrame:
+        df.attrs["provenance"] = " | ".join(t.provenance() for t in (self, *others))
+        return df
+
     # ------------------------------------------------------------------ analyses
-    def kernel_summary(self, **kw) -> pd.DataFrame:
-        """See :func:`gdnlab.traces.analysis.kernel_summary`."""
-        from .analysis import kernel_summary
-        return kernel_summary(self, **kw)
+    def kernel_summary(self, *, by: str = "name") -> pd.DataFrame:
+        """:func:`gdnlab.traces.analysis.kernel_summary` of :attr:`kernels`, with provenance."""
+        return self._tag(analysis.kernel_summary(self.kernels, by=by))
 
-    def range_breakdown(self, **kw) -> pd.DataFrame:
-        """See :func:`gdnlab.traces.analysis.range_breakdown`."""
-        from .analysis import range_breakdown
-        return range_breakdown(self, **kw)
+    def range_breakdown(self, *, depth: int | None = None, pattern: str | None = None,
+                        group_numbers: bool = True, with_kernels_only: bool = False) -> pd.DataFrame:
+        """:func:`gdnlab.traces.analysis.range_breakdown` of :attr:`gpu_ranges`, with provenance."""
+        return self._tag(analysis.range_breakdown(self.gpu_ranges, self.kernels, depth=depth, pattern=pattern,
+                                                  group_numbers=group_numbers,
+                                                  with_kernels_only=with_kernels_only))
 
-    def gpu_idle_gaps(self, **kw) -> pd.DataFrame:
-        """See :func:`gdnlab.traces.analysis.gpu_idle_gaps`."""
-        from .analysis import gpu_idle_gaps
-        return gpu_idle_gaps(self, **kw)
+    def gpu_idle_gaps(self, *, device: int | None = None, min_gap_ns: int = 0, step: str = "step",
+                      regex: bool = False) -> pd.DataFrame:
+        """:func:`gdnlab.traces.analysis.gpu_idle_gaps` of :attr:`kernels`, with provenance."""
+        return self._tag(analysis.gpu_idle_gaps(self.kernels, self.gpu_ranges, device=device,
+                                                min_gap_ns=min_gap_ns, step=step, regex=regex))
 
-    def step_overhead(self, **kw) -> pd.DataFrame:
-        """See :func:`gdnlab.traces.analysis.step_overhead`."""
-        from .analysis import step_overhead
-        return step_overhead(self, **kw)
+    def step_overhead(self, *, step: str = "step", regex: bool = False) -> pd.DataFrame:
+        """:func:`gdnlab.traces.analysis.step_overhead` of :attr:`gpu_ranges`, with provenance."""
+        return self._tag(analysis.step_overhead(self.gpu_ranges, step=step, regex=regex))
+
+    def compare(self, other: Trace, labels: tuple[str, str] = ("flashinfer", "triton"), *,
+                rules=DEFAULT_CLASS_RULES, depth: int | None = None) -> pd.DataFrame:
+        """:func:`gdnlab.traces.analysis.compare` of this trace (``labels[0]``) and ``other``: kernel
+        classes (``rules`` overrides the class rules) and range breakdowns (``depth`` keeps one
+        nesting level), with both provenances."""
+        if len(labels) != 2 or labels[0] == labels[1]:
+            raise ValueError("labels must be two different names")
+        out = analysis.compare(self.kernels, other.kernels, self.range_breakdown(depth=depth),
+                               other.range_breakdown(depth=depth), labels, rules=rules)
+        return self._tag(out, other)
+
+
+# ---------------------------------------------------------------------- function forms of the facade
+
+def kernel_summary(trace: Trace, **kw) -> pd.DataFrame:
+    """:meth:`Trace.kernel_summary` (``by``: ``"name"``, ``"short_name"`` or ``"class"``)."""
+    return trace.kernel_summary(**kw)
+
+
+def range_breakdown(trace: Trace, **kw) -> pd.DataFrame:
+    """:meth:`Trace.range_breakdown` (``depth``, ``pattern``, ``group_numbers``, ``with_kernels_only``)."""
+    return trace.range_breakdown(**kw)
+
+
+def gpu_idle_gaps(trace: Trace, **kw) -> pd.DataFrame:
+    """:meth:`Trace.gpu_idle_gaps` (``device``, ``min_gap_ns``, ``step``, ``regex``)."""
+    return trace.gpu_idle_gaps(**kw)
+
+
+def step_overhead(trace: Trace, **kw) -> pd.DataFrame:
+    """:meth:`Trace.step_overhead` (``step``, ``regex``)."""
+    return trace.step_overhead(**kw)
+
+
+def compare(trace_a: Trace, trace_b: Trace, labels: tuple[str, str] = ("flashinfer", "triton"), **kw) -> pd.DataFrame:
+    """:meth:`Trace.compare` of ``trace_a`` and ``trace_b`` (``rules``, ``depth``)."""
+    return trace_a.compare(trace_b, labels, **kw)
