@@ -1,0 +1,304 @@
+"""The verify-strategy contract: how a speculative step keeps (or recomputes) GDN states.
+
+A *strategy* decides where the states of the T verified tokens live and what "commit the accepted
+prefix" costs. Every strategy, on every backend, answers one interface (shapes as in
+:mod:`gdnlab.kernels.base`; B rows, T tokens per row, pool ``[P, HV, V, K]`` float32 or bfloat16)::
+
+    s = get_strategy("recompute", backend="triton")
+    scratch = s.allocate(pool, max_batch=B, T=T)          # strategy-owned buffers (allocated once)
+    o = s.verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale=None)   # o [B,T,HV,V]
+    s.commit(pool, indices, scratch, accepted)             # accepted [B] int, 1..T (bonus included)
+    st = s.state(pool, indices, scratch)                   # [B,HV,V,K] float32 committed states
+    s.scratch_bytes(shape, batch=B, T=T, pool_slots=P)     # bytes kept besides the pool
+
+**One speculative step is ``verify`` then ``commit``** — for every strategy. Work a strategy does
+only now and then (``replay_ring``'s fold of its ring into the checkpoint) happens inside
+``verify`` as its own launch, only on rows that need it, decided on the device; so timing
+``verify + commit`` over many steps with the right accept lengths measures the amortised cost.
+:meth:`VerifyStrategy.fold` with ``force=True`` folds everything (e.g. before freeing a slot).
+
+Semantics shared by all strategies:
+
+* ``indices [B]`` int32/int64 names each row's request by its pool slot (slot 0 is reserved, see
+  :class:`gdnlab.state.StatePool`); a negative index is a padding row: its outputs are zeros and no
+  pool row, scratch entry or bookkeeping entry of any request is changed.
+* Per-request bookkeeping (cursor, current slot, pending count) lives **on the device** in the
+  scratch, indexed by pool slot, with one extra dummy entry at index ``P`` that padding rows
+  write to — nothing in ``verify``/``commit`` reads a value back to the host when
+  ``validate=False``. Rows may be reordered between steps (a request is its pool slot); batch-scoped
+  buffers (``full_cache``'s intermediate, ``recompute``'s stash) live only from a verify to the
+  commit of the same batch.
+* ``commit`` must follow the ``verify`` of the same ``indices``; a verify without a commit leaves
+  every request's committed state unchanged (the step is dropped).
+* ``reset(scratch, slots)`` forgets the bookkeeping of slots handed to new requests (whose initial
+  state the caller wrote into ``pool[slot]``).
+* ``validate=True`` (default) checks arguments and reads small index tensors back to the host
+  (:mod:`gdnlab.kernels.validation`); pass ``validate=False`` in timed loops.
+
+Backend modules (``gdnlab.strategies.reference``, ``.triton``, ``.flashinfer``) follow one small
+contract: a module exposes ``STRATEGIES: dict[str, type[VerifyStrategy]]`` (name -> class, the
+class's ``backend`` attribute names the module's backend) and ``availability() -> (bool, reason)``.
+A class may add its own ``availability()`` classmethod for conditions of that strategy alone.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+
+from ..kernels.validation import GDNCallDims, check_gdn_inputs, check_indices
+from ..shapes import GDNShape, dtype_from_name
+from .ops import RecurrentOps, Replay
+
+__all__ = ["VerifyStrategy", "StrategyStatus", "Scratch", "STRATEGY_NAMES", "bookkeeping_index"]
+
+#: strategies every backend is asked about (a backend may add more)
+STRATEGY_NAMES: tuple[str, ...] = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
+
+
+@dataclass(frozen=True)
+class StrategyStatus:
+    """Whether strategy ``name`` on ``backend`` can run here and, if not, why."""
+
+    name: str
+    backend: str
+    available: bool
+    reason: str
+
+    def __str__(self) -> str:
+        return (f"{self.name}/{self.backend}: {'available' if self.available else 'unavailable'} — "
+                f"{self.reason}")
+
+
+@dataclass
+class Scratch:
+    """Strategy-owned buffers of one allocation; subclasses add their tensors as fields.
+
+    ``T`` draft tokens, ``max_batch`` rows, ``pool_slots`` = P rows of the pool it was allocated
+    for, ``state_dtype`` the pool's dtype. :meth:`nbytes` sums every tensor field.
+    """
+
+    T: int
+    max_batch: int
+    pool_slots: int
+    state_dtype: torch.dtype
+    device: torch.device
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if isinstance(getattr(self, f.name), torch.Tensor)}
+
+    def nbytes(self) -> int:
+        """Bytes of every tensor this scratch holds."""
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+
+def bookkeeping_index(indices: torch.Tensor, pool_slots: int) -> torch.Tensor:
+    """``indices`` as int64 with padding rows mapped to the dummy entry ``P`` of a ``[P+1]`` table."""
+    idx = indices.long()
+    return torch.where(idx >= 0, idx, torch.full_like(idx, pool_slots))
+
+
+class VerifyStrategy(ABC):
+    """One verify strategy on one backend. Subclasses set :attr:`name`, :attr:`backend` and
+    implement :meth:`_allocate`, :meth:`_verify`, :meth:`_commit` (and :meth:`_state` where the
+    committed state is not simply ``pool[indices]``).
+
+    ``ops`` is the backend's recurrent primitive (:class:`gdnlab.strategies.ops.RecurrentOps`):
+    the strategy logic is written once and each backend supplies the kernels.
+    """
+
+    name: ClassVar[str] = "base"
+    backend: ClassVar[str] = "base"
+    #: one line saying where the T states live and what commit does
+    summary: ClassVar[str] = ""
+    #: kernel launches per step by phase (custom kernels; tiny bookkeeping torch ops not counted)
+    launches: ClassVar[dict[str, int]] = {}
+    #: bookkeeping torch ops per step by phase (elementwise gathers/scatters on [B] int tensors)
+    bookkeeping_ops: ClassVar[dict[str, int]] = {}
+
+    #: builds the backend's primitive when no ``ops`` is passed (set by each backend module)
+    make_ops: ClassVar[type[RecurrentOps] | None] = None
+
+    def __init__(self, ops: RecurrentOps | None = None) -> None:
+        if ops is None:
+            if self.make_ops is None:
+                raise TypeError(f"{type(self).__name__} has no backend: pass ops= or use get_strategy()")
+            ops = self.make_ops()
+        self.ops = ops
+
+    # ------------------------------------------------------------------ public contract
+    def allocate(self, pool: torch.Tensor, max_batch: int, T: int) -> Scratch:
+        """Allocate the strategy's buffers for batches of up to ``max_batch`` rows of ``T`` tokens
+        on ``pool`` (``[P, HV, V, K]``); everything starts empty (no request has pending work)."""
+        if not isinstance(pool, torch.Tensor) or pool.dim() != 4:
+            raise ValueError("pool must be a 4-D tensor [P, HV, V, K]")
+        if pool.dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"pool has dtype {pool.dtype}, expected float32 or bfloat16")
+        if int(max_batch) < 1 or int(T) < 1:
+            raise ValueError(f"need max_batch >= 1 and T >= 1, got max_batch={max_batch}, T={T}")
+        return self._allocate(pool, int(max_batch), int(T))
+
+    def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch: Scratch,
+               scale: float | None = None, *, validate: bool = True) -> torch.Tensor:
+        """Run the T tokens of every row from its committed state; return ``o [B,T,HV,V]`` in
+        q's dtype. No request's committed state changes (pending work may be folded in first)."""
+        dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=False,
+                                validate_values=validate)
+        self._check_scratch(scratch, pool, dims.B, dims.T)
+        if validate:
+            self._check_slots(indices, scratch)
+        scale = float(dims.K) ** -0.5 if scale is None else float(scale)
+        o = torch.empty((dims.B, dims.T, dims.HV, dims.V), dtype=q.dtype, device=q.device)
+        self._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
+        return o
+
+    def commit(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch, accepted: torch.Tensor,
+               *, validate: bool = True) -> None:
+        """Keep the first ``accepted[i]`` (1..T) tokens of the last verify of row ``i``."""
+        B = self._check_commit(pool, indices, scratch, accepted, validate)
+        if B:
+            self._commit(pool, indices, scratch, accepted)
+
+    def state(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+        """Each row's committed state, materialised as float32 ``[B, HV, V, K]`` (zeros for padding
+        rows). Pending replays are applied to a copy: nothing the strategy keeps is changed."""
+        if not isinstance(indices, torch.Tensor) or indices.dim() != 1:
+            raise ValueError("indices must be a 1-D tensor [B]")
+        self._check_scratch(scratch, pool, None, scratch.T)
+        out = self._state(pool, indices, scratch)
+        return torch.where((indices >= 0).view(-1, 1, 1, 1), out, torch.zeros_like(out))
+
+    def fold(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch, force: bool = False) -> None:
+        """Fold pending work into the pool rows of ``indices``: rows that need it (``force=False``)
+        or every row with pending work (``force=True``). No-op for strategies without pending work.
+        ``indices`` may list more rows than ``max_batch`` (e.g. every live request)."""
+        self._check_scratch(scratch, pool, None, scratch.T)
+
+    def reset(self, scratch: Scratch, slots: torch.Tensor) -> None:
+        """Forget the bookkeeping of pool ``slots`` (new requests; their state is ``pool[slot]``).
+        Strategies without per-request bookkeeping have nothing to forget."""
+        return None
+
+    def scratch_bytes(self, shape: GDNShape, batch: int, T: int, pool_slots: int,
+                      state_dtype: torch.dtype | str | None = None) -> int:
+        """Bytes this strategy keeps besides the pool for ``batch`` rows, ``T`` tokens and a pool of
+        ``pool_slots`` rows (:func:`gdnlab.roofline.strategy_scratch_bytes`)."""
+        from ..roofline import strategy_scratch_bytes
+        return strategy_scratch_bytes(shape, self.name, batch, T, pool_slots, state_dtype=state_dtype,
+                                      **self.roofline_options())
+
+    def bytes_moved(self, shape: GDNShape, batch: int, T: int, accept_len: float, *,
+                    state_dtype: torch.dtype | str | None = None, act_dtype: torch.dtype | str = torch.bfloat16,
+                    padding_rows: int = 0):
+        """Bytes one step (verify + commit + amortised fold) moves (:func:`gdnlab.roofline.strategy_bytes`)."""
+        from ..roofline import strategy_bytes
+        return strategy_bytes(shape, self.name, batch, T, accept_len, state_dtype=state_dtype,
+                              act_dtype=act_dtype, padding_rows=padding_rows, **self.roofline_options())
+
+    def slots_per_request(self, T: int) -> int:
+        """Pool rows one request occupies (1; ``token_slots``: 1 + T)."""
+        return 1
+
+    def roofline_options(self) -> dict:
+        """Options of this instance that change its byte counts (dtypes, ring size)."""
+        return {}
+
+    @property
+    def kernels_per_step(self) -> dict[str, int]:
+        """Kernel launches per step by phase, plus ``"total"``."""
+        d = dict(self.launches)
+        d["total"] = sum(self.launches.values())
+        return d
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, backend={self.backend!r}, ops={self.ops.name!r})"
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def _check_scratch(self, scratch: Scratch, pool: torch.Tensor, B: int | None, T: int) -> None:
+        if not isinstance(scratch, Scratch):
+            raise ValueError(f"scratch must come from {self.name}.allocate(), got {type(scratch).__name__}")
+        if not isinstance(pool, torch.Tensor) or pool.dim() != 4:
+            raise ValueError("pool must be a 4-D tensor [P, HV, V, K]")
+        if B is not None and B > scratch.max_batch:
+            raise ValueError(f"batch of {B} rows exceeds the scratch's max_batch={scratch.max_batch}")
+        if T != scratch.T:
+            raise ValueError(f"{T} draft tokens, but the scratch was allocated for T={scratch.T}")
+        if pool.shape[0] != scratch.pool_slots or pool.dtype != scratch.state_dtype:
+            raise ValueError(f"pool {tuple(pool.shape)} {pool.dtype} is not the pool the scratch was allocated "
+                             f"for ({scratch.pool_slots} slots, {scratch.state_dtype})")
+        if pool.device != scratch.device:
+            raise ValueError(f"pool is on {pool.device}, the scratch on {scratch.device}")
+
+    def _check_slots(self, indices: torch.Tensor, scratch: Scratch) -> None:
+        """Extra index checks of a strategy (e.g. only base slots); default: none."""
+        return None
+
+    def _check_commit(self, pool, indices, scratch, accepted, validate: bool) -> int:
+        if not isinstance(indices, torch.Tensor) or indices.dim() != 1:
+            raise ValueError("indices must be a 1-D tensor [B]")
+        B = indices.shape[0]
+        self._check_scratch(scratch, pool, B, scratch.T)
+        if not isinstance(accepted, torch.Tensor) or tuple(accepted.shape) != (B,):
+            got = tuple(accepted.shape) if isinstance(accepted, torch.Tensor) else type(accepted).__name__
+            raise ValueError(f"accepted has shape {got}, expected [B] = ({B},)")
+        for name, t in (("indices", indices), ("accepted", accepted)):
+            if t.dtype not in (torch.int32, torch.int64):
+                raise ValueError(f"{name} has dtype {t.dtype}, expected int32 or int64")
+            if t.device != pool.device:
+                raise ValueError(f"{name} is on {t.device}, but pool is on {pool.device}")
+        if validate:
+            check_indices(indices, pool.shape[0])
+            self._check_slots(indices, scratch)
+            live = indices.detach().cpu() >= 0
+            acc = accepted.detach().cpu()[live]
+            if acc.numel() and (int(acc.min()) < 1 or int(acc.max()) > scratch.T):
+                raise ValueError(f"accepted lengths must be in 1..T={scratch.T} for live rows, got min "
+                                 f"{int(acc.min())}, max {int(acc.max())}")
+        return B
+
+    def _materialise(self, pool: torch.Tensor, indices: torch.Tensor, replay: Replay | None,
+                     src: torch.Tensor | None = None) -> torch.Tensor:
+        """``pool[src]`` (default ``indices``) with ``replay`` applied, as float32 ``[B,HV,V,K]``,
+        computed on a copy with the backend's own replay (the stored value, rounded to the pool dtype)."""
+        src = indices if src is None else src
+        B = src.shape[0]
+        tmp = torch.zeros((B + 1, *pool.shape[1:]), dtype=pool.dtype, device=pool.device)
+        s = src.long()
+        tmp[1:] = pool[s.clamp(min=0)]
+        rows = torch.arange(1, B + 1, device=pool.device, dtype=torch.int32)
+        tmp_src = torch.where(s >= 0, rows, torch.full_like(rows, -1))
+        if replay is not None:
+            self.ops.recurrent(tmp, tmp_src, replay=replay)
+        return tmp[1:].float()
+
+    # ------------------------------------------------------------------ to implement
+    @abstractmethod
+    def _allocate(self, pool: torch.Tensor, max_batch: int, T: int) -> Scratch: ...
+
+    @abstractmethod
+    def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale: float,
+                dims: GDNCallDims, o: torch.Tensor) -> None: ...
+
+    @abstractmethod
+    def _commit(self, pool, indices, scratch, accepted) -> None: ...
+
+    def _state(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+        return pool[indices.long().clamp(min=0)].float()
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """Conditions of this strategy alone (the backend module's are checked first)."""
+        return True, "ok"
+
+
+def _dtype_opt(value: torch.dtype | str | None, what: str,
+               allowed: tuple[torch.dtype, ...] = (torch.float32, torch.bfloat16)) -> torch.dtype | None:
+    if value is None:
+        return None
+    dt = dtype_from_name(value)
+    if dt not in allowed:
+        raise ValueError(f"{what} must be one of {[str(d) for d in allowed]}, got {dt}")
+    return dt
