@@ -10,9 +10,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {"kernels", "shapes", "state", "hardware", "roofline", "provenance", "inputs",
-         "traces", "spec", "seed", "sweep", "workload", "instrument", "plots", "report",
-         "metrics", "capture", "stepmodel"}
+_LAZY = {"shapes", "state", "inputs", "hardware", "roofline", "provenance", "stats", "tools", "errors",
+         "kernels", "strategies", "instrument", "results", "sweep", "workload", "capture", "selfcheck",
+         "traces", "counters", "acceptance", "seed", "model", "components", "plots", "report", "cli"}
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: submodules load on first use
