@@ -34,7 +34,8 @@ _GRAPHS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).m
     svg: gd.querySelectorAll('.main-svg').length,
     // SVG traces are <g class="trace">; WebGL ones (scattergl) draw into the plot's gl canvas
     drawn: gd.querySelectorAll('g.trace').length +
-           (gd.querySelector('canvas.gl-canvas-context') ? (gd._fullData || []).filter(t => /gl$/.test(t.type)).length : 0),
+           (gd.querySelector('canvas.gl-canvas-context')
+               ? (gd._fullData || []).filter(t => /gl$/.test(t.type)).length : 0),
     title: (gd.layout && gd.layout.title && gd.layout.title.text) || ''
 }))"""
 
@@ -66,7 +67,8 @@ class _Page:
         self.network: list[str] = []
         self.ctx = browser.new_context(offline=True, viewport={"width": viewport[0], "height": viewport[1]})
         self.page = self.ctx.new_page()
-        self.page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on("console",
+                     lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         self.page.route(re.compile(r"^(?!file:|data:|blob:|about:).*"), self._block)
         self.page.goto(path.as_uri(), wait_until="load")

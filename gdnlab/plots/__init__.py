@@ -1,7 +1,15 @@
-"""Plotly figures for notebooks and reports; each submodule covers one topic.
+"""Plotly figures for notebooks and reports; each submodule covers one topic, each builder ends in ``_figure``.
 
-Every figure carries a provenance footnote (:func:`gdnlab.plots.provenance.add_provenance`).
+* :mod:`.sweep` — kernel sweeps (time and bandwidth vs batch, pool-scoped buffer cost, seed overlay);
+* :mod:`.traces` — Nsight / Kineto traces (timelines, side by side, range breakdowns, comparisons);
+* :mod:`.counters` — Nsight Compute counters; :mod:`.model` — the step-time model.
+
+Figures receive data and draw it: they fit no model and run no sweep. They share one style
+(:mod:`.style`: a colour per backend, strategy and kernel class, units in axis titles), keep legends
+beside the plot (:mod:`.layout`), and carry a provenance footnote whose status comes from the data
+(:mod:`.provenance`).
 """
-from .provenance import add_provenance
+from .layout import legend_right
+from .provenance import add_provenance, frame_status, trace_provenance_text, trace_status
 
-__all__ = ["add_provenance"]
+__all__ = ["add_provenance", "frame_status", "trace_status", "trace_provenance_text", "legend_right"]

@@ -23,7 +23,13 @@ STRATEGY_COLORS = {"full_cache": "#1f77b4", "token_slots": "#2ca02c", "recompute
                    "recompute_fused": "#e377c2", "replay_ring": "#d62728"}
 #: kernel classes that appear in gdnlab's traces, fixed so the GDN kernel is always the same blue
 KERNEL_CLASS_COLORS = {"gdn": "#1f77b4", "commit": "#d62728", "index_elementwise_kernel": "#ff7f0e",
-                       "copy": "#8c564b", "memset": "#7f7f7f", "other": "#bcbd22"}
+                       "vectorized_elementwise_kernel": "#2ca02c", "unrolled_elementwise_kernel": "#9467bd",
+                       "DeviceSelectSweepKernel": "#8c564b", "DeviceReduceSingleTileKernel": "#e377c2",
+                       "DeviceCompactInitKernel": "#17becf", "copy": "#bcbd22", "memset": "#7f7f7f",
+                       "other": "#c7c7c7"}
+#: colours for classes not listed above: none of the fixed ones, so an unknown class never looks like gdn
+_FALLBACK = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
+             "#9edae5", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 STATE_DTYPE_DASH = {"float32": "solid", "bfloat16": "dash"}
 MODE_SYMBOL = {"decode": "circle", "verify": "diamond"}
 
@@ -44,7 +50,10 @@ def strategy_color(name: str) -> str:
 
 
 def kernel_class_color(name: str) -> str:
-    return color_for(name, KERNEL_CLASS_COLORS)
+    """Fixed colour of a known kernel class; others hash into a palette disjoint from the fixed ones."""
+    if name in KERNEL_CLASS_COLORS:
+        return KERNEL_CLASS_COLORS[name]
+    return _FALLBACK[zlib.crc32(str(name).encode()) % len(_FALLBACK)]
 
 
 def class_colors(classes: Iterable[str]) -> dict[str, str]:

@@ -1,22 +1,37 @@
-"""Figures of a kernel sweep (:func:`gdnlab.sweep.load_results`): time and bandwidth vs concurrency,
-the cost of a pool-scoped intermediate buffer, and an overlay of the seed's reported numbers.
+"""Figures of a kernel sweep (:func:`gdnlab.results.load_sweep`): kernel time and bandwidth vs batch
+size B, the cost of a pool-scoped intermediate buffer, and an overlay of the seed's reported numbers.
 
-Every figure carries a provenance footnote built from the rows' own provenance columns
-(:func:`sweep_provenance_text`). plotly is imported inside the functions (it is not on the GPU machine).
+The figures receive sweep rows and draw them; they fit nothing and run nothing. Colours come from
+:mod:`gdnlab.plots.style` (one colour per backend on every page), legends sit right of the plot, axis
+titles carry their unit, and the y-axis title says how the time was taken (``kernel time (amortised over
+16 calls in one graph) (µs)`` when the rows were timed that way). Every figure carries a provenance
+footnote built from the rows' own provenance columns (:func:`sweep_provenance_text`); its status is
+``measured`` only when the rows say gdnlab made them (:func:`gdnlab.plots.provenance.frame_status`).
+plotly is imported inside the functions (it is not on the GPU machine).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from ..provenance import label
-from .provenance import add_provenance
+from .layout import legend_right
+from .provenance import add_provenance, frame_status
+from .style import STATE_DTYPE_DASH, axis_title, backend_color
 
-__all__ = ["sweep_provenance_text", "time_vs_concurrency", "bandwidth_vs_concurrency", "intermediate_cost",
-           "overlay_seed", "mode_label"]
+__all__ = ["sweep_provenance_text", "time_vs_batch_figure", "bandwidth_figure", "intermediate_cost_figure",
+           "seed_overlay_figure", "mode_label", "timing_label", "TIMING_PREFERENCE"]
 
-_PROV_COLS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer")
+_PROV_COLS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "gdnlab", "git_commit", "git_dirty")
+#: timing methods, best first: the one figure that shows a single method picks the first present
+TIMING_PREFERENCE = ("amortised", "graph", "single", "eager")
+_TIMING_DASH = {"amortised": "solid", "graph": "solid", "single": "solid", "eager": "dot"}
+_T_DASH = {2: "dot", 4: "dash", 8: "solid"}
+_T_SYMBOL = {2: "circle", 4: "square", 8: "diamond"}
+_OTHER_DASHES = ("dashdot", "longdash", "longdashdot")
+_BATCH_AXIS = axis_title("batch B", "requests")
 
 
 def mode_label(df: pd.DataFrame) -> pd.Series:
@@ -24,12 +39,43 @@ def mode_label(df: pd.DataFrame) -> pd.Series:
     return df.apply(lambda r: "decode" if r["mode"] == "decode" else f"verify T={int(r['draft_tokens'])}", axis=1)
 
 
+def timing_label(method: str, calls_per_sample: Any = None) -> str:
+    """How a time was taken, in words: ``"amortised over 16 calls in one graph"``, ``"one call per
+    CUDA-graph replay"``, ``"eager launches"``; any other method is named as it is."""
+    method = str(method)
+    if method == "amortised":
+        n = None if calls_per_sample is None or pd.isna(calls_per_sample) else int(calls_per_sample)
+        return f"amortised over {n} calls in one graph" if n else "amortised over several calls in one graph"
+    return {"graph": "one call per CUDA-graph replay", "single": "one call per CUDA-graph replay",
+            "eager": "eager launches"}.get(method, method)
+
+
+def _time_axis(d: pd.DataFrame) -> str:
+    """``kernel time (amortised over 16 calls in one graph) (µs)`` when all rows share one method
+    (and, when amortised, one call count); ``kernel time per call (µs)`` otherwise (the legend names
+    the methods)."""
+    methods = d["timing_method"].dropna().astype(str).unique() if "timing_method" in d else []
+    if len(methods) == 1:
+        calls = d["calls_per_sample"].dropna().unique() if "calls_per_sample" in d else []
+        if methods[0] != "amortised" or len(calls) <= 1:
+            return axis_title(f"kernel time ({timing_label(methods[0], calls[0] if len(calls) else None)})", "µs")
+    return axis_title("kernel time per call", "µs")
+
+
 def _check(df: pd.DataFrame, need: tuple[str, ...]) -> None:
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"df must be a pandas DataFrame of sweep rows, got {type(df).__name__}")
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise ValueError(f"df lacks sweep columns {missing} (load it with gdnlab.sweep.load_results)")
+        raise ValueError(f"df lacks sweep columns {missing} (load it with gdnlab.results.load_sweep)")
+
+
+def _with_intermediate(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with an ``intermediate`` scope column (derived from ``strategy`` when absent)."""
+    if "intermediate" in df.columns:
+        return df
+    scope = {"decode": "none", "full_cache": "batch", "full_cache_pool_scoped": "pool"}
+    return df.assign(intermediate=df["strategy"].map(lambda s: scope.get(str(s), str(s))))
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -37,27 +83,36 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
     if out.empty:
         raise ValueError("no rows with status 'ok' to plot")
     out["mode_label"] = mode_label(out)
+    if "timing_method" not in out:
+        out["timing_method"] = "unknown"
+    out["timing_method"] = out["timing_method"].astype("object").where(out["timing_method"].notna(), "unknown")
     return out
 
 
-def _series(d: pd.DataFrame) -> pd.Series:
-    """Backend, plus the timing method / rotation when the rows mix several."""
-    s = d["backend"].astype(str)
-    if "timing_method" in d and d["timing_method"].nunique() > 1:
-        s = s + " · " + d["timing_method"].astype(str)
-    if "rotate" in d and d["rotate"].nunique() > 1:
-        s = s + d["rotate"].map(lambda r: " · rotated" if bool(r) else "")
-    return s
+def _one_method(d: pd.DataFrame, timing: str | None) -> pd.DataFrame:
+    """Rows of one timing method: ``timing``, or the best present (:data:`TIMING_PREFERENCE`)."""
+    present = list(d["timing_method"].astype(str).unique())
+    pick = timing or next((m for m in TIMING_PREFERENCE if m in present), sorted(present)[0])
+    out = d[d["timing_method"].astype(str) == pick]
+    if out.empty:
+        raise ValueError(f"no ok rows timed with {pick!r}; present: {sorted(present)}")
+    return out
 
 
-def sweep_provenance_text(df: pd.DataFrame, status: str = "measured") -> str:
-    """Provenance label from the rows: the most frequent GPU's versions, the shapes and dtypes present.
+def _modes(d: pd.DataFrame) -> list[str]:
+    return sorted(d["mode_label"].unique(), key=lambda s: (s != "decode", len(s), s))
+
+
+def sweep_provenance_text(df: pd.DataFrame, status: str | None = None) -> str:
+    """Provenance label from the rows: status (from the rows, :func:`frame_status`, unless given), the
+    most frequent GPU's versions and commit, the shapes, dtypes and timing methods present.
 
     Rows from more than one GPU or software stack are named (``"+ 1 other GPU"``) rather than hidden.
     """
     _check(df, ("gpu",))
     if df.empty:
         raise ValueError("no rows: nothing to take provenance from")
+    status = status or frame_status(df) or "synthetic"
     gpu = df["gpu"].mode().iloc[0]
     sub = df[df["gpu"] == gpu]
     prov = {c: (sub[c].dropna().mode().iloc[0] if c in sub and sub[c].notna().any() else None) for c in _PROV_COLS}
@@ -66,11 +121,11 @@ def sweep_provenance_text(df: pd.DataFrame, status: str = "measured") -> str:
     dtypes = "state " + "/".join(sorted(df["state_dtype"].dropna().unique())) + \
         ", act " + "/".join(sorted(df["act_dtype"].dropna().unique()))
     extra: dict[str, Any] = {"shape": shapes, "dtypes": dtypes}
-    timing = sorted(df["timing_method"].dropna().unique()) if "timing_method" in df else []
+    timing = sorted(df["timing_method"].dropna().astype(str).unique()) if "timing_method" in df else []
     if timing:
-        gpu_timed = set(timing) & {"graph", "eager"}
-        extra["timing"] = "/".join(timing) + (" (L2 flushed)" if gpu_timed and bool(df["l2_flush"].fillna(False).all())
-                                              else "")
+        gpu_timed = set(timing) & {"graph", "single", "amortised", "eager"}
+        flushed = "l2_flush" in df and bool(df["l2_flush"].fillna(False).all())
+        extra["timing"] = "/".join(timing) + (" (L2 flushed)" if gpu_timed and flushed else "")
     n_other = df["gpu"].nunique() - 1
     if n_other:
         extra["mixed"] = f"+ {n_other} other GPU(s)"
@@ -80,132 +135,206 @@ def sweep_provenance_text(df: pd.DataFrame, status: str = "measured") -> str:
     return label(prov, status, **extra)
 
 
-def _err_arrays(d: pd.DataFrame) -> dict:
-    return {"error_y": (d["time_p90_us"] - d["time_us"]).clip(lower=0).to_numpy(),
-            "error_y_minus": (d["time_us"] - d["time_p10_us"]).clip(lower=0).to_numpy()}
+def _err(d: pd.DataFrame) -> dict:
+    if "time_p90_us" not in d or "time_p10_us" not in d:
+        return {}
+    return {"error_y": {"type": "data", "array": (d["time_p90_us"] - d["time_us"]).clip(lower=0).to_numpy(),
+                        "arrayminus": (d["time_us"] - d["time_p10_us"]).clip(lower=0).to_numpy(),
+                        "thickness": 1, "width": 2}}
 
 
-def time_vs_concurrency(df: pd.DataFrame, *, intermediate: str = "batch", timing: str | None = None):
-    """Median time per call (µs, p10-p90 error bars) vs concurrency, one line per backend (and timing
-    method when several), a panel per mode (columns) and state dtype (rows); log-log axes.
+def time_vs_batch_figure(df: pd.DataFrame, *, intermediate: str = "batch", timing: str | None = None,
+                         modes: Sequence[str] | None = None, state_dtypes: Sequence[str] | None = None):
+    """Median kernel time per call (µs, p10-p90 error bars) vs batch B: a panel per mode (columns) and
+    state dtype (rows), one colour per backend and one line style per timing method; log-log axes.
 
-    ``intermediate``: which verify buffer rows to show (``"batch"``, the fixed path, by default).
+    ``intermediate``: which verify buffer rows to show (``"batch"``, the fixed path, by default);
+    ``timing``: one timing method only (default: every method present); ``modes`` (``"decode"``,
+    ``"verify T=4"``) and ``state_dtypes``: the panels to draw (default: all present).
     """
-    import plotly.express as px
-
-    _check(df, ("status", "concurrency", "time_us", "time_p10_us", "time_p90_us", "backend", "mode",
-                "draft_tokens", "state_dtype", "intermediate"))
-    d = _ok(df)
-    d = d[(d["mode"] == "decode") | (d["intermediate"] == intermediate)]
-    if timing is not None:
-        d = d[d["timing_method"] == timing]
-    if d.empty:
-        raise ValueError(f"no ok rows for intermediate={intermediate!r}, timing={timing!r}")
-    d = d.sort_values(["backend", "mode_label", "state_dtype", "concurrency"])
-    d["series"] = _series(d)
-    modes = sorted(d["mode_label"].unique(), key=lambda s: (s != "decode", len(s), s))
-    fig = px.line(d, x="concurrency", y="time_us", color="series", facet_col="mode_label", facet_row="state_dtype",
-                  markers=True, log_x=True, log_y=True, category_orders={"mode_label": modes},
-                  hover_data=["kernel", "bw_gbps", "pct_of_peak_bw", "max_abs_err", "timing_method"],
-                  labels={"concurrency": "concurrency (batch rows)", "time_us": "time per call (µs)",
-                          "series": "backend", "mode_label": "", "state_dtype": "state"},
-                  title="GDN kernel time vs concurrency (median, p10-p90)", **_err_arrays(d))
-    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-    add_provenance(fig, sweep_provenance_text(d))
-    return fig
-
-
-def bandwidth_vs_concurrency(df: pd.DataFrame, *, intermediate: str = "batch"):
-    """Roofline view: achieved bandwidth (GB/s, top) and % of the GPU's peak HBM bandwidth (bottom)
-    vs concurrency, one line per backend · mode · state dtype, with the datasheet peak as a line."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    _check(df, ("status", "concurrency", "bw_gbps", "pct_of_peak_bw", "peak_bw_gbps", "backend", "mode",
-                "draft_tokens", "state_dtype", "intermediate"))
-    d = _ok(df)
-    d = d[(d["mode"] == "decode") | (d["intermediate"] == intermediate)].sort_values("concurrency")
-    d["series"] = _series(d)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=("achieved bandwidth (bytes from gdnlab.roofline.gdn_bytes / median time)",
-                                        "% of peak HBM bandwidth"))
-    dash = {"float32": "solid", "bfloat16": "dash"}
-    for (be, ml, sd), g in d.groupby(["series", "mode_label", "state_dtype"], sort=True):
-        name = f"{be} · {ml} · {sd}"
-        common = dict(x=g["concurrency"], mode="lines+markers", name=name, legendgroup=name,
-                      line={"dash": dash.get(sd, "dot")})
-        fig.add_trace(go.Scatter(y=g["bw_gbps"], **common), row=1, col=1)
-        fig.add_trace(go.Scatter(y=g["pct_of_peak_bw"], showlegend=False, **common), row=2, col=1)
-    peak = d["peak_bw_gbps"].dropna()
-    if len(peak):
-        p = float(peak.mode().iloc[0])
-        gpu = d["gpu"].mode().iloc[0]
-        fig.add_hline(y=p, line={"color": "black", "dash": "dot"}, row=1, col=1,
-                      annotation_text=f"{gpu} datasheet peak {p:.0f} GB/s", annotation_position="top left")
-        fig.add_hline(y=100, line={"color": "black", "dash": "dot"}, row=2, col=1)
-    fig.update_xaxes(type="log", title_text="concurrency (batch rows)", row=2, col=1)
-    fig.update_xaxes(type="log", row=1, col=1)
-    fig.update_yaxes(title_text="GB/s", row=1, col=1)
-    fig.update_yaxes(title_text="% of peak", row=2, col=1)
-    fig.update_layout(title="GDN kernels: memory roofline view", height=750)
+    _check(df, ("status", "batch", "time_us", "backend", "mode", "draft_tokens", "state_dtype"))
+    d = _ok(_with_intermediate(df))
+    d = d[(d["mode"] == "decode") | (d["intermediate"] == intermediate)]
+    if timing is not None:
+        d = d[d["timing_method"] == timing]
+    if modes is not None:
+        d = d[d["mode_label"].isin(list(modes))]
+    if state_dtypes is not None:
+        d = d[d["state_dtype"].isin(list(state_dtypes))]
+    if d.empty:
+        raise ValueError(f"no ok rows for intermediate={intermediate!r}, timing={timing!r}, modes={modes!r}, "
+                         f"state_dtypes={state_dtypes!r}")
+    modes, dtypes = _modes(d), sorted(d["state_dtype"].unique())
+    methods = sorted(d["timing_method"].astype(str).unique(),
+                     key=lambda m: TIMING_PREFERENCE.index(m) if m in TIMING_PREFERENCE else len(TIMING_PREFERENCE))
+    dash = {m: _TIMING_DASH.get(m, _OTHER_DASHES[i % len(_OTHER_DASHES)]) for i, m in enumerate(methods)}
+    fig = make_subplots(rows=len(dtypes), cols=len(modes), shared_xaxes=True, shared_yaxes=True,
+                        horizontal_spacing=0.03, vertical_spacing=0.08,
+                        subplot_titles=[f"{m} · state {sd}" for sd in dtypes for m in modes])
+    seen: set[str] = set()
+    for (be, method), g in d.sort_values("batch").groupby(["backend", "timing_method"], sort=True):
+        name = f"{be} · {method}" if len(methods) > 1 else str(be)
+        for i, sd in enumerate(dtypes, start=1):
+            for j, ml in enumerate(modes, start=1):
+                p = g[(g["state_dtype"] == sd) & (g["mode_label"] == ml)]
+                if p.empty:
+                    continue
+                fig.add_trace(go.Scatter(
+                    x=p["batch"], y=p["time_us"], mode="lines+markers", name=name, legendgroup=name,
+                    showlegend=name not in seen, line={"color": backend_color(be), "dash": dash[method]},
+                    marker={"color": backend_color(be), "size": 6}, **_err(p),
+                    customdata=p[["kernel"]].astype(str).to_numpy() if "kernel" in p else None,
+                    hovertemplate="B=%{x}: %{y:,.2f} µs<br>%{customdata[0]}<extra>" + name + "</extra>"),
+                    row=i, col=j)
+                seen.add(name)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    fig.update_xaxes(title_text=_BATCH_AXIS, row=len(dtypes))
+    fig.update_yaxes(title_text=_time_axis(d), col=1)
+    fig.update_layout(title="GDN kernel time vs batch (median, p10-p90)", height=260 + 260 * len(dtypes))
+    legend_right(fig, title="backend · timing" if len(methods) > 1 else "backend")
     add_provenance(fig, sweep_provenance_text(d))
     return fig
 
 
-def intermediate_cost(df: pd.DataFrame):
-    """Pool-scoped vs batch-scoped verify buffer: time ratio ``pool / batch`` (1 = no cost) vs
-    concurrency per backend and T, a panel per state dtype; points the backend rejected (FlashInfer's
-    bf16 MTP asserts ``dim0 == B``) are drawn as crosses at ratio 1 and named in the hover text."""
-    import plotly.express as px
+def bandwidth_figure(df: pd.DataFrame, *, intermediate: str = "batch", timing: str | None = None):
+    """Roofline view: achieved bandwidth (GB/s, top row) and % of the GPU's datasheet peak (bottom row)
+    vs batch B, a column per mode (decode, verify T=…); one colour per backend, one line style per state
+    dtype, so the legend has one entry per backend x state dtype. One timing method (``timing``, default
+    the best present, :data:`TIMING_PREFERENCE`), named in the y-axis title."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    _check(df, ("status", "concurrency", "time_us", "backend", "mode", "draft_tokens", "state_dtype", "intermediate"))
-    v = df[df["mode"] == "verify"]
-    keys = ["backend", "draft_tokens", "state_dtype", "concurrency", "timing_method", "rotate"]
-    v = v.assign(rotate=v["rotate"].fillna(False)) if "rotate" in v else v.assign(rotate=False)
-    ok = v[v["status"] == "ok"]
-    batch = ok[ok["intermediate"] == "batch"].set_index(keys)["time_us"]
-    pool = ok[ok["intermediate"] == "pool"].set_index(keys)["time_us"]
-    both = pd.DataFrame({"batch_us": batch, "pool_us": pool}).dropna().reset_index()
-    rejected = v[(v["intermediate"] == "pool") & v["status"].str.startswith("rejected")]
-    if both.empty and rejected.empty:
-        raise ValueError("no verify rows with both intermediate='batch' and 'pool' (and none rejected)")
-    both["ratio"] = both["pool_us"] / both["batch_us"]
-    both["series"] = _series(both) + " · T=" + both["draft_tokens"].astype(str)
-    both = both.sort_values(["series", "concurrency"])
-    panels = sorted(set(both["state_dtype"]) | set(rejected["state_dtype"]))
-    fig = px.line(both, x="concurrency", y="ratio", color="series", facet_col="state_dtype", markers=True, log_x=True,
-                  category_orders={"state_dtype": panels}, hover_data=["batch_us", "pool_us"],
-                  labels={"ratio": "time pool-scoped / batch-scoped", "concurrency": "concurrency (batch rows)",
-                          "series": "backend · T", "state_dtype": "state"},
-                  title="Cost of a pool-sized intermediate buffer (SGLang before PR #23273) vs the [:batch_size] slice")
-    if not rejected.empty:
-        for i, sd in enumerate(panels, start=1):
-            r = rejected[rejected["state_dtype"] == sd]
-            if r.empty:
+    _check(df, ("status", "batch", "bw_gbps", "pct_of_peak_bw", "backend", "mode", "draft_tokens", "state_dtype"))
+    d = _ok(_with_intermediate(df))
+    d = d[(d["mode"] == "decode") | (d["intermediate"] == intermediate)].sort_values("batch")
+    d = _one_method(d, timing)
+    modes = _modes(d)
+    fig = make_subplots(rows=2, cols=len(modes), shared_xaxes=True, shared_yaxes="rows", horizontal_spacing=0.03,
+                        vertical_spacing=0.08, subplot_titles=modes + [""] * len(modes))
+    seen: set[str] = set()
+    for (be, sd), g in d.groupby(["backend", "state_dtype"], sort=True):
+        name = f"{be} · {sd}"
+        for j, ml in enumerate(modes, start=1):
+            p = g[g["mode_label"] == ml]
+            if p.empty:
                 continue
-            fig.add_trace(go.Scatter(x=r["concurrency"], y=[1.0] * len(r), mode="markers",
-                                     marker={"symbol": "x", "size": 11, "color": "crimson"},
-                                     name="rejected (pool-sized buffer)", legendgroup="rejected", showlegend=i == 1,
-                                     text=(r["backend"] + " T=" + r["draft_tokens"].astype(str) + ": "
-                                           + r["status"].str.slice(0, 160)),
-                                     hovertemplate="%{text}<extra></extra>"), row=1, col=i)
-    fig.add_hline(y=1.0, line={"color": "gray", "dash": "dot"})
-    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-    add_provenance(fig, sweep_provenance_text(v))
+            common = dict(x=p["batch"], mode="lines+markers", name=name, legendgroup=name,
+                          line={"color": backend_color(be), "dash": STATE_DTYPE_DASH.get(sd, "dot")},
+                          marker={"color": backend_color(be), "size": 5})
+            fig.add_trace(go.Scatter(y=p["bw_gbps"], showlegend=name not in seen,
+                                     hovertemplate="B=%{x}: %{y:,.0f} GB/s<extra>" + name + "</extra>", **common),
+                          row=1, col=j)
+            fig.add_trace(go.Scatter(y=p["pct_of_peak_bw"], showlegend=False,
+                                     hovertemplate="B=%{x}: %{y:,.1f}% of peak<extra>" + name + "</extra>",
+                                     **common), row=2, col=j)
+            seen.add(name)
+    peak = d["peak_bw_gbps"].dropna() if "peak_bw_gbps" in d else pd.Series(dtype=float)
+    peak_note = ""
+    if len(peak):
+        p = float(peak.mode().iloc[0])
+        for j in range(1, len(modes) + 1):
+            fig.add_hline(y=p, line={"color": "black", "dash": "dot", "width": 1}, row=1, col=j)
+            fig.add_hline(y=100, line={"color": "black", "dash": "dot", "width": 1}, row=2, col=j)
+        gpu = d["gpu"].mode().iloc[0]
+        peak_note = f"<br><span style='font-size:12px'>dotted: {gpu} datasheet peak {p:,.0f} GB/s</span>"
+    fig.update_xaxes(type="log")
+    fig.update_xaxes(title_text=_BATCH_AXIS, row=2)
+    method = str(d["timing_method"].iloc[0])
+    fig.update_yaxes(title_text=axis_title("achieved bandwidth", "GB/s"), row=1, col=1)
+    fig.update_yaxes(title_text=axis_title("share of peak HBM bandwidth", "%"), row=2, col=1)
+    calls = d["calls_per_sample"].dropna() if "calls_per_sample" in d else pd.Series(dtype=float)
+    fig.update_layout(title="GDN kernels: memory roofline view (bytes from gdnlab.roofline.gdn_bytes / median "
+                            f"time; {timing_label(method, calls.iloc[0] if len(calls) else None)})" + peak_note,
+                      height=660, margin={"t": 110})
+    legend_right(fig, title="backend · state dtype")
+    add_provenance(fig, sweep_provenance_text(d))
     return fig
 
 
-def overlay_seed(fig, seed_rows: pd.DataFrame | None, *, y: str = "value", x: str = "concurrency",
-                 unit: str | None = None):
+def intermediate_cost_figure(df: pd.DataFrame, *, timing: str | None = None):
+    """Pool-scoped vs batch-scoped verify buffer: time ratio ``pool / batch`` (1 = no cost) vs batch B, a
+    panel per state dtype; colour per backend and line style + marker per T, so no two series share a
+    style. Points the backend rejected (FlashInfer's bf16 MTP asserts ``dim0 == B``) are drawn as crosses
+    at ratio 1 and named in the hover text. One timing method (``timing``, default the best present)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    _check(df, ("status", "batch", "time_us", "backend", "mode", "draft_tokens", "state_dtype"))
+    v = _with_intermediate(df)
+    v = v[v["mode"] == "verify"].copy()
+    if "timing_method" not in v:
+        v["timing_method"] = "unknown"
+    v["timing_method"] = v["timing_method"].astype("object").where(v["timing_method"].notna(), "unknown")
+    keys = ["backend", "draft_tokens", "state_dtype", "batch", "timing_method"]
+    ok = v[v["status"] == "ok"]
+    rejected = v[(v["intermediate"] == "pool") & v["status"].astype(str).str.startswith("rejected")]
+    if not ok.empty:
+        ok = _one_method(ok.assign(mode_label=""), timing)
+    drawn = df.loc[df.index.isin(ok.index) | df.index.isin(rejected.index)]
+    batch = ok[ok["intermediate"] == "batch"].groupby(keys)["time_us"].median()
+    pool = ok[ok["intermediate"] == "pool"].groupby(keys)["time_us"].median()
+    both = pd.DataFrame({"batch_us": batch, "pool_us": pool}).dropna().reset_index()
+    if both.empty and rejected.empty:
+        raise ValueError("no verify rows with both intermediate='batch' and 'pool' (and none rejected)")
+    both["ratio"] = both["pool_us"] / both["batch_us"]
+    panels = sorted(set(both["state_dtype"]) | set(rejected["state_dtype"]))
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"state {sd}" for sd in panels])
+    seen: set[str] = set()
+    for (be, T), g in both.sort_values("batch").groupby(["backend", "draft_tokens"], sort=True):
+        name = f"{be} · T={int(T)}"
+        for j, sd in enumerate(panels, start=1):
+            p = g[g["state_dtype"] == sd]
+            if p.empty:
+                continue
+            fig.add_trace(go.Scatter(
+                x=p["batch"], y=p["ratio"], mode="lines+markers", name=name, legendgroup=name,
+                showlegend=name not in seen,
+                line={"color": backend_color(be), "dash": _T_DASH.get(int(T), "dashdot")},
+                marker={"color": backend_color(be), "symbol": _T_SYMBOL.get(int(T), "x"), "size": 7},
+                customdata=p[["batch_us", "pool_us"]].to_numpy(),
+                hovertemplate="B=%{x}: ratio %{y:.2f}<br>batch-scoped %{customdata[0]:,.1f} µs, pool-scoped "
+                              "%{customdata[1]:,.1f} µs<extra>" + name + "</extra>"), row=1, col=j)
+            seen.add(name)
+    for j, sd in enumerate(panels, start=1):
+        r = rejected[rejected["state_dtype"] == sd].drop_duplicates(["backend", "draft_tokens", "batch"])
+        if r.empty:
+            continue
+        fig.add_trace(go.Scatter(x=r["batch"], y=[1.0] * len(r), mode="markers",
+                                 marker={"symbol": "x-thin-open", "size": 11, "color": "crimson", "line": {"width": 2}},
+                                 name="rejected (pool-sized buffer)", legendgroup="rejected",
+                                 showlegend="rejected" not in seen,
+                                 text=(r["backend"].astype(str) + " T=" + r["draft_tokens"].astype(str) + ": "
+                                       + r["status"].astype(str).str.slice(0, 160)),
+                                 hovertemplate="%{text}<extra></extra>"), row=1, col=j)
+        seen.add("rejected")
+    fig.add_hline(y=1.0, line={"color": "gray", "dash": "dot", "width": 1})
+    fig.update_xaxes(type="log", title_text=_BATCH_AXIS)
+    fig.update_yaxes(title_text=axis_title("time pool-scoped / batch-scoped", "ratio"), col=1)
+    method = str(both["timing_method"].iloc[0]) if len(both) else None
+    fig.update_layout(title="Cost of a pool-sized intermediate buffer (SGLang before PR #23273) vs the "
+                            "[:batch_size] slice" + (f" · {timing_label(method)}" if method else ""), height=480)
+    legend_right(fig, title="backend · draft tokens")
+    add_provenance(fig, sweep_provenance_text(drawn))
+    return fig
+
+
+def seed_overlay_figure(fig, seed_rows: pd.DataFrame | None, *, y: str = "value", x: str | None = None,
+                        unit: str | None = None):
     """Overlay the seed's reported rows (e.g. :func:`gdnlab.seed.tpot_vs_concurrency`) on ``fig``'s
     first panel, on a right-hand log axis (their unit differs: end-to-end TPOT in ms on GB200, not a
     kernel time), dashed grey, one line per backend; the footnote gains a ``reported (seed)`` label.
+    ``x``: the seed's column of running requests (default ``batch``, else ``concurrency``).
     ``seed_rows=None`` or empty returns ``fig`` unchanged (so callers can pass it through)."""
     import plotly.graph_objects as go
 
     if seed_rows is None or len(seed_rows) == 0:
         return fig
+    x = x or ("batch" if "batch" in seed_rows.columns else "concurrency")
     missing = [c for c in (x, y, "backend") if c not in seed_rows.columns]
     if missing:
         raise ValueError(f"seed_rows lacks columns {missing} (use gdnlab.seed.tpot_vs_concurrency())")
@@ -214,19 +343,22 @@ def overlay_seed(fig, seed_rows: pd.DataFrame | None, *, y: str = "value", x: st
     metric = str(rows["metric"].dropna().iloc[0]) if "metric" in rows and rows["metric"].notna().any() else y
     used = [int(k[5:] or 1) for k in fig.layout.to_plotly_json() if k.startswith("yaxis")]
     n = max(used + [1]) + 1
-    fig.layout[f"yaxis{n}"] = {"overlaying": "y", "side": "right", "type": "log", "showgrid": False,
-                               "title": {"text": f"seed (reported): {metric} ({unit})"}}
+    fig.layout[f"yaxis{n}"] = {"overlaying": "y", "side": "right", "type": "log", "showgrid": False, "dtick": "D2",
+                               "anchor": "x", "title": {"text": f"seed (reported): {axis_title(metric, unit)}"}}
     symbols = {"flashinfer": "circle-open", "triton": "square-open"}
     for be, g in rows.groupby("backend", sort=True):
-        state = f" · {g['kernel_state'].dropna().iloc[0]}" if "kernel_state" in g and g["kernel_state"].notna().any() else ""
+        has_state = "kernel_state" in g and g["kernel_state"].notna().any()
+        state = f" · {g['kernel_state'].dropna().iloc[0]}" if has_state else ""
         fig.add_trace(go.Scatter(x=g[x], y=g[y], xaxis="x", yaxis=f"y{n}", mode="lines+markers",
                                  name=f"seed {be}: {metric}{state} (reported)",
-                                 line={"dash": "dash", "color": "gray"},
-                                 marker={"symbol": symbols.get(str(be), "diamond-open"), "color": "gray"}))
+                                 line={"dash": "dash", "color": backend_color(str(be))},
+                                 marker={"symbol": symbols.get(str(be), "diamond-open"),
+                                         "color": backend_color(str(be))}, opacity=0.6))
     gpu = ", ".join(sorted(rows["gpu"].dropna().astype(str).unique())) if "gpu" in rows else None
     src = str(rows["source"].dropna().iloc[0]) if "source" in rows and rows["source"].notna().any() else \
         "SGLang PR #23273"
     seed_text = label({"gpu": gpu}, "reported", source=src, note="end-to-end serving metric, not a kernel time")
+    fig.update_layout(legend={"x": 1.14})     # right of the seed's own axis (ticks and title)
     prev = (fig.layout.meta or {}).get("provenance") if isinstance(fig.layout.meta, dict) else None
     fig.layout.annotations = [a for a in fig.layout.annotations if a.name != "provenance"]
     add_provenance(fig, f"{prev} · {seed_text}" if prev else seed_text)
