@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .notebook import SOURCE_MIME, figure_html
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import NotebookResult
+    from .catalog import NotebookResult
 
 __all__ = ["PLOTLY_JS", "TEMPLATES", "export_html", "copy_plotlyjs", "write_index"]
 
