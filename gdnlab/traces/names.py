@@ -5,7 +5,8 @@ Kernel class rule (:func:`kernel_class`), applied to each distinct name:
 1. Rules in ``rules`` (default :data:`DEFAULT_CLASS_RULES`) are tried in order; the first regular
    expression that matches anywhere in the name (case-insensitive) gives the class. By default every
    name containing ``gdn``, ``gated_delta``, ``fused_recurrent`` or ``fused_sigmoid_gating`` is ``"gdn"``
-   (FlashInfer's CuTe-DSL decode/MTP kernels and the Triton/fla kernels SGLang uses).
+   (FlashInfer's CuTe-DSL decode/MTP kernels, gdnlab's Triton kernels and the Triton/fla kernels
+   SGLang uses); a strategy's commit kernel (``scatter_commit``, ``state_scatter``) is ``"commit"``.
 2. Otherwise the class is the short name (:func:`short_kernel_name`: no ``void``/return type, no
    namespace, no template arguments, no parameter list) with generated suffixes removed: trailing
    ``_<hex hash>`` (6+ hex digits with at least one digit) and trailing ``_<number>`` (Triton/Inductor
@@ -25,9 +26,13 @@ __all__ = ["short_kernel_name", "kernel_class", "kernel_classes", "DEFAULT_CLASS
 
 #: a kernel whose name matches this (case-insensitive) is a GDN kernel: FlashInfer's CuTe-DSL decode/MTP
 #: kernels, gdnlab's Triton kernels, and the Triton/fla kernels SGLang uses. The one pattern gdnlab uses.
-GDN_KERNEL_PATTERN = r"gdn|gated_delta|fused_recurrent|fused_sigmoid_gating"
+GDN_KERNEL_PATTERN = r"gdn|gated_delta|fused_recurrent|fused_sigmoid_gating|strategy_recurrent"
+
+#: a verify strategy's commit kernel (gdnlab's fused scatter, SGLang's ``fused_mamba_state_scatter_with_mask``)
+COMMIT_KERNEL_PATTERN = r"scatter_commit|state_scatter"
 
 DEFAULT_CLASS_RULES: tuple[tuple[str, str], ...] = (
+    ("commit", COMMIT_KERNEL_PATTERN),
     ("gdn", GDN_KERNEL_PATTERN),
 )
 
