@@ -1,8 +1,8 @@
 """Capture a command under Nsight Systems and export the report to SQLite.
 
-``gdnlab capture --workload --backend flashinfer --batch 64 --osl 512 --draft-tokens 4
---out traces/h100/fi_c64`` runs gdnlab's decode-loop workload (``python -m gdnlab workload ...
---capture-steps 32``) under::
+``gdnlab capture --workload --backend triton --batch 64 --osl 512 --draft-tokens 4 --accept-len 3.17
+--strategy replay_ring --cuda-graph --out traces/h200/triton_replay_ring`` runs gdnlab's decode-loop
+workload (``python -m gdnlab workload ... --capture-steps 8``) under::
 
     nsys profile -t cuda,nvtx --sample=none --cpuctxsw=none --capture-range=cudaProfilerApi
          --capture-range-end=stop --cuda-graph-trace=node -o OUT --force-overwrite=true <cmd>
@@ -14,7 +14,11 @@ the new one was written, so a failed capture loses nothing.
 ``--sample=none --cpuctxsw=none`` keep the report small (without them a tiny script produced 2 GB);
 ``--capture-range=cudaProfilerApi`` records only what runs between cudaProfilerStart/Stop (the
 workload wraps its first ``--capture-steps`` measured steps); ``--cuda-graph-trace=node`` shows each
-kernel of a CUDA graph instead of one graph launch. Command line: ``gdnlab capture``
+kernel of a CUDA graph instead of one graph launch (with the workload's phase marker kernels,
+:mod:`gdnlab.phases` splits such a trace into verify / commit / fold).
+
+:func:`strategy_captures` builds one workload capture per verify strategy (``OUT_<strategy>``), what
+``gdnlab capture --strategies a,b,c --workload ...`` runs. Command line: ``gdnlab capture``
 (:mod:`gdnlab.cli.capture`).
 """
 from __future__ import annotations
@@ -31,7 +35,8 @@ from .errors import UnavailableError
 from .tools import ToolNotFoundError, find_tool
 
 __all__ = ["find_nsys", "capture", "profile_command", "export_command", "workload_command", "CaptureResult",
-           "NsysNotFoundError", "CaptureError", "NSYS_GLOBS", "DEFAULT_CAPTURE_STEPS", "out_base"]
+           "NsysNotFoundError", "CaptureError", "NSYS_GLOBS", "DEFAULT_CAPTURE_STEPS", "out_base",
+           "strategy_captures", "parse_strategies"]
 
 #: usual install locations, newest version first after sorting
 NSYS_GLOBS: tuple[str, ...] = (
@@ -42,7 +47,9 @@ NSYS_GLOBS: tuple[str, ...] = (
     "/opt/nvidia/nsight-compute/*/host/target-linux-x64/nsys",
     "/usr/lib/nsight-systems/bin/nsys",
 )
-DEFAULT_CAPTURE_STEPS = 32
+#: measured steps inside the capture range: a few steps are enough (every step runs the same kernels)
+#: and keep a 45-layer capture small and quick
+DEFAULT_CAPTURE_STEPS = 8
 
 
 class NsysNotFoundError(ToolNotFoundError, UnavailableError):
@@ -125,11 +132,49 @@ def workload_command(workload_args: Sequence[str], *, python: str | None = None,
                      capture_steps: int = DEFAULT_CAPTURE_STEPS) -> list[str]:
     """``python -m gdnlab workload --no-progress ARGS`` with ``--capture-steps N`` appended unless given."""
     args = list(workload_args)
-    if not any(a == "--capture-steps" or a.startswith("--capture-steps=") for a in args):
+    if not _has_option(args, "--capture-steps"):
         args += ["--capture-steps", str(capture_steps)]
     if "--no-progress" not in args:
         args = ["--no-progress", *args]
     return [python or sys.executable, "-m", "gdnlab", "workload", *args]
+
+
+def _has_option(args: Sequence[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def parse_strategies(text: str | Sequence[str]) -> list[str]:
+    """``"full_cache,replay_ring"`` (or a list) -> names, stripped, without duplicates; an empty
+    list or an unknown name is an :class:`~gdnlab.errors.InputError` naming the known ones."""
+    from .errors import InputError
+    from .strategies import STRATEGY_NAMES
+
+    items = text.split(",") if isinstance(text, str) else [str(x) for x in text]
+    names = list(dict.fromkeys(x.strip().lower() for x in items if x.strip()))
+    if not names:
+        raise InputError(f"--strategies needs at least one strategy name; known: {', '.join(STRATEGY_NAMES)}")
+    unknown = [n for n in names if n not in STRATEGY_NAMES]
+    if unknown:
+        raise InputError(f"unknown strategy {unknown[0]!r} in --strategies; known: {', '.join(STRATEGY_NAMES)}")
+    return names
+
+
+def strategy_captures(workload_args: Sequence[str], strategies: str | Sequence[str], out: str | os.PathLike, *,
+                      python: str | None = None,
+                      capture_steps: int = DEFAULT_CAPTURE_STEPS) -> list[tuple[str, list[str], Path]]:
+    """One ``(strategy, workload command, output base)`` per strategy: ``workload_args`` plus
+    ``--strategy NAME`` (and ``--draft-tokens 4`` unless given: a strategy verifies T >= 2 tokens),
+    written to ``OUT_<strategy>``. ``workload_args`` must not name a ``--strategy`` themselves."""
+    from .errors import InputError
+
+    args = list(workload_args)
+    if _has_option(args, "--strategy"):
+        raise InputError("give either --strategies a,b,c or --strategy NAME in the workload arguments, not both")
+    if not (_has_option(args, "--draft-tokens") or _has_option(args, "--verify-tokens")):
+        args += ["--draft-tokens", "4"]
+    base = out_base(out)
+    return [(name, workload_command([*args, "--strategy", name], python=python, capture_steps=capture_steps),
+             base.with_name(f"{base.name}_{name}")) for name in parse_strategies(strategies)]
 
 
 def capture(cmd: list[str], out: str | Path, *, capture_range: str | None = "cudaProfilerApi",

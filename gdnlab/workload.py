@@ -5,19 +5,32 @@ Qwen3.5-397B-A17B has 45) holds the state of ``B`` concurrent requests (the batc
 inside an NVTX range ``step``:
 
 * plain decode (``draft_tokens = 1``): one ``gdn.decode`` call per layer (1 token per request);
-* speculative decoding (``draft_tokens = T >= 2``): one ``gdn.verify`` of T tokens per layer (pool
-  unchanged, the state after every token kept in a per-layer batch-scoped intermediate buffer, as
-  SGLang's ``intermediate_ssm``), then accepted lengths in 1..T per request from
-  :func:`gdnlab.acceptance.sample_accepted`, then one ``gdn.commit`` per layer. A step yields
-  ``accepted`` tokens per request.
+* speculative decoding (``draft_tokens = T >= 2``) with a **verify strategy**
+  (``strategy="full_cache" | "token_slots" | "recompute" | "recompute_fused" | "replay_ring"``,
+  :mod:`gdnlab.strategies`, on the backend named by ``backend``): the accepted lengths of the step
+  (1..T per request, :func:`gdnlab.acceptance.sample_accepted`, drawn on the host *before* the step
+  and copied to a static device buffer without a sync), then every layer's ``strategy.verify``
+  (NVTX ``gdn.verify``), then every layer's ``strategy.commit`` reading the accepted lengths from
+  that buffer (NVTX ``gdn.commit``) — as an engine verifies the whole forward pass, samples, then
+  commits. Per-layer scratch comes from ``strategy.allocate(pool_layer, max_batch=B, T=T)``; a
+  strategy's fold (``replay_ring``) runs inside its verify. Nothing in a step reads a device value
+  back to the host (``validate=False``), so with :meth:`DecodeWorkload.enable_cuda_graph` the
+  **whole step** (every layer's verify and commit) is one CUDA graph, replayed inside ``step``;
+* ``strategy=None``: the backend's own ``gdn.verify`` into a per-layer intermediate buffer and its
+  ``gdn.commit`` (torch gather + ``index_copy_`` with a ``torch.nonzero``); its CUDA graph holds the
+  verifies only and the commits stay eager.
 
-A step is :meth:`DecodeWorkload.forward` (every layer's :meth:`~DecodeWorkload.layer_forward`), the
-acceptance draw, then :meth:`DecodeWorkload.commit` (every layer's
-:meth:`~DecodeWorkload.layer_commit`): another verify strategy replaces those two per-layer methods.
+On CUDA, a strategy step launches two marker kernels (``phase_marker_verify`` before the first
+verify, ``phase_marker_commit`` before the first commit; :mod:`gdnlab.phases`): NVTX ranges pushed
+while a graph is captured are not recorded at replay, and the markers let
+:func:`gdnlab.phases.phase_breakdown` split a trace of graph replays into verify / commit / fold.
 
 The loop runs until every request has generated ``osl`` tokens (a request that is done becomes a
 padding row, index -1, so the batch keeps its shape as in a CUDA-graph batch), so the summary gives
-time per generated token against OSL and batch.
+time per generated token against OSL and batch. With a whole-step graph the summary also gives the
+GPU busy share of a step: CUDA-event time around each graph replay / the step's wall time (the
+events enclose the replay's kernels and the gaps between them, so this is an upper bound on kernel
+time / wall time; an nsys trace and :func:`gdnlab.phases.step_busy` give the kernel sum).
 
 Inputs are generated once per layer and reused every step: the kernels are memory-bound on the state
 and their cost does not depend on the q/k/v values, so a fixed input measures the same thing as fresh
@@ -47,7 +60,7 @@ from .shapes import GDNShape, dtype_from_name, dtype_name
 from .state import StatePool
 
 __all__ = ["DecodeWorkload", "WorkloadResult", "WorkloadProgress", "estimate_memory_bytes", "disjoint_calls",
-           "default_acceptance", "make_workload_backend"]
+           "default_acceptance", "make_workload_backend", "make_strategy"]
 
 #: per-draft chain rate of the seed's mean accept length (3.175 at T=4), used for any T by default
 _SEED_MEAN = sum(SEED_ACCEPT_LEN) / 2
@@ -158,6 +171,11 @@ class WorkloadResult:
 
     ``us_per_token`` = wall / tokens (throughput view: GDN time per generated token over the batch);
     ``tpot_us`` = wall / (tokens / batch) (the GDN part of one request's time per output token).
+    ``strategy``: the verify strategy (``""``: the backend's own verify + commit). ``graph_scope``:
+    ``"step"`` (every layer's verify and commit in one CUDA graph), ``"forward"`` (verifies or
+    decodes only) or ``""`` (eager). ``gpu_step_median_us``: median CUDA-event time around a
+    whole-step graph replay; ``gpu_busy_pct`` = that / ``step_median_us`` x 100 (``None`` unless
+    ``graph_scope == "step"``; an upper bound on kernel time / wall, see the module docstring).
     """
 
     backend: str
@@ -185,6 +203,11 @@ class WorkloadResult:
     step_p10_us: float
     step_p90_us: float
     mean_accepted: float
+    strategy: str = ""
+    graph_scope: str = ""
+    phase_markers: bool = False
+    gpu_step_median_us: float | None = None
+    gpu_busy_pct: float | None = None
     kernel_path: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
@@ -194,24 +217,53 @@ class WorkloadResult:
     def summary(self) -> str:
         acc = (f", mean accepted {self.mean_accepted:.2f} (T={self.draft_tokens}, accept_len "
                f"{self.accept_len:.2f}, {self.acceptance})") if self.mode == "verify" else ""
+        strat = f" · strategy {self.strategy}" if self.strategy else ""
+        graph = {"step": " · CUDA graph (whole step)", "forward": " · CUDA graph (verify/decode only)"}.get(
+            self.graph_scope, "")
+        busy = (f" · GPU {self.gpu_step_median_us:.1f} µs per step, busy <= {self.gpu_busy_pct:.0f} %"
+                if self.gpu_busy_pct is not None else "")
         return (f"gdnlab workload · {self.backend} ({self.kernel}) · {self.shape} · {self.layers} GDN layers · "
-                f"B={self.batch} · OSL={self.osl} · {self.mode}{acc} · state {self.state_dtype} · "
-                f"{self.device}{' · CUDA graph' if self.cuda_graph else ''}\n"
+                f"B={self.batch} · OSL={self.osl} · {self.mode}{acc}{strat} · state {self.state_dtype} · "
+                f"{self.device}{graph}\n"
                 f"  steps {self.steps} · tokens {self.tokens} · wall {self.wall_ms:.1f} ms · "
                 f"{self.us_per_token:.2f} µs/token (batch) · {self.tpot_us:.1f} µs/token per request · "
                 f"step median {self.step_median_us:.1f} µs (p10 {self.step_p10_us:.1f}, "
-                f"p90 {self.step_p90_us:.1f})"
+                f"p90 {self.step_p90_us:.1f}){busy}"
                 + (f" · profiler capture range: first {self.capture_steps} measured steps" if self.captured else ""))
 
 
 # --------------------------------------------------------------------------------- workload
 
 
+def _strategy_backend_name(backend) -> str:
+    name = backend if isinstance(backend, str) else getattr(backend, "name", None)
+    if not isinstance(name, str):
+        raise InputError(f"backend must be a name (reference, triton, flashinfer) or a backend, got {backend!r}")
+    return name.strip().lower()
+
+
+def make_strategy(strategy, backend, **options):
+    """A :class:`gdnlab.strategies.VerifyStrategy` for ``strategy`` (a name or an instance) on the
+    strategy backend named like ``backend``. Unknown names are :class:`InputError`; strategies that
+    cannot run here :class:`UnavailableError` (both one line, naming the problem)."""
+    from .strategies import VerifyStrategy, get_strategy
+
+    if isinstance(strategy, VerifyStrategy):
+        return strategy
+    if not isinstance(strategy, str) or not strategy.strip():
+        raise InputError(f"strategy must be a strategy name or a VerifyStrategy, got {strategy!r}")
+    try:
+        return get_strategy(strategy, backend=_strategy_backend_name(backend), **options)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"strategy={strategy!r} on backend={backend!r}: {exc}") from None
+
+
 class DecodeWorkload:
     """The GDN part of a serving engine's decode loop over ``layers`` GDN layers and ``batch`` requests.
 
     Args:
-        backend: a :class:`GDNBackend` (or registry name).
+        backend: a :class:`GDNBackend` (or registry name); with ``strategy`` its name picks the
+            strategy backend (``reference``, ``triton``, ``flashinfer``).
         shape: per-GPU GDN shape (its ``num_gdn_layers`` is the default layer count).
         batch: B, requests decoded together (batch rows).
         layers: GDN layers to run (default: all of the shape's); caps memory.
@@ -224,19 +276,28 @@ class DecodeWorkload:
         device: ``cpu`` or ``cuda[:N]`` (default: CUDA if available).
         seed: seeds the pool contents, the inputs and the acceptance draws.
         sampler: ``fn(batch, T, accept_len_or_model, generator) -> [batch]`` in 1..T (default
-            :func:`gdnlab.acceptance.sample_accepted`).
+            :func:`gdnlab.acceptance.sample_accepted`; called on the host once per step, before it).
         check_memory: refuse (with the largest ``layers`` that fits) when the pool would not fit.
+        strategy: a verify strategy name or :class:`~gdnlab.strategies.VerifyStrategy` (needs
+            ``draft_tokens >= 2``); ``None``: the backend's own verify + commit.
+        strategy_options: options for :func:`gdnlab.strategies.get_strategy` (e.g. ``ring_slots``).
+        phase_markers: launch the phase marker kernels (:mod:`gdnlab.phases`); default: on CUDA with
+            a strategy when Triton is importable.
     """
 
     def __init__(self, backend: GDNBackend | str, shape: GDNShape, batch: int, *, layers: int | None = None,
                  draft_tokens: int = 1, accept_len: float | AcceptanceModel | None = None,
                  state_dtype: torch.dtype | str | None = None, act_dtype: torch.dtype | str = torch.bfloat16,
                  device: torch.device | str | None = None, seed: int = 0, sampler: Callable | None = None,
-                 check_memory: bool = True) -> None:
+                 check_memory: bool = True, strategy=None, strategy_options: dict | None = None,
+                 phase_markers: bool | None = None) -> None:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch must be an integer >= 1, got {batch!r}")
         if isinstance(draft_tokens, bool) or not isinstance(draft_tokens, int) or draft_tokens < 1:
             raise InputError(f"draft_tokens must be an integer >= 1 (1 = plain decode), got {draft_tokens!r}")
+        if strategy is not None and draft_tokens < 2:
+            raise InputError(f"strategy={strategy!r} needs draft_tokens >= 2 (a verify strategy); got "
+                             f"draft_tokens={draft_tokens}")
         self.acceptance = self._acceptance(accept_len, draft_tokens)
         n_layers = shape.num_gdn_layers if layers is None else layers
         if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
@@ -244,35 +305,67 @@ class DecodeWorkload:
         if layers is not None and layers > shape.num_gdn_layers:
             raise InputError(f"layers={layers} exceeds the {shape.num_gdn_layers} GDN layers of {shape.name}")
         self.device = resolve_device(device)
-        self.backend = make_workload_backend(backend)
         self.shape = shape
         self.B = batch
         self.L = n_layers
         self.T = draft_tokens
         self.state_dtype = dtype_from_name(shape.state_dtype if state_dtype is None else state_dtype)
+        self.act_dtype = dtype_from_name(act_dtype)
         self._sampler = sample_accepted if sampler is None else sampler
         self._gen = torch.Generator().manual_seed(seed + 7919)
 
-        allowed = self.backend.decode_state_dtypes if self.mode == "decode" else self.backend.verify_state_dtypes
-        if self.state_dtype not in allowed:
-            raise UnavailableError(f"state_dtype {dtype_name(self.state_dtype)} is not supported by "
-                                   f"{self.backend.name} {self.mode}; supported: {[dtype_name(d) for d in allowed]}")
+        self.strategy = None
+        self.backend: GDNBackend | None = None
+        if strategy is not None:
+            self.strategy = make_strategy(strategy, backend, **(strategy_options or {}))
+            self.backend_name = self.strategy.backend
+            self._check_strategy_supports()
+            slots_per_request = int(self.strategy.slots_per_request(self.T))
+        else:
+            self.backend = make_workload_backend(backend)
+            self.backend_name = self.backend.name
+            allowed = (self.backend.decode_state_dtypes if self.mode == "decode"
+                       else self.backend.verify_state_dtypes)
+            if self.state_dtype not in allowed:
+                raise UnavailableError(f"state_dtype {dtype_name(self.state_dtype)} is not supported by "
+                                       f"{self.backend.name} {self.mode}; supported: "
+                                       f"{[dtype_name(d) for d in allowed]}")
+            slots_per_request = 1
 
-        P = batch + 1
-        dims = shape.call_dims(batch, self.T, P)
+        capacity = batch * slots_per_request
         if check_memory and self.device.type == "cuda":
-            self._check_memory()
+            self._check_memory(capacity + 1)
 
-        self.pool = StatePool(shape, capacity=batch, dtype=self.state_dtype, device=self.device,
+        self.pool = StatePool(shape, capacity=capacity, dtype=self.state_dtype, device=self.device,
                               layers=self.L).randomize_(seed)
-        self.slots = self.pool.alloc(batch)
+        self.slots = self.pool.alloc(batch)                       # base slots 1..B
         self.indices = self.slots.clone()                         # static tensor: rows go -1 when done
+        self._indices_host = self.slots.detach().cpu().clone()   # host mirror: no read-back in a step
         self.inputs: list[GDNInputs] = [make_inputs(shape, batch, self.T, act_dtype=act_dtype,
                                                     device=self.device, seed=seed + 1000 * (i + 1))
                                         for i in range(self.L)]
-        self.intermediate: list[torch.Tensor] = (
-            [self.backend.new_intermediate(dims, self.pool.layer(i)) for i in range(self.L)] if self.T >= 2 else [])
+        self.intermediate: list[torch.Tensor] = []
+        self.scratch: list = []
+        if self.strategy is not None:
+            self.scratch = [self.strategy.allocate(self.pool.layer(i), max_batch=batch, T=self.T)
+                            for i in range(self.L)]
+        elif self.T >= 2:
+            dims = shape.call_dims(batch, self.T, self.pool.num_slots)
+            self.intermediate = [self.backend.new_intermediate(dims, self.pool.layer(i)) for i in range(self.L)]
+        #: accepted lengths of the current step on the device (int32 [B]), filled before the step runs
+        self.accepted = torch.ones(batch, dtype=torch.int32, device=self.device)
+        if phase_markers is None:
+            from .phases import markers_available
+            phase_markers = self.strategy is not None and markers_available(self.device)[0]
+        elif phase_markers:
+            from .phases import markers_available
+            ok, why = markers_available(self.device)
+            if not ok:
+                raise UnavailableError(f"phase markers: {why}")
+        self.phase_markers = bool(phase_markers)
+        self._marker_flag = torch.zeros(1, dtype=torch.int32, device=self.device)
         self._graph = None
+        self.graph_scope = ""
         self.kernel_path: dict = {}
 
     @staticmethod
@@ -288,17 +381,37 @@ class DecodeWorkload:
             raise InputError(f"accept_len={accept_len!r} must lie in [1, T={T}] (mean tokens kept per verify step)")
         return a
 
-    def _check_memory(self) -> None:
+    def _check_strategy_supports(self) -> None:
+        """A strategy backend's own conditions (FlashInfer: dtypes, T, K/V, batch) as one-line errors."""
+        supports = getattr(type(self.strategy), "supports", None)
+        if supports is None:
+            return
+        sm = None
+        if self.device.type == "cuda":
+            cap = torch.cuda.get_device_capability(self.device)
+            sm = (int(cap[0]), int(cap[1]))
+        HV, V, K = self.shape.state_shape
+        ok, why = supports(self.state_dtype, self.T, self.B, sm, HV=HV, K=K, V=V, act_dtype=self.act_dtype)
+        if not ok:
+            raise UnavailableError(f"strategy {self.strategy.name} on {self.strategy.backend}: {why}")
+
+    def _check_memory(self, pool_slots: int) -> None:
         shape = self.shape
-        probe = self.backend.new_intermediate(
-            shape.call_dims(1, self.T, 1),
-            torch.empty((1, *shape.state_shape), dtype=self.state_dtype, device=self.device)) if self.T >= 2 else None
-        inter_dt = probe.dtype if probe is not None else torch.float32
-        need = estimate_memory_bytes(shape, self.B, self.L, self.T, state_dtype=self.state_dtype,
-                                     intermediate_dtype=inter_dt)
+        per_layer = pool_slots * shape.state_bytes(self.state_dtype)
+        if self.strategy is not None:
+            try:
+                per_layer += int(self.strategy.scratch_bytes(shape, batch=self.B, T=self.T, pool_slots=pool_slots,
+                                                             state_dtype=self.state_dtype))
+            except Exception:  # noqa: BLE001 - an estimate only; the allocation itself still fails loudly
+                pass
+        elif self.T >= 2:
+            probe = self.backend.new_intermediate(
+                shape.call_dims(1, self.T, 1),
+                torch.empty((1, *shape.state_shape), dtype=self.state_dtype, device=self.device))
+            per_layer += self.B * self.T * shape.state_bytes(probe.dtype)
+        need = per_layer * self.L
         free, _ = torch.cuda.mem_get_info(self.device)
         if need > 0.92 * free:
-            per_layer = need / self.L
             raise InputError(f"the workload needs {need / 1e9:.1f} GB on {self.device} but {free / 1e9:.1f} GB "
                              f"are free: pass --layers N with N <= {max(1, int(0.9 * free // per_layer))} "
                              f"(or lower --batch / --draft-tokens)")
@@ -316,9 +429,18 @@ class DecodeWorkload:
         return float(a.mean(self.T)) if isinstance(a, AcceptanceModel) else float(a)
 
     # ------------------------------------------------------------------ one step
+    def _marker(self, phase: str) -> None:
+        if self.phase_markers:
+            from .phases import launch_phase_marker
+            launch_phase_marker(phase, self._marker_flag)
+
     def layer_forward(self, i: int) -> None:
         """Layer ``i``'s decode (T=1) or verify (T>=2) call, in its NVTX range."""
-        if self.T == 1:
+        if self.strategy is not None:
+            with nvtx_range("gdn.verify"):
+                self.strategy.verify(*self.inputs[i].args(), self.pool.layer(i), self.indices, self.scratch[i],
+                                     validate=False)
+        elif self.T == 1:
             with nvtx_range("gdn.decode"):
                 self.backend.decode(*self.inputs[i].args(), self.pool.layer(i), self.indices, validate=False)
         else:
@@ -326,35 +448,73 @@ class DecodeWorkload:
                 self.backend.verify(*self.inputs[i].args(), self.pool.layer(i), self.indices,
                                     intermediate=self.intermediate[i], validate=False)
 
-    def layer_commit(self, i: int, accepted: torch.Tensor) -> None:
-        """Layer ``i``'s commit of the accepted prefix (``accepted``: int32 [B] on the device)."""
+    def layer_commit(self, i: int, accepted: torch.Tensor | None = None) -> None:
+        """Layer ``i``'s commit of the accepted prefix (``accepted``: int32 [B] on the device; default
+        the workload's :attr:`accepted` buffer)."""
+        acc = self.accepted if accepted is None else accepted
         with nvtx_range("gdn.commit"):
-            self.backend.commit(self.pool.layer(i), self.indices, self.intermediate[i], accepted, validate=False)
+            if self.strategy is not None:
+                self.strategy.commit(self.pool.layer(i), self.indices, self.scratch[i], acc, validate=False)
+            else:
+                self.backend.commit(self.pool.layer(i), self.indices, self.intermediate[i], acc, validate=False)
+
+    def _forward_layers(self) -> None:
+        if self.strategy is not None:
+            self._marker("verify")
+        for i in range(self.L):
+            self.layer_forward(i)
+        self._record_path()                      # host only: which kernel the verify/decode ran
+
+    def _commit_layers(self, accepted: torch.Tensor | None = None) -> None:
+        if self.strategy is not None:
+            self._marker("commit")
+        for i in range(self.L):
+            self.layer_commit(i, accepted)
+
+    def _step_body(self) -> None:
+        """Every layer's verify then every layer's commit (reads :attr:`accepted`): what one
+        whole-step CUDA graph holds."""
+        self._forward_layers()
+        self._commit_layers()
 
     def forward(self) -> None:
-        """Every layer's :meth:`layer_forward` (from the CUDA graph when one was captured)."""
-        if self._graph is not None:
+        """Every layer's :meth:`layer_forward` (from the CUDA graph when one of the forward was captured)."""
+        if self._graph is not None and self.graph_scope == "forward":
             with nvtx_range(f"gdn.{self.mode}"):
                 self._graph.replay()
             return
-        for i in range(self.L):
-            self.layer_forward(i)
+        self._forward_layers()
 
-    def commit(self, accepted: torch.Tensor) -> None:
-        """Every layer's :meth:`layer_commit`."""
-        acc_dev = accepted.to(device=self.device, dtype=torch.int32)
-        for i in range(self.L):
-            self.layer_commit(i, acc_dev)
+    def commit(self, accepted: torch.Tensor | None = None) -> None:
+        """Every layer's :meth:`layer_commit` (``accepted``: default the :attr:`accepted` buffer;
+        a host tensor is copied into it first)."""
+        if accepted is not None:
+            self.set_accepted(accepted)
+        self._commit_layers()
+
+    def set_accepted(self, accepted: torch.Tensor) -> None:
+        """Copy accepted lengths ``[B]`` into the device buffer :attr:`accepted` without a host sync
+        (from pinned memory on CUDA)."""
+        acc = torch.as_tensor(accepted).reshape(-1).to(dtype=torch.int32)
+        if acc.device.type == "cpu" and self.device.type == "cuda":
+            acc = acc.pin_memory()
+        self.accepted.copy_(acc, non_blocking=True)
 
     def enable_cuda_graph(self) -> None:
-        """Capture the forward part of a step (all layers' decode or verify) in one CUDA graph; commits
-        stay eager (they depend on the sampled accepted lengths). NVTX ranges then exist once, around
-        the replay, not per layer. Raises :class:`~gdnlab.instrument.GraphCaptureError` on failure."""
+        """Capture a step in one CUDA graph. With a strategy: the **whole step**, every layer's verify
+        and commit (the commit reads :attr:`accepted`, filled before each replay); without one: the
+        decodes or verifies only, the commits stay eager. NVTX ranges then exist once per step, around
+        the replay (``gdn.step_graph`` / ``gdn.verify``), not per layer. Raises
+        :class:`~gdnlab.instrument.GraphCaptureError` on failure."""
         if self.device.type != "cuda":
             raise UnavailableError("a CUDA graph needs a CUDA device")
-        self._graph = None
-        layers = lambda: [self.layer_forward(i) for i in range(self.L)]
-        self._graph = capture_graph(layers, warmup=1)
+        self._graph, self.graph_scope = None, ""
+        if self.strategy is not None:
+            self._graph = capture_graph(self._step_body, warmup=1)
+            self.graph_scope = "step"
+        else:
+            self._graph = capture_graph(self._forward_layers, warmup=1)
+            self.graph_scope = "forward"
 
     def sample(self) -> torch.Tensor:
         """Accepted lengths ``[B]`` (int64, CPU) for one verify step, from the sampler (checked)."""
@@ -365,25 +525,65 @@ class DecodeWorkload:
                              f"in 1..{self.T}")
         return acc
 
-    def step(self, accepted: torch.Tensor | None = None) -> torch.Tensor:
+    def _record_path(self) -> None:
+        if self.kernel_path:
+            return
+        if self.strategy is None:
+            self.kernel_path = self.backend.last_path.as_dict()
+            return
+        path = getattr(self.strategy, "last_path", None)
+        d = path.as_dict() if hasattr(path, "as_dict") else {}
+        launch = getattr(self.strategy.ops, "last_launch", None)
+        if not d.get("kernel") and isinstance(launch, dict) and launch:
+            d = {**d, **launch}
+        d.setdefault("kernel", f"{self.strategy.ops.name}")
+        self.kernel_path = {"strategy": self.strategy.name, "strategy_backend": self.strategy.backend, **d}
+
+    def step(self, accepted: torch.Tensor | None = None, *, _events: list | None = None) -> torch.Tensor:
         """Run one step for every layer and return the tokens each request produced (``[B]`` int64, CPU;
-        0 for padding rows). ``accepted`` (verify only) overrides the sampler."""
-        live = (self.indices >= 0).cpu()
+        0 for padding rows). ``accepted`` (verify only) overrides the sampler. Nothing inside reads a
+        device value back to the host."""
+        live = self._indices_host >= 0
         with nvtx_range("step"):
-            self.forward()
-            if not self.kernel_path:
-                self.kernel_path = self.backend.last_path.as_dict()
             if self.T == 1:
+                self.forward()
                 return live.to(torch.int64)
             acc = self.sample() if accepted is None else torch.as_tensor(accepted, dtype=torch.int64).cpu()
             if acc.shape != (self.B,):
                 raise InputError(f"accepted must have shape [{self.B}], got {tuple(acc.shape)}")
-            self.commit(acc)
+            self.set_accepted(acc)
+            if self.graph_scope == "step":
+                ev = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) \
+                    if _events is not None else None
+                with nvtx_range("gdn.step_graph"):
+                    if ev is not None:
+                        ev[0].record()
+                    self._graph.replay()
+                    if ev is not None:
+                        ev[1].record()
+                        _events.append(ev)
+            else:
+                self.forward()
+                self._commit_layers()
         return torch.where(live, acc, torch.zeros_like(acc))
 
     def reset_requests(self) -> None:
         """All requests live again (indices back to their slots)."""
         self.indices.copy_(self.slots)
+        self._indices_host.copy_(self.slots.detach().cpu())
+
+    def _finish_rows(self, done: torch.Tensor) -> None:
+        """Rows ``done`` (bool [B], host) become padding rows (index -1) from the next step on."""
+        self._indices_host[done] = -1
+        self.indices.copy_(self._indices_host.to(self.indices.dtype))
+
+    def committed_state(self, layer: int) -> torch.Tensor:
+        """Layer ``layer``'s committed state of every request, float32 ``[B, HV, V, K]`` (in slot order,
+        whether a row is live or not)."""
+        pool = self.pool.layer(layer)
+        if self.strategy is not None:
+            return self.strategy.state(pool, self.slots, self.scratch[layer])
+        return pool[self.slots.long()].float()
 
     # ------------------------------------------------------------------ the loop
     def run(self, osl: int, *, warmup_steps: int = 3, capture_steps: int = 0,
@@ -410,6 +610,7 @@ class DecodeWorkload:
         sync()
         remaining = torch.full((self.B,), osl, dtype=torch.int64)
         step_us: list[float] = []
+        events: list | None = [] if self.graph_scope == "step" else None
         tokens = acc_sum = acc_n = 0
         captured = False
         capture = contextlib.ExitStack()
@@ -419,7 +620,7 @@ class DecodeWorkload:
                 captured = capture.enter_context(profiler_capture())
             while int(remaining.max()) > 0:
                 t0 = time.perf_counter_ns()
-                produced = self.step()
+                produced = self.step(_events=events)
                 sync()
                 step_us.append((time.perf_counter_ns() - t0) / 1e3)
                 live = remaining > 0
@@ -431,7 +632,7 @@ class DecodeWorkload:
                 remaining -= got
                 done = (remaining <= 0) & live
                 if bool(done.any()):
-                    self.indices[done.to(self.indices.device)] = -1
+                    self._finish_rows(done)
                 if len(step_us) == capture_steps:
                     capture.close()                      # cudaProfilerStop after N measured steps
                 if progress is not None:
@@ -444,9 +645,15 @@ class DecodeWorkload:
         from .provenance import collect
         from .stats import quantiles
         p10, med, p90 = quantiles(step_us, (0.1, 0.5, 0.9))
+        gpu_med = busy = None
+        if events:
+            sync()
+            gpu_us = [s.elapsed_time(e) * 1e3 for s, e in events]
+            (gpu_med,) = quantiles(gpu_us, (0.5,))
+            busy = 100.0 * gpu_med / med if med > 0 else None
         a = self.acceptance
         return WorkloadResult(
-            backend=self.backend.name, kernel=str(self.kernel_path.get("kernel", "")), shape=self.shape.name,
+            backend=self.backend_name, kernel=str(self.kernel_path.get("kernel", "")), shape=self.shape.name,
             layers=self.L, batch=self.B, osl=osl, mode=self.mode, draft_tokens=self.T, accept_len=self.accept_len,
             acceptance=(repr(a) if isinstance(a, AcceptanceModel) else f"FixedMean({a:g})") if self.T >= 2 else "",
             state_dtype=dtype_name(self.state_dtype), device=str(self.device), cuda_graph=self._graph is not None,
@@ -454,6 +661,8 @@ class DecodeWorkload:
             tokens=tokens, wall_ms=wall_us / 1e3, us_per_token=wall_us / max(tokens, 1),
             tpot_us=wall_us / max(tokens / self.B, 1e-12), step_median_us=med, step_p10_us=p10, step_p90_us=p90,
             mean_accepted=(acc_sum / acc_n) if acc_n else 1.0,
+            strategy=self.strategy.name if self.strategy is not None else "", graph_scope=self.graph_scope,
+            phase_markers=self.phase_markers, gpu_step_median_us=gpu_med, gpu_busy_pct=busy,
             kernel_path={k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                          for k, v in self.kernel_path.items()},
             provenance=collect())

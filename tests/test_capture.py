@@ -14,7 +14,7 @@ import pytest
 from gdnlab import capture as cap
 from gdnlab.cli import capture as cli_cap
 from gdnlab.cli import main as cli_main
-from gdnlab.errors import UnavailableError
+from gdnlab.errors import InputError, UnavailableError
 
 
 def _fake_exe(path: Path) -> Path:
@@ -85,7 +85,7 @@ def test_workload_command_adds_capture_steps():
     argv = cap.workload_command(["--backend", "flashinfer", "--concurrency", "64", "--osl", "512",
                                  "--verify-tokens", "4"], python="python3")
     assert argv == ["python3", "-m", "gdnlab", "workload", "--no-progress", "--backend", "flashinfer",
-                    "--concurrency", "64", "--osl", "512", "--verify-tokens", "4", "--capture-steps", "32"]
+                    "--concurrency", "64", "--osl", "512", "--verify-tokens", "4", "--capture-steps", "8"]
     assert cap.workload_command(["--capture-steps=8"], python="p")[-1] == "--capture-steps=8"
 
 
@@ -207,7 +207,7 @@ def test_cli_workload_one_command(tmp_path, monkeypatch, capsys):
     i = prof.index("-m")
     assert prof[i - 1] == sys.executable
     assert prof[i:] == ["-m", "gdnlab", "workload", "--no-progress", "--backend", "flashinfer", "--concurrency",
-                        "64", "--osl", "512", "--verify-tokens", "4", "--capture-steps", "32"]
+                        "64", "--osl", "512", "--verify-tokens", "4", "--capture-steps", "8"]
     assert prof[prof.index("-o") + 1].startswith(str(out) + "-partial-")     # renamed to OUT.nsys-rep on success
     assert (out.parent / "fi_c64.nsys-rep").exists()
     assert "--capture-range=cudaProfilerApi" in prof and "--cuda-graph-trace=node" in prof
@@ -230,7 +230,60 @@ def test_cli_own_options_inside_workload_args(capsys):
     assert cli_cap.run(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and "--stats=false" in lines[0]
-    assert lines[0].endswith("-m gdnlab workload --no-progress -c 8 --capture-steps 32")
+    assert lines[0].endswith("-m gdnlab workload --no-progress -c 8 --capture-steps 8")
+
+
+def test_strategy_captures_one_command_per_strategy():
+    jobs = cap.strategy_captures(["--backend", "triton", "-c", "64", "--cuda-graph"], "full_cache, replay_ring",
+                                 "traces/h200/triton_c64.sqlite", python="py")
+    assert [j[0] for j in jobs] == ["full_cache", "replay_ring"]
+    assert [str(j[2]) for j in jobs] == ["traces/h200/triton_c64_full_cache", "traces/h200/triton_c64_replay_ring"]
+    assert jobs[1][1] == ["py", "-m", "gdnlab", "workload", "--no-progress", "--backend", "triton", "-c", "64",
+                          "--cuda-graph", "--draft-tokens", "4", "--strategy", "replay_ring", "--capture-steps", "8"]
+    # a given T is kept; duplicates are dropped; bad lists are one-line input errors
+    jobs = cap.strategy_captures(["--verify-tokens=3"], ["recompute", "recompute"], "o", python="py")
+    assert len(jobs) == 1 and "--draft-tokens" not in jobs[0][1] and "--verify-tokens=3" in jobs[0][1]
+    with pytest.raises(InputError, match="unknown strategy 'nope'.*full_cache"):
+        cap.strategy_captures([], "full_cache,nope", "o")
+    with pytest.raises(InputError, match="at least one"):
+        cap.strategy_captures([], " , ", "o")
+    with pytest.raises(InputError, match="not both"):
+        cap.strategy_captures(["--strategy", "recompute"], "full_cache", "o")
+
+
+def test_cli_strategies_dry_run_and_placement(capsys):
+    args = _parse(["--strategies", "token_slots,recompute_fused", "--dry-run", "--nsys", "/n/nsys", "--out", "t/x",
+                   "--workload", "--backend", "triton", "--cuda-graph"])
+    assert cli_cap.run(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4                                   # profile + export per strategy
+    assert lines[0].endswith("--cuda-graph --draft-tokens 4 --strategy token_slots --capture-steps 8")
+    assert "-o t/x_token_slots " in lines[0] and lines[1].endswith("t/x_token_slots.nsys-rep")
+    assert "--strategy recompute_fused" in lines[2] and "-o t/x_recompute_fused " in lines[2]
+    # --strategies may also follow --workload (an own option anywhere); it needs --workload
+    args = _parse(["--workload", "--backend", "triton", "--strategies=full_cache", "--dry-run", "--no-export"])
+    assert cli_cap.run(args) == 0
+    assert capsys.readouterr().out.count("--strategy full_cache") == 1
+    with pytest.raises(InputError, match="--strategies needs --workload"):
+        cli_cap.run(_parse(["--strategies", "full_cache", "--", "true"]))
+
+
+def test_cli_strategies_continue_after_a_failure(tmp_path, monkeypatch, capsys):
+    class FailFirst(FakeRun):
+        def __call__(self, argv, check=False, **kw):
+            if argv[1] == "profile" and "full_cache" in argv[-3]:
+                self.calls.append(list(argv))
+                return subprocess.CompletedProcess(argv, 1)          # no report written
+            return super().__call__(argv, check, **kw)
+
+    fake = FailFirst()
+    monkeypatch.setattr(cap.subprocess, "run", fake)
+    monkeypatch.setattr(cap, "find_nsys", lambda: "/n/nsys")
+    out = tmp_path / "tr"
+    rc = cli_cap.run(_parse(["--strategies", "full_cache,replay_ring", "--out", str(out), "--workload", "-c", "4"]))
+    assert rc == 1
+    assert (tmp_path / "tr_replay_ring.sqlite").exists() and not (tmp_path / "tr_full_cache.sqlite").exists()
+    assert "strategy full_cache: failed" in capsys.readouterr().err
 
 
 def test_cli_needs_something_to_capture():

@@ -1,20 +1,24 @@
-"""gdnlab.workload on CPU with the reference backend: token counts, the acceptance draws, verify +
-commit == decoding the accepted tokens one by one (state-wise), the timed-call factory, and the
-``gdnlab workload`` command."""
+"""gdnlab.workload on CPU with the reference backend and reference strategies: token counts, the
+acceptance draws, verify + commit == decoding the accepted tokens one by one (state-wise) for the
+backend path and every strategy, the phase markers and the phase rules of gdnlab.phases, the
+timed-call factory, and the ``gdnlab workload`` command; on a GPU, the whole step in one CUDA graph."""
 from __future__ import annotations
 
 import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 
+from gdnlab import phases
 from gdnlab.acceptance import ChainAcceptance, accept_len_to_rate
 from gdnlab.cli import main as cli_main
 from gdnlab.errors import InputError, UnavailableError
 from gdnlab.instrument import time_calls
 from gdnlab.kernels import get_backend
-from gdnlab.shapes import GDNShape
+from gdnlab.shapes import GDNShape, preset
+from gdnlab.strategies import STRATEGY_NAMES
 from gdnlab.workload import DecodeWorkload, disjoint_calls
 
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=8, num_gdn_layers=3)
@@ -174,3 +178,194 @@ def test_unrunnable_backend_or_device_is_unavailable(monkeypatch):
     with pytest.raises(UnavailableError, match="device='cuda'"):
         _wl(device="cuda")
     assert main(["--backend", "flashinfer", "--osl", "1", "--device", "cpu", "--layers", "1"]) == 3
+
+
+# ------------------------------------------------------------------ verify strategies
+
+
+def _sequential_reference(wl, before, seen, draws):
+    """Each layer's states after decoding, token by token with the reference backend, the accepted
+    prefix of every step (rows live in that step only) from the states ``before``."""
+    ref = get_backend("reference")
+    rows = torch.arange(1, wl.B + 1, dtype=torch.int32)
+    out = []
+    for layer in range(wl.L):
+        pool = torch.zeros((wl.B + 1, *before[layer].shape[1:]), dtype=torch.float32)
+        pool[1:] = before[layer]
+        x = wl.inputs[layer]
+        for live_idx, acc in zip(seen, draws):
+            for t in range(wl.T):
+                idx = torch.where((acc > t) & (live_idx >= 0), rows, torch.full_like(rows, -1))
+                ref.decode(*x.token(t).args(), pool, idx)
+        out.append(pool[1:])
+    return out
+
+
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_strategy_workload_matches_sequential_decodes(name):
+    """Every reference strategy (replay_ring with a 4-entry ring, so it folds) in the eager loop:
+    the committed states after the run equal decoding each step's accepted tokens one by one;
+    finished requests (padding rows) stop changing."""
+    opts = {"ring_slots": 4} if name == "replay_ring" else None
+    wl = _wl(batch=3, draft_tokens=3, layers=2, seed=1, strategy=name, strategy_options=opts)
+    assert wl.pool.capacity == 3 * (4 if name == "token_slots" else 1)
+    before = [wl.committed_state(i) for i in range(wl.L)]
+    draws = [torch.tensor(x) for x in ([1, 3, 2], [3, 3, 1], [2, 1, 3])]
+    it, seen = iter(draws), []
+
+    def sampler(batch, T, accept_len, gen):
+        seen.append(wl.indices.clone())
+        return next(it)
+
+    wl._sampler = sampler
+    res = wl.run(6, warmup_steps=0)
+    assert res.steps == 3 and res.tokens == 18 and res.strategy == name
+    assert seen[2].tolist() == [1, -1, 3]                  # request 1 had its 6 tokens after step 2
+    assert res.graph_scope == "" and res.gpu_busy_pct is None and res.phase_markers is False
+    assert res.kernel_path["strategy"] == name and res.kernel_path["strategy_backend"] == "reference"
+    expected = _sequential_reference(wl, before, seen, draws)
+    for layer in range(wl.L):
+        got = wl.committed_state(layer)
+        assert float((got - expected[layer]).abs().max()) <= 1e-4, f"{name} layer {layer}"
+        assert float((got - before[layer]).abs().max()) > 1e-3          # the run did change the states
+
+
+def test_strategy_step_order_and_phase_markers(monkeypatch):
+    """A step is: accepted lengths into the device buffer, marker, every layer's verify, marker,
+    every layer's commit reading that buffer (what gdnlab.phases expects)."""
+    wl = _wl(batch=2, draft_tokens=2, layers=3, strategy="recompute")
+    log = []
+    s = wl.strategy
+    verify, commit = s.verify, s.commit
+    monkeypatch.setattr(s, "verify", lambda *a, **k: (log.append("verify"), verify(*a, **k))[1])
+
+    def logged_commit(pool, indices, scratch, accepted, validate=True):
+        log.append(("commit", accepted.tolist(), validate))
+        return commit(pool, indices, scratch, accepted, validate=validate)
+
+    monkeypatch.setattr(s, "commit", logged_commit)
+    monkeypatch.setattr(phases, "launch_phase_marker", lambda phase, flag: log.append(f"marker:{phase}"))
+    wl.phase_markers = True
+    wl.step(accepted=torch.tensor([2, 1]))
+    assert log == ["marker:verify", "verify", "verify", "verify", "marker:commit",
+                   ("commit", [2, 1], False), ("commit", [2, 1], False), ("commit", [2, 1], False)]
+    assert wl.accepted.dtype == torch.int32 and wl.accepted.tolist() == [2, 1]
+
+
+def test_strategy_arguments_are_one_line_errors():
+    with pytest.raises(InputError, match="draft_tokens >= 2"):
+        _wl(strategy="full_cache")
+    with pytest.raises(InputError, match="unknown strategy 'nope'"):
+        _wl(draft_tokens=2, strategy="nope")
+    with pytest.raises(InputError, match="ring_slots"):
+        _wl(draft_tokens=2, strategy="replay_ring", strategy_options={"ring_slots": 0})
+    with pytest.raises(UnavailableError, match="phase markers"):
+        _wl(draft_tokens=2, strategy="full_cache", phase_markers=True)          # CPU: no marker kernels
+
+
+def test_cli_strategy_flags(tmp_path, capsys):
+    out = tmp_path / "wl.json"
+    base = ["--backend", "reference", "--preset", "qwen3.5-397b-a17b@tp16", "--batch", "2", "--osl", "3",
+            "--layers", "1", "--warmup-steps", "0", "--device", "cpu"]
+    assert main([*base, "--draft-tokens", "2", "--strategy", "replay_ring", "--strategy-option", "ring_slots=2",
+                 "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["strategy"] == "replay_ring" and d["tokens"] == 6 and d["graph_scope"] == ""
+    assert "strategy replay_ring" in capsys.readouterr().out
+    assert main([*base, "--draft-tokens", "2", "--json", str(out)]) == 0                # default: full_cache
+    assert json.loads(out.read_text())["strategy"] == "full_cache"
+    assert main([*base, "--draft-tokens", "2", "--strategy", "none", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["strategy"] == "" and d["kernel"] == "torch_reference"             # the backend's own verify
+    assert main([*base, "--json", str(out)]) == 0                                  # decode: no strategy
+    assert json.loads(out.read_text())["strategy"] == ""
+    capsys.readouterr()
+    assert main([*base, "--draft-tokens", "2", "--strategy-option", "ring_slots"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main([*base, "--strategy-option", "ring_slots=4"]) == 2                 # decode has no strategy
+    assert "--strategy-option needs" in capsys.readouterr().err
+    assert main([*base, "--draft-tokens", "2", "--strategy", "bogus"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bogus" in err[0]
+
+
+# ------------------------------------------------------------------ gdnlab.phases
+
+
+def _kernels(names, durations_ns, gaps_ns=100):
+    rows, t = [], 0
+    for n, d in zip(names, durations_ns):
+        rows.append({"name": n, "start_ns": t, "end_ns": t + d, "duration_ns": d})
+        t += d + gaps_ns
+    return pd.DataFrame(rows)
+
+
+BK = "void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<int>>(int)"
+
+
+def test_assign_phases_markers_fold_split_and_name_fallback():
+    names = ["phase_marker_verify", BK, "_strategy_recurrent", BK, "_strategy_recurrent",
+             BK, "_strategy_recurrent", "_strategy_recurrent", "phase_marker_commit", BK]
+    got = phases.assign_phases(names, "replay_ring")        # triton replay_ring: launches fold, verify
+    assert got == ["marker", "fold", "fold", "verify", "verify", "fold", "fold", "verify", "marker", "commit"]
+    # without a fold the same kernels are all verify; recompute's commit replay is split by its marker
+    assert phases.assign_phases(names, "recompute")[1:8] == ["verify"] * 7
+    assert phases.assign_phases(names, "recompute")[9] == "commit"
+    # no markers: names alone where they can tell
+    assert phases.assign_phases(["_strategy_recurrent", "_scatter_commit", BK], "full_cache") == \
+        ["verify", "commit", "other"]
+    assert phases.assign_phases(["_strategy_recurrent"], "recompute") == ["other"]
+    assert phases.phase_of_kernel("void flashinfer::gdn::gated_delta_rule_mtp_kernel<128>(float*)") == "verify"
+    assert phases.phase_of_kernel("phase_marker_commit") == "marker" and phases.is_bookkeeping_kernel(BK)
+    with pytest.raises(ValueError, match="unknown phase"):
+        phases.marker_name("sample")
+
+
+def test_phase_breakdown_and_step_busy():
+    names = ["phase_marker_verify", "_strategy_recurrent", "phase_marker_commit", "_scatter_commit"] * 2
+    k = _kernels(names, [1000, 60_000, 1000, 20_000] * 2, gaps_ns=1000)
+    b = phases.phase_breakdown(k, "full_cache").set_index("phase")
+    assert list(b.index) == ["verify", "commit", "marker"]
+    assert b.loc["verify", "time_us"] == pytest.approx(120.0) and b.loc["verify", "time_per_step_us"] == 60.0
+    assert b.loc["commit", "kernels"] == 2 and b["share_pct"].sum() == pytest.approx(100.0)
+    busy = phases.step_busy(k)
+    assert list(busy["step"]) == [0, 1]
+    assert busy.loc[0, "window_us"] == pytest.approx(86.0)          # 82 µs of kernels + 4 gaps of 1 µs
+    assert busy.loc[0, "busy_pct"] == pytest.approx(100 * 82 / 86)
+    assert phases.step_busy(_kernels(["_strategy_recurrent"], [5])).empty
+
+
+# ------------------------------------------------------------------ GPU: the whole step in one CUDA graph
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_whole_step_cuda_graph_matches_eager_and_reports_busy(cuda_device, name):
+    """Triton strategies, real per-GPU shape, 3 layers: the whole step (verify + commit of every
+    layer) replayed from one CUDA graph ends in the same committed states as the eager loop, and
+    the result reports the GPU busy share."""
+    shape = preset("qwen3.5-397b-a17b", tp=4)
+    kw = dict(layers=3, draft_tokens=4, accept_len=3.17, state_dtype="bfloat16", device=cuda_device, seed=5,
+              strategy=name)
+    draws = [torch.randint(1, 5, (16,), generator=torch.Generator().manual_seed(i)) for i in range(64)]
+
+    def fixed(wl):
+        it = iter(draws)
+        wl._sampler = lambda b, T, a, g: next(it)
+        return wl
+
+    eager = fixed(DecodeWorkload("triton", shape, 16, **kw))
+    graph = fixed(DecodeWorkload("triton", shape, 16, **kw))
+    graph.enable_cuda_graph()
+    assert graph.graph_scope == "step" and graph.phase_markers
+    eager._step_body()        # the graph capture's warm-up ran one step (accepted = 1): do the same eagerly
+    r_e = eager.run(24, warmup_steps=0)
+    r_g = graph.run(24, warmup_steps=0)
+    assert r_g.steps == r_e.steps and r_g.tokens == r_e.tokens == 16 * 24
+    assert r_g.cuda_graph and r_g.graph_scope == "step" and r_g.strategy == name
+    assert r_g.gpu_step_median_us is not None and r_g.gpu_step_median_us > 0
+    assert 0 < r_g.gpu_busy_pct <= 100.0 + 1e-6
+    assert r_e.gpu_busy_pct is None and r_e.graph_scope == ""
+    for layer in range(3):
+        diff = float((graph.committed_state(layer) - eager.committed_state(layer)).abs().max())
+        assert diff <= 1e-6, f"{name} layer {layer}: graph vs eager differ by {diff}"

@@ -2,8 +2,12 @@
 
 ``gdnlab capture [--out PATH] [options] (--workload WORKLOAD-ARGS... | -- CMD ...)``
 
-Everything after ``--workload`` goes to ``gdnlab workload`` (``--capture-steps 32`` is added unless
+Everything after ``--workload`` goes to ``gdnlab workload`` (``--capture-steps 8`` is added unless
 given), except this command's own options, which may appear anywhere.
+
+``--strategies full_cache,replay_ring --workload ARGS --out traces/x`` captures one trace per verify
+strategy (``traces/x_full_cache``, ``traces/x_replay_ring``), one after another; a strategy whose
+capture fails is reported and the next one still runs (exit code: the first failure's).
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ __all__ = ["configure_parser", "run"]
 
 #: this command's own options and their defaults (shown in --help; parsed again after --workload)
 _DEFAULTS = {"out": "traces/capture", "nsys": None, "trace": "cuda,nvtx", "capture_range": "cudaProfilerApi",
-             "cuda_graph_trace": "node", "nsys_arg": None, "no_export": False, "dry_run": False}
+             "cuda_graph_trace": "node", "nsys_arg": None, "no_export": False, "dry_run": False,
+             "strategies": None}
 
 
 def _own_options(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +40,9 @@ def _own_options(parser: argparse.ArgumentParser) -> None:
                              "(default: none)")
     parser.add_argument("--no-export", action="store_true", default=argparse.SUPPRESS,
                         help="skip nsys export (default: export OUT.sqlite)")
+    parser.add_argument("--strategies", default=argparse.SUPPRESS, metavar="A,B,C",
+                        help="with --workload: one capture per verify strategy (comma list), written to OUT_<strategy> "
+                             "(adds --strategy NAME, and --draft-tokens 4 unless given) (default: one capture)")
     parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
                         help="print the commands, run nothing (default: run)")
 
@@ -42,7 +50,7 @@ def _own_options(parser: argparse.ArgumentParser) -> None:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     _own_options(parser)
     parser.add_argument("--workload", nargs=argparse.REMAINDER, default=None, metavar="ARGS",
-                        help="capture gdnlab's decode loop: gdnlab workload ARGS --capture-steps 32 "
+                        help="capture gdnlab's decode loop: gdnlab workload ARGS --capture-steps 8 "
                              "(gdnlab workload --help lists ARGS)")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="command to capture, after --")
 
@@ -70,33 +78,23 @@ def _split_args(args: argparse.Namespace) -> tuple[dict, list[str] | None, list[
     return {**_DEFAULTS, **own}, workload, cmd
 
 
-def run(args: argparse.Namespace) -> int:
-    """Returns the profiled command's exit code (0 on success)."""
-    from ..capture import capture, export_command, out_base, profile_command, workload_command
-    from ..errors import InputError
+def _print_dry_run(cmd: list[str], out, opts: dict, extra: tuple) -> None:
+    from ..capture import export_command, out_base, profile_command
 
-    opts, workload, cmd = _split_args(args)
-    if workload is not None and cmd:
-        raise InputError("give either --workload ARGS or -- CMD, not both")
-    if workload is not None:
-        cmd = workload_command(workload)
-    if not cmd:
-        raise InputError("nothing to capture: use --workload [ARGS...] or -- CMD [ARGS...]")
-    extra = tuple(opts["nsys_arg"] or ())
-    if opts["dry_run"]:
-        nsys = opts["nsys"] or "nsys"
-        base = out_base(opts["out"])
-        print(shlex.join(profile_command(cmd, base, nsys=nsys, capture_range=opts["capture_range"],
-                                         trace=opts["trace"], cuda_graph_trace=opts["cuda_graph_trace"],
-                                         extra_args=extra)))
-        if not opts["no_export"]:
-            print(shlex.join(export_command(base.with_name(base.name + ".nsys-rep"),
-                                            base.with_name(base.name + ".sqlite"), nsys=nsys)))
-        return 0
-    from .. import capture as capture_module
+    nsys = opts["nsys"] or "nsys"
+    base = out_base(out)
+    print(shlex.join(profile_command(cmd, base, nsys=nsys, capture_range=opts["capture_range"],
+                                     trace=opts["trace"], cuda_graph_trace=opts["cuda_graph_trace"],
+                                     extra_args=extra)))
+    if not opts["no_export"]:
+        print(shlex.join(export_command(base.with_name(base.name + ".nsys-rep"),
+                                        base.with_name(base.name + ".sqlite"), nsys=nsys)))
 
-    nsys = capture_module.find_nsys(explicit=opts["nsys"]) if opts["nsys"] else capture_module.find_nsys()
-    res = capture(cmd, opts["out"], capture_range=opts["capture_range"], trace=opts["trace"],
+
+def _capture_one(cmd: list[str], out, opts: dict, extra: tuple, nsys: str) -> int:
+    from ..capture import capture
+
+    res = capture(cmd, out, capture_range=opts["capture_range"], trace=opts["trace"],
                   cuda_graph_trace=opts["cuda_graph_trace"], extra_args=extra,
                   export_sqlite=not opts["no_export"], nsys=nsys)
     print(f"report: {res.rep_path}")
@@ -105,3 +103,44 @@ def run(args: argparse.Namespace) -> int:
     if res.returncode:
         print(f"gdnlab capture: the captured command exited with {res.returncode}", file=sys.stderr)
     return res.returncode
+
+
+def run(args: argparse.Namespace) -> int:
+    """Returns the profiled command's exit code (0 on success; with --strategies the first failure's)."""
+    from ..capture import strategy_captures, workload_command
+    from ..errors import GdnlabError, InputError
+
+    opts, workload, cmd = _split_args(args)
+    if workload is not None and cmd:
+        raise InputError("give either --workload ARGS or -- CMD, not both")
+    if opts["strategies"] is not None and workload is None:
+        raise InputError("--strategies needs --workload (it captures gdnlab's decode loop once per strategy)")
+    if workload is not None and opts["strategies"] is not None:
+        jobs = [(f"strategy {name}: ", c, o) for name, c, o in strategy_captures(workload, opts["strategies"],
+                                                                                  opts["out"])]
+    else:
+        if workload is not None:
+            cmd = workload_command(workload)
+        if not cmd:
+            raise InputError("nothing to capture: use --workload [ARGS...] or -- CMD [ARGS...]")
+        jobs = [("", cmd, opts["out"])]
+    extra = tuple(opts["nsys_arg"] or ())
+    if opts["dry_run"]:
+        for _, c, o in jobs:
+            _print_dry_run(c, o, opts, extra)
+        return 0
+    from .. import capture as capture_module
+
+    nsys = capture_module.find_nsys(explicit=opts["nsys"]) if opts["nsys"] else capture_module.find_nsys()
+    if len(jobs) == 1:
+        return _capture_one(jobs[0][1], jobs[0][2], opts, extra, nsys)
+    first_failure = 0
+    for label, c, o in jobs:
+        print(f"gdnlab capture: {label}{o}", flush=True)
+        try:
+            rc = _capture_one(c, o, opts, extra, nsys)
+        except GdnlabError as exc:          # one strategy's failure must not stop the others
+            print(f"gdnlab capture: {label}failed: {exc}", file=sys.stderr)
+            rc = 1
+        first_failure = first_failure or rc
+    return first_failure

@@ -1,7 +1,13 @@
 """``gdnlab workload``: the GDN part of a serving engine's decode loop; time per step and per token.
 
-``gdnlab workload --backend flashinfer --preset qwen3.5-397b-a17b --tp 4 --batch 64 --osl 512
-[--draft-tokens 4 --accept-len 3.17] [--state-dtype bfloat16] [--capture-steps 32] [--layers N]``
+``gdnlab workload --backend triton --preset qwen3.5-397b-a17b --tp 4 --batch 64 --osl 512
+[--draft-tokens 4 --accept-len 3.17 --strategy replay_ring] [--state-dtype bfloat16] [--cuda-graph]
+[--capture-steps 8] [--layers N]``
+
+With ``--draft-tokens T >= 2`` each step verifies and commits through a verify strategy
+(:mod:`gdnlab.strategies`, default ``full_cache``; ``--strategy none`` runs the backend's own verify
+and torch commit); ``--cuda-graph`` then replays the whole step (every layer's verify and commit)
+from one CUDA graph.
 """
 from __future__ import annotations
 
@@ -28,6 +34,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accept-len", type=float, default=None,
                         help="mean tokens kept per verify step, in 1..T (e.g. 3.17 at T=4, the seed's); "
                              "default: the seed's acceptance as a per-draft chain model")
+    parser.add_argument("--strategy", default="full_cache",
+                        help="verify strategy for --draft-tokens >= 2: full_cache | token_slots | recompute | "
+                             "recompute_fused | replay_ring (gdnlab.strategies, on the --backend's kernels), or "
+                             "none for the backend's own verify + torch commit; ignored for plain decode")
+    parser.add_argument("--strategy-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="option of the strategy (repeatable), e.g. ring_slots=32, intermediate_dtype=float32")
     parser.add_argument("--state-dtype", default=None,
                         help="state pool dtype float32 | bfloat16 (default: the preset's)")
     parser.add_argument("--act-dtype", default="bfloat16", help="q/k/v/a/b dtype")
@@ -38,7 +50,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="wrap the first N measured steps in cudaProfilerStart/Stop "
                              "(nsys --capture-range=cudaProfilerApi)")
     parser.add_argument("--cuda-graph", action="store_true",
-                        help="replay each step's decode/verify calls from one CUDA graph (commits stay eager)")
+                        help="replay each step from one CUDA graph: with a strategy the whole step (every "
+                             "layer's verify and commit); with --strategy none or decode the verifies/decodes only")
+    parser.add_argument("--no-phase-markers", action="store_true",
+                        help="do not launch the two phase marker kernels per step (gdnlab.phases: they split a "
+                             "trace of whole-step CUDA graph replays into verify / commit / fold)")
     parser.add_argument("--device", default=None, help="cpu | cuda[:N] (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the pool, the inputs and the acceptance draws")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the summary as JSON to this file")
@@ -80,6 +96,30 @@ class _Progress:
             self.stream.flush()
 
 
+def _strategy_options(items: list[str]) -> dict:
+    """``["ring_slots=32", "intermediate_dtype=float32"]`` -> ``{"ring_slots": 32, ...}`` (ints parsed)."""
+    from ..errors import InputError
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"--strategy-option {item!r}: expected KEY=VALUE, e.g. ring_slots=32")
+        value = value.strip()
+        try:
+            out[key.strip()] = int(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def _strategy(args: argparse.Namespace) -> str | None:
+    name = (args.strategy or "none").strip().lower()
+    if args.draft_tokens < 2 or name in ("none", ""):
+        return None
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..instrument import GraphCaptureError
@@ -89,14 +129,20 @@ def run(args: argparse.Namespace) -> int:
     if args.accept_len is not None and args.draft_tokens < 2:
         raise InputError("--accept-len needs --draft-tokens T >= 2")
     shape = parse_preset(args.preset) if "@" in args.preset else preset(args.preset, tp=args.tp)
+    strategy = _strategy(args)
+    options = _strategy_options(args.strategy_option)
+    if options and strategy is None:
+        raise InputError("--strategy-option needs a verify strategy (--strategy NAME with --draft-tokens >= 2)")
     progress = None if args.no_progress else _Progress()
     if progress is not None:
-        print(f"gdnlab workload: building {args.backend} {'decode' if args.draft_tokens == 1 else 'verify'} "
+        what = "decode" if args.draft_tokens == 1 else f"verify ({strategy or 'backend verify + commit'})"
+        print(f"gdnlab workload: building {args.backend} {what} "
               f"workload (B={args.batch}, {args.layers or shape.num_gdn_layers} layers, random state pool)...",
               file=sys.stderr, flush=True)
     wl = DecodeWorkload(args.backend, shape, args.batch, layers=args.layers, draft_tokens=args.draft_tokens,
                         accept_len=args.accept_len, state_dtype=args.state_dtype, act_dtype=args.act_dtype,
-                        device=args.device, seed=args.seed)
+                        device=args.device, seed=args.seed, strategy=strategy, strategy_options=options or None,
+                        phase_markers=False if args.no_phase_markers else None)
     if args.cuda_graph:
         try:
             wl.enable_cuda_graph()

@@ -1,51 +1,115 @@
 #!/usr/bin/env bash
-# The lead's GPU session, in stages that each fit one device call (<= 10 min). Run from the repo root
-# after `source .gpu/stage.sh` (see scripts/build_gpu_bundle.sh / ../shared/device/README.md).
+# The GPU session, in stages that each fit one device call (<= 10 min). Run from the repository root
+# after `source .gpu/stage.sh` (see scripts/build_gpu_bundle.sh):
+#
 #   bash scripts/gpu/session.sh STAGE [STAGE ...]
-# Every stage logs to $OUT/<stage>.log; results are collected under $OUT/res and packed into
-# $OUT/<stage>.tgz at the end (the device call returns at most 8 files).
+#
+# Stages (time on a warm machine; a cold FlashInfer JIT cache adds 20-60 s per new kernel):
+#   tests              GPU tests: pytest -m gpu tests/                                    ~3-6 min
+#   sweep              gdnlab sweep $SWEEP_ARGS (set SWEEP_ARGS; $GDNLAB_OUT = this stage's folder)
+#   traces_triton      nsys traces, Triton backend: one per verify strategy + decode      ~3-5 min
+#   traces_flashinfer  the same on FlashInfer (strategies it cannot run are logged)       ~5-9 min
+#   traces             traces_triton then traces_flashinfer (one call only on a warm cache)
+#   bench              benchmarks/bench_harness_overhead.py --quick                       ~4-7 min
+#   components         scripts/gpu/run_components.py --quick                              ~4-6 min
+#
+# Traces use the seed's settings: Qwen3.5-397B-A17B at TP=4 (45 GDN layers), concurrency 64, OSL 512,
+# T=4, accept length 3.17, bf16 state, the whole step (every layer's verify + commit) in one CUDA graph;
+# 2 warm-up steps, 8 measured steps inside the capture range; SQLite exports only (no .nsys-rep), plus
+# each run's workload summary as JSON. Every capture is bounded by CAPTURE_TIMEOUT seconds and a stage
+# stops starting new work once STAGE_BUDGET_S seconds have passed.
+#
+# Each stage logs to <stage>.log and is packed into $OUT/<stage>.tgz (log + results) as soon as it
+# ends, so a later stage that runs out of time loses nothing before it (a device call returns at most
+# 8 files of 16 MB). A failing command is logged and the stage goes on with the next one.
 set -uo pipefail
 OUT=${OUT:-out}; mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-export NCU=${NCU:-/usr/local/cuda/bin/ncu}
+STAGE_BUDGET_S=${STAGE_BUDGET_S:-540}
+STRATEGIES=${STRATEGIES:-full_cache token_slots recompute recompute_fused replay_ring}
+SEED_ARGS=(--preset qwen3.5-397b-a17b --tp 4 --state-dtype bfloat16 --batch 64 --osl 512
+           --warmup-steps 2 --capture-steps 8 --cuda-graph)
 
-triton_tests() {
-  "$PY" -m pytest -q -p no:cacheprovider -rs -m gpu tests/ 2>&1 | tail -n 30
+log() { echo "[$(date -u +%H:%M:%S) +${SECONDS}s] $*"; }
+
+run_bounded() {   # run_bounded SECONDS CMD...: run CMD with a time limit, log a failure, never fail
+  local limit=$1; shift
+  if [ "$limit" -lt 10 ]; then log "SKIPPED (stage budget spent): $*"; return 0; fi
+  timeout --signal=INT --kill-after=20 "$limit" "$@"
+  local rc=$? why=""
+  [ "$rc" -eq 124 ] && why=", timed out after ${limit}s"
+  [ "$rc" -eq 0 ] || log "FAILED (exit $rc$why): $*"
+  return 0
 }
-gpu_tests() {   # every GPU test (FlashInfer cases run once the bundle is unpacked)
-  "$PY" -m pytest -q -p no:cacheprovider -rs -m gpu tests/ 2>&1 | tail -n 30
+
+full_log() {      # full_log NAME CMD...: the whole output to NAME.out in the stage folder, its tail here
+  local name=$1; shift
+  "$@" > "$GDNLAB_OUT/$name.out" 2>&1
+  tail -n "${TAIL_LINES:-40}" "$GDNLAB_OUT/$name.out"
 }
-sweep_be() {    # sweep_be BACKEND: the default grid for one backend, CUDA-graph and eager timing
-  timeout --signal=INT --kill-after=20 "${SWEEP_TIMEOUT:-300}" "$PY" -m gdnlab sweep --backends "$1" \
-    --timing graph eager --out "$GDNLAB_OUT/sweep_$1.parquet" --resume --no-progress 2>&1 | tail -n 25
+
+budget_left() { echo $(( STAGE_BUDGET_S - (SECONDS - STAGE_START) )); }
+
+tests() {
+  full_log pytest run_bounded "$(budget_left)" "$PY" -m pytest -q -p no:cacheprovider -rs -m gpu tests/
 }
-sweep_triton() { sweep_be triton; }
-sweep_flashinfer() { sweep_be flashinfer; }
-traces_be() {   # traces_be BACKEND: decode and T=4 verify decode loops at the seed's settings under nsys
-  mkdir -p "$GDNLAB_OUT"
-  for mode in decode verify4; do
-    extra=(); [ "$mode" = verify4 ] && extra=(--draft-tokens 4 --accept-len 3.17)
-    timeout 150 "$PY" -m gdnlab capture --out "$GDNLAB_OUT/$1_c64_osl512_${mode}" --workload \
-      --backend "$1" --preset qwen3.5-397b-a17b --tp 4 --state-dtype bfloat16 --batch 64 --osl 512 \
-      --capture-steps 8 "${extra[@]}" 2>&1 | tail -n 8
+
+sweep() {
+  if [ -z "${SWEEP_ARGS:-}" ]; then
+    log "FAILED: set SWEEP_ARGS to the arguments of gdnlab sweep (\$GDNLAB_OUT is this stage's folder)"
+    return 0
+  fi
+  log "gdnlab sweep $SWEEP_ARGS"
+  # eval: SWEEP_ARGS may name \$GDNLAB_OUT, e.g. SWEEP_ARGS='--out $GDNLAB_OUT/sweep.parquet ...'
+  eval "full_log sweep run_bounded \"\$(budget_left)\" \"\$PY\" -m gdnlab sweep $SWEEP_ARGS --no-progress"
+}
+
+capture_one() {   # capture_one NAME BACKEND TIMEOUT [WORKLOAD ARGS...]
+  local name=$1 be=$2 limit=$3; shift 3
+  local left; left=$(budget_left)
+  if [ "$left" -lt 30 ]; then log "SKIPPED $name: stage budget spent"; return 0; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  log "capture $name (limit ${limit}s)"
+  run_bounded "$limit" "$PY" -m gdnlab capture --out "$GDNLAB_OUT/$name" --workload --backend "$be" \
+    "${SEED_ARGS[@]}" --json "$GDNLAB_OUT/$name.json" "$@" > "$GDNLAB_OUT/$name.out" 2>&1
+  tail -n 4 "$GDNLAB_OUT/$name.out"
+  rm -f "$GDNLAB_OUT/$name.nsys-rep" "$GDNLAB_OUT"/*.qdstrm "$GDNLAB_OUT"/*-partial-*
+}
+
+traces_be() {     # traces_be BACKEND TIMEOUT: one capture per strategy at T=4, then plain decode
+  local be=$1 limit=$2 s
+  for s in $STRATEGIES; do
+    capture_one "${be}_c64_osl512_t4_${s}" "$be" "$limit" --draft-tokens 4 --accept-len 3.17 --strategy "$s"
   done
-  rm -f "$GDNLAB_OUT"/*.nsys-rep "$GDNLAB_OUT"/*.qdstrm
+  capture_one "${be}_c64_osl512_decode" "$be" "$limit"
   ls -la "$GDNLAB_OUT"
 }
-traces_triton() { traces_be triton; }
-traces_flashinfer() { traces_be flashinfer; }
-metrics() {
-  GDNLAB_METRICS_BUDGET_S=${GDNLAB_METRICS_BUDGET_S:-150} timeout 240 "$PY" scripts/gpu/run_metrics.py 2>&1 | tail -n 40
-}
-bench() {       # harness vs nsys kernel durations, both backends; JSON in $GDNLAB_OUT (copy to benchmarks/results)
-  timeout --signal=INT --kill-after=10 "${BENCH_TIMEOUT:-540}" "$PY" benchmarks/bench_harness_overhead.py \
-    ${BENCH_ARGS:-} --nsys-timeout "${BENCH_NSYS_TIMEOUT:-360}" 2>&1 | tail -n 45
+traces_triton() { traces_be triton "${CAPTURE_TIMEOUT:-120}"; }
+traces_flashinfer() { traces_be flashinfer "${CAPTURE_TIMEOUT:-150}"; }
+traces() { traces_triton; traces_flashinfer; }
+
+bench() {
+  full_log bench run_bounded "$(budget_left)" "$PY" benchmarks/bench_harness_overhead.py --quick \
+    --out-dir "$GDNLAB_OUT" --nsys-timeout "${BENCH_NSYS_TIMEOUT:-300}"
 }
 
-for st in "$@"; do   # one archive per stage, so a later stage that runs out of time loses nothing before it
+components() {
+  full_log components run_bounded "$(budget_left)" "$PY" scripts/gpu/run_components.py \
+    --out "$GDNLAB_OUT/components" --quick
+}
+
+STAGES=(tests sweep traces_triton traces_flashinfer traces bench components)
+for st in "$@"; do
+  if ! printf '%s\n' "${STAGES[@]}" | grep -qx "$st"; then
+    log "unknown stage $st (stages: ${STAGES[*]})"; continue
+  fi
   export GDNLAB_OUT=$OUT/res_$st; mkdir -p "$GDNLAB_OUT"
+  STAGE_START=$SECONDS
   echo "=================== $st ($(date -u +%H:%M:%S))"
   "$st" 2>&1 | tee "$GDNLAB_OUT/$st.log" | tail -n 25
+  log "$st done in $((SECONDS - STAGE_START)) s"
   tar czf "$OUT/$st.tgz" -C "$GDNLAB_OUT" . && rm -rf "$GDNLAB_OUT"
+  size=$(stat -c %s "$OUT/$st.tgz" 2>/dev/null || echo 0)
+  [ "$size" -gt 16000000 ] && log "WARNING: $OUT/$st.tgz is $size bytes (> 16 MB will not come back)"
 done
 ls -la "$OUT"

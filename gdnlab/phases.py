@@ -1,0 +1,293 @@
+"""Phases of a speculative decode step (``verify`` / ``commit`` / ``fold``) in a kernel trace.
+
+The decode-loop workload (:class:`gdnlab.workload.DecodeWorkload` with a verify strategy) runs one
+step as::
+
+    phase_marker_verify                 one tiny kernel (1 program, does nothing)
+    layer 0..L-1: strategy.verify(...)  (replay_ring's fold is the first launch of each layer's verify)
+    phase_marker_commit
+    layer 0..L-1: strategy.commit(...)
+
+With ``--cuda-graph`` that whole step is one CUDA graph, and NVTX ranges pushed while a graph is
+*captured* are not recorded when it is *replayed*, so a trace of graph replays cannot be split by
+NVTX. Nor can kernel names alone always do it: ``recompute`` launches the same Triton kernel in its
+verify and its commit, and ``replay_ring`` in its fold and its verify. The marker kernels fix this:
+their names (``phase_marker_<phase>``) survive ``nsys --cuda-graph-trace=node`` and every kernel
+after a marker, up to the next one, belongs to that phase. The two markers cost about 2 µs of a
+step of several milliseconds.
+
+Rules (:func:`assign_phases`, applied to one stream's kernels in start order):
+
+1. A marker kernel gets phase ``"marker"`` and sets the current phase.
+2. Other kernels get the current phase; before the first marker (or in a trace without markers)
+   :func:`phase_of_kernel` decides from the name alone, and ``"other"`` where it cannot.
+3. Within a ``verify`` run, when the strategy launches a fold first (its ``launches`` dict lists
+   ``"fold"`` before ``"verify"``, as :attr:`gdnlab.strategies.base.VerifyStrategy.launches` of
+   ``replay_ring`` on the Triton and reference backends does), the *main* kernels (not torch
+   bookkeeping, :func:`is_bookkeeping_kernel`) cycle ``fold x n_fold, verify x n_verify``; a torch
+   bookkeeping kernel belongs to the phase of the next main kernel of its run (it prepares that
+   launch), or to the run's phase when none follows.
+
+:func:`phase_breakdown` sums kernel time per phase; :func:`step_busy` gives each step's GPU busy
+fraction (kernel time / the time from one step's verify marker to the next one's, which includes
+the host's share of the step: sampling, the graph launch, the synchronisation).
+
+>>> assign_phases(["phase_marker_verify", "_strategy_recurrent", "phase_marker_commit", "_strategy_recurrent"])
+['marker', 'verify', 'marker', 'commit']
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+__all__ = ["PHASES", "MARKER_PREFIX", "marker_name", "is_marker_kernel", "marker_phase", "is_bookkeeping_kernel",
+           "phase_of_kernel", "assign_phases", "with_phases", "phase_breakdown", "step_busy", "launch_phase_marker",
+           "markers_available"]
+
+#: phases of a step, in the order they run
+PHASES: tuple[str, ...] = ("fold", "verify", "commit")
+MARKER_PREFIX = "phase_marker_"
+
+#: torch / CUB kernels: the strategies' small bookkeeping ops on ``[B]`` int tensors, copies, fills
+_BOOKKEEPING = re.compile(
+    r"at::native|at_cuda_detail|\bcub::|thrust::|elementwise_kernel|index_elementwise|indexSelect|"
+    r"reduce_kernel|CatArrayBatchedCopy|Device(Reduce|Select|Compact|Scan)|fill_kernel|scatter_gather|"
+    r"index_put|masked_fill", re.IGNORECASE)
+
+#: kernels that only ever commit (gdnlab's fused scatter, SGLang's equivalent)
+_COMMIT_ONLY = re.compile(r"_scatter_commit|state_scatter", re.IGNORECASE)
+#: gdnlab's Triton strategy kernel (verify, commit replay and fold share it)
+_SHARED = re.compile(r"_strategy_recurrent", re.IGNORECASE)
+#: strategies whose main kernel (other than the commit scatter) serves one phase only
+_ONE_PHASE_MAIN = {"full_cache": "verify", "token_slots": "verify", "recompute_fused": "verify"}
+
+
+def marker_name(phase: str) -> str:
+    """The marker kernel's name for ``phase`` (``"phase_marker_verify"``)."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
+    return MARKER_PREFIX + phase
+
+
+def _short(name: str) -> str:
+    from .traces.names import short_kernel_name
+    return short_kernel_name(str(name))
+
+
+def marker_phase(name: str) -> str | None:
+    """The phase a marker kernel opens, ``None`` for any other kernel."""
+    s = _short(name)
+    if s.startswith(MARKER_PREFIX) and s[len(MARKER_PREFIX):] in PHASES:
+        return s[len(MARKER_PREFIX):]
+    return None
+
+
+def is_marker_kernel(name: str) -> bool:
+    return marker_phase(name) is not None
+
+
+def is_bookkeeping_kernel(name: str) -> bool:
+    """Torch/CUB kernels (elementwise, index, copy, reduce): a strategy's bookkeeping, not its GDN work."""
+    return bool(_BOOKKEEPING.search(str(name))) and not _COMMIT_ONLY.search(_short(name))
+
+
+def phase_of_kernel(name: str, strategy: str | None = None) -> str | None:
+    """The phase of a kernel from its name alone, or ``None`` when the name cannot tell.
+
+    ``"marker"`` for marker kernels; ``"commit"`` for commit-only kernels (``_scatter_commit``);
+    the main kernel of a strategy that launches it in one phase only (``full_cache``,
+    ``token_slots``, ``recompute_fused``: ``"verify"``); GDN kernels of other engines
+    (:func:`gdnlab.traces.names.is_gdn_kernel`) when no strategy is named: ``"verify"``.
+    ``None`` for torch bookkeeping and for kernels a strategy launches in several phases
+    (``recompute``: verify and commit; ``replay_ring``: fold and verify) — use
+    :func:`assign_phases` on a trace with markers for those.
+    """
+    from .traces.names import is_gdn_kernel
+
+    if is_marker_kernel(name):
+        return "marker"
+    short = _short(name)
+    if _COMMIT_ONLY.search(short):
+        return "commit"
+    if is_bookkeeping_kernel(name):
+        return None
+    if strategy is not None:
+        return _ONE_PHASE_MAIN.get(str(strategy))
+    if _SHARED.search(short):
+        return None
+    return "verify" if is_gdn_kernel(name) else None
+
+
+def _fold_first(launches: Mapping[str, int] | None) -> tuple[int, int] | None:
+    """``(n_fold, n_verify)`` when ``launches`` lists a fold before the verify launches."""
+    if not launches:
+        return None
+    keys = [k for k, n in launches.items() if n]
+    if "fold" in keys and "verify" in keys and keys.index("fold") < keys.index("verify"):
+        return int(launches["fold"]), int(launches["verify"])
+    return None
+
+
+def _strategy_launches(strategy: str | None, backend: str | None) -> Mapping[str, int] | None:
+    if strategy is None:
+        return None
+    try:
+        from importlib import import_module
+        mod = import_module(f"gdnlab.strategies.{backend or 'triton'}")
+        cls = getattr(mod, "STRATEGIES", {}).get(str(strategy))
+        return dict(cls.launches) if cls is not None else None
+    except Exception:  # noqa: BLE001 - unknown strategy/backend: no fold split
+        return None
+
+
+def assign_phases(names: Sequence[str], strategy: str | None = None, *, backend: str | None = None,
+                  launches: Mapping[str, int] | None = None) -> list[str]:
+    """One phase per kernel (``names`` in start order, one stream): ``"marker"``, ``"fold"``,
+    ``"verify"``, ``"commit"`` or ``"other"`` (module docstring). ``launches`` (default: the
+    strategy class's on ``backend``, Triton when not given) decides the fold/verify split."""
+    if launches is None:
+        launches = _strategy_launches(strategy, backend)
+    split = _fold_first(launches)
+    out: list[str] = []
+    current: str | None = None
+    run: list[int] = []                          # indices of the current verify run
+
+    def close_run() -> None:
+        if split is not None and run:
+            cycle = ["fold"] * split[0] + ["verify"] * split[1]
+            mains = [i for i in run if not is_bookkeeping_kernel(names[i])]
+            for j, i in enumerate(mains):
+                out[i] = cycle[j % len(cycle)]
+            main_set, nxt = set(mains), "verify"
+            for i in reversed(run):              # bookkeeping: the phase of the next main kernel
+                if i in main_set:
+                    nxt = out[i]
+                else:
+                    out[i] = nxt
+        run.clear()
+
+    for i, name in enumerate(names):
+        m = marker_phase(name)
+        if m is not None:
+            close_run()
+            current = m
+            out.append("marker")
+            continue
+        if current is None:
+            out.append(phase_of_kernel(name, strategy) or "other")
+            continue
+        out.append(current)
+        if current == "verify":
+            run.append(i)
+    close_run()
+    return out
+
+
+def _ordered(kernels: pd.DataFrame) -> pd.DataFrame:
+    need = {"name", "start_ns", "end_ns"}
+    if not need <= set(kernels.columns):
+        raise ValueError(f"the kernel table needs columns {sorted(need)}, got {sorted(kernels.columns)}")
+    k = kernels.sort_values(["start_ns", "end_ns"], kind="stable").reset_index(drop=True)
+    if "duration_ns" not in k.columns:
+        k = k.assign(duration_ns=k["end_ns"] - k["start_ns"])
+    return k
+
+
+def with_phases(kernels: pd.DataFrame, strategy: str | None = None, *, backend: str | None = None,
+                launches: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """``kernels`` (a :class:`gdnlab.traces.Trace`'s ``kernels`` table, one stream) in start order with
+    columns ``phase`` (:func:`assign_phases`), ``bookkeeping`` (bool) and ``step`` (0, 1, ... counted
+    at each verify marker; -1 before the first)."""
+    k = _ordered(kernels)
+    names = k["name"].astype(str).tolist()
+    phases = assign_phases(names, strategy, backend=backend, launches=launches)
+    step = (pd.Series([marker_phase(n) == "verify" for n in names], dtype=int).cumsum() - 1).to_numpy()
+    return k.assign(phase=phases, bookkeeping=[is_bookkeeping_kernel(n) for n in names], step=step)
+
+
+def phase_breakdown(kernels: pd.DataFrame, strategy: str | None = None, *, backend: str | None = None,
+                    launches: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Kernel time per phase: one row per phase present with ``kernels`` (count), ``time_us`` (sum),
+    ``time_per_step_us`` (sum / steps, steps = verify markers, 1 without markers),
+    ``bookkeeping_us`` (torch ops' share) and ``share_pct`` (of all kernel time)."""
+    k = with_phases(kernels, strategy, backend=backend, launches=launches)
+    steps = max(int((k["step"] >= 0).any() and k["step"].max() + 1), 1)
+    k = k.assign(time_us=k["duration_ns"] / 1e3)
+    k = k.assign(bookkeeping_us=k["time_us"].where(k["bookkeeping"], 0.0))
+    g = k.groupby("phase", sort=False).agg(kernels=("time_us", "size"), time_us=("time_us", "sum"),
+                                           bookkeeping_us=("bookkeeping_us", "sum"))
+    order = [p for p in (*PHASES, "marker", "other") if p in g.index]
+    g = g.loc[order]
+    g["time_per_step_us"] = g["time_us"] / steps
+    total = float(g["time_us"].sum())
+    g["share_pct"] = 100.0 * g["time_us"] / total if total > 0 else 0.0
+    return g.reset_index()
+
+
+def step_busy(kernels: pd.DataFrame) -> pd.DataFrame:
+    """Per step (from one verify marker to the next; the last step ends at its last kernel):
+    ``step``, ``window_us``, ``kernel_us`` (sum of kernel durations inside) and ``busy_pct``.
+    Empty when the trace has no verify markers."""
+    k = _ordered(kernels)
+    is_start = k["name"].astype(str).map(lambda n: marker_phase(n) == "verify").to_numpy()
+    starts = k.loc[is_start, "start_ns"].to_numpy()
+    rows = []
+    for j, t0 in enumerate(starts):
+        inside = k[(k["start_ns"] >= t0) & ((k["start_ns"] < starts[j + 1]) if j + 1 < len(starts) else True)]
+        t1 = starts[j + 1] if j + 1 < len(starts) else int(inside["end_ns"].max())
+        window = float(t1 - t0)
+        busy = float(inside["duration_ns"].sum())
+        rows.append({"step": j, "window_us": window / 1e3, "kernel_us": busy / 1e3,
+                     "busy_pct": 100.0 * busy / window if window > 0 else float("nan")})
+    return pd.DataFrame(rows, columns=["step", "window_us", "kernel_us", "busy_pct"])
+
+
+# ------------------------------------------------------------------------------- marker kernels
+# Module-level so triton.jit can read their source; the body does nothing. Each is one program.
+
+def phase_marker_fold(flag_ptr):
+    pass
+
+
+def phase_marker_verify(flag_ptr):
+    pass
+
+
+def phase_marker_commit(flag_ptr):
+    pass
+
+
+_MARKERS: dict[str, object] = {}
+_MARKER_ERROR: list[str] = []
+
+
+def markers_available(device=None) -> tuple[bool, str]:
+    """Whether marker kernels can be launched on ``device`` (a CUDA device and Triton), and why not."""
+    import torch
+
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type != "cuda":
+        return False, f"markers are launched on CUDA devices only, got {dev}"
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    if _MARKER_ERROR:
+        return False, _MARKER_ERROR[0]
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure is the reason
+        return False, f"triton not importable: {type(exc).__name__}: {exc}"
+    return True, "ok"
+
+
+def launch_phase_marker(phase: str, flag) -> None:
+    """Launch the marker kernel of ``phase`` (one program, no work) on the current stream;
+    ``flag`` is any CUDA tensor (passed as the kernel's only pointer, never touched).
+    Capturable in a CUDA graph."""
+    kern = _MARKERS.get(phase)
+    if kern is None:
+        import triton
+        fn = {"fold": phase_marker_fold, "verify": phase_marker_verify, "commit": phase_marker_commit}[phase]
+        kern = _MARKERS[phase] = triton.jit(fn)
+    kern[(1,)](flag, num_warps=1)
