@@ -8,6 +8,8 @@ earlier gdnlab versions to the current columns:
   is absent); ``verify_tokens`` -> ``draft_tokens``;
 * ``strategy`` added where absent: ``"decode"`` for decode rows; for verify rows ``"full_cache"``
   (``intermediate == "batch"``) or ``"full_cache_pool_scoped"`` (``intermediate == "pool"``);
+* ``measure`` added where absent: ``"call"`` (one backend kernel call; every row of earlier files),
+  ``"step"`` for rows of ``mode == "step"``; ``accept_len`` added as missing for call rows;
 * ``timing`` in the current vocabulary: earlier ``"graph"`` rows (one call per CUDA-graph
   sample) become ``"single"``, ``"graph"`` rows with ``rotate`` (several calls per sample) become
   ``"amortised"``; the ``rotate`` column is dropped;
@@ -39,6 +41,7 @@ import pyarrow.parquet as pq
 from .errors import DataError
 
 __all__ = ["Column", "COLUMNS", "SCHEMA", "DTYPES", "KEY_COLUMNS", "REQUIRED_COLUMNS", "STRATEGY_OF_INTERMEDIATE",
+           "DEFAULT_MEASURE",
            "load_sweep", "normalize", "to_frame", "point_key", "SweepWriter", "resolve_output", "staging_dir"]
 
 
@@ -60,8 +63,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("preset", _S, "", "model preset name (without @tpN)"),
     Column("tp", _I, "", "tensor-parallel degree the per-GPU shape is sharded for"),
     Column("backend", _S, "", "kernel backend (flashinfer, triton, reference)"),
-    Column("mode", _S, "", "decode (T = 1, state updated in place) or verify (T draft tokens, state kept)"),
-    Column("strategy", _S, "", "decode, full_cache (batch-scoped intermediate buffer) or full_cache_pool_scoped"),
+    Column("mode", _S, "", "decode (T = 1, state updated in place), verify (T draft tokens, state kept) or "
+                           "step (one speculative step of a verify strategy: verify + commit + amortised fold)"),
+    Column("strategy", _S, "", "verify strategy: decode; full_cache (batch-scoped intermediate buffer) or "
+                               "full_cache_pool_scoped (call rows); full_cache, token_slots, recompute, "
+                               "recompute_fused or replay_ring (step rows, gdnlab.strategies)"),
     Column("draft_tokens", _I, "tokens", "T, tokens per row (1 for decode)"),
     Column("batch", _I, "rows", "B, requests in the call"),
     Column("state_dtype", _S, "", "dtype of the state pool (float32, bfloat16)"),
@@ -69,8 +75,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("l2_flush", _B, "", "L2 flushed before each timed sample"),
     Column("act_dtype", _S, "", "dtype of q, k, v, a, b and the output"),
     Column("pool_slots", _I, "rows", "rows of the state pool (slot 0 reserved)"),
+    Column("measure", _S, "", "what one row times: call (one backend kernel call) or step (a strategy's verify + "
+                              "commit + amortised fold, per step)"),
+    Column("accept_len", _F, "tokens", "mean accepted length per step the step's accepted vectors are drawn with "
+                                       "(1..T; step rows only)"),
     # shape
-    Column("intermediate", _S, "", "intermediate buffer scope: none (decode), batch or pool"),
+    Column("intermediate", _S, "", "intermediate buffer scope of call rows: none (decode), batch or pool"),
     Column("shape", _S, "", "per-GPU shape name (NAME@tpN)"),
     Column("H", _I, "heads", "q/k heads per GPU"),
     Column("HV", _I, "heads", "value heads per GPU"),
@@ -85,26 +95,53 @@ COLUMNS: tuple[Column, ...] = (
     Column("intermediate_dtype", _S, "", "dtype of the verify intermediate buffer"),
     Column("intermediate_rows", _I, "rows", "rows of the intermediate buffer handed to the kernel"),
     # timing, per call
-    Column("time_us", _F, "us", "median time per call"),
+    Column("time_us", _F, "us", "median time per call (step rows: per step, = step_us)"),
     Column("time_p10_us", _F, "us", "10th percentile time per call"),
     Column("time_p90_us", _F, "us", "90th percentile time per call"),
     Column("time_mean_us", _F, "us", "mean time per call"),
     Column("time_min_us", _F, "us", "fastest sample, per call"),
     Column("repeats", _I, "samples", "timed samples"),
-    Column("calls_per_sample", _I, "calls", "calls in one timed sample (time per call = sample / calls)"),
+    Column("calls_per_sample", _I, "calls", "calls (step rows: consecutive steps) in one timed sample "
+                                            "(time per call = sample / calls)"),
     Column("timing_method", _S, "", "how the samples were taken (the timing harness's method)"),
     Column("timing_note", _S, "", "why the harness fell back, or the OOM message"),
     Column("first_call_ms", _F, "ms", "wall time of the checked first call (JIT included)"),
     Column("point_s", _F, "s", "wall time of the whole point"),
+    # per-step split of a strategy step (step rows)
+    Column("step_us", _F, "us", "median time of one speculative step: verify + commit (+ the amortised fold), "
+                                "from a CUDA graph of consecutive steps, per step"),
+    Column("verify_us", _F, "us", "median time of one verify (split_method says whether measured alone or "
+                                  "step_us - commit_us)"),
+    Column("commit_us", _F, "us", "median time of one commit, measured alone"),
+    Column("fold_us", _F, "us", "amortised fold per step (replay_ring: step_us - verify_us - commit_us); "
+                                "empty where a strategy has no separate fold"),
+    Column("split_method", _S, "", "how verify_us, commit_us and fold_us were obtained"),
+    Column("row_sets", _I, "", "disjoint row sets the timed steps rotate over (1: every step on the same rows)"),
     # roofline
-    Column("bytes", _I, "bytes", "minimum bytes one call moves (gdnlab.roofline.gdn_bytes)"),
+    Column("bytes", _I, "bytes", "minimum bytes one call moves (gdnlab.roofline.gdn_bytes; step rows: one step, "
+                                 "gdnlab.roofline.strategy_bytes at accept_len)"),
     Column("bytes_state", _I, "bytes", "state bytes read and written"),
-    Column("bytes_intermediate", _I, "bytes", "intermediate state bytes written"),
+    Column("bytes_intermediate", _I, "bytes", "intermediate state bytes written (step rows: scratch bytes read and "
+                                              "written)"),
+    Column("bytes_verify", _F, "bytes", "bytes of the verify phase of one step (inputs and outputs included)"),
+    Column("bytes_commit", _F, "bytes", "bytes of the commit phase of one step"),
+    Column("bytes_fold", _F, "bytes", "bytes of the fold, amortised per step"),
+    Column("scratch_bytes", _I, "bytes", "device memory a strategy keeps besides the pool (its scratch)"),
+    Column("memory_bytes", _I, "bytes", "pool (pool_slots rows) + scratch_bytes: one layer's memory"),
     Column("flops", _I, "FLOP", "FLOPs of one call"),
     Column("bw_gbps", _F, "GB/s", "bytes / median time"),
     Column("peak_bw_gbps", _F, "GB/s", "datasheet HBM bandwidth of the GPU"),
     Column("pct_of_peak_bw", _F, "%", "bw_gbps / peak_bw_gbps"),
     Column("floor_us", _F, "us", "memory-roofline floor: bytes / peak"),
+    Column("copy_bw_gbps", _F, "GB/s", "device-to-device copy bandwidth measured once per run (read + write bytes "
+                                       "/ time of a large copy)"),
+    Column("copy_floor_us", _F, "us", "bytes / copy_bw_gbps: the floor at the bandwidth a copy reaches"),
+    Column("verify_bw_gbps", _F, "GB/s", "bytes_verify / verify_us"),
+    Column("commit_bw_gbps", _F, "GB/s", "bytes_commit / commit_us"),
+    Column("verify_pct_of_peak_bw", _F, "%", "verify_bw_gbps / peak_bw_gbps"),
+    Column("commit_pct_of_peak_bw", _F, "%", "commit_bw_gbps / peak_bw_gbps"),
+    Column("verify_floor_us", _F, "us", "bytes_verify / copy_bw_gbps"),
+    Column("commit_floor_us", _F, "us", "bytes_commit / copy_bw_gbps"),
     Column("tflops", _F, "TFLOP/s", "flops / median time"),
     # correctness of the first call against the reference
     Column("max_abs_err", _F, "", "max |output - reference|"),
@@ -114,6 +151,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("tol_ratio", _F, "", "max error / tolerance (<= 1: within tolerance)"),
     Column("correct", _B, "", "tol_ratio <= 1"),
     Column("pool_rows_untouched", _B, "", "pool-scoped buffer rows >= B stayed untouched"),
+    Column("state_drift", _F, "", "step rows: max |committed state - reference| over the check's steps "
+                                  "(gdnlab.strategies.check.check_strategy)"),
+    Column("check_batch", _I, "rows", "step rows: B of the strategy check (one check per backend, strategy, state "
+                                      "dtype, T)"),
+    Column("check_steps", _I, "steps", "step rows: consecutive steps the strategy check ran"),
+    Column("check_summary", _S, "", "step rows: the strategy check's summary (drift per step, worst tolerance "
+                                    "ratio)"),
     # provenance
     Column("gpu", _S, "", "GPU name (cpu without one)"),
     Column("sm", _S, "", "compute capability, e.g. sm90"),
@@ -134,7 +178,9 @@ COLUMNS: tuple[Column, ...] = (
 SCHEMA: pa.Schema = pa.schema([pa.field(c.name, c.type, metadata={"unit": c.unit, "doc": c.doc}) for c in COLUMNS])
 #: the grid columns: together they identify a point (resume key)
 KEY_COLUMNS: tuple[str, ...] = ("preset", "tp", "backend", "mode", "strategy", "draft_tokens", "batch",
-                                "state_dtype", "timing", "l2_flush", "act_dtype", "pool_slots")
+                                "state_dtype", "timing", "l2_flush", "act_dtype", "pool_slots", "measure", "accept_len")
+#: ``measure`` of a row that does not state one (every row of earlier files times one call)
+DEFAULT_MEASURE = "call"
 #: columns without which a file is not a sweep (after normalisation)
 REQUIRED_COLUMNS: tuple[str, ...] = ("backend", "mode", "batch", "draft_tokens", "state_dtype", "status", "time_us")
 #: verify strategy of an earlier file's ``intermediate`` value
@@ -188,14 +234,19 @@ def _plain(v: Any) -> Any:
 
 
 def point_key(row: dict) -> tuple:
-    """The resume key of a row: its :data:`KEY_COLUMNS` as plain Python values."""
+    """The resume key of a row: its :data:`KEY_COLUMNS` as plain Python values (a row without
+    ``measure`` is a ``"call"`` row, as :func:`normalize` reads it; floats rounded to 9 digits)."""
     out: list[Any] = []
     for c in KEY_COLUMNS:
         v = _plain(row.get(c))
+        if c == "measure" and v is None:
+            v = "step" if _plain(row.get("mode")) == "step" else DEFAULT_MEASURE
         if DTYPES[c] == "Int64":
             v = None if v is None else int(v)
         elif DTYPES[c] == "boolean":
             v = bool(v) if v is not None else False
+        elif DTYPES[c] == "float64":
+            v = None if v is None else round(float(v), 9)
         else:
             v = None if v is None else str(v)
         out.append(v)
@@ -246,6 +297,13 @@ def normalize(df: pd.DataFrame, source: str = "frame") -> pd.DataFrame:
     else:
         strat = df["strategy"].astype("string")
         df["strategy"] = strat.where(strat.notna(), inter.map(STRATEGY_OF_INTERMEDIATE, na_action="ignore"))
+    step = (mode == "step").fillna(False).astype(bool)
+    if "measure" not in df.columns:
+        df["measure"] = pd.Series(DEFAULT_MEASURE, index=df.index, dtype="string").mask(step, "step")
+    else:
+        meas = df["measure"].astype("string")
+        df["measure"] = meas.where(meas.notna(), pd.Series(DEFAULT_MEASURE, index=df.index,
+                                                           dtype="string").mask(step, "step"))
     if "timing" in df.columns:
         timing = df["timing"].astype("string")
         rotate = (df["rotate"].astype("boolean").fillna(False) if "rotate" in df.columns

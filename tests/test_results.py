@@ -88,6 +88,41 @@ def test_earlier_columns_are_renamed_and_filled(tmp_path):
     assert "verify_tokens" not in df.columns and "concurrency" not in df.columns
 
 
+def test_earlier_rows_are_call_rows_and_step_rows_keep_their_measure(tmp_path):
+    """Rows of files without ``measure`` time one call; a step row states its accept length."""
+    old = pd.DataFrame([_row(1), _row(2, mode="verify", strategy="full_cache", draft_tokens=4)])
+    old.to_parquet(tmp_path / "old.parquet")
+    df = load_sweep(tmp_path / "old.parquet")
+    assert list(df["measure"]) == ["call", "call"] and df["accept_len"].isna().all()
+    assert str(df["measure"].dtype) == "string" and str(df["accept_len"].dtype) == "float64"
+    # the resume key of an earlier row (no measure, no accept length) is the key load_sweep gives it
+    assert [point_key(r) for r in df.to_dict("records")] == [point_key(_row(1)),
+                                                             point_key(_row(2, mode="verify", strategy="full_cache",
+                                                                            draft_tokens=4))]
+    step = _row(4, mode="step", strategy="replay_ring", draft_tokens=4, accept_len=3.17, step_us=9.0)
+    mixed = pd.DataFrame([_row(1, measure="call"), step])      # a step row whose measure was lost
+    back = normalize(mixed)
+    assert list(back["measure"]) == ["call", "step"] and back["accept_len"].iloc[1] == 3.17
+    assert point_key(step) == point_key(back.iloc[1].to_dict())
+    # accept lengths that differ are different points; the same one read back is the same point
+    assert point_key(step) != point_key({**step, "accept_len": 2.5})
+    assert point_key(step) == point_key({**step, "accept_len": 3.17 + 1e-13})
+
+
+def test_writer_round_trips_step_rows(tmp_path):
+    path = tmp_path / "s.parquet"
+    w = SweepWriter(path)
+    w.append(_row(1))
+    w.append(_row(8, mode="step", strategy="token_slots", draft_tokens=4, measure="step", accept_len=3.17,
+                  step_us=12.5, verify_us=10.0, commit_us=2.5, copy_bw_gbps=4000.0, scratch_bytes=123))
+    w.finish()
+    df = load_sweep(path)
+    r = df[df["measure"] == "step"].iloc[0]
+    assert (r["step_us"], r["verify_us"], r["commit_us"], r["copy_bw_gbps"], r["scratch_bytes"]) == \
+        (12.5, 10.0, 2.5, 4000.0, 123)
+    assert SweepWriter(path, "resume", gpu="cpu").done_keys() == {point_key(rr) for rr in df.to_dict("records")}
+
+
 def test_batch_and_concurrency_that_differ_are_an_error():
     with pytest.raises(DataError, match="differ"):
         normalize(pd.DataFrame([_row(4, concurrency=8)]), source="x.parquet")

@@ -23,7 +23,7 @@ TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=
 
 def _cfg(**kw):
     base = dict(backends=["reference"], batches=(1, 3), draft_tokens=(2,), presets=(TINY,), repeats=2, warmup=0,
-                device="cpu")
+                device="cpu", strategies=())          # the call grid only (step points: test_sweep_strategies.py)
     base.update(kw)
     return sw.SweepConfig(**base)
 
@@ -56,7 +56,7 @@ def test_byte_formula_hand_computed():
 
 
 def test_sweep_rows_use_the_byte_formula():
-    df = sw.run_sweep(_cfg(batches=(3,), state_dtypes=("float32",), strategies=("full_cache",)), None,
+    df = sw.run_sweep(_cfg(batches=(3,), state_dtypes=("float32",), call_strategies=("full_cache",)), None,
                       progress=False)
     dec = df[df["mode"] == "decode"].iloc[0]
     # tiny (H=1, HV=2, K=V=16), decode B=3 fp32: inputs 3*(32+32+4)*2 + 2*2*4 + 3*4 = 436,
@@ -291,7 +291,8 @@ def test_error_rejected_and_unsupported_statuses(monkeypatch):
 
 @pytest.mark.parametrize("kw, match", [({"batches": (0,)}, "batches"), ({"modes": ("prefill",)}, "modes"),
                                        ({"draft_tokens": (1,)}, "draft_tokens"), ({"timings": ("cupti",)}, "timings"),
-                                       ({"strategies": ("recompute",)}, "strategies"),
+                                       ({"call_strategies": ("recompute",)}, "call_strategies"),
+                                       ({"modes": (), "strategies": ()}, "nothing to measure"),
                                        ({"state_dtypes": ("float16",)}, "state_dtypes"),
                                        ({"presets": ("nope@tp4",)}, "unknown preset"),
                                        ({"presets": ("qwen3.5-397b-a17b@4",)}, "NAME@tpN"),
@@ -312,7 +313,7 @@ def test_cuda_device_without_cuda_is_unavailable():
 def test_amortised_times_several_row_sets_per_sample():
     # a long minimum sample asks for as many calls as the pool has disjoint row sets
     df = sw.run_sweep(_cfg(timings=("amortised", "single", "eager"), state_dtypes=("float32",),
-                           strategies=("full_cache",), min_sample_us=1e6), None, progress=False)
+                           call_strategies=("full_cache",), min_sample_us=1e6), None, progress=False)
     assert len(df) == 3 * 2 * 2 and (df["status"] == "ok").all()
     calls = df.set_index(["mode", "timing", "batch"])["calls_per_sample"]
     # capacity 3 (max batch): B=1 runs over 3 disjoint rows, B=3 has only one set
@@ -323,18 +324,26 @@ def test_amortised_times_several_row_sets_per_sample():
 
 def test_amortised_verify_buffers_stay_within_the_budget():
     # one tiny verify buffer is 1*2*2*16*16*4 = 4096 bytes: a budget of 5e-6 GB allows one extra buffer
-    df = sw.run_sweep(_cfg(batches=(1,), modes=("verify",), state_dtypes=("float32",), strategies=("full_cache",),
+    df = sw.run_sweep(_cfg(batches=(1,), modes=("verify",), state_dtypes=("float32",), call_strategies=("full_cache",),
                            min_sample_us=1e6, buffer_budget_gb=5e-6, pool_capacity=8), None, progress=False)
     assert int(df.iloc[0]["calls_per_sample"]) == 2
 
 
 def test_grid_default_and_keys():
-    cfg = sw.SweepConfig(backends=["flashinfer", "triton"])
+    cfg = sw.SweepConfig(backends=["flashinfer", "triton"], strategy_backends=["triton", "flashinfer"])
     pts = sw.grid_points(cfg)
+    calls = [p for p in pts if p.measure == "call"]
+    steps = [p for p in pts if p.measure == "step"]
     # per backend: 2 dtypes x 7 batches x (decode + 3 T x {full_cache, full_cache_pool_scoped})
-    assert len(pts) == 2 * 2 * 7 * 7
+    assert len(calls) == 2 * 2 * 7 * 7
+    # per strategy backend: 2 dtypes x 5 strategies x 6 batches (T = 4, accept length 3.17)
+    assert len(steps) == 2 * 2 * 5 * 6 and pts[: len(steps)] == steps      # the step grid runs first
     assert {p.preset for p in pts} == {"qwen3.5-397b-a17b"} and {p.shape.tp for p in pts} == {4}
-    assert {p.pool_slots for p in pts} == {257} and {p.timing for p in pts} == {"amortised"}
+    assert {p.pool_slots for p in calls} == {257} and {p.timing for p in pts} == {"amortised"}
+    # token_slots keeps 1 + T pool rows per request
+    assert {(p.strategy == "token_slots", p.pool_slots) for p in steps} == {(True, 1 + 256 * 5), (False, 257)}
+    assert {p.draft_tokens for p in steps} == {4} and {p.accept_len for p in steps} == {3.17}
+    assert {p.mode for p in steps} == {"step"} and {p.intermediate for p in steps} == {None}
     assert len({point_key(p.key_row()) for p in pts}) == len(pts)
 
 
@@ -345,7 +354,8 @@ def test_cli_on_cpu(tmp_path, capsys):
     out = tmp_path / "cli.parquet"
     rc = cli_main(["sweep", "--backends", "reference", "--presets", "qwen3.5-397b-a17b@tp16", "--batches", "1",
                    "--modes", "decode,verify", "--draft-tokens", "2", "--state-dtypes", "fp32",
-                   "--strategies", "full_cache", "--repeats", "1", "--warmup", "0", "--device", "cpu",
+                   "--call-strategies", "full_cache", "--strategies", "none", "--repeats", "1", "--warmup", "0",
+                   "--device", "cpu",
                    "--out", str(out), "--no-progress", "--no-check"])
     assert rc == 0
     text = capsys.readouterr().out
@@ -403,7 +413,8 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, code, words):
 def test_cli_resume_into_another_kind_of_file(tmp_path, capsys):
     other = tmp_path / "counters.parquet"
     pd.DataFrame({"kernel": ["x"], "dram_bytes": [1]}).to_parquet(other)
-    rc = cli_main(["sweep", "--out", str(other), "--resume", "--backends", "reference", "--device", "cpu"])
+    rc = cli_main(["sweep", "--out", str(other), "--resume", "--backends", "reference", "--device", "cpu",
+                   "--strategies", "none"])
     err = capsys.readouterr().err.strip()
     assert rc == 4 and len(err.splitlines()) == 1 and "not a gdnlab sweep" in err and str(other) in err
 

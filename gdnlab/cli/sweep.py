@@ -1,7 +1,10 @@
-"""``gdnlab sweep``: time backends over batch x mode (decode / verify T x strategy) x state dtype
-into a parquet file (:mod:`gdnlab.sweep`), one row per point (:data:`gdnlab.results.COLUMNS`).
+"""``gdnlab sweep``: time backend kernel calls (batch x mode (decode / verify T x verify call) x state
+dtype) and verify strategies' whole steps (strategy x batch x T x accept length x state dtype) into
+a parquet file (:mod:`gdnlab.sweep`), one row per point (:data:`gdnlab.results.COLUMNS`; ``measure``
+says which: ``call`` or ``step``).
 
-Lists take commas or spaces: ``--batches 1,4,16`` or ``--batches 1 4 16``.
+Lists take commas or spaces: ``--batches 1,4,16`` or ``--batches 1 4 16``. ``--strategies none``
+runs the call grid only, ``--modes none`` the step grid only.
 
 Storage: every finished point is kept as it completes; a killed run keeps its completed points
 and ``--resume`` runs only the rest (into the same GPU's file only). ``--overwrite`` replaces
@@ -11,7 +14,8 @@ continues such an unfinished run). Read the file with :func:`gdnlab.results.load
 Examples::
 
     gdnlab sweep --out out/sweep.parquet
-    gdnlab sweep --backends triton --batches 1,64,256 --modes verify --draft-tokens 4 --resume
+    gdnlab sweep --backends triton --batches 1,64,256 --modes verify --draft-tokens 4 --strategies none --resume
+    gdnlab sweep --modes none --strategies full_cache,replay_ring --strategy-draft-tokens 2,4,8 --accept-len 2.5,3.17
     gdnlab sweep --timing amortised,single,eager --state-dtypes bfloat16 --overwrite
 """
 from __future__ import annotations
@@ -45,35 +49,89 @@ def _ints(flag: str, values: Iterable[str] | None) -> list[int]:
         raise InputError(f"{flag} takes integers (e.g. 1,4,16), got {','.join(items)}") from None
 
 
+def _floats(flag: str, values: Iterable[str] | None) -> list[float]:
+    items = _split(values)
+    try:
+        return [float(s) for s in items]
+    except ValueError:
+        raise InputError(f"{flag} takes numbers (e.g. 2.5,3.17), got {','.join(items)}") from None
+
+
+def _names_or_none(values: str | Iterable[str], all_names: Iterable[str] = ()) -> list[str]:
+    """Lower-case names; ``none`` alone -> ``[]``; ``all`` -> ``all_names``."""
+    items = [s.lower() for s in _split(values)]
+    if items == ["none"]:
+        return []
+    if items == ["all"]:
+        return list(all_names)
+    return items
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The options of ``gdnlab sweep``."""
-    from ..sweep import DEFAULT_BATCHES, DEFAULT_PRESET, MODES, STRATEGIES, TIMINGS
+    from ..sweep import (
+        CALL_STRATEGIES,
+        DEFAULT_ACCEPT_LEN,
+        DEFAULT_BATCHES,
+        DEFAULT_PRESET,
+        DEFAULT_STRATEGY_BATCHES,
+        MODES,
+        STEP_STRATEGIES,
+        TIMINGS,
+    )
 
     def lst(text: str) -> str:
         return f"{text} (comma or space separated)"
 
-    g = parser.add_argument_group("grid")
+    g = parser.add_argument_group("call grid (one backend kernel call per point)")
     g.add_argument("--backends", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
                    help=lst("kernel backends; default: every available one except reference"))
     g.add_argument("--batches", nargs="+", metavar="B", default=",".join(map(str, DEFAULT_BATCHES)),
                    help=lst("batch sizes B (rows per call)"))
-    g.add_argument("--modes", nargs="+", metavar="MODE", default=",".join(MODES), help=lst("decode and/or verify"))
+    g.add_argument("--modes", nargs="+", metavar="MODE", default=",".join(MODES),
+                   help=lst("decode and/or verify; none: no call grid"))
     g.add_argument("--draft-tokens", nargs="+", metavar="T", default="2,4,8",
                    help=lst("draft tokens T of verify points (each >= 2)"))
-    g.add_argument("--strategies", nargs="+", metavar="NAME", default=",".join(STRATEGIES),
-                   help=lst("verify strategies: full_cache (batch-scoped intermediate buffer) and/or "
+    g.add_argument("--call-strategies", nargs="+", metavar="NAME", default=",".join(CALL_STRATEGIES),
+                   help=lst("verify calls: full_cache (batch-scoped intermediate buffer) and/or "
                             "full_cache_pool_scoped (pool-sized buffer, SGLang before PR #23273)"))
-    g.add_argument("--state-dtypes", nargs="+", metavar="DTYPE", default="float32,bfloat16",
+    s_ = parser.add_argument_group("step grid (one speculative step of a verify strategy per point)")
+    s_.add_argument("--strategies", nargs="+", metavar="NAME", default="all",
+                    help=lst(f"verify strategies: {', '.join(STEP_STRATEGIES)}; all; none: no step grid. A step "
+                             "is verify + commit (+ the amortised fold) on consecutive steps"))
+    s_.add_argument("--strategy-backends", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
+                    help=lst("strategy backends (triton, flashinfer, reference); default: every one with an "
+                             "available strategy except reference"))
+    s_.add_argument("--strategy-batches", nargs="+", metavar="B", default=",".join(map(str, DEFAULT_STRATEGY_BATCHES)),
+                    help=lst("batch sizes B of step points"))
+    s_.add_argument("--strategy-draft-tokens", nargs="+", metavar="T", default="4",
+                    help=lst("draft tokens T of step points (each >= 2), e.g. 2,4,8"))
+    s_.add_argument("--accept-len", nargs="+", metavar="A", default=str(DEFAULT_ACCEPT_LEN),
+                    help=lst("mean accept lengths (tokens kept per step, 1..T; above T: clipped to T) the "
+                             "accepted vectors are drawn with"))
+    s_.add_argument("--steps-per-sample", type=int, default=16,
+                    help="consecutive steps in one timed CUDA graph (time per step = sample / steps)")
+    s_.add_argument("--check-steps", type=int, default=8,
+                    help="steps of the correctness check run once per backend, strategy, state dtype and T")
+    s_.add_argument("--check-batch", type=int, default=argparse.SUPPRESS,
+                    help="B of that check (default: the largest step batch the strategy supports)")
+    s_.add_argument("--copy-mib", type=float, default=argparse.SUPPRESS,
+                    help="MiB of the device-to-device copy that measures the copy bandwidth once per run "
+                         "(default: 1024 on CUDA, 16 on CPU)")
+    b = parser.add_argument_group("both grids")
+    b.add_argument("--state-dtypes", nargs="+", metavar="DTYPE", default="float32,bfloat16",
                    help=lst("state pool dtypes: float32, bfloat16"))
-    g.add_argument("--presets", nargs="+", metavar="NAME@tpN", default=DEFAULT_PRESET,
+    b.add_argument("--presets", nargs="+", metavar="NAME@tpN", default=DEFAULT_PRESET,
                    help=lst("model presets, sharded per GPU"))
-    g.add_argument("--act-dtype", default="bfloat16", help="dtype of q, k, v, a, b and the output")
-    g.add_argument("--pool-capacity", type=int, default=argparse.SUPPRESS,
-                   help="request slots of the state pool (default: the largest batch)")
+    b.add_argument("--act-dtype", default="bfloat16", help="dtype of q, k, v, a, b and the output")
+    b.add_argument("--pool-capacity", type=int, default=argparse.SUPPRESS,
+                   help="request slots of the state pools (default: the largest batch of the grid; token_slots "
+                        "pools hold 1 + T rows per request)")
     t = parser.add_argument_group("timing")
     t.add_argument("--timing", nargs="+", metavar="METHOD", default="amortised",
-                   help=lst(f"one or more of {', '.join(TIMINGS)}: amortised = n calls on disjoint pool rows in "
-                            "one CUDA graph, time per call = sample / n; single = one call per graph replay; "
+                   help=lst(f"call grid: one or more of {', '.join(TIMINGS)} (step points: amortised): "
+                            "amortised = n calls on disjoint pool rows in one CUDA graph, time per call = sample / n; "
+                            "single = one call per graph replay; "
                             "eager = one host call per sample (graph, the earlier name of single, is accepted)"))
     t.add_argument("--max-calls", type=int, default=64, help="most calls in one amortised sample")
     t.add_argument("--min-sample-us", type=float, default=50.0,
@@ -81,13 +139,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--buffer-budget-gb", type=float, default=8.0,
                    help="GB of extra verify intermediate buffers an amortised point may allocate")
     t.add_argument("--warmup", type=int, default=5, help="untimed calls (or replays) before timing")
-    t.add_argument("--repeats", type=int, default=40, help="timed samples per point")
+    t.add_argument("--repeats", type=int, default=40, help="timed samples per point (per graph of a step point)")
     t.add_argument("--no-l2-flush", action="store_true", help="do not flush L2 before each timed sample")
     r = parser.add_argument_group("run")
     r.add_argument("--device", default=argparse.SUPPRESS, help="cuda, cuda:N or cpu (default: cuda when available)")
     r.add_argument("--engine", choices=("sglang", "none"), default="sglang",
                    help="make backends with the options this engine runs them with (none: gdnlab's contract)")
-    r.add_argument("--no-check", action="store_true", help="skip the comparison of each first call with the reference")
+    r.add_argument("--no-check", action="store_true",
+                   help="skip the comparison of each first call with the reference and the strategy checks")
     r.add_argument("--seed", type=int, default=0, help="seed of the pool fill, the row placement and the inputs")
     r.add_argument("--out", default=None,
                    help="result .parquet file or a directory (default: $GDNLAB_OUT/sweep.parquet, else "
@@ -115,11 +174,22 @@ def config_from_args(args: argparse.Namespace):
             raise InputError(f"{flag}: expected float32/bfloat16 (or fp32/bf16), got {','.join(_split(values))}") \
                 from None
 
+    from ..sweep import STEP_STRATEGIES
+
     backends = getattr(args, "backends", None)
+    sbackends = getattr(args, "strategy_backends", None)
     return SweepConfig(
         backends=names(backends) if backends else None, batches=_ints("--batches", args.batches),
-        modes=names(args.modes), draft_tokens=_ints("--draft-tokens", args.draft_tokens),
-        strategies=names(args.strategies), state_dtypes=dtypes("--state-dtypes", args.state_dtypes),
+        modes=_names_or_none(args.modes), draft_tokens=_ints("--draft-tokens", args.draft_tokens),
+        call_strategies=names(args.call_strategies),
+        strategies=_names_or_none(args.strategies, STEP_STRATEGIES),
+        strategy_backends=names(sbackends) if sbackends else None,
+        strategy_batches=_ints("--strategy-batches", args.strategy_batches),
+        strategy_draft_tokens=_ints("--strategy-draft-tokens", args.strategy_draft_tokens),
+        accept_lens=_floats("--accept-len", args.accept_len), steps_per_sample=args.steps_per_sample,
+        check_steps=args.check_steps, check_batch=getattr(args, "check_batch", None),
+        copy_mib=getattr(args, "copy_mib", None),
+        state_dtypes=dtypes("--state-dtypes", args.state_dtypes),
         presets=_split(args.presets), timings=[_TIMING_ALIASES.get(t, t) for t in names(args.timing)],
         max_calls=args.max_calls,
         min_sample_us=args.min_sample_us, buffer_budget_gb=args.buffer_budget_gb, l2_flush=not args.no_l2_flush,
@@ -146,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
     this = df[df["sweep_id"] == df.attrs.get("sweep_id")]
     jit_s = float(this["first_call_ms"].fillna(0).sum()) / 1e3 if len(this) else 0.0
     print(summary_table(df))
-    print(f"sweep: {len(this)} points run now in {wall:.1f} s wall (first calls incl. JIT {jit_s:.1f} s); "
-          f"{len(df)} rows in {out}")
+    copy = df.attrs.get("copy_bw_gbps", float("nan"))
+    print(f"sweep: {len(this)} points run now in {wall:.1f} s wall (first calls incl. JIT {jit_s:.1f} s; "
+          f"copy bandwidth {copy:.0f} GB/s); {len(df)} rows in {out}")
     return 0

@@ -1,17 +1,28 @@
 """What a sweep measures: :class:`SweepConfig` (the grid and timing settings) and its points.
 
-A point is one backend call configuration (:class:`SweepPoint`): preset, backend, mode, strategy,
-draft tokens T, batch B, state dtype, timing. The grid is the product of the config's lists;
-``mode="decode"`` has T = 1 and strategy ``"decode"``; ``mode="verify"`` runs every T of
-``draft_tokens`` with every verify strategy of ``strategies``:
+A point (:class:`SweepPoint`) is one row of the result. Two grids, one file:
+
+**Call grid** (``measure="call"``): one backend kernel call (:mod:`gdnlab.kernels`): preset, backend,
+mode, strategy, draft tokens T, batch B, state dtype, timing. ``mode="decode"`` has T = 1 and
+strategy ``"decode"``; ``mode="verify"`` runs every T of ``draft_tokens`` with every verify call
+of ``call_strategies`` (the buffer the backend's verify writes):
 
 * ``full_cache``: the state after each token written to a batch-scoped ``[B, T, HV, V, K]`` buffer
   (SGLang after PR #23273's ``[:batch_size]`` slice);
 * ``full_cache_pool_scoped``: the pool-sized ``[pool_slots, T, HV, V, K]`` buffer handed over
   unsliced, as SGLang did before that fix.
 
-The pool has ``pool_slots = pool_capacity + 1`` rows (slot 0 reserved; default capacity = the
-largest batch, as a server sizes its pool for ``max_running_requests``).
+Both grids go to one file; the step grid runs first. **Step grid** (``measure="step"``,
+``mode="step"``): one speculative step of a verify strategy of
+:mod:`gdnlab.strategies` (verify + commit + the amortised fold) for every strategy backend, strategy
+of ``strategies``, T of ``strategy_draft_tokens``, accept length of ``accept_lens``, B of
+``strategy_batches`` and state dtype; timed as :mod:`gdnlab.sweep.step` describes. An accept length
+above T is clipped to T (every draft accepted). Step points are timed ``amortised`` only (a graph of
+consecutive steps: the fold of ``replay_ring`` happens every few steps).
+
+Pools have ``pool_slots = capacity * slots_per_request + 1`` rows (slot 0 reserved; default capacity
+= the largest batch of the grid, as a server sizes its pool for ``max_running_requests``;
+``token_slots`` keeps 1 + T rows per request).
 """
 from __future__ import annotations
 
@@ -23,15 +34,25 @@ import torch
 
 from ..errors import InputError
 from ..shapes import GDNShape, dtype_from_name, dtype_name, parse_preset
+from ..strategies.base import STRATEGY_NAMES
 
-__all__ = ["SweepConfig", "SweepPoint", "grid_points", "default_backends", "DEFAULT_BATCHES", "DEFAULT_PRESET",
-           "MODES", "STRATEGIES", "TIMINGS", "INTERMEDIATE_OF_STRATEGY"]
+__all__ = ["SweepConfig", "SweepPoint", "grid_points", "default_backends", "default_strategy_backends",
+           "DEFAULT_BATCHES", "DEFAULT_STRATEGY_BATCHES", "DEFAULT_ACCEPT_LEN", "DEFAULT_PRESET", "MODES",
+           "CALL_STRATEGIES", "STEP_STRATEGIES", "TIMINGS", "INTERMEDIATE_OF_STRATEGY", "MEASURES"]
 
 DEFAULT_BATCHES = (1, 4, 16, 32, 64, 128, 256)
+#: batches of the step grid (a smaller default: each step point times three CUDA graphs)
+DEFAULT_STRATEGY_BATCHES = (1, 4, 16, 64, 128, 256)
+#: mean accept length of the seed's setting (T = 4, "acc len 3.13-3.22", :mod:`gdnlab.seed`)
+DEFAULT_ACCEPT_LEN = 3.17
 DEFAULT_PRESET = "qwen3.5-397b-a17b@tp4"
 MODES = ("decode", "verify")
-#: verify strategies the sweep measures (decode points have strategy "decode")
-STRATEGIES = ("full_cache", "full_cache_pool_scoped")
+#: what a row times: one backend call, or one speculative step of a strategy
+MEASURES = ("call", "step")
+#: verify calls of the call grid (decode points have strategy "decode")
+CALL_STRATEGIES = ("full_cache", "full_cache_pool_scoped")
+#: verify strategies of the step grid (:data:`gdnlab.strategies.STRATEGY_NAMES`)
+STEP_STRATEGIES = STRATEGY_NAMES
 #: ``amortised``: n calls on disjoint pool rows captured in one CUDA graph, time per call = sample / n;
 #: ``single``: one call per CUDA-graph sample; ``eager``: one call per sample, no graph (host launch included)
 TIMINGS = ("amortised", "single", "eager")
@@ -44,13 +65,26 @@ class SweepConfig:
     """What to sweep and how to time it.
 
     Attributes:
-        backends: backend names; ``None``: every available backend except ``reference``
-            (``reference`` alone when nothing else runs here, e.g. on CPU).
-        batches: batch sizes B (rows per call).
-        modes: ``decode`` and/or ``verify``.
+        backends: backend names of the call grid; ``None``: every available backend except
+            ``reference`` (``reference`` alone when nothing else runs here, e.g. on CPU).
+        batches: batch sizes B (rows per call) of the call grid.
+        modes: ``decode`` and/or ``verify`` (empty: no call grid).
         draft_tokens: T values of verify points (each >= 2).
-        strategies: verify strategies (:data:`STRATEGIES`).
-        state_dtypes: pool dtypes, ``float32`` / ``bfloat16``.
+        call_strategies: verify calls of the call grid (:data:`CALL_STRATEGIES`).
+        strategies: verify strategies of the step grid (:data:`STEP_STRATEGIES`; empty: no step grid).
+        strategy_backends: strategy backends (:func:`gdnlab.strategies.backend_names`); ``None``: every
+            one with an available strategy except ``reference`` (``reference`` alone when none is).
+        strategy_batches: batch sizes B of the step grid.
+        strategy_draft_tokens: T values of the step grid (each >= 2).
+        accept_lens: mean accept lengths (>= 1) the step grid draws accepted vectors with.
+        steps_per_sample: consecutive steps captured in one timed CUDA graph (the fold of
+            ``replay_ring`` happens every few steps; the time per step is sample / steps).
+        check_steps: steps of the correctness check of each (backend, strategy, state dtype, T).
+        check_batch: B of that check (``None``: the largest batch of the step grid the strategy
+            supports; a smaller value checks faster).
+        copy_mib: MiB of the device-to-device copy that measures the copy bandwidth once per run
+            (``None``: 1024 on CUDA, 16 on CPU).
+        state_dtypes: pool dtypes, ``float32`` / ``bfloat16`` (both grids).
         presets: ``"NAME@tpN"`` strings or :class:`GDNShape` objects (e.g. a tiny test shape).
         timings: :data:`TIMINGS`; ``amortised`` is the default.
         max_calls: most calls in one amortised sample (fewer when the pool has fewer disjoint row
@@ -60,9 +94,10 @@ class SweepConfig:
         l2_flush: flush L2 before each timed sample.
         warmup, repeats: untimed calls first, then timed samples (times are per call, µs).
         act_dtype: dtype of q, k, v, a, b and the output.
-        pool_capacity: request slots of the pool (``None``: the largest batch).
+        pool_capacity: request slots of the pool (``None``: the largest batch of the grid it serves).
         device: ``"cuda"``, ``"cuda:N"`` or ``"cpu"`` (``None``: CUDA when available).
-        check: compare the first call of each point with the reference backend.
+        check: compare the first call of each call point with the reference backend, and run
+            :func:`gdnlab.strategies.check.check_strategy` once per step-point group.
         seed: seeds the pool fill, the row placement and the inputs.
         engine: whose options the backends are made with (:func:`gdnlab.kernels.make_backend`).
     """
@@ -71,7 +106,16 @@ class SweepConfig:
     batches: Sequence[int] = DEFAULT_BATCHES
     modes: Sequence[str] = MODES
     draft_tokens: Sequence[int] = (2, 4, 8)
-    strategies: Sequence[str] = STRATEGIES
+    call_strategies: Sequence[str] = CALL_STRATEGIES
+    strategies: Sequence[str] = STEP_STRATEGIES
+    strategy_backends: Sequence[str] | None = None
+    strategy_batches: Sequence[int] = DEFAULT_STRATEGY_BATCHES
+    strategy_draft_tokens: Sequence[int] = (4,)
+    accept_lens: Sequence[float] = (DEFAULT_ACCEPT_LEN,)
+    steps_per_sample: int = 16
+    check_steps: int = 8
+    check_batch: int | None = None
+    copy_mib: float | None = None
     state_dtypes: Sequence[str] = ("float32", "bfloat16")
     presets: Sequence[str | GDNShape] = (DEFAULT_PRESET,)
     timings: Sequence[str] = ("amortised",)
@@ -91,13 +135,20 @@ class SweepConfig:
 
     def validate(self) -> None:
         """Raise :class:`~gdnlab.errors.InputError` naming the first bad setting."""
-        if not self.batches or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in self.batches):
-            raise InputError(f"batches must be integers >= 1, got {list(self.batches)}")
-        _among("modes", self.modes, MODES)
+        if not self.modes and not self.strategies:
+            raise InputError("nothing to measure: modes and strategies are both empty")
+        if self.modes:
+            _positive_ints("batches", self.batches)
+            _among("modes", self.modes, MODES)
         if "verify" in self.modes:
-            if not self.draft_tokens or any(not isinstance(t, int) or t < 2 for t in self.draft_tokens):
+            if not self.draft_tokens or any(not _is_int(t) or t < 2 for t in self.draft_tokens):
                 raise InputError(f"draft_tokens must be integers >= 2 for verify, got {list(self.draft_tokens)}")
-            _among("strategies", self.strategies, STRATEGIES)
+            if set(self.call_strategies) & (set(STEP_STRATEGIES) - set(CALL_STRATEGIES)):
+                raise InputError(f"call_strategies must be among {', '.join(CALL_STRATEGIES)}; got "
+                                 f"{list(self.call_strategies)} (step strategies go in strategies)")
+            _among("call_strategies", self.call_strategies, CALL_STRATEGIES)
+        if self.strategies:
+            self._validate_steps()
         for d in self.state_dtypes or [None]:
             try:
                 ok = d is not None and dtype_from_name(d) in (torch.float32, torch.bfloat16)
@@ -111,9 +162,9 @@ class SweepConfig:
                              f"{self.buffer_budget_gb}, {self.min_sample_us}")
         if self.repeats < 1 or self.warmup < 0:
             raise InputError(f"repeats must be >= 1 and warmup >= 0, got repeats={self.repeats}, warmup={self.warmup}")
-        if self.pool_capacity is not None and self.pool_capacity < max(self.batches):
-            raise InputError(f"pool_capacity={self.pool_capacity} is smaller than the largest batch "
-                             f"{max(self.batches)}")
+        largest = max([*(self.batches if self.modes else ()), *(self.strategy_batches if self.strategies else ())])
+        if self.pool_capacity is not None and self.pool_capacity < largest:
+            raise InputError(f"pool_capacity={self.pool_capacity} is smaller than the largest batch {largest}")
         if not self.presets:
             raise InputError("presets is empty")
         for p in self.presets:
@@ -124,10 +175,57 @@ class SweepConfig:
             except ValueError as exc:
                 raise InputError(str(exc)) from None
 
+    def _validate_steps(self) -> None:
+        bad = [s for s in self.strategies if s not in STEP_STRATEGIES]
+        if bad:
+            hint = (" (full_cache_pool_scoped is a verify call of the call grid: call_strategies)"
+                    if "full_cache_pool_scoped" in bad else "")
+            raise InputError(f"strategies must be among {', '.join(STEP_STRATEGIES)}; got {list(self.strategies)}"
+                             f"{hint}")
+        _positive_ints("strategy_batches", self.strategy_batches)
+        if not self.strategy_draft_tokens or any(not _is_int(t) or t < 2 for t in self.strategy_draft_tokens):
+            raise InputError(f"strategy_draft_tokens must be integers >= 2, got {list(self.strategy_draft_tokens)}")
+        try:
+            acc = [float(a) for a in self.accept_lens]
+        except (TypeError, ValueError):
+            acc = []
+        if not acc or any(not a >= 1.0 or a != a or a == float("inf") for a in acc) or \
+                any(isinstance(a, bool) for a in self.accept_lens):
+            raise InputError(f"accept_lens must be numbers >= 1 (mean accepted tokens per step), got "
+                             f"{list(self.accept_lens)}")
+        if not _is_int(self.steps_per_sample) or self.steps_per_sample < 1:
+            raise InputError(f"steps_per_sample must be an integer >= 1, got {self.steps_per_sample!r}")
+        if not _is_int(self.check_steps) or self.check_steps < 1:
+            raise InputError(f"check_steps must be an integer >= 1, got {self.check_steps!r}")
+        if self.check_batch is not None and (not _is_int(self.check_batch) or self.check_batch < 1):
+            raise InputError(f"check_batch must be an integer >= 1, got {self.check_batch!r}")
+        if self.copy_mib is not None and not self.copy_mib > 0:
+            raise InputError(f"copy_mib must be > 0 MiB, got {self.copy_mib!r}")
+        if self.strategy_backends is not None:
+            from ..strategies import backend_names
+            bad = [b for b in self.strategy_backends if str(b).strip().lower() not in backend_names()]
+            if bad or not self.strategy_backends:
+                raise InputError(f"strategy_backends must be among {', '.join(backend_names())}; got "
+                                 f"{list(self.strategy_backends)}")
+
     @property
     def capacity(self) -> int:
-        """Request slots of the pool (the pool has one more row: slot 0)."""
+        """Request slots of the call grid's pool (the pool has one more row: slot 0)."""
         return self.pool_capacity or max(self.batches)
+
+    @property
+    def strategy_capacity(self) -> int:
+        """Requests the step grid's pools serve (each holds ``slots_per_request`` rows per request)."""
+        return self.pool_capacity or max(self.strategy_batches)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive_ints(name: str, values: Sequence[int]) -> None:
+    if not values or any(not _is_int(c) or c < 1 for c in values):
+        raise InputError(f"{name} must be integers >= 1, got {list(values)}")
 
 
 def _among(name: str, values: Sequence[str], allowed: Sequence[str]) -> None:
@@ -151,24 +249,35 @@ class SweepPoint:
     l2_flush: bool
     act_dtype: str
     pool_slots: int
+    measure: str = "call"
+    accept_len: float | None = None
 
     @property
     def preset(self) -> str:
         return self.shape.name.partition("@")[0]
 
     @property
-    def intermediate(self) -> str:
-        return INTERMEDIATE_OF_STRATEGY[self.strategy]
+    def intermediate(self) -> str | None:
+        """Buffer scope of a call point; ``None`` for a step point (its scratch is the strategy's)."""
+        return INTERMEDIATE_OF_STRATEGY[self.strategy] if self.measure == "call" else None
 
     def key_row(self) -> dict:
         """The grid columns of this point's row."""
         return {"preset": self.preset, "tp": self.shape.tp, "backend": self.backend, "mode": self.mode,
                 "strategy": self.strategy, "draft_tokens": self.draft_tokens, "batch": self.batch,
                 "state_dtype": self.state_dtype, "timing": self.timing, "l2_flush": self.l2_flush,
-                "act_dtype": self.act_dtype, "pool_slots": self.pool_slots}
+                "act_dtype": self.act_dtype, "pool_slots": self.pool_slots, "measure": self.measure,
+                "accept_len": self.accept_len}
+
+    def group(self) -> tuple:
+        """Points sharing one strategy check: (preset, backend, strategy, state dtype, T)."""
+        return (self.shape.name, self.backend, self.strategy, self.state_dtype, self.draft_tokens)
 
     def label(self) -> str:
         """Short text for a progress bar."""
+        if self.measure == "step":
+            return (f"{self.backend} step {self.strategy} T={self.draft_tokens} a={self.accept_len:g} "
+                    f"{self.state_dtype} B={self.batch}")
         m = "decode" if self.mode == "decode" else f"verify T={self.draft_tokens} {self.strategy}"
         return f"{self.backend} {m} {self.state_dtype} {self.timing} B={self.batch}"
 
@@ -181,19 +290,49 @@ def default_backends() -> list[str]:
     return avail or ["reference"]
 
 
+def default_strategy_backends() -> list[str]:
+    """Every strategy backend with an available strategy here except ``reference`` (``["reference"]``
+    when none is)."""
+    from ..strategies import available_strategies
+
+    avail = list(dict.fromkeys(b for (_, b), st in available_strategies().items()
+                               if st.available and b != "reference"))
+    return avail or ["reference"]
+
+
 def grid_points(cfg: SweepConfig) -> list[SweepPoint]:
-    """Every point of the grid, in run order (preset, state dtype, backend, mode, timing, batch)."""
+    """Every point, in run order: the step grid (preset, state dtype, backend, strategy, T, accept
+    length, batch), then the call grid (preset, state dtype, backend, mode, timing, batch). Steps come
+    first: a run cut short keeps the strategy comparison (a call is one part of a step)."""
     cfg.validate()
-    backends = list(cfg.backends) if cfg.backends else default_backends()
-    modes: list[tuple[str, int, str]] = []
-    for m in cfg.modes:
-        if m == "decode":
-            modes.append(("decode", 1, "decode"))
-        else:
-            modes += [("verify", t, s) for t in cfg.draft_tokens for s in cfg.strategies]
     act = dtype_name(cfg.act_dtype)
-    return [SweepPoint(shape=parse_preset(p), backend=str(be).strip().lower(), mode=mode, strategy=strat,
-                       draft_tokens=int(t), batch=int(b), state_dtype=dtype_name(sd), timing=timing,
-                       l2_flush=bool(cfg.l2_flush), act_dtype=act, pool_slots=cfg.capacity + 1)
-            for p, sd, be, (mode, t, strat), timing, b in itertools.product(
-                cfg.presets, cfg.state_dtypes, backends, modes, cfg.timings, cfg.batches)]
+    points: list[SweepPoint] = []
+    if cfg.strategies:
+        backends = [str(b).strip().lower() for b in (cfg.strategy_backends or default_strategy_backends())]
+        cap = cfg.strategy_capacity
+        seen: set[tuple] = set()
+        for p, sd, be, name, t, a, b in itertools.product(cfg.presets, cfg.state_dtypes, backends, cfg.strategies,
+                                                          cfg.strategy_draft_tokens, cfg.accept_lens,
+                                                          cfg.strategy_batches):
+            per_req = int(t) + 1 if name == "token_slots" else 1   # VerifyStrategy.slots_per_request
+            pt = SweepPoint(shape=parse_preset(p), backend=be, mode="step", strategy=name, draft_tokens=int(t),
+                            batch=int(b), state_dtype=dtype_name(sd), timing="amortised",
+                            l2_flush=bool(cfg.l2_flush), act_dtype=act, pool_slots=1 + cap * per_req,
+                            measure="step", accept_len=round(min(float(a), float(t)), 9))
+            if pt not in seen:                 # accept lengths clipped to T may coincide
+                seen.add(pt)
+                points.append(pt)
+    if cfg.modes:
+        backends = list(cfg.backends) if cfg.backends else default_backends()
+        modes: list[tuple[str, int, str]] = []
+        for m in cfg.modes:
+            if m == "decode":
+                modes.append(("decode", 1, "decode"))
+            else:
+                modes += [("verify", t, s) for t in cfg.draft_tokens for s in cfg.call_strategies]
+        points += [SweepPoint(shape=parse_preset(p), backend=str(be).strip().lower(), mode=mode, strategy=strat,
+                              draft_tokens=int(t), batch=int(b), state_dtype=dtype_name(sd), timing=timing,
+                              l2_flush=bool(cfg.l2_flush), act_dtype=act, pool_slots=cfg.capacity + 1)
+                   for p, sd, be, (mode, t, strat), timing, b in itertools.product(
+                       cfg.presets, cfg.state_dtypes, backends, modes, cfg.timings, cfg.batches)]
+    return points

@@ -1,6 +1,8 @@
 """Measuring one sweep point: a checked first call against the reference, then the timed calls.
 
-Each point (:func:`measure_point`):
+Step points (``measure="step"``, a verify strategy's whole step) are measured by
+:func:`gdnlab.sweep.step.measure_step_point`; :func:`measure_point` hands them over. Each call
+point:
 
 1. makes the backend (:func:`gdnlab.kernels.make_backend`, the options of the engine measured),
    a randomised pool (:class:`gdnlab.state.StatePool`, one per state shape and dtype, reused), the
@@ -52,9 +54,17 @@ class MeasureContext:
     prov: dict
     peak_gbps: float
     sweep_id: str
+    copy_bw_gbps: float = float("nan")
     backends: dict = field(default_factory=dict)
     pools: dict = field(default_factory=dict)
     reference: Any = None
+    #: (backend, strategy) -> (strategy object or None, reason)
+    strategies: dict = field(default_factory=dict)
+    #: step-point group -> :class:`gdnlab.sweep.step.StrategyCheckResult`
+    checks: dict = field(default_factory=dict)
+    step_pools: dict = field(default_factory=dict)
+    #: where progress lines go (the runner writes them above its progress bar)
+    log: Callable[[str], None] = field(default=lambda msg: None)
 
     def backend(self, name: str):
         """The backend ``name``, made once with the engine's options."""
@@ -74,6 +84,35 @@ class MeasureContext:
             self.pools[key] = StatePool(shape.state_shape, self.cfg.capacity, dtype=dtype,
                                         device=self.device).randomize_(self.cfg.seed).tensor
         return self.pools[key]
+
+
+    def strategy(self, backend: str, name: str):
+        """``(strategy, "")`` made once per run, or ``(None, reason)`` when it cannot run here."""
+        from ..errors import UnavailableError
+        from ..strategies import get_strategy
+
+        key = (backend, name)
+        if key not in self.strategies:
+            try:
+                self.strategies[key] = (get_strategy(name, backend=backend), "")
+            except (UnavailableError, ValueError) as exc:
+                self.strategies[key] = (None, str(exc))
+        return self.strategies[key]
+
+    def step_pool(self, shape: GDNShape, dtype: torch.dtype, rows: int) -> torch.Tensor:
+        """A randomised ``[rows, HV, V, K]`` pool for step points (generated on the device), reused by
+        every step point with these rows and dtype; pools of the other dtype are dropped first."""
+        key = (shape.state_shape, dtype, rows)
+        if key not in self.step_pools:
+            for k in [k for k in self.step_pools if k[1] != dtype or k[0] != shape.state_shape]:
+                del self.step_pools[k]
+            gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + rows)
+            t = torch.randn((rows, *shape.state_shape), generator=gen, device=self.device, dtype=torch.float32)
+            pool = (0.1 * t).to(dtype)
+            del t
+            pool[0] = 0                                             # slot 0: the reserved padding slot
+            self.step_pools[key] = pool
+        return self.step_pools[key]
 
 
 def _describe(exc: BaseException, limit: int = 300) -> str:
@@ -129,11 +168,13 @@ def _base_row(pt: SweepPoint, ctx: MeasureContext) -> dict:
     row.update(intermediate=pt.intermediate, shape=shape.name, H=shape.H, HV=shape.HV, K=shape.K, V=shape.V)
     row.update({k: ctx.prov.get(k) for k in ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer",
                                             "gdnlab", "git_commit", "git_dirty", "host")})
+    row["copy_bw_gbps"] = ctx.copy_bw_gbps
     row.update(sweep_id=ctx.sweep_id, timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return row
 
 
-def _roofline(row: dict, shape: GDNShape, inter_dtype: torch.dtype | None, peak_gbps: float) -> None:
+def _roofline(row: dict, shape: GDNShape, inter_dtype: torch.dtype | None, peak_gbps: float,
+              copy_gbps: float = float("nan")) -> None:
     from ..roofline import gdn_bytes, gdn_flops
 
     B, T = row["batch"], row["draft_tokens"]
@@ -143,6 +184,9 @@ def _roofline(row: dict, shape: GDNShape, inter_dtype: torch.dtype | None, peak_
                flops=gdn_flops(shape, B, T), peak_bw_gbps=peak_gbps)
     if peak_gbps == peak_gbps and peak_gbps > 0:
         row["floor_us"] = by.total / (peak_gbps * 1e9) * 1e6
+    row["copy_bw_gbps"] = copy_gbps
+    if copy_gbps == copy_gbps and copy_gbps > 0:
+        row["copy_floor_us"] = by.total / (copy_gbps * 1e9) * 1e6
 
 
 def _time_calls(pt: SweepPoint, ctx: MeasureContext, make_calls: Callable[[int], list], max_calls: int):
@@ -157,6 +201,9 @@ def _time_calls(pt: SweepPoint, ctx: MeasureContext, make_calls: Callable[[int],
 def measure_point(pt: SweepPoint, ctx: MeasureContext) -> dict:
     """Run one grid point and return its row (:data:`gdnlab.results.COLUMNS`). Never raises for a
     failing backend call (``KeyboardInterrupt`` excepted): the failure is the row's ``status``."""
+    if pt.measure == "step":
+        from .step import measure_step_point
+        return measure_step_point(pt, ctx)
     from ..inputs import make_inputs
     from ..kernels.tolerances import intermediate_tol, output_tol, state_tol
 
@@ -193,7 +240,7 @@ def measure_point(pt: SweepPoint, ctx: MeasureContext) -> dict:
                 buf = batch_buf
             row["intermediate_dtype"] = dtype_name(inter_dtype)
             row["intermediate_rows"] = int(buf.shape[0])
-        _roofline(row, shape, inter_dtype, ctx.peak_gbps)
+        _roofline(row, shape, inter_dtype, ctx.peak_gbps, ctx.copy_bw_gbps)
 
         # ---- checked first call (JIT happens here) + reference on the same device and state
         check_pool = pool.clone() if mode == "decode" else pool

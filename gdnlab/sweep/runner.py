@@ -13,9 +13,16 @@ with :class:`gdnlab.results.SweepWriter`:
   leaves the earlier file as it was (``--resume`` then continues the new run, still replacing the
   earlier file only when it completes).
 
-Time budget: the default grid on an H100 is 2 backends x 98 points; after JIT warm-up a point costs
-~0.1-0.4 s (checked call + reference, graph capture, 5 + 40 replays); ``first_call_ms`` shows where
-JIT compilation went.
+Before the points, the device-to-device copy bandwidth is measured once
+(:func:`gdnlab.sweep.step.copy_bandwidth`, ``copy_mib`` MiB): every row of the run carries it
+(``copy_bw_gbps``, also ``df.attrs["copy_bw_gbps"]``) so floors at the bandwidth a copy reaches can
+be computed from the data.
+
+Time budget: the default call grid on an H100 is 2 backends x 98 points; after JIT warm-up a call
+point costs ~0.1-0.4 s (checked call + reference, graph capture, 5 + 40 replays). A step point
+times three graphs (~0.2-0.6 s); each (backend, strategy, state dtype, T) adds one correctness check
+(``check_steps`` steps at the largest batch, ~1-3 s at the real shape, JIT included).
+``first_call_ms`` shows where JIT compilation went.
 """
 from __future__ import annotations
 
@@ -31,8 +38,9 @@ import torch
 
 from ..errors import InputError, Interrupted, UnavailableError
 from ..results import SweepWriter, point_key, resolve_output, to_frame
-from .config import SweepConfig, default_backends, grid_points
+from .config import SweepConfig, default_backends, default_strategy_backends, grid_points
 from .point import MeasureContext, measure_point
+from .step import copy_bandwidth
 
 __all__ = ["run_sweep", "resolve_device", "summary_table", "SweepInterrupted"]
 
@@ -109,11 +117,12 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
     spec = detect(device.index) if device.type == "cuda" else None
     ctx = MeasureContext(cfg=cfg, device=device, prov=prov, sweep_id=_sweep_id(),
                          peak_gbps=float(spec.peak_hbm_gbps) if spec else float("nan"))
-    for name in dict.fromkeys(p.backend for p in points):   # fail before measuring on a backend that cannot run
-        try:
+    for name in dict.fromkeys(p.backend for p in points if p.measure == "call"):   # fail before measuring on a
+        try:                                                                        # backend that cannot run
             ctx.backend(name)
         except BackendUnavailable as exc:
             raise UnavailableError(f"{exc} (available here: {', '.join(default_backends())})") from None
+    _check_strategy_backends(points)
     writer = None
     if path is not None:
         writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new", gpu=prov["gpu"])
@@ -126,6 +135,12 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(todo), desc="gdnlab sweep", unit="pt", file=sys.stderr, dynamic_ncols=True,
                    mininterval=0.1 if sys.stderr.isatty() else 10.0)   # a log file gets a line every 10 s
+        ctx.log = lambda msg: tqdm.write(msg, file=sys.stderr)
+    if todo:
+        mib = cfg.copy_mib if cfg.copy_mib is not None else (1024.0 if device.type == "cuda" else 16.0)
+        ctx.copy_bw_gbps = copy_bandwidth(device, int(mib * 2**20), l2_flush=cfg.l2_flush)
+        ctx.log(f"device-to-device copy of {mib:g} MiB: {ctx.copy_bw_gbps:.0f} GB/s "
+                f"(datasheet peak {ctx.peak_gbps:.0f} GB/s)")
     complete = False
     try:
         for pt in todo:
@@ -157,27 +172,78 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
     df = writer.rows() if writer is not None else to_frame(rows)
     df.attrs["sweep_id"] = ctx.sweep_id
     df.attrs["points_run"] = len(todo)
+    df.attrs["copy_bw_gbps"] = ctx.copy_bw_gbps
     return df
 
 
+def _check_strategy_backends(points) -> None:
+    """Raise :class:`UnavailableError` for a strategy backend of the grid none of whose strategies
+    can run here (a single unavailable strategy becomes an ``unsupported`` row instead)."""
+    from ..strategies import available_strategies
+
+    for be in dict.fromkeys(p.backend for p in points if p.measure == "step"):
+        st = available_strategies(be)
+        if not any(s.available for s in st.values()):
+            reasons = "; ".join(dict.fromkeys(s.reason for s in st.values()))
+            raise UnavailableError(f"strategy backend {be!r} cannot run here: {reasons} (available here: "
+                                   f"{', '.join(default_strategy_backends())})")
+
+
 def summary_table(df: pd.DataFrame) -> str:
-    """A compact text table: median µs per (backend, mode, T, state dtype, strategy, timing) x batch."""
+    """A compact text table: median µs per call (backend, mode, T, state dtype, strategy, timing) x
+    batch for call rows; for step rows, µs per step by (backend, strategy) x batch for the first T,
+    state dtype and accept length, with the ratio to ``full_cache`` and the checks' verdicts."""
     if df.empty:
         return "(no rows)"
     ok = df[df["status"] == "ok"]
+    calls = ok[ok["measure"].fillna("call") == "call"]
+    steps = ok[ok["measure"] == "step"]
     lines = [f"{len(df)} points: " + ", ".join(f"{k} {v}" for k, v in
                                               df["status"].str.split(":").str[0].value_counts().items())]
-    if not ok.empty:
-        piv = ok.pivot_table(index=["backend", "mode", "draft_tokens", "state_dtype", "strategy", "timing"],
-                             columns="batch", values="time_us", aggfunc="median")
-        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format",
-                               "{:.1f}".format):
+    fmt = ("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.1f}".format)
+    if not calls.empty:
+        piv = calls.pivot_table(index=["backend", "mode", "draft_tokens", "state_dtype", "strategy", "timing"],
+                                columns="batch", values="time_us", aggfunc="median")
+        with pd.option_context(*fmt):
             lines.append("median µs per call:\n" + piv.to_string())
-        pct = ok.groupby(["backend", "mode", "state_dtype"])["pct_of_peak_bw"].max()
+        pct = calls.groupby(["backend", "mode", "state_dtype"])["pct_of_peak_bw"].max()
         if pct.notna().any():
             with pd.option_context("display.float_format", "{:.0f}".format):
                 lines.append("best % of peak HBM bandwidth:\n" + pct.to_string())
+    if not steps.empty:
+        lines += _step_summary(steps)
     for _, r in df[df["status"] != "ok"].head(12).iterrows():
-        lines.append(f"  {r['backend']} {r['mode']} T={r['draft_tokens']} {r['state_dtype']} {r['strategy']} "
-                     f"B={r['batch']}: {r['status']}")
+        what = (f"step {r['strategy']} a={r['accept_len']:g}" if r.get("measure") == "step"
+                else f"{r['mode']} {r['strategy']}")
+        lines.append(f"  {r['backend']} {what} T={r['draft_tokens']} {r['state_dtype']} B={r['batch']}: "
+                     f"{r['status']}")
     return "\n".join(lines)
+
+
+def _step_summary(steps: pd.DataFrame) -> list[str]:
+    first = steps.sort_values(["draft_tokens", "state_dtype", "accept_len"]).iloc[0]
+    T, sd, a = first["draft_tokens"], first["state_dtype"], first["accept_len"]
+    sel = steps[(steps["draft_tokens"] == T) & (steps["state_dtype"] == sd) & (steps["accept_len"] == a)]
+    fmt = ("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.1f}".format)
+    piv = sel.pivot_table(index=["backend", "strategy"], columns="batch", values="step_us", aggfunc="median")
+    out = []
+    with pd.option_context(*fmt):
+        out.append(f"µs per step (verify + commit + amortised fold), T={T}, {sd} state, accept length {a:g}:\n"
+                   + piv.to_string())
+    if "full_cache" in piv.index.get_level_values("strategy"):
+        ratio = piv.div(piv.xs("full_cache", level="strategy"), level="backend")
+        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format",
+                               "{:.2f}".format):
+            out.append("step time / full_cache's (same backend):\n" + ratio.to_string())
+    fc = sel[(sel["strategy"] == "full_cache") & sel["commit_floor_us"].notna() & (sel["commit_floor_us"] > 0)]
+    if not fc.empty:
+        r = (fc["commit_us"] / fc["commit_floor_us"]).groupby([fc["backend"], fc["batch"]]).median()
+        out.append("full_cache commit / its floor at the copy bandwidth: " +
+                   ", ".join(f"{be} B={b}: {v:.2f}x" for (be, b), v in r.items()))
+    chk = steps.drop_duplicates(["backend", "strategy", "state_dtype", "draft_tokens"])
+    verdicts = [f"{r['backend']}/{r['strategy']} {r['state_dtype']} T={r['draft_tokens']}: "
+                f"{'unchecked' if pd.isna(r['correct']) else 'ok' if bool(r['correct']) else 'MISMATCH'}"
+                + (f" (drift {r['state_drift']:.2g})" if pd.notna(r["state_drift"]) else "")
+                for _, r in chk.iterrows()]
+    out.append("strategy checks: " + "; ".join(verdicts))
+    return out
