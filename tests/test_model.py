@@ -351,3 +351,128 @@ def test_seed_ratio_tables_have_no_missing_cells(validation):
     assert r[["table", "x_name", "x", "ratio", "kernel_state"]].notna().all().all()
     assert set(r.loc[r["table"] == "osl_sweep", "kernel_state"]) == {"unstated"}
     assert validation["kernel_state"].notna().all()
+
+
+# ============================================================================ component model
+# Small synthetic component runs (tests/test_plan.py builds them): composition, projection, the
+# GDN-share identity, validate() on synthetic inputs.
+from test_plan import OVERHEAD, op_time, synthetic_sweep, synthetic_times  # noqa: E402
+
+from gdnlab.errors import InputError  # noqa: E402
+from gdnlab.model import ComposedStep, Overheads, SweepGDN, cross_gpu_rows, slice_rows  # noqa: E402
+
+
+def test_composed_decode_step_is_the_sum_of_its_ops_by_hand():
+    times = synthetic_times()
+    m = ServedModel()
+    st = ComposedStep(times, m, Overheads(1.0, 0.0), allreduce_latency_us=0.0, busbw_gbps=1e12)
+    B, kv = 4, 1024
+    parts = st.parts("triton", B, B * (kv - 1))      # kv per request = ctx / B + 1
+    net = lambda c: op_time(c, "decode", B, kv if c == "attn.attention" else None) - OVERHEAD
+    assert parts["gdn_kernel"] == pytest.approx(m.gdn.num_gdn_layers * net("gdn.recurrent"))
+    assert parts["attention"] == pytest.approx(m.num_full_attn_layers * net("attn.attention"))
+    moe = sum(net(c) for c in ("moe.norm", "moe.router", "moe.experts", "moe.shared_expert"))
+    assert parts["moe"] == pytest.approx(m.num_layers * moe)
+    assert parts["graph"] == OVERHEAD and parts["draft"] == 0.0
+    assert st.step_us("triton", B, kv - 1) == pytest.approx(sum(parts.values()))
+
+
+@pytest.mark.parametrize("params", [Overheads(1.0, 0.0), Overheads(0.8, 40.0)])
+@pytest.mark.parametrize("mtp", [None, MTPConfig(4, 3.0)])
+def test_doubling_gdn_moves_tpot_by_its_share(params, mtp):
+    st = ComposedStep(synthetic_times(), overheads=params)
+    for B in (1, 16):
+        share = st.gdn_share("triton", B, 2000, mtp)
+        t1 = st.tpot_ms("triton", B, 2000, mtp)
+        t2 = st.with_gdn_scale(2.0).tpot_ms("triton", B, 2000, mtp)
+        assert 0 < share < 1
+        assert (t2 - t1) / t1 == pytest.approx(share, rel=1e-9)
+
+
+def test_verify_costs_more_than_decode_and_draft_grows_with_T():
+    st = ComposedStep(synthetic_times(), gdn=SweepGDN.from_sweep(synthetic_sweep()), state_dtype="bfloat16")
+    d = st.step_us("triton", 16, 1000)
+    v4 = st.step_us("triton", 16, 1000, MTPConfig(4, 3.0))
+    v2 = st.step_us("triton", 16, 1000, MTPConfig(2, 1.5))
+    assert d < v2 < v4
+    assert st.speedup("triton", 16, 1000, 1.0, 4) < 1 < st.speedup("triton", 16, 1000, 4.0, 4)
+    assert st.break_even_accept_len("triton", 16, 1000, 4) == pytest.approx(v4 / d)
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.break_even_accept_len("triton", 4, 100, 1),
+    lambda s: s.step_us("triton", -1, 100),
+    lambda s: s.step_us("triton", 0, 100),
+    lambda s: s.speedup("triton", 4, 100, 5.0, 4),
+])
+def test_component_model_refuses_out_of_domain(call):
+    with pytest.raises(InputError):
+        call(ComposedStep(synthetic_times()))
+
+
+def test_projection_scales_memory_above_floor_and_gemm_with_bytes():
+    times = synthetic_times()
+    proj = times.projected("GB200", weight_bytes={"moe.experts": 0.25})
+    r = 4800.0 / 8000.0
+    floor = times.net_us("gdn.norm", "decode", 1)
+    assert proj.net_us("gdn.norm", "decode", 16) == pytest.approx(floor + (times.net_us("gdn.norm", "decode", 16)
+                                                                           - floor) * r)
+    assert proj.net_us("moe.experts", "decode", 16) == pytest.approx(times.net_us("moe.experts", "decode", 16) * r
+                                                                      * 0.25)
+    assert proj.status == "projected" and proj.gpu.name == "GB200"
+
+
+def test_interpolation_in_T_between_decode_and_measured_mtp():
+    t = synthetic_times()
+    lo, hi = t.net_us("gdn.in_proj", "decode", 4), t.net_us("gdn.in_proj", "mtp", 4)
+    assert t.net_us("gdn.in_proj", "mtp", 4, T=4) == pytest.approx(hi)
+    assert t.net_us("gdn.in_proj", "mtp", 4, T=2) == pytest.approx(lo + (hi - lo) / 3)
+    assert t.net_us("gdn.commit", "mtp", 4, T=8) == pytest.approx(t.net_us("gdn.commit", "mtp", 4))
+
+
+def test_slice_check_and_cross_gpu_rows_on_synthetic_data():
+    times = synthetic_times()
+    s = slice_rows(times)
+    assert len(s) == 12 and (s["rel_error"].abs() < 1e-9).all() and (s["check"] == "slice").all()
+    # a reference sweep on an "H100" whose kernels are exactly the bandwidth ratio slower above the floor
+    ref = synthetic_sweep(gpu="NVIDIA H100 80GB HBM3")
+    tgt = SweepGDN.from_sweep(ref).projected("H200").table.assign(gpu="NVIDIA H200", status="ok",
+                                                                   timing_method="graph", intermediate="batch",
+                                                                   H=4, HV=16, K=128, V=128)
+    x = cross_gpu_rows(ref, times, tgt)
+    assert (x["rel_error"].abs() < 1e-9).all() and set(x["gpu"]) == {"H100-SXM->H200"}
+    # without the target sweep the component gdn.recurrent rows are the measurement
+    y = cross_gpu_rows(ref, times)
+    assert len(y) > 0 and y["observed_status"].str.contains("components").all()
+
+
+def test_validate_frame_has_all_checks_roles_and_baselines():
+    from gdnlab.model import baseline_summary, validate
+
+    v = validate(synthetic_times(), synthetic_sweep(gpu="NVIDIA H100 80GB HBM3"), target_sweep_path=None)
+    assert set(v["check"]) == {"slice", "cross_gpu", "seed"}
+    seed_rows = v[v["check"] == "seed"]
+    assert set(seed_rows["role"]) == {"fit", "heldout"} and (seed_rows["observed_status"] == "reported").all()
+    assert seed_rows["baseline_err_constant_speedup"].notna().sum() >= 3
+    assert seed_rows["baseline_err_triton_eq_flashinfer"].notna().sum() >= 20
+    assert set(v.attrs["params"]) == {"before_fix", "fixed"}
+    for p in v.attrs["params"].values():
+        assert p["component_scale"] >= 0 and p["request_us"] >= 0
+    summary = baseline_summary(v)
+    assert {"constant_speedup", "triton_eq_flashinfer", "all held-out"} <= set(summary["rows"])
+
+
+def test_component_model_figures_carry_provenance():
+    from gdnlab.model import breakdown_by_batch, plan_candidates, speedup_table, tokens_per_step_table, validate
+    from gdnlab.plots import model as plots
+
+    times = synthetic_times()
+    st = ComposedStep(times, gdn=SweepGDN.from_sweep(synthetic_sweep()))
+    v = validate(times, synthetic_sweep(gpu="NVIDIA H100 80GB HBM3"), target_sweep_path=None)
+    figs = [plots.checks_figure(v), plots.plan_figure(plan_candidates(st, batches=[1, 16], accept=3.0)),
+            plots.speedup_vs_accept_figure(speedup_table(st, batches=[1, 16], draft_tokens=[2, 4])),
+            plots.tokens_per_step_figure(tokens_per_step_table()),
+            plots.step_breakdown_figure(breakdown_by_batch(st, batches=[1, 16], mtp=MTPConfig(4, 3.0)))]
+    for f in figs:
+        text = " ".join(a.text for a in f.layout.annotations if a.text)
+        assert f.data and ("measured" in text or "synthetic" in text or "derived" in text), text[:200]

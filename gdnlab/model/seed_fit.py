@@ -3,7 +3,7 @@
 :func:`seed_roles` splits the seed's rows into **fit** and **heldout**; :func:`fit_to_seed` fits
 :class:`~gdnlab.model.params.FittedParams` on the fit rows only (non-negative least squares on
 relative errors of simulated bench_serving runs); :func:`seed_model` is the fitted
-:class:`~gdnlab.model.step.StepModel`. :mod:`gdnlab.model.validate` predicts the held-out rows.
+:class:`~gdnlab.model.step.StepModel`. :mod:`gdnlab.model.legacy_validate` predicts the held-out rows.
 """
 from __future__ import annotations
 

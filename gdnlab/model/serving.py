@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .params import FEATURES, SEED_MTP, FittedParams, MTPConfig
+from .params import SEED_MTP, FittedParams, MTPConfig
 from .step import StepModel
 
 __all__ = ["ServingScenario", "ServingTrace", "LinearRun", "simulate_serving", "project"]
@@ -195,24 +195,42 @@ class LinearRun:
         return (c + float(f @ params.vector())) / 1e3
 
 
-def _cost(sm: StepModel, backend: str, mtp: MTPConfig | None, tr: ServingTrace) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Per-event roofline constant (µs) and features for a trace (vectorised over unique batch sizes)."""
+def _interp_rows(x: np.ndarray, knots: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation of ``vals[k, ...]`` given at ``knots[k]`` to ``x`` (end segments
+    extrapolated); ``vals`` ``[K, ...]`` -> ``[len(x), ...]``."""
+    idx = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, len(knots) - 2)
+    w = (x - knots[idx]) / (knots[idx + 1] - knots[idx])
+    w = w.reshape((-1,) + (1,) * (vals.ndim - 1))
+    return vals[idx] + (vals[idx + 1] - vals[idx]) * w
+
+
+def _cost(sm, backend: str, mtp: MTPConfig | None, tr: ServingTrace) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Per-event constant (µs) and features for a trace. Iterations are evaluated at a few context
+    sizes per batch size (``sm.kv_knots`` tokens per request, else 0 and 1e6 tokens in all: a step
+    linear in the context) and interpolated piecewise-linearly in the summed context."""
     E = tr.kind.size
+    n_feat = len(sm.params.vector())
     C = np.zeros(E)
-    F = np.zeros((E, len(FEATURES)))
+    F = np.zeros((E, n_feat))
     parts_tot: dict[str, float] = {}
-    ref = 1e6
     it = tr.kind == 0
+    kv_knots = getattr(sm, "kv_knots", None)
     for n in np.unique(tr.n[it]):
         sel = it & (tr.n == n)
-        p0, f0 = sm.iteration(backend, float(n), 0.0, mtp)
-        p1, f1 = sm.iteration(backend, float(n), ref, mtp)
-        c0, c1 = sum(p0.values()), sum(p1.values())
-        x = tr.ctx[sel] / ref
-        C[sel] = c0 + (c1 - c0) * x
-        F[sel] = f0 + np.outer(x, f1 - f0)
-        for k in p0:
-            parts_tot[k] = parts_tot.get(k, 0.0) + float(np.sum(p0[k] + (p1[k] - p0[k]) * x))
+        ctx_knots = np.array([0.0, 1e6]) if kv_knots is None else \
+            np.unique(np.concatenate([[0.0], float(n) * np.asarray(kv_knots, float)]))
+        if ctx_knots.size < 2:
+            ctx_knots = np.array([0.0, float(n) * 1024.0])
+        evals = [sm.iteration(backend, float(n), float(c), mtp) for c in ctx_knots]
+        keys = list(evals[0][0])
+        P = np.array([[p[k] for k in keys] for p, _ in evals])
+        Fk = np.array([f for _, f in evals])
+        x = tr.ctx[sel]
+        Pi = _interp_rows(x, ctx_knots, P)
+        C[sel] = Pi.sum(axis=1)
+        F[sel] = _interp_rows(x, ctx_knots, Fk)
+        for j, k in enumerate(keys):
+            parts_tot[k] = parts_tot.get(k, 0.0) + float(Pi[:, j].sum())
     pf = np.flatnonzero(tr.kind == 1)
     cache: dict[tuple[int, float], tuple[dict, np.ndarray]] = {}
     for i in pf:
@@ -226,7 +244,7 @@ def _cost(sm: StepModel, backend: str, mtp: MTPConfig | None, tr: ServingTrace) 
     return C, F, parts_tot
 
 
-def simulate_serving(sm: StepModel, backend: str, scenario: ServingScenario,
+def simulate_serving(sm, backend: str, scenario: ServingScenario,
                      mtp: MTPConfig | None = None) -> LinearRun:
     """Replay a bench_serving run through the step model.
 
@@ -240,7 +258,8 @@ def simulate_serving(sm: StepModel, backend: str, scenario: ServingScenario,
         raise ValueError(f"mtp must be an MTPConfig or None, got {type(mtp).__name__}")
     sm.check_backend(backend)
     a = mtp.accept_len if mtp is not None else 1.0
-    tr = _trace(scenario, float(a), int(sm.roofline.chunked_prefill_tokens))
+    chunk = getattr(sm, "chunked_prefill_tokens", None) or sm.roofline.chunked_prefill_tokens
+    tr = _trace(scenario, float(a), int(chunk))
     C, F, parts = _cost(sm, backend, mtp, tr)
     cumC, cumF = np.cumsum(C), np.cumsum(F, axis=0)
     multi = tr.osl > 1
@@ -250,7 +269,7 @@ def simulate_serving(sm: StepModel, backend: str, scenario: ServingScenario,
         tpot = (float(np.mean((cumC[di] - cumC[fi]) / denom)),
                 np.mean((cumF[di] - cumF[fi]) / denom[:, None], axis=0))
     else:
-        tpot = (float("nan"), np.full(len(FEATURES), np.nan))
+        tpot = (float("nan"), np.full(len(sm.params.vector()), np.nan))
     it = tr.kind == 0
     return LinearRun(scenario, backend, mtp, float(tr.osl.sum()), (float(cumC[-1]), cumF[-1].copy()), tpot,
                      int(it.sum()), int((~it).sum()), float(tr.n[it].mean()) if it.any() else 0.0, parts)

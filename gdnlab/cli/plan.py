@@ -1,0 +1,81 @@
+"""``gdnlab plan``: the best verify setup (strategy, T, state dtype, GDN backend) per batch size, with
+expected TPOT and throughput, their provenance, and the engine settings that select it.
+
+Example: ``gdnlab plan --gpu h200 --preset qwen3.5-397b-a17b --tp 4 --accept-len 3.17``
+(or ``--accept-table accept.csv`` with columns ``draft_tokens, accept_len``). Runs on CPU from the
+shipped data: the component run in ``traces/<gpu>/``, that GPU's kernel sweep when present, else the
+reference sweep projected by bandwidth.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ._args import int_list, str_list
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu", default="h200", help="GPU to plan for (gdnlab.hardware name, case-insensitive)")
+    parser.add_argument("--preset", default="qwen3.5-397b-a17b", help="model preset the components were measured for")
+    parser.add_argument("--tp", type=int, default=4, help="tensor-parallel degree")
+    parser.add_argument("--accept-len", type=float, default=3.17,
+                        help="mean accept length (tokens kept per verify step, 1..T) at --accept-len-draft-tokens")
+    parser.add_argument("--accept-len-draft-tokens", type=int, default=4,
+                        help="T at which --accept-len was measured (other T follow the one-rate chain model)")
+    parser.add_argument("--accept-table", default=None,
+                        help="measured accept length vs T (CSV/parquet: draft_tokens, accept_len)")
+    parser.add_argument("--batches", "--batch", dest="batches", type=int_list, default=[1, 4, 16, 64, 128, 256],
+                        help="concurrency buckets (running requests B), comma-separated")
+    parser.add_argument("--draft-tokens", type=int_list, default=[2, 3, 4, 6, 8], help="draft tokens T to consider")
+    parser.add_argument("--strategies", type=str_list, default=None,
+                        help="verify strategies to consider (default: all priced)")
+    parser.add_argument("--state-dtypes", type=str_list, default=None,
+                        help="state dtypes to consider (default: all priced)")
+    parser.add_argument("--ctx", type=float, default=1024.0, help="context tokens per running request")
+    parser.add_argument("--components", default=None, help="component run folder (default traces/<gpu>/components/)")
+    parser.add_argument("--sweep", default=None, help="that GPU's kernel sweep (default traces/<gpu>/sweep.parquet)")
+    parser.add_argument("--reference-sweep", default="traces/h100/sweep.parquet",
+                        help="sweep projected by bandwidth when the GPU has none; also used for the seed fit")
+    parser.add_argument("--fitted", choices=["fixed", "before_fix", "none"], default="fixed",
+                        help="seed software state whose two fitted numbers apply (none: components only)")
+    parser.add_argument("--all", action="store_true", help="print every priced option, not only the best per batch")
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..errors import InputError
+    from ..hardware import spec_for
+    from ..model.build import step_for_gpu
+    from ..model.plan import best_plan, plan_candidates, read_accept_table
+
+    try:
+        spec = spec_for(args.gpu.upper() if args.gpu.lower() in ("h200", "b200", "gb200") else args.gpu)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    folder = args.components or f"traces/{args.gpu.lower()}/components"
+    sweep = args.sweep or f"traces/{args.gpu.lower()}/sweep.parquet"
+    step, notes = step_for_gpu(spec.name, folder, sweep_path=sweep, reference_sweep_path=args.reference_sweep,
+                               preset=args.preset, tp=args.tp, fitted=None if args.fitted == "none" else args.fitted)
+    accept = read_accept_table(args.accept_table) if args.accept_table else args.accept_len
+    cand = plan_candidates(step, batches=args.batches, accept=accept, accept_T=args.accept_len_draft_tokens,
+                           draft_tokens=args.draft_tokens, ctx_per_request=args.ctx, strategies=args.strategies,
+                           state_dtypes=args.state_dtypes)
+    best = best_plan(cand)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 200, "display.max_columns", 30):
+        print(f"gdnlab plan · {spec.name} · {args.preset}@tp{args.tp} · context {args.ctx:g} tokens/request")
+        print("accept length per T: " + ", ".join(f"T={t}: {a:.2f}" for t, a in cand.attrs["accept_lengths"].items())
+              + (" (measured table)" if args.accept_table else f" (chain model from {args.accept_len} at "
+                                                               f"T={args.accept_len_draft_tokens})"))
+        for n in notes + [cand.attrs["note"]]:
+            print(f"  · {n}")
+        cols = ["batch", "strategy", "draft_tokens", "state_dtype", "backend", "accept_len", "tpot_ms",
+                "throughput_tok_s", "speedup", "gdn_share"]
+        shown = cand if args.all else best
+        print(shown[cols].round({"accept_len": 2, "tpot_ms": 3, "throughput_tok_s": 0, "speedup": 3,
+                                 "gdn_share": 3}).to_string(index=False))
+        print("provenance: TPOT and throughput are " + best["provenance"].iloc[0])
+        print("engine settings of the best option per batch:")
+        for r in best.itertuples():
+            print(f"  B={r.batch}: SGLang {r.sglang}\n         vLLM   {r.vllm}")
+        print("sources: " + "; ".join(dict.fromkeys(s for x in best["sources"] for s in x.split("; "))))
+    return 0
