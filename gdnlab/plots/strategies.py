@@ -1,0 +1,389 @@
+"""Figures of the verify-strategy ledger (:mod:`gdnlab.strategies.ledger`) and of per-strategy traces.
+
+* :func:`step_time_figure`: time per step and per accepted token vs B, a colour per strategy, a
+  column per T;
+* :func:`strategy_bandwidth_figure`: bytes per step (the formula), measured time over the formula's
+  floor, and the verify / commit bandwidth as % of the HBM peak;
+* :func:`winners_figure`: which strategy is fastest at each B, and by how much over ``full_cache``;
+* :func:`scratch_figure`: scratch and memory GiB of each strategy for the served model (projected);
+* :func:`phase_breakdown_figure`, :func:`step_busy_figure`: verify / commit / fold time per step and
+  the GPU busy share of each strategy's decode-loop trace.
+
+Figures draw what they receive: the ledger tables come from :mod:`gdnlab.strategies.ledger`.
+Colours per strategy come from :func:`gdnlab.plots.style.strategy_color` (the same on every page),
+a line style per backend; points whose strategy check failed (``correct == False``) are drawn and
+marked with a black cross, never hidden. Every figure carries a provenance footnote from the
+rows' (or traces') own metadata. With nothing to draw, a figure says so in its plot area.
+plotly is imported inside the functions.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..provenance import label
+from ..strategies.ledger import FLAG_INCORRECT, STRATEGY_ORDER, winners
+from .layout import legend_right
+from .provenance import add_provenance
+from .style import axis_title, strategy_color
+
+__all__ = ["step_time_figure", "strategy_bandwidth_figure", "winners_figure", "scratch_figure",
+           "phase_breakdown_figure", "step_busy_figure", "BACKEND_DASH", "PHASE_COLORS"]
+
+#: line style per strategy backend (the colour is the strategy's)
+BACKEND_DASH = {"triton": "solid", "flashinfer": "dash", "reference": "dot"}
+#: colour per phase of a step (gdnlab.phases.PHASES, plus the marker kernels and the rest)
+PHASE_COLORS = {"fold": "#ff7f0e", "verify": "#1f77b4", "commit": "#d62728", "marker": "#bcbd22",
+                "other": "#c7c7c7"}
+_BATCH_AXIS = axis_title("batch B", "requests")
+_FLAG_NAME = "check failed (correct = False)"
+
+
+def _dash(backend: str) -> str:
+    return BACKEND_DASH.get(str(backend), "dashdot")
+
+
+def _rank(s: Any) -> int:
+    return STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER)
+
+
+def _check(led: Any, need: Sequence[str]) -> None:
+    if not isinstance(led, pd.DataFrame):
+        raise ValueError(f"expected a ledger DataFrame (gdnlab.strategies.ledger.strategy_ledger), "
+                         f"got {type(led).__name__}")
+    missing = [c for c in need if c not in led.columns]
+    if missing:
+        raise ValueError(f"the ledger lacks the columns {missing} (build it with "
+                         f"gdnlab.strategies.ledger.strategy_ledger)")
+
+
+def _ok(led: pd.DataFrame) -> pd.DataFrame:
+    ok = (led["status"].astype("string") == "ok").fillna(False).astype(bool)
+    return led[ok & pd.to_numeric(led["step_us"], errors="coerce").notna()]
+
+
+def _pick_dtype(led: pd.DataFrame, state_dtype: str | None) -> str | None:
+    present = list(led["state_dtype"].dropna().astype(str).unique())
+    if state_dtype is not None:
+        return state_dtype
+    return "bfloat16" if "bfloat16" in present else (sorted(present)[0] if present else None)
+
+
+def _provenance(led: pd.DataFrame) -> str:
+    from .sweep import sweep_provenance_text
+
+    try:
+        return sweep_provenance_text(led)
+    except (ValueError, KeyError):
+        return "synthetic · rows without provenance columns"
+
+
+def _empty(fig, message: str):
+    fig.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                       font={"size": 14, "color": "#8a5a00"})
+    return fig
+
+
+def _nothing(title: str, message: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", xaxis={"visible": False}, yaxis={"visible": False})
+    return _empty(fig, message)
+
+
+def _cond(d: pd.DataFrame) -> str:
+    a = sorted({float(v) for v in d["accept_len"].dropna()})
+    return ", ".join(f"{v:g}" for v in a)
+
+
+# ------------------------------------------------------------------------------------------ step time
+
+
+def step_time_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: str | None = None):
+    """Median time per step (top) and per accepted token (``step_us / accept_len``, bottom) vs B, a
+    column per T, log-log; a colour per strategy, a line style per backend, crosses on rows whose
+    strategy check failed. ``state_dtype``: default bfloat16 when present."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    _check(led, ("strategy", "backend", "batch", "draft_tokens", "accept_len", "state_dtype", "status", "step_us",
+                 "per_token_us", "flag"))
+    title = title or "Verify strategies: time per step and per accepted token"
+    sd = _pick_dtype(led, state_dtype)
+    d = _ok(led[led["state_dtype"].astype("string") == sd]) if sd else led.iloc[:0]
+    if d.empty:
+        return _nothing(title, "no step rows with status ok to draw (measure == 'step')")
+    Ts = sorted(int(t) for t in d["draft_tokens"].dropna().unique())
+    fig = make_subplots(rows=2, cols=len(Ts), shared_xaxes=True, vertical_spacing=0.1, horizontal_spacing=0.06,
+                        subplot_titles=[f"T={t} (accept length {_cond(d[d['draft_tokens'] == t])})" for t in Ts])
+    many_accept = d.groupby("draft_tokens")["accept_len"].nunique().max() > 1
+    shown: set[str] = set()
+    for j, T in enumerate(Ts, start=1):
+        dt = d[d["draft_tokens"] == T]
+        keys = dt[["strategy", "backend", "accept_len"]].drop_duplicates()
+        keys = keys.assign(_r=keys["strategy"].map(_rank)).sort_values(["_r", "backend", "accept_len"])
+        for s, be, a, _ in keys.itertuples(index=False):
+            g = dt[(dt["strategy"] == s) & (dt["backend"] == be) & (dt["accept_len"] == a)].sort_values("batch")
+            name = f"{s} · {be}" + (f" · a={a:g}" if many_accept else "")
+            for row, col in ((1, "step_us"), (2, "per_token_us")):
+                fig.add_trace(go.Scatter(
+                    x=g["batch"], y=g[col], mode="lines+markers", name=name, legendgroup=name,
+                    showlegend=name not in shown, line={"color": strategy_color(s), "dash": _dash(be)},
+                    marker={"size": 6}, customdata=g[["accept_len"]].to_numpy(),
+                    hovertemplate=f"{name}<br>B=%{{x}}<br>%{{y:.4g}} µs<br>accept length %{{customdata[0]:.3g}}"
+                                  "<extra></extra>"), row=row, col=j)
+                shown.add(name)
+        bad = dt[dt["flag"] == FLAG_INCORRECT]
+        for row, col in ((1, "step_us"), (2, "per_token_us")):
+            if len(bad):
+                fig.add_trace(go.Scatter(
+                    x=bad["batch"], y=bad[col], mode="markers", name=_FLAG_NAME, legendgroup="flag",
+                    showlegend=_FLAG_NAME not in shown, marker={"symbol": "x", "size": 12, "color": "black"},
+                    text=bad["strategy"] + " · " + bad["backend"],
+                    hovertemplate="%{text}: check failed<br>B=%{x}<br>%{y:.4g} µs<extra></extra>"), row=row, col=j)
+                shown.add(_FLAG_NAME)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    for j in range(1, len(Ts) + 1):
+        fig.update_xaxes(title_text=_BATCH_AXIS, row=2, col=j)
+    fig.update_yaxes(title_text=axis_title("time per step (CUDA graph of consecutive steps)", "µs"), row=1, col=1)
+    fig.update_yaxes(title_text=axis_title("time per accepted token", "µs"), row=2, col=1)
+    fig.update_layout(title=f"{title} · {sd} state", template="plotly_white", height=640,
+                      hovermode="closest")
+    legend_right(fig, title="strategy · backend")
+    return add_provenance(fig, _provenance(d))
+
+
+# ------------------------------------------------------------------------------------------ bytes and bandwidth
+
+
+def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = None,
+                              draft_tokens: int | None = None, target_pct: float | None = 75.0,
+                              title: str | None = None):
+    """Three panels vs B at one state dtype and T (default bfloat16, T=4 when present): bytes one
+    step moves by the formula (``bytes``, MB), measured step time over the time those bytes take at
+    the measured copy bandwidth (``floor_ratio``, 1 = at the floor), and the verify (solid) and
+    commit (dotted) bandwidth as % of the HBM peak, with ``target_pct`` as a line."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    _check(led, ("strategy", "backend", "batch", "draft_tokens", "state_dtype", "status", "step_us", "bytes",
+                 "floor_ratio", "flag"))
+    title = title or "Verify strategies: bytes moved vs the formula"
+    sd = _pick_dtype(led, state_dtype)
+    d = _ok(led[led["state_dtype"].astype("string") == sd]) if sd else led.iloc[:0]
+    Ts = sorted(int(t) for t in d["draft_tokens"].dropna().unique())
+    T = draft_tokens if draft_tokens is not None else (4 if 4 in Ts else (Ts[0] if Ts else None))
+    d = d[d["draft_tokens"] == T] if T is not None else d
+    if d.empty:
+        return _nothing(title, "no step rows with status ok to draw (measure == 'step')")
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                        subplot_titles=["bytes per step (formula)", "step time / copy floor (measured)",
+                                        "verify ─ and commit ··· bandwidth (measured)"])
+    keys = d[["strategy", "backend"]].drop_duplicates()
+    keys = keys.assign(_r=keys["strategy"].map(_rank)).sort_values(["_r", "backend"])
+    for s, be, _ in keys.itertuples(index=False):
+        g = d[(d["strategy"] == s) & (d["backend"] == be)].sort_values("batch")
+        name = f"{s} · {be}"
+        line = {"color": strategy_color(s), "dash": _dash(be)}
+        fig.add_trace(go.Scatter(x=g["batch"], y=pd.to_numeric(g["bytes"]) / 1e6, mode="lines+markers", name=name,
+                                 legendgroup=name, line=line,
+                                 hovertemplate=f"{name}<br>B=%{{x}}<br>%{{y:.4g}} MB<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=g["batch"], y=g["floor_ratio"], mode="lines+markers", name=name, legendgroup=name,
+                                 showlegend=False, line=line,
+                                 hovertemplate=f"{name}<br>B=%{{x}}<br>%{{y:.3g}}x the floor<extra></extra>"),
+                      row=1, col=2)
+        for phase, dash in (("verify", "solid"), ("commit", "dot")):
+            col = f"{phase}_pct_of_peak_bw"
+            if col in g and pd.to_numeric(g[col], errors="coerce").notna().any():
+                fig.add_trace(go.Scatter(x=g["batch"], y=g[col], mode="lines+markers", name=f"{name} · {phase}",
+                                         legendgroup=name, showlegend=False,
+                                         line={"color": strategy_color(s), "dash": dash},
+                                         hovertemplate=f"{name} {phase}<br>B=%{{x}}<br>%{{y:.3g}} % of peak"
+                                                       "<extra></extra>"), row=1, col=3)
+    bad = d[d["flag"] == FLAG_INCORRECT]
+    if len(bad):
+        fig.add_trace(go.Scatter(x=bad["batch"], y=bad["floor_ratio"], mode="markers", name=_FLAG_NAME,
+                                 marker={"symbol": "x", "size": 12, "color": "black"},
+                                 text=bad["strategy"] + " · " + bad["backend"],
+                                 hovertemplate="%{text}: check failed<br>B=%{x}<extra></extra>"), row=1, col=2)
+    fig.add_hline(y=1.0, line={"color": "#888", "dash": "dot"}, row=1, col=2)
+    if target_pct is not None:
+        fig.add_hline(y=target_pct, line={"color": "#888", "dash": "dot"}, row=1, col=3,
+                      annotation_text=f"target {target_pct:g} %", annotation_position="bottom right")
+    fig.update_xaxes(type="log", title_text=_BATCH_AXIS)
+    fig.update_yaxes(type="log", title_text=axis_title("bytes per step (gdnlab.roofline formula)", "MB"), row=1, col=1)
+    fig.update_yaxes(type="log", title_text=axis_title("step time / (bytes / copy bandwidth)", "x"), row=1, col=2)
+    fig.update_yaxes(title_text=axis_title("achieved bandwidth", "% of HBM peak"), rangemode="tozero", row=1, col=3)
+    fig.update_layout(title=f"{title} · {sd} state, T={T}", template="plotly_white", height=460)
+    legend_right(fig, title="strategy · backend")
+    return add_provenance(fig, _provenance(d))
+
+
+# ------------------------------------------------------------------------------------------ winners
+
+
+def winners_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: str | None = None):
+    """Which strategy is fastest at each B (:func:`gdnlab.strategies.ledger.winners`): a square per
+    (B, backend · T · accept length) in the winner's colour, labelled with its speedup over
+    ``full_cache`` (``2.5x``: full_cache's step time / the winner's)."""
+    import plotly.graph_objects as go
+
+    _check(led, ("strategy", "backend", "batch", "draft_tokens", "accept_len", "state_dtype", "status", "step_us"))
+    title = title or "Which strategy wins where"
+    sd = _pick_dtype(led, state_dtype)
+    d = led[led["state_dtype"].astype("string") == sd] if sd else led.iloc[:0]
+    w = winners(d) if len(d) else pd.DataFrame()
+    if w.empty:
+        return _nothing(title, "no step rows with status ok (and a passing check) to compare")
+    w = w.assign(row=w["backend"].astype(str) + " · T=" + w["draft_tokens"].astype(str) + " · a="
+                 + w["accept_len"].map(lambda v: f"{float(v):g}"),
+                 x=w["batch"].astype(str),
+                 text=w["speedup"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}x"))
+    fig = go.Figure()
+    for s in sorted(w["winner"].unique(), key=_rank):
+        g = w[w["winner"] == s]
+        fig.add_trace(go.Scatter(
+            x=g["x"], y=g["row"], mode="markers+text", name=s, text=g["text"], textposition="middle center",
+            textfont={"color": "white", "size": 11},
+            marker={"symbol": "square", "size": 44, "color": strategy_color(s)},
+            customdata=g[["step_us", "full_cache_step_us", "runner_up", "flagged"]].astype(object).to_numpy(),
+            hovertemplate=(f"{s} wins at B=%{{x}}<br>%{{y}}<br>step %{{customdata[0]:.4g}} µs"
+                           "<br>full_cache %{customdata[1]:.4g} µs<br>runner-up %{customdata[2]}"
+                           "<br>left out (check failed): %{customdata[3]}<extra></extra>")))
+    batches = sorted(w["batch"].unique())
+    rows = sorted(w["row"].unique())
+    fig.update_xaxes(title_text=_BATCH_AXIS, type="category", categoryorder="array",
+                     categoryarray=[str(b) for b in batches])
+    fig.update_yaxes(title_text="backend · draft tokens T · accept length", type="category")
+    fig.update_layout(title=f"{title} · {sd} state (label: full_cache step / winner step)",
+                      template="plotly_white", height=max(260, 120 + 60 * len(rows)))
+    legend_right(fig, title="fastest strategy")
+    return add_provenance(fig, _provenance(d))
+
+
+# ------------------------------------------------------------------------------------------ scratch
+
+
+def scratch_figure(scratch: pd.DataFrame, *, title: str | None = None):
+    """Scratch GiB (solid) and memory beyond a plain pool of one row per request (light) of each
+    strategy for the served model, all its GDN layers (:func:`gdnlab.strategies.ledger.served_scratch`);
+    *projected* from :mod:`gdnlab.roofline`'s formulas."""
+    import plotly.graph_objects as go
+
+    need = ("strategy", "scratch_gib", "extra_gib", "memory_gib", "shape", "layers", "batch", "draft_tokens",
+            "state_dtype")
+    if not isinstance(scratch, pd.DataFrame) or any(c not in scratch.columns for c in need):
+        raise ValueError(f"scratch_figure needs gdnlab.strategies.ledger.served_scratch's table (columns {need})")
+    if scratch.empty:
+        return _nothing(title or "Scratch", "no strategies")
+    d = scratch.assign(_r=scratch["strategy"].map(_rank)).sort_values("_r")
+    colours = [strategy_color(s) for s in d["strategy"]]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=d["strategy"], x=d["scratch_gib"], orientation="h", name="scratch",
+                         marker={"color": colours}, text=d["scratch_gib"].map(lambda v: f"{v:.3g} GiB"),
+                         textposition="outside",
+                         hovertemplate="%{y}: scratch %{x:.4g} GiB<extra></extra>"))
+    fig.add_trace(go.Bar(y=d["strategy"], x=d["extra_gib"], orientation="h", name="memory beyond a plain pool",
+                         marker={"color": colours, "opacity": 0.35},
+                         hovertemplate="%{y}: %{x:.4g} GiB beyond a pool of one row per request<extra></extra>"))
+    r = d.iloc[0]
+    fig.update_xaxes(title_text=axis_title(f"GiB over {int(r['layers'])} GDN layers", "GiB"), rangemode="tozero")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(barmode="group", template="plotly_white", height=380,
+                      title=title or f"Scratch per strategy · {r['shape']}, B={int(r['batch'])}, "
+                                     f"T={int(r['draft_tokens'])}, {r['state_dtype']} state")
+    legend_right(fig)
+    text = label({}, "projected", model=f"{r['shape']} × {int(r['layers'])} GDN layers",
+                 conditions=f"B={int(r['batch'])} requests, T={int(r['draft_tokens'])}, {r['state_dtype']} state",
+                 formula="gdnlab.roofline.strategy_scratch_bytes / strategy_memory_bytes")
+    return add_provenance(fig, text)
+
+
+# ------------------------------------------------------------------------------------------ traces
+
+
+def _trace_provenance(t: pd.DataFrame) -> str:
+    statuses = {str(s) for s in t["status"].dropna()} if "status" in t else set()
+    status = "measured" if statuses == {"measured"} else "synthetic"
+    gpus = sorted({f"{g} ({sm})" if pd.notna(sm) and sm else str(g)
+                   for g, sm in zip(t.get("gpu", []), t.get("sm", [])) if pd.notna(g) and g})
+    prov = {"gpu": " / ".join(gpus) or "GPU unknown (not in trace)"}
+    nsys = sorted({str(v) for v in t.get("nsys", pd.Series(dtype=object)).dropna()})
+    files = t.drop_duplicates(["backend", "strategy"]) if {"backend", "strategy"} <= set(t.columns) else t
+    return label(prov, status, traces=f"{len(files)} decode-loop traces", nsys=" / ".join(nsys) or None)
+
+
+def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
+    """Kernel time per step by phase (fold, verify, commit, marker, other) of each strategy's trace
+    (:func:`gdnlab.strategies.ledger.trace_phases`): stacked bars, a strategy per bar, a panel per
+    backend; the bar's label is the strategy, the hover gives µs and share."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    need = ("backend", "strategy", "phase", "time_per_step_us", "share_pct")
+    if not isinstance(phases, pd.DataFrame) or any(c not in phases.columns for c in need):
+        raise ValueError(f"phase_breakdown_figure needs gdnlab.strategies.ledger.trace_phases's table "
+                         f"(columns {need})")
+    title = title or "Per-phase breakdown of each strategy's decode-loop trace"
+    if phases.empty:
+        return _nothing(title, "no strategy traces to break down")
+    backends = sorted(phases["backend"].astype(str).unique())
+    fig = make_subplots(rows=1, cols=len(backends), shared_yaxes=True, subplot_titles=backends,
+                        horizontal_spacing=0.05)
+    order = [p for p in PHASE_COLORS if p in set(phases["phase"])] + \
+        sorted(set(phases["phase"]) - set(PHASE_COLORS))
+    for j, be in enumerate(backends, start=1):
+        d = phases[phases["backend"].astype(str) == be]
+        strategies = sorted(d["strategy"].unique(), key=_rank)
+        for p in order:
+            g = d[d["phase"] == p].set_index("strategy").reindex(strategies)
+            fig.add_trace(go.Bar(x=strategies, y=g["time_per_step_us"], name=p, legendgroup=p, showlegend=j == 1,
+                                 marker={"color": PHASE_COLORS.get(p, "#7f7f7f")},
+                                 customdata=g[["share_pct"]].to_numpy(),
+                                 hovertemplate=f"{be} %{{x}} · {p}<br>%{{y:.4g}} µs per step"
+                                               "<br>%{customdata[0]:.3g} % of kernel time<extra></extra>"),
+                          row=1, col=j)
+        fig.update_xaxes(title_text="strategy", row=1, col=j, categoryorder="array", categoryarray=strategies,
+                         tickfont={"size": 11})
+    fig.update_yaxes(title_text=axis_title("kernel time per step", "µs"), row=1, col=1)
+    fig.update_layout(barmode="stack", title=title, template="plotly_white", height=460)
+    legend_right(fig, title="phase")
+    return add_provenance(fig, _trace_provenance(phases))
+
+
+def step_busy_figure(busy: pd.DataFrame, *, target_pct: float | None = 90.0, title: str | None = None):
+    """Median GPU busy share of a step (kernel time / time from one verify marker to the next) in
+    each strategy's trace (:func:`gdnlab.strategies.ledger.trace_busy`), min–median as an error
+    bar, a bar per strategy in its colour, a group per backend; ``target_pct`` as a line."""
+    import plotly.graph_objects as go
+
+    need = ("backend", "strategy", "busy_pct_median", "busy_pct_min")
+    if not isinstance(busy, pd.DataFrame) or any(c not in busy.columns for c in need):
+        raise ValueError(f"step_busy_figure needs gdnlab.strategies.ledger.trace_busy's table (columns {need})")
+    title = title or "GPU busy share of a step in each strategy's trace"
+    d = busy[pd.to_numeric(busy["busy_pct_median"], errors="coerce").notna()]
+    if d.empty:
+        return _nothing(title, "no trace with phase markers (no verify marker kernels found)")
+    d = d.assign(_r=d["strategy"].map(_rank)).sort_values(["backend", "_r"])
+    fig = go.Figure()
+    for s in sorted(d["strategy"].unique(), key=_rank):
+        g = d[d["strategy"] == s]
+        low = (g["busy_pct_median"] - g["busy_pct_min"]).clip(lower=0)
+        fig.add_trace(go.Bar(x=[g["backend"].astype(str), g["strategy"]], y=g["busy_pct_median"], name=s,
+                             marker={"color": strategy_color(s)},
+                             error_y={"type": "data", "symmetric": False, "array": [0] * len(g), "arrayminus": low},
+                             hovertemplate="%{x}<br>median %{y:.3g} % busy<extra></extra>"))
+    if target_pct is not None:
+        fig.add_hline(y=target_pct, line={"color": "#888", "dash": "dot"},
+                      annotation_text=f"target {target_pct:g} %", annotation_position="bottom right")
+    fig.update_yaxes(title_text=axis_title("GPU busy share of a step (median; bar to the min)", "%"),
+                     range=[0, 105])
+    fig.update_xaxes(title_text="backend · strategy")
+    fig.update_layout(title=title, template="plotly_white", height=420, barmode="group")
+    legend_right(fig, title="strategy")
+    return add_provenance(fig, _trace_provenance(d))
+
