@@ -31,7 +31,8 @@ import datetime as _dt
 import json
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,23 @@ def _roofline(row: dict, shape: GDNShape, inter_dtype: torch.dtype | None, peak_
         row["copy_floor_us"] = by.total / (copy_gbps * 1e9) * 1e6
 
 
+@contextmanager
+def recorded_outcome(row: dict) -> Iterator[None]:
+    """Measure one point inside this block: an out-of-memory or any other failure becomes the row's
+    ``status`` (``oom`` / ``error: ...``) and the sweep goes on; Ctrl-C propagates; ``point_s`` is the
+    block's wall time (s)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        row["status"] = "oom"
+        row["timing_note"] = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else None
+    except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
+        row["status"] = f"error: {_describe(exc)}"
+    finally:
+        row["point_s"] = time.perf_counter() - t0
+
+
 def _time_calls(pt: SweepPoint, ctx: MeasureContext, make_calls: Callable[[int], list], max_calls: int):
     """Time ``make_calls(n)``'s calls as :attr:`SweepPoint.timing` asks (:func:`gdnlab.instrument.time_calls`)."""
     from ..instrument import time_calls
@@ -207,13 +225,12 @@ def measure_point(pt: SweepPoint, ctx: MeasureContext) -> dict:
     from ..inputs import make_inputs
     from ..kernels.tolerances import intermediate_tol, output_tol, state_tol
 
-    t_point = time.perf_counter()
     shape = pt.shape
     row = _base_row(pt, ctx)
     sd, act = dtype_from_name(pt.state_dtype), dtype_from_name(pt.act_dtype)
     B, T, mode = pt.batch, pt.draft_tokens, pt.mode
     inter_dtype: torch.dtype | None = None
-    try:
+    with recorded_outcome(row):
         be = ctx.backend(pt.backend)
         row["backend_options"] = json.dumps(getattr(be, "gdnlab_options", {}), sort_keys=True, default=str)
         allowed = be.decode_state_dtypes if mode == "decode" else be.verify_state_dtypes
@@ -327,13 +344,4 @@ def measure_point(pt: SweepPoint, ctx: MeasureContext) -> dict:
             if ctx.peak_gbps == ctx.peak_gbps and ctx.peak_gbps > 0:
                 row["pct_of_peak_bw"] = 100.0 * row["bw_gbps"] / ctx.peak_gbps
         row["status"] = "ok"
-    except torch.cuda.OutOfMemoryError as exc:
-        row["status"] = "oom"
-        row["timing_note"] = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else None
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
-        row["status"] = f"error: {_describe(exc)}"
-    finally:
-        row["point_s"] = time.perf_counter() - t_point
     return row

@@ -202,15 +202,14 @@ def measure_step_point(pt: SweepPoint, ctx) -> dict:
     docstring. Never raises for a failing strategy (``KeyboardInterrupt`` excepted)."""
     from ..acceptance import sample_accepted
     from ..inputs import make_inputs
-    from .point import _base_row, _describe, _time_calls
+    from .point import _base_row, _describe, _time_calls, recorded_outcome
 
-    t_point = time.perf_counter()
     cfg, shape = ctx.cfg, pt.shape
     row = _base_row(pt, ctx)
     row["copy_bw_gbps"] = ctx.copy_bw_gbps
     sd, act = dtype_from_name(pt.state_dtype), dtype_from_name(pt.act_dtype)
     B, T, name = pt.batch, pt.draft_tokens, pt.strategy
-    try:
+    with recorded_outcome(row):
         s, why = ctx.strategy(pt.backend, name)
         if s is None:
             row["status"] = f"unsupported: {why}"
@@ -295,15 +294,6 @@ def measure_step_point(pt: SweepPoint, ctx) -> dict:
         row["split_method"] = method
         _bandwidths(row, by, ctx.peak_gbps)
         row["status"] = "ok"
-    except torch.cuda.OutOfMemoryError as exc:
-        row["status"] = "oom"
-        row["timing_note"] = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else None
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
-        row["status"] = f"error: {_describe(exc)}"
-    finally:
-        row["point_s"] = time.perf_counter() - t_point
     return row
 
 
