@@ -11,7 +11,7 @@ Run on a GPU machine (``$NSYS`` set or nsys on PATH)::
    :func:`gdnlab.instrument.time_calls` with its defaults (``timing="amortised"``: n calls on
    disjoint pool rows in one CUDA graph, L2 flushed before each replay, per-call = replay / n), and
    with ``timing="single"`` (one call per replay) for reference. The calls come from
-   :func:`gdnlab.workload.disjoint_calls`.
+   :func:`gdnlab.harness_calls.disjoint_calls`.
 3. Runs itself again (``--child``) under ``nsys profile --capture-range=cudaProfilerApi
    --cuda-graph-trace=node`` (argv from :func:`gdnlab.capture.profile_command`): the child times the
    same points inside one capture range, each timed sample in an NVTX range ``harness:<point>`` (the
@@ -80,12 +80,12 @@ def plan(backends: list[str], batches: list[int], draft_tokens: int = 4,
 
 
 def build(pt: dict, preset_name: str, tp: int, device: torch.device, cache: dict):
-    """``make_calls(n)`` for a point (:func:`gdnlab.workload.disjoint_calls`), after its first checked
+    """``make_calls(n)`` for a point (:func:`gdnlab.harness_calls.disjoint_calls`), after its first checked
     call (JIT happens here); fills ``kernel`` and ``bytes`` (minimum bytes of one call) into ``pt``."""
+    from gdnlab.harness_calls import disjoint_calls
     from gdnlab.kernels import make_backend
     from gdnlab.roofline import gdn_bytes
     from gdnlab.shapes import dtype_from_name, preset
-    from gdnlab.workload import disjoint_calls
 
     shape = preset(preset_name, tp=tp)
     if pt["backend"] not in cache:

@@ -15,11 +15,12 @@ from gdnlab import phases
 from gdnlab.acceptance import ChainAcceptance, accept_len_to_rate
 from gdnlab.cli import main as cli_main
 from gdnlab.errors import InputError, UnavailableError
+from gdnlab.harness_calls import disjoint_calls
 from gdnlab.instrument import time_calls
 from gdnlab.kernels import get_backend
 from gdnlab.shapes import GDNShape, preset
 from gdnlab.strategies import STRATEGY_NAMES
-from gdnlab.workload import DecodeWorkload, disjoint_calls
+from gdnlab.workload import DecodeWorkload
 
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=8, num_gdn_layers=3)
 

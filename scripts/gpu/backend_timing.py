@@ -7,7 +7,7 @@ For each backend, op (decode T=1, verify T=4), state dtype (float32, bfloat16) a
    DSL or Triton; FlashInfer also keeps a disk cache in ~/.cache/flashinfer for the machine's life)
    and the second call ``second_call_ms`` (the same call warm: host overhead + kernel);
 2. steady state by :func:`gdnlab.instrument.time_calls` with its defaults: n calls on disjoint pool
-   rows (:func:`gdnlab.workload.disjoint_calls`) in one CUDA graph, n chosen so a sample lasts
+   rows (:func:`gdnlab.harness_calls.disjoint_calls`) in one CUDA graph, n chosen so a sample lasts
    >= 50 µs, L2 flushed before each replay, µs per call = replay / n; median, p10, p90 reported with
    ``timing_method`` and ``calls_per_sample``. If capture fails, the row says so in ``method`` /
    ``note``.
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 
+from gdnlab.harness_calls import disjoint_calls
 from gdnlab.instrument import time_calls
 from gdnlab.kernels import available_backends, get_backend
 from gdnlab.provenance import collect
 from gdnlab.shapes import dtype_name, preset
-from gdnlab.workload import disjoint_calls
 
 DEFAULT_SHAPE = ("qwen3.5-397b-a17b", 4)  # H=4, HV=16, K=V=128 per GPU (the seed's TP=4 shape)
 

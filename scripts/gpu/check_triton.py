@@ -127,9 +127,9 @@ def check_correctness(device) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- timing
 def time_one(op: str, dname: str, B: int, cname: str, device, reps: int) -> dict:
+    from gdnlab.harness_calls import disjoint_calls
     from gdnlab.instrument import time_calls
     from gdnlab.roofline import gdn_bytes
-    from gdnlab.workload import disjoint_calls
 
     dt = DTYPES[dname]
     T = 1 if op == "decode" else 4
