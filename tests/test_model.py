@@ -476,3 +476,52 @@ def test_component_model_figures_carry_provenance():
     for f in figs:
         text = " ".join(a.text for a in f.layout.annotations if a.text)
         assert f.data and ("measured" in text or "synthetic" in text or "derived" in text), text[:200]
+
+
+def test_component_times_state_their_provenance_for_notebook_records():
+    from gdnlab.report.notebook import describe
+
+    times = synthetic_times()
+    d = describe(times)
+    assert d["status"] == times.status == "synthetic" and d["gpu"] == "H200"
+    p = describe(times.projected("GB200"))
+    assert p["status"] == "projected" and p["gpu"] == "GB200"
+
+
+def test_target_summary_scores_every_target_without_fitting():
+    from gdnlab.model import target_summary, validate
+
+    times = synthetic_times()
+    ref = synthetic_sweep(gpu="NVIDIA H100 80GB HBM3")
+    v = validate(times, ref, target_sweep_path=None)
+    st = ComposedStep(times, gdn=SweepGDN.from_sweep(synthetic_sweep()))
+    t = target_summary(v, times=times, reference_sweep=ref, step=st, target_sweep_path=None)
+    by = t.set_index("target")
+    assert {"slice", "cross_gpu", "seed held-out (fixed)", "seed held-out (before_fix)", "gdn_share"} <= set(by.index)
+    assert by.loc["slice", "passed"] and by.loc["slice", "n"] == len(v[v["check"] == "slice"])
+    assert by.loc["gdn_share", "passed"] and by.loc["gdn_share", "value"] < 1e-9
+    held = v[(v["check"] == "seed") & (v["role"] == "heldout")]
+    assert by.loc["seed held-out (fixed)", "n"] + by.loc["seed held-out (before_fix)", "n"] == len(held)
+    assert v.attrs["params"] == validate(times, ref, target_sweep_path=None).attrs["params"]  # scoring fits nothing
+
+
+def test_plan_on_shipped_h200_data_never_chooses_an_excluded_row():
+    from pathlib import Path
+
+    from gdnlab.model import best_plan, plan_candidates, step_for_gpu
+
+    root = Path(__file__).resolve().parents[1] / "traces" / "h200"
+    if not (root / "sweep.parquet").is_file() or not (root / "components").is_dir():
+        pytest.skip("no shipped H200 sweep and component run in this checkout")
+    st, _ = step_for_gpu("H200", root / "components", sweep_path=root / "sweep.parquet", fitted=None)
+    cand = plan_candidates(st, batches=[16, 256], accept=3.17, accept_T=4)
+    ex = st.gdn.excluded
+    bad = set(zip(ex["backend"], ex["strategy"], ex["state_dtype"]))
+    assert not [r for r in cand.dropna(subset=["tpot_ms"]).itertuples()
+                if (r.backend, r.strategy, r.state_dtype) in bad and r.strategy != "decode"
+                and not st.gdn.has(r.backend, "verify", r.strategy, r.draft_tokens, r.state_dtype)]
+    best = best_plan(cand, checked_only=True)
+    assert (best["check"] == "checked").all()
+    # every priced verify option of a measured strategy comes from its step row (verify + commit)
+    opts = st.gdn.options()
+    assert opts.loc[opts["mode"] == "verify", "has_step_us"].all()

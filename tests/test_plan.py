@@ -128,7 +128,61 @@ def test_best_is_lowest_tpot_and_speculation_needs_acceptance(step):
     low = best_plan(plan_candidates(step, batches=[1, 16], accept={2: 1.0, 4: 1.0}))
     assert (low["strategy"] == "decode").all()           # nothing kept: verify costs more than decode
     assert set(cand["state_dtype"]) == {"bfloat16", "float32"} and set(cand["backend"]) == {"flashinfer", "triton"}
-    assert "step_us" in cand.attrs["note"] and cand["provenance"].str.contains("fitted").all()
+    assert "no strategy step rows" in cand.attrs["note"] and cand["provenance"].str.contains("fitted").all()
+    assert (cand["check"] == "checked").all()
+
+
+def step_rows(gpu: str = "NVIDIA H200") -> pd.DataFrame:
+    """Strategy step rows (``measure == "step"``) at T=4: recompute is the fastest graph-timed and
+    checked one; a faster eager row, a faster row that failed its check and an unchecked row (NA)."""
+    rows = []
+    for be in ("flashinfer", "triton"):
+        for B in (1, 4, 16):
+            for strat, us, method, ok in (("full_cache", 6 + 0.9 * B, "amortised", True),
+                                          ("recompute", 5 + 0.5 * B, "amortised", True),
+                                          ("recompute_fused", 1 + 0.1 * B, "eager", True),
+                                          ("token_slots", 1 + 0.1 * B, "amortised", False),
+                                          ("replay_ring", 5.5 + 0.6 * B, "amortised", pd.NA)):
+                rows.append({"backend": be, "mode": "step", "measure": "step", "strategy": strat, "draft_tokens": 4,
+                             "batch": B, "state_dtype": "bfloat16", "time_us": us, "step_us": us,
+                             "verify_us": 0.7 * us, "commit_us": 0.3 * us, "timing_method": method,
+                             "calls_per_sample": 16, "correct": ok})
+    df = pd.DataFrame(rows)
+    df["correct"] = df["correct"].astype("boolean")
+    df["status"], df["intermediate"], df["gpu"] = "ok", None, gpu
+    df["H"], df["HV"], df["K"], df["V"] = 4, 16, 128, 128
+    return df
+
+
+def test_strategy_step_rows_price_verify_and_commit_and_exclusions_hold():
+    sweep = pd.concat([synthetic_sweep().assign(measure="call", calls_per_sample=1), step_rows()],
+                      ignore_index=True)
+    g = SweepGDN.from_sweep(sweep)
+    # step rows stand for verify + commit; the graph-replay share removed is overhead / calls_per_sample
+    v, with_commit = g.verify_us("triton", "recompute", 4, 4, "bfloat16", overhead_us=1.6)
+    assert with_commit and v == pytest.approx(5 + 0.5 * 4 - 1.6 / 16)
+    assert g.decode_us("triton", 4, "bfloat16", overhead_us=1.6) == pytest.approx(4 + 0.2 * 4 - 1.6)
+    assert set(g.excluded["strategy"]) == {"recompute_fused", "token_slots"}
+    assert not g.checked("triton", "replay_ring", 4, "bfloat16") and g.checked("triton", "recompute", 4, "bfloat16")
+    st = ComposedStep(synthetic_times(), gdn=g, state_dtype="bfloat16")
+    cand = plan_candidates(st, batches=[1, 16], accept={2: 2.0, 4: 4.0, 8: 8.0}, draft_tokens=(2, 4, 8),
+                           state_dtypes=["bfloat16"])
+    assert not cand["strategy"].isin(["recompute_fused", "token_slots"]).any()
+    assert set(cand.loc[cand["strategy"] == "replay_ring", "check"]) == {"unchecked"}
+    # T=2 has full_cache verify calls only; T=8 nothing: not priced, and the note says so
+    assert set(cand.loc[cand["strategy"] != "decode", "draft_tokens"]) == {2, 4}
+    assert set(cand.loc[cand["draft_tokens"] == 2, "strategy"]) == {"full_cache"}
+    assert "T=8 not priced" in cand.attrs["note"] and "eager" in cand.attrs["note"]
+    best = best_plan(cand)
+    assert (best["strategy"] == "recompute").all() and (best["draft_tokens"] == 4).all()
+    # an unchecked option that wins is flagged; checked_only skips it
+    fast = sweep.copy()
+    ring = fast["strategy"].eq("replay_ring")
+    fast.loc[ring, ["step_us", "time_us"]] = fast.loc[ring, ["step_us", "time_us"]] * 0.1
+    st2 = ComposedStep(synthetic_times(), gdn=SweepGDN.from_sweep(fast), state_dtype="bfloat16")
+    c2 = plan_candidates(st2, batches=[16], accept={4: 4.0}, draft_tokens=(4,), state_dtypes=["bfloat16"])
+    assert best_plan(c2)["check"].iloc[0] == "unchecked"
+    assert best_plan(c2, checked_only=True)["strategy"].iloc[0] == "recompute"
 
 
 def test_engine_settings_name_flags_and_sources():
@@ -155,7 +209,8 @@ def _write_run(folder, gpu="NVIDIA H200"):
 def _args(**kw):
     base = dict(gpu="h200", preset="qwen3.5-397b-a17b", tp=4, accept_len=3.0, accept_len_draft_tokens=4,
                 accept_table=None, batches=[1, 4, 16], draft_tokens=[2, 4], strategies=None, state_dtypes=None,
-                ctx=1024.0, components=None, sweep=None, reference_sweep=None, fitted="none", all=False)
+                ctx=1024.0, components=None, sweep=None, reference_sweep=None, fitted="none", all=False,
+                checked_only=False)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -169,6 +224,13 @@ def test_plan_command_prints_table_with_provenance(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "tpot_ms" in out and "throughput_tok_s" in out and "provenance:" in out and "synthetic" in out
     assert "SGLang --" in out and "vLLM" in out and "sources:" in out
+    # strategy step rows: an unchecked winner is flagged and the best checked option printed beside
+    steps = step_rows()
+    steps.loc[steps["strategy"] == "replay_ring", "step_us"] *= 0.1
+    pd.concat([synthetic_sweep().assign(measure="call"), steps]).to_parquet(tmp_path / "h200" / "steps.parquet")
+    assert cli.run(_args(components=str(tmp_path / "h200"), sweep=str(tmp_path / "h200" / "steps.parquet"))) == 0
+    out = capsys.readouterr().out
+    assert "unchecked" in out and "passed its correctness check" in out and "T considered only" in out
     # no sweep for this GPU: falls back to the components and says so
     assert cli.run(_args(components=str(tmp_path / "h200"), sweep=str(tmp_path / "none.parquet"))) == 0
     assert "no sweep" in capsys.readouterr().out

@@ -25,7 +25,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="measured accept length vs T (CSV/parquet: draft_tokens, accept_len)")
     parser.add_argument("--batches", "--batch", dest="batches", type=int_list, default=[1, 4, 16, 64, 128, 256],
                         help="concurrency buckets (running requests B), comma-separated")
-    parser.add_argument("--draft-tokens", type=int_list, default=[2, 3, 4, 6, 8], help="draft tokens T to consider")
+    parser.add_argument("--draft-tokens", type=int_list, default=[2, 4, 8],
+                        help="draft tokens T to consider (only those the sweep measured are priced)")
     parser.add_argument("--strategies", type=str_list, default=None,
                         help="verify strategies to consider (default: all priced)")
     parser.add_argument("--state-dtypes", type=str_list, default=None,
@@ -37,6 +38,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="sweep projected by bandwidth when the GPU has none; also used for the seed fit")
     parser.add_argument("--fitted", choices=["fixed", "before_fix", "none"], default="fixed",
                         help="seed software state whose two fitted numbers apply (none: components only)")
+    parser.add_argument("--checked-only", action="store_true",
+                        help="choose only among options whose GDN rows passed their correctness check")
     parser.add_argument("--all", action="store_true", help="print every priced option, not only the best per batch")
 
 
@@ -60,19 +63,26 @@ def run(args: argparse.Namespace) -> int:
     cand = plan_candidates(step, batches=args.batches, accept=accept, accept_T=args.accept_len_draft_tokens,
                            draft_tokens=args.draft_tokens, ctx_per_request=args.ctx, strategies=args.strategies,
                            state_dtypes=args.state_dtypes)
-    best = best_plan(cand)
+    best = best_plan(cand, checked_only=args.checked_only)
+    safe = best if args.checked_only else best_plan(cand, checked_only=True)
     with pd.option_context("display.width", 200, "display.max_colwidth", 200, "display.max_columns", 30):
         print(f"gdnlab plan · {spec.name} · {args.preset}@tp{args.tp} · context {args.ctx:g} tokens/request")
         print("accept length per T: " + ", ".join(f"T={t}: {a:.2f}" for t, a in cand.attrs["accept_lengths"].items())
               + (" (measured table)" if args.accept_table else f" (chain model from {args.accept_len} at "
                                                                f"T={args.accept_len_draft_tokens})"))
-        for n in notes + [cand.attrs["note"]]:
+        for n in notes + cand.attrs["notes"]:
             print(f"  · {n}")
         cols = ["batch", "strategy", "draft_tokens", "state_dtype", "backend", "accept_len", "tpot_ms",
-                "throughput_tok_s", "speedup", "gdn_share"]
+                "throughput_tok_s", "speedup", "gdn_share", "check"]
         shown = cand if args.all else best
         print(shown[cols].round({"accept_len": 2, "tpot_ms": 3, "throughput_tok_s": 0, "speedup": 3,
                                  "gdn_share": 3}).to_string(index=False))
+        alt = safe.merge(best[["batch", "check"]], on="batch", suffixes=("", "_best"))
+        alt = alt[alt["check_best"] == "unchecked"]
+        if not alt.empty:
+            print("best option that passed its correctness check, where the best above is unchecked:")
+            print(alt[cols].round({"accept_len": 2, "tpot_ms": 3, "throughput_tok_s": 0, "speedup": 3,
+                                   "gdn_share": 3}).to_string(index=False))
         print("provenance: TPOT and throughput are " + best["provenance"].iloc[0])
         print("engine settings of the best option per batch:")
         for r in best.itertuples():

@@ -13,6 +13,7 @@ simulation, and their check against the seed's reported numbers (SGLang PR #2327
   state on fit rows only, two trivial baselines beside;
 * :mod:`~gdnlab.model.check` — :func:`validate` (slice, cross-GPU and seed rows in one frame),
   :func:`sensitivity`, :func:`baseline_summary`;
+* :mod:`~gdnlab.model.targets` — :func:`target_summary`: the accuracy targets in one compact frame;
 * :mod:`~gdnlab.model.plan` — best (strategy, T, state dtype, backend) per batch and the engine
   settings that select it; :mod:`~gdnlab.model.build` assembles a GPU's step from shipped data.
 
@@ -65,6 +66,7 @@ from .tables import (
     throughput_projection,
     tpot_projection,
 )
+from .targets import H100_COPY_GBPS, target_summary
 
 __all__ = ["GDN_KERNELS", "GDNKernel", "MeasuredGDN", "comparable_rows", "FEATURES", "NVLINK_GBPS",
            "PEAK_DENSE_TFLOPS", "SEED_MTP", "FittedParams", "MTPConfig", "RooflineParams", "SeedAssumptions",
@@ -78,4 +80,4 @@ __all__ = ["GDN_KERNELS", "GDNKernel", "MeasuredGDN", "comparable_rows", "FEATUR
            "ComponentTimes", "load_components", "accept_lengths", "best_plan", "engine_settings", "plan_candidates",
            "read_accept_table", "speedup_table", "tokens_per_step_table", "breakdown_by_batch", "SeedComparison",
            "seed_comparison",
-           "seed_step"]
+           "seed_step", "target_summary", "H100_COPY_GBPS"]

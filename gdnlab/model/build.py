@@ -37,7 +37,9 @@ def step_from_times(times: ComponentTimes, gpu: str | None = None, *, reference_
 
     GDN kernels: the sweep at ``sweep_path`` when that file exists, else ``reference_sweep`` (a
     frame) projected by bandwidth, else the components alone. ``fitted``: the seed software state whose
-    two numbers apply (None: components only). What was chosen is listed in ``step.notes``."""
+    two numbers apply (None: components only); they are fitted with the GDN kernels of the GPU's own
+    sweep when there is one (as :func:`gdnlab.model.validate` does), else of ``reference_sweep``.
+    What was chosen is listed in ``step.notes``."""
     spec = spec_for(gpu) if gpu else times.gpu
     base = times
     notes = [f"components: {times.source}"]
@@ -45,8 +47,9 @@ def step_from_times(times: ComponentTimes, gpu: str | None = None, *, reference_
         times = times.projected(spec)
         notes.append(f"components projected to {spec.name} by bandwidth ratio")
     gdn = None
-    if sweep_path and Path(sweep_path).is_file():
-        gdn = SweepGDN.from_sweep(load_sweep(sweep_path), shape=ServedModel().gdn)
+    own = load_sweep(sweep_path) if sweep_path and Path(sweep_path).is_file() else None
+    if own is not None:
+        gdn = SweepGDN.from_sweep(own, shape=ServedModel().gdn)
         notes.append(f"GDN kernels: {gdn.source}")
     elif reference_sweep is not None:
         gdn = SweepGDN.from_sweep(reference_sweep, shape=ServedModel().gdn)
@@ -59,7 +62,7 @@ def step_from_times(times: ComponentTimes, gpu: str | None = None, *, reference_
     params = Overheads(source="not fitted")
     if fitted:
         try:
-            params = fitted_overheads(base, reference_sweep, fitted)
+            params = fitted_overheads(base, own if own is not None else reference_sweep, fitted)
             notes.append(f"fitted: {params.short()} ({params.source})")
         except DataError as exc:
             notes.append(f"fitted numbers unavailable ({exc}); step = components only")

@@ -71,9 +71,12 @@ def _component_gdn_rows(times: ComponentTimes) -> pd.DataFrame:
 
 
 def cross_gpu_rows(reference_sweep: pd.DataFrame, times: ComponentTimes | None = None,
-                   target_sweep: pd.DataFrame | None = None, *, min_batch: int = 16) -> pd.DataFrame:
-    """Reference-GPU sweep projected to the lent GPU vs the lent GPU's measurement (its sweep, else
-    its component rows). ``note`` says whether the point is inside the target range (B >= ``min_batch``)."""
+                   target_sweep: pd.DataFrame | None = None, *, min_batch: int = 16, ratio: float | None = None,
+                   ratio_source: str = "") -> pd.DataFrame:
+    """Reference-GPU sweep projected to the lent GPU vs the lent GPU's measurement (its sweep's call
+    rows, else its component rows). ``note`` says whether the point is inside the target range
+    (B >= ``min_batch``). ``ratio``: the bandwidth ratio ``BW_ref / BW_lent`` (default: datasheet
+    peaks, :meth:`SweepGDN.projected`)."""
     shape = ServedModel().gdn
     ref = SweepGDN.from_sweep(reference_sweep, shape=shape)
     if target_sweep is not None:
@@ -85,7 +88,7 @@ def cross_gpu_rows(reference_sweep: pd.DataFrame, times: ComponentTimes | None =
         gpu, obs_src = times.gpu, "measured (gdn.recurrent components)"
     else:
         raise DataError("cross-GPU check needs the lent GPU's sweep or its component rows")
-    proj = ref.projected(gpu).table
+    proj = ref.projected(gpu, ratio=ratio, ratio_source=ratio_source).table
     keys = ["backend", "mode", "strategy", "draft_tokens", "state_dtype", "batch"]
     m = obs.merge(proj[keys + ["time_us"]].rename(columns={"time_us": "predicted"}), on=keys, how="inner")
     if m.empty:

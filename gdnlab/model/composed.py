@@ -166,16 +166,17 @@ class ComposedStep:
         return tot
 
     def gdn_kernel_us(self, backend: str, batch: float, T: int = 1, strategy: str = "full_cache") -> float:
-        """GDN kernel time per GDN layer (µs): decode call (``T == 1``) or verify + commit."""
+        """GDN kernel time per GDN layer (µs): decode call (``T == 1``) or verify + commit; a sweep's
+        times lose the share of the graph replay cost they hold (:meth:`SweepGDN.decode_us`)."""
         if T == 1:
             if self.gdn is not None:
-                return self.gdn_scale * max(self.gdn.decode_us(backend, batch, self.state_dtype)
-                                            - self.times.overhead_us, 0.0)
+                return self.gdn_scale * self.gdn.decode_us(backend, batch, self.state_dtype,
+                                                           overhead_us=self.times.overhead_us)
             return self.gdn_scale * self.times.net_us("gdn.recurrent", "decode", batch)
         commit = None
         if self.gdn is not None:
-            v, with_commit = self.gdn.verify_us(backend, strategy, batch, T, self.state_dtype)
-            v = max(v - self.times.overhead_us, 0.0)
+            v, with_commit = self.gdn.verify_us(backend, strategy, batch, T, self.state_dtype,
+                                                overhead_us=self.times.overhead_us)
             if with_commit:
                 return self.gdn_scale * v
         else:

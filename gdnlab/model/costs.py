@@ -54,11 +54,27 @@ GDN_KERNELS: dict[str, GDNKernel] = {
 }
 
 
+#: timing methods that replay a CUDA graph (``gdnlab.instrument``: ``amortised`` = one graph of
+#: ``calls_per_sample`` calls, per call; ``single`` / older ``graph`` = a graph of one call)
+GRAPH_TIMINGS = ("graph", "amortised", "single")
+
+
+def _timing_method(s: pd.DataFrame) -> pd.Series | None:
+    """Each row's timing method (``timing_method``, else the older ``timing`` column), lower-case."""
+    cols = [c for c in ("timing_method", "timing") if c in s]
+    if not cols:
+        return None
+    m = s[cols[0]].astype("object")
+    for c in cols[1:]:
+        m = m.where(m.notna(), s[c].astype("object"))
+    return m.map(lambda v: "" if pd.isna(v) else str(v).strip().lower())
+
+
 def comparable_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """Sweep rows that stand for a GDN kernel inside a CUDA-graph decode step.
 
     Kept: ``status == "ok"``; CUDA-graph timing (``timing_method``, or an older frame's ``timing``,
-    equal to ``"graph"`` when the frame has graph rows: eager timing adds host launch overhead);
+    in :data:`GRAPH_TIMINGS` when the frame has graph rows: eager timing adds host launch overhead);
     ``intermediate`` not ``"pool"`` (SGLang slices the buffer to the batch since PR #23273); no
     ``rotate``. Each filter applies only when its column is present. An older frame with
     ``concurrency`` and no ``batch`` column has it renamed to ``batch``. Keys are normalised:
@@ -71,9 +87,9 @@ def comparable_rows(rows: pd.DataFrame) -> pd.DataFrame:
     keep = pd.Series(True, index=s.index)
     if "status" in s:
         keep &= s["status"].astype(str).eq("ok")
-    timing = next((c for c in ("timing_method", "timing") if c in s), None)
-    if timing is not None and s[timing].astype(str).eq("graph").any():
-        keep &= s[timing].astype(str).eq("graph")
+    method = _timing_method(s)
+    if method is not None and method.isin(GRAPH_TIMINGS).any():
+        keep &= method.isin(GRAPH_TIMINGS)
     if "intermediate" in s:
         keep &= ~s["intermediate"].astype(str).eq("pool")
     if "rotate" in s:

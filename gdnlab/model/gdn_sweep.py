@@ -1,20 +1,31 @@
 """GDN kernel times per (backend, strategy, T, state dtype, batch) from a kernel sweep, optionally
 projected to another GPU by the HBM-bandwidth ratio.
 
-:class:`SweepGDN` takes a sweep frame (:func:`gdnlab.results.load_sweep`); it keeps what a
-CUDA-graph decode step sees (:func:`gdnlab.model.costs.comparable_rows`: ``ok``, graph timing,
-batch-scoped intermediates). Decode rows give the decode kernel; verify rows the verify kernel of
-their ``strategy``. A verify row with a ``step_us`` value (a strategy's verify + commit per step
-and layer) stands for both the verify and the commit; without it only the verify kernel is known
-and the caller adds a commit (:meth:`SweepGDN.verify_us` says which).
+:class:`SweepGDN` takes a sweep frame (:func:`gdnlab.results.load_sweep`) and reads two kinds of rows:
+
+* **call rows** (``measure == "call"``, or a frame without ``measure``): one kernel call, ``mode``
+  ``decode`` or ``verify``; they give the decode kernel and, where no strategy row exists, the
+  verify call alone (the caller adds a commit). Kept: what a CUDA-graph decode step sees
+  (:func:`gdnlab.model.costs.comparable_rows`: ``ok``, graph timing, batch-scoped intermediates).
+* **strategy step rows** (``measure == "step"``): one verify strategy's verify + commit per step and
+  GDN layer (``step_us``; ``verify_us`` / ``commit_us`` beside). A strategy row is *eligible* to be
+  priced only when ``status == "ok"``, its timing replays a CUDA graph (``timing_method`` not
+  ``"eager"``: an eager row carries host launch gaps a graph step does not have, so it is not
+  comparable) and its correctness check did not fail (``correct`` not False). Rows whose check
+  could not run (``correct`` NA) are kept and flagged ``checked = False`` ("unchecked"). What was
+  left out, and why, is in :attr:`SweepGDN.excluded`.
+
+Times are per call as measured. A ``single``-call graph timing includes one graph replay's fixed
+cost; an ``amortised`` one (a graph of ``calls_per_sample`` calls) includes that cost divided by
+``calls_per_sample``: ``overhead_us`` arguments remove exactly that share.
 
 Projection (:meth:`SweepGDN.projected`): ``t' = floor + (t - floor) * BW_src / BW_dst`` with
 ``floor`` the series' smallest-batch time (a launch/latency floor that does not scale with
-bandwidth); datasheet bandwidths (:mod:`gdnlab.hardware`).
+bandwidth); bandwidths: datasheet peaks (:mod:`gdnlab.hardware`) unless ``ratio`` is given.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -22,74 +33,151 @@ import pandas as pd
 from ..errors import DataError, InputError
 from ..hardware import GPUSpec, spec_for
 from ..shapes import GDNShape, dtype_name
-from .costs import comparable_rows
+from .costs import _timing_method, comparable_rows
 from .measured import _loglog
 
-__all__ = ["SweepGDN"]
+__all__ = ["SweepGDN", "STEP_COLUMNS"]
 
 _KEY = ["backend", "mode", "strategy", "draft_tokens", "state_dtype"]
+_SKEY = ["backend", "strategy", "draft_tokens", "state_dtype"]
+#: columns of :attr:`SweepGDN.steps`
+STEP_COLUMNS = _SKEY + ["batch", "step_us", "verify_us", "commit_us", "calls_per_sample", "checked"]
+
+
+def _shape_filter(s: pd.DataFrame, shape: GDNShape | None) -> pd.DataFrame:
+    if shape is None or not {"H", "HV", "K", "V"} <= set(s.columns):
+        return s
+    dims = s[["H", "HV", "K", "V"]].apply(pd.to_numeric, errors="coerce")
+    return s[(dims == pd.Series((shape.H, shape.HV, shape.K, shape.V), index=dims.columns)).all(axis=1)]
+
+
+def _norm_keys(s: pd.DataFrame) -> pd.DataFrame:
+    s = s.copy()
+    s["backend"] = s["backend"].astype(str).str.strip().str.lower()
+    s["batch"] = pd.to_numeric(s["batch"], errors="coerce")
+    s["draft_tokens"] = pd.to_numeric(s["draft_tokens"], errors="coerce")
+    s["state_dtype"] = s["state_dtype"].map(lambda v: None if pd.isna(v) else dtype_name(v))
+    return s
+
+
+def _step_rows(rows: pd.DataFrame, shape: GDNShape | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(eligible, excluded)`` strategy step rows; ``excluded`` has a ``reason`` column."""
+    s = _shape_filter(_norm_keys(rows), shape)
+    s["step_us"] = pd.to_numeric(s.get("step_us"), errors="coerce")
+    for c in ("verify_us", "commit_us", "calls_per_sample"):
+        s[c] = pd.to_numeric(s[c], errors="coerce") if c in s else np.nan
+    status = s["status"].astype(str) if "status" in s else pd.Series("ok", index=s.index)
+    method = _timing_method(s)
+    method = method if method is not None else pd.Series("", index=s.index)
+    correct = s["correct"] if "correct" in s else pd.Series(pd.NA, index=s.index, dtype="boolean")
+    correct = correct.astype("boolean")
+    reason = pd.Series("", index=s.index, dtype=object)
+    reason[~status.eq("ok")] = "not run: " + status[~status.eq("ok")].str.slice(0, 80)
+    reason[(reason == "") & s["step_us"].isna()] = "no step_us"
+    reason[(reason == "") & method.eq("eager")] = "eager timing (CUDA-graph capture failed): not comparable"
+    reason[(reason == "") & correct.eq(False).fillna(False)] = "correctness check failed"
+    s["checked"] = correct.eq(True).fillna(False).astype(bool)
+    excl = s.loc[reason != "", _SKEY + ["batch", "step_us"]].assign(reason=reason[reason != ""])
+    ok = s.loc[reason == "", STEP_COLUMNS]
+    return ok.reset_index(drop=True), excl.reset_index(drop=True)
 
 
 @dataclass
 class SweepGDN:
-    """Per-call GDN kernel times from a sweep.
+    """Per-call GDN kernel times and per-step verify-strategy costs from a sweep.
 
     Attributes:
-        table: medians ``backend, mode, strategy, draft_tokens, state_dtype, batch, time_us,
-            step_us`` (``step_us`` NaN where the sweep has none).
+        table: call medians ``backend, mode, strategy, draft_tokens, state_dtype, batch, time_us,
+            step_us, calls_per_sample`` (``step_us`` NaN: a call row has none).
         gpu: the GPU the times stand for.
         status: ``"measured"`` or ``"projected"``.
         source: one line for footnotes.
+        steps: eligible strategy step rows (:data:`STEP_COLUMNS`; medians per point; ``checked``:
+            every row of the point passed its correctness check; False = unchecked).
+        excluded: strategy step rows left out of pricing, with ``reason``.
+        copy_bw_gbps: the device-to-device copy bandwidth the sweep measured (GB/s; NaN if none).
     """
 
     table: pd.DataFrame
     gpu: GPUSpec
     status: str = "measured"
     source: str = ""
+    steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEP_COLUMNS))
+    excluded: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_SKEY + ["batch", "step_us",
+                                                                                          "reason"]))
+    copy_bw_gbps: float = float("nan")
 
     @classmethod
     def from_sweep(cls, rows: pd.DataFrame, *, shape: GDNShape | None = None, gpu: GPUSpec | str | None = None
                    ) -> SweepGDN:
-        """Keep the comparable rows of ``rows`` (of ``shape``'s per-GPU dims when given)."""
+        """Keep the comparable call rows and eligible strategy rows of ``rows`` (of ``shape``'s
+        per-GPU dims when given)."""
         need = ("backend", "mode", "batch", "draft_tokens", "state_dtype", "time_us")
         if not isinstance(rows, pd.DataFrame) or rows.empty:
             raise DataError("the GDN sweep is empty")
         missing = [c for c in need if c not in rows.columns]
         if missing:
             raise DataError(f"the GDN sweep misses columns {missing}")
+        measure = rows["measure"].astype(str) if "measure" in rows else pd.Series("call", index=rows.index)
+        is_step = measure.eq("step")
+        calls, step_rows = rows[~is_step], rows[is_step]
         try:
-            s = comparable_rows(rows)
+            s = comparable_rows(calls)
         except ValueError as exc:
             raise DataError(str(exc)) from None
-        if shape is not None and {"H", "HV", "K", "V"} <= set(s.columns):
-            dims = s[["H", "HV", "K", "V"]].apply(pd.to_numeric, errors="coerce")
-            s = s[(dims == pd.Series((shape.H, shape.HV, shape.K, shape.V), index=dims.columns)).all(axis=1)]
-            if s.empty:
-                raise DataError(f"the GDN sweep has no row of the per-GPU shape H={shape.H} HV={shape.HV} "
-                                f"K={shape.K} V={shape.V}")
+        s = _shape_filter(s, shape)
+        if s.empty:
+            raise DataError(f"the GDN sweep has no call row of the per-GPU shape H={shape.H} HV={shape.HV} "
+                            f"K={shape.K} V={shape.V}")
         if "strategy" not in s:
             s = s.assign(strategy=np.where(s["mode"] == "decode", "decode", "full_cache"))
         s = s.assign(strategy=s["strategy"].fillna("full_cache").astype(str))
-        s = s.assign(step_us=pd.to_numeric(s["step_us"], errors="coerce") if "step_us" in s else np.nan)
+        s = s.assign(step_us=np.nan,
+                     calls_per_sample=pd.to_numeric(s["calls_per_sample"], errors="coerce").fillna(1.0)
+                     if "calls_per_sample" in s else 1.0)
         if gpu is None:
-            names = sorted({str(g) for g in s.get("gpu", pd.Series(dtype=str)).dropna().unique()})
+            names = sorted({str(g) for g in rows.get("gpu", pd.Series(dtype=str)).dropna().unique()})
             if not names:
                 raise DataError("the GDN sweep has no 'gpu' column; pass gpu=")
             gpu = names[0]
         spec = spec_for(gpu) if isinstance(gpu, str) else gpu
-        t = s.groupby(_KEY + ["batch"], as_index=False)[["time_us", "step_us"]].median()
+        t = s.groupby(_KEY + ["batch"], as_index=False)[["time_us", "step_us", "calls_per_sample"]].median()
         t = t[t["time_us"] > 0]
-        src = f"GDN kernel sweep measured on {spec.name} ({len(s)} rows, CUDA-graph timing)"
-        return cls(t.reset_index(drop=True), spec, "measured", src)
+        steps, excl = (_step_rows(step_rows, shape) if not step_rows.empty else
+                       (pd.DataFrame(columns=STEP_COLUMNS), cls.__dataclass_fields__["excluded"].default_factory()))
+        if not steps.empty:
+            steps["calls_per_sample"] = steps["calls_per_sample"].fillna(1.0)
+            steps = steps.groupby(_SKEY + ["batch"], as_index=False).agg(
+                step_us=("step_us", "median"), verify_us=("verify_us", "median"), commit_us=("commit_us", "median"),
+                calls_per_sample=("calls_per_sample", "median"), checked=("checked", "all"))
+            steps = steps[STEP_COLUMNS]
+        copy = pd.to_numeric(rows["copy_bw_gbps"], errors="coerce").median() if "copy_bw_gbps" in rows else np.nan
+        src = (f"GDN kernel sweep measured on {spec.name} ({len(s)} call rows, "
+               f"{len(steps)} strategy step points, CUDA-graph timing)")
+        return cls(t.reset_index(drop=True), spec, "measured", src, steps.reset_index(drop=True), excl,
+                   float(copy) if pd.notna(copy) else float("nan"))
 
     # ------------------------------------------------------------------ queries
     def backends(self) -> list[str]:
-        return sorted(self.table["backend"].unique())
+        return sorted(set(self.table["backend"]) | set(self.steps["backend"]))
 
     def options(self) -> pd.DataFrame:
-        """Distinct ``backend, mode, strategy, draft_tokens, state_dtype`` with ``has_step_us``."""
-        g = self.table.groupby(_KEY, as_index=False)["step_us"].apply(lambda x: bool(x.notna().any()))
-        return g.rename(columns={"step_us": "has_step_us"})
+        """Distinct priceable ``backend, mode, strategy, draft_tokens, state_dtype`` with
+        ``has_step_us`` (verify + commit measured as a strategy step) and ``checked`` (every point's
+        correctness check passed; a decode or verify call row counts as checked)."""
+        calls = self.table[_KEY].drop_duplicates().assign(has_step_us=False, checked=True)
+        st = self.steps.groupby(_SKEY, as_index=False)["checked"].all().assign(mode="verify", has_step_us=True)
+        if not st.empty:
+            k = calls.merge(st[_SKEY], on=_SKEY, how="left", indicator=True)
+            calls = calls[~((k["_merge"] == "both") & (k["mode"] == "verify")).to_numpy()]
+        out = pd.concat([calls, st[_KEY + ["has_step_us", "checked"]]], ignore_index=True)
+        out["draft_tokens"] = out["draft_tokens"].astype(int)
+        return out.sort_values(_KEY).reset_index(drop=True)
+
+    def measured_T(self, mode: str = "verify") -> list[int]:
+        """Draft tokens T the sweep measured for ``mode`` (``verify`` includes strategy steps)."""
+        o = self.options()
+        return sorted({int(t) for t in o.loc[o["mode"] == mode, "draft_tokens"]})
 
     def _series(self, backend: str, mode: str, strategy: str, T: int, state_dtype) -> pd.DataFrame:
         t = self.table
@@ -100,36 +188,64 @@ class SweepGDN:
                              f"T={T} state_dtype={dtype_name(state_dtype)!r}")
         return sel
 
+    def _steps(self, backend: str, strategy: str, T: int, state_dtype) -> pd.DataFrame:
+        t = self.steps
+        return t[(t["backend"] == backend) & (t["strategy"] == strategy) & (t["draft_tokens"] == T)
+                 & (t["state_dtype"] == dtype_name(state_dtype))]
+
     def has(self, backend: str, mode: str, strategy: str, T: int, state_dtype) -> bool:
+        if mode == "verify" and not self._steps(backend, strategy, T, state_dtype).empty:
+            return True
         try:
             self._series(backend, mode, strategy, T, state_dtype)
             return True
         except InputError:
             return False
 
-    def decode_us(self, backend: str, batch: float, state_dtype) -> float:
-        """One decode call (µs) at ``batch`` rows."""
+    def checked(self, backend: str, strategy: str, T: int, state_dtype) -> bool:
+        """Whether the priced rows passed their correctness check (False: unchecked)."""
+        st = self._steps(backend, strategy, T, state_dtype)
+        return bool(st["checked"].all()) if not st.empty else True
+
+    @staticmethod
+    def _interp(s: pd.DataFrame, col: str, batch: float, overhead_us: float) -> float:
+        net = s[col].to_numpy(float) - overhead_us / s["calls_per_sample"].to_numpy(float)
+        return _loglog(s["batch"].to_numpy(float), np.maximum(net, 1e-3), float(batch))
+
+    def decode_us(self, backend: str, batch: float, state_dtype, *, overhead_us: float = 0.0) -> float:
+        """One decode call (µs) at ``batch`` rows, less ``overhead_us / calls_per_sample`` (the
+        share of one graph replay's fixed cost the measured time holds)."""
         s = self._series(backend, "decode", "decode", 1, state_dtype)
-        return _loglog(s["batch"].to_numpy(float), s["time_us"].to_numpy(float), float(batch))
+        return self._interp(s, "time_us", batch, overhead_us)
 
-    def verify_us(self, backend: str, strategy: str, batch: float, T: int, state_dtype) -> tuple[float, bool]:
-        """``(µs, includes_commit)``: the strategy's ``step_us`` (verify + commit) when measured,
-        else the verify call alone."""
-        s = self._series(backend, "verify", strategy, T, state_dtype)
-        st = s.dropna(subset=["step_us"])
+    def verify_us(self, backend: str, strategy: str, batch: float, T: int, state_dtype, *,
+                  overhead_us: float = 0.0) -> tuple[float, bool]:
+        """``(µs, includes_commit)``: the strategy's step (verify + commit) when measured, else the
+        verify call alone; less the graph-replay share as in :meth:`decode_us`."""
+        st = self._steps(backend, strategy, T, state_dtype)
         if not st.empty:
-            return _loglog(st["batch"].to_numpy(float), st["step_us"].to_numpy(float), float(batch)), True
-        return _loglog(s["batch"].to_numpy(float), s["time_us"].to_numpy(float), float(batch)), False
+            return self._interp(st, "step_us", batch, overhead_us), True
+        s = self._series(backend, "verify", strategy, T, state_dtype)
+        return self._interp(s, "time_us", batch, overhead_us), False
 
-    def projected(self, gpu: GPUSpec | str) -> SweepGDN:
+    def projected(self, gpu: GPUSpec | str, *, ratio: float | None = None, ratio_source: str = "") -> SweepGDN:
         """The same kernels on ``gpu``: above the smallest-batch floor, times scale with the
-        bandwidth ratio."""
+        bandwidth ratio (datasheet peaks ``BW_self / BW_gpu`` unless ``ratio`` is given)."""
         spec = spec_for(gpu) if isinstance(gpu, str) else gpu
-        r = self.gpu.peak_hbm_gbps / spec.peak_hbm_gbps
-        t = self.table.copy()
-        for col in ("time_us", "step_us"):
-            first = t.sort_values("batch").groupby(_KEY)[col].transform("first")
-            t[col] = first + (t[col] - first).clip(lower=0) * r
-        src = (f"projected {self.gpu.name} -> {spec.name} (bandwidth ratio {r:.3f}, smallest-batch floor kept) "
-               f"from {self.source}")
-        return replace(self, table=t, gpu=spec, status="projected", source=src)
+        r = self.gpu.peak_hbm_gbps / spec.peak_hbm_gbps if ratio is None else float(ratio)
+        how = ratio_source or ("datasheet peaks" if ratio is None else "given")
+
+        def scale(t: pd.DataFrame, key: list[str], cols: tuple[str, ...]) -> pd.DataFrame:
+            t = t.copy()
+            for col in cols:
+                if t.empty or col not in t:
+                    continue
+                first = t.sort_values("batch").groupby(key)[col].transform("first")
+                t[col] = first + (t[col] - first).clip(lower=0) * r
+            return t
+
+        src = (f"projected {self.gpu.name} -> {spec.name} (bandwidth ratio {r:.3f}, {how}; smallest-batch floor "
+               f"kept) from {self.source}")
+        return replace(self, table=scale(self.table, _KEY, ("time_us", "step_us")),
+                       steps=scale(self.steps, _SKEY, ("step_us", "verify_us", "commit_us")), gpu=spec,
+                       status="projected", source=src)

@@ -118,6 +118,24 @@ class ComponentTimes:
     meta: dict = field(default_factory=dict)
 
     REQUIRED = ("component", "mode", "batch", "kv_len", "strategy", "median_us")
+    #: run-wide provenance columns copied from the component rows into :attr:`provenance`
+    PROVENANCE_KEYS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "gdnlab", "git_commit")
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """Where the times come from, as a flat dict: ``status`` (``measured`` / ``projected``),
+        ``gpu`` (the GPU the times stand for), ``detail`` (:attr:`source`) and the run's provenance
+        columns (``sm``, ``torch``, ``triton``, ``git_commit``, ...) where the rows carry them; a
+        projection keeps the measured run's columns under ``measured_<key>``. Read by
+        :func:`gdnlab.report.describe` for a notebook's source record."""
+        out: dict[str, str] = {"status": self.status, "gpu": self.gpu.name, "detail": self.source}
+        for k in self.PROVENANCE_KEYS:
+            if k == "gpu" or k not in self.rows:
+                continue
+            vals = sorted({str(v) for v in self.rows[k].dropna().unique()})
+            if vals:
+                out[k if self.status == "measured" else f"measured_{k}"] = ", ".join(vals)
+        return out
 
     @classmethod
     def from_frames(cls, components: pd.DataFrame, recipes: pd.DataFrame, *, gpu: GPUSpec | str | None = None,

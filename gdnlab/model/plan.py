@@ -77,15 +77,17 @@ def _variant(step: ComposedStep, state_dtype) -> ComposedStep:
                         busbw_gbps=step.busbw_gbps)
 
 
-def _options(step: ComposedStep, Ts: list[int], strategies, backends, state_dtypes) -> tuple[list[tuple], str]:
-    """``(backend, strategy, T, state_dtype)`` options and a note on where GDN times come from."""
+def _options(step: ComposedStep, Ts: list[int], strategies, backends, state_dtypes
+             ) -> tuple[list[tuple], list[str]]:
+    """``(backend, strategy, T, state_dtype)`` options and a note on where GDN times come from, which
+    T the sweep measured, and which strategy rows were left out (and why)."""
     opts: list[tuple] = []
     if step.gdn is None:
         be = "triton"
         strat = step.times.strategies() or ["full_cache"]
         sd = dtype_name(step.times.rows.get("state_dtype", pd.Series(["bfloat16"])).iloc[0])
         opts = [(be, "decode", 1, sd)] + [(be, s, t, sd) for s in strat for t in Ts]
-        return opts, "GDN kernels from the components (one backend, one state dtype); no sweep given"
+        return opts, ["GDN kernels from the components (one backend, one state dtype); no sweep given"]
     o = step.gdn.options()
     for _, r in o.iterrows():
         if backends and r["backend"] not in backends or state_dtypes and r["state_dtype"] not in state_dtypes:
@@ -95,19 +97,43 @@ def _options(step: ComposedStep, Ts: list[int], strategies, backends, state_dtyp
         elif int(r["draft_tokens"]) in Ts and (not strategies or r["strategy"] in strategies):
             opts.append((r["backend"], r["strategy"], int(r["draft_tokens"]), r["state_dtype"]))
     has_step = o[o["has_step_us"]]
-    note = ("GDN verify + commit from the sweep's strategy rows (step_us)" if not has_step.empty else
-            "the sweep has no strategy rows with step_us: full_cache verify kernels from the sweep plus the "
-            "components' commit; other strategies are not priced")
-    return opts, note
+    parts = ["GDN verify + commit from the sweep's strategy step rows (step_us)" if not has_step.empty else
+             "the sweep has no strategy step rows: full_cache verify calls from the sweep plus the components' "
+             "commit; other strategies are not priced"]
+    step_T = sorted({int(t) for t in has_step["draft_tokens"]})
+    call_T = sorted({int(t) for t in o.loc[(o["mode"] == "verify") & ~o["has_step_us"], "draft_tokens"]})
+    measured = sorted(set(step_T) | set(call_T))
+    skipped = [t for t in Ts if t not in measured]
+    parts.append(f"T considered only where the sweep measured it: strategy step rows at T={_tlist(step_T)}"
+                 + (f", full_cache verify calls at T={_tlist(call_T)}" if call_T else "")
+                 + (f"; T={_tlist(skipped)} not priced (not measured)" if skipped else ""))
+    ex = step.gdn.excluded
+    if not ex.empty:
+        why = ex["reason"].map(lambda r: "not run (unsupported)" if str(r).startswith("not run") else str(r))
+        g = ex.assign(why=why).groupby("why")[["backend", "strategy", "state_dtype"]].apply(
+            lambda d: ", ".join(sorted({f"{b}/{s}/{dtype_name(sd)}" for b, s, sd in d.itertuples(index=False)})))
+        parts.append("strategy rows left out of the choice: " + "; ".join(f"{k}: {v}" for k, v in g.items()))
+    unchecked = o[~o["checked"]]
+    if not unchecked.empty:
+        parts.append("unchecked (correctness check could not run; priced, flagged): " + ", ".join(
+            f"{r.backend}/{r.strategy}/{r.state_dtype}" for r in unchecked.itertuples()))
+    return opts, parts
+
+
+def _tlist(ts) -> str:
+    return ",".join(str(t) for t in ts) or "none"
 
 
 def plan_candidates(step: ComposedStep, *, batches: Iterable[int], accept: float | Mapping[int, float],
-                    accept_T: int = 4, draft_tokens: Iterable[int] = (2, 3, 4, 6, 8), ctx_per_request: float = 1024.0,
+                    accept_T: int = 4, draft_tokens: Iterable[int] = (2, 4, 8), ctx_per_request: float = 1024.0,
                     strategies: Iterable[str] | None = None, backends: Iterable[str] | None = None,
                     state_dtypes: Iterable[str] | None = None) -> pd.DataFrame:
     """Every priced option at every batch: ``batch, strategy, draft_tokens, state_dtype, backend,
     accept_len, step_us, tpot_ms, throughput_tok_s, gdn_share, speedup`` (over plain decode with the
-    same backend and state dtype), ``provenance``. ``attrs["note"]`` says where GDN times come from."""
+    same backend and state dtype), ``check`` (``checked`` / ``unchecked``: whether the GDN rows priced
+    passed their correctness check), ``provenance``. ``attrs["note"]`` says where GDN times come from,
+    which T were priced and which sweep rows were left out (``attrs["notes"]``: the same as a list).
+    Only T the sweep measured are priced."""
     Bs = sorted({int(b) for b in batches})
     if not Bs or Bs[0] < 1:
         raise InputError(f"batches must be positive integers, got {Bs}")
@@ -131,9 +157,10 @@ def plan_candidates(step: ComposedStep, *, batches: Iterable[int], accept: float
                              "accept_len": np.nan, "step_us": np.nan, "note": str(exc)})
                 continue
             a = mtp.accept_len if mtp else 1.0
+            ok = step.gdn is None or strat == "decode" or step.gdn.checked(be, strat, T, sd)
             rows.append({"batch": B, "strategy": strat, "draft_tokens": T, "state_dtype": sd, "backend": be,
                          "accept_len": a, "step_us": t, "tpot_ms": t / a / 1e3, "throughput_tok_s": B * a / t * 1e6,
-                         "gdn_share": share, "note": ""})
+                         "gdn_share": share, "check": "checked" if ok else "unchecked", "note": ""})
     df = pd.DataFrame(rows)
     dec = df[df["strategy"] == "decode"].set_index(["batch", "backend", "state_dtype"])["tpot_ms"]
     df["speedup"] = [dec.get((r.batch, r.backend, r.state_dtype), np.nan) / r.tpot_ms
@@ -141,10 +168,11 @@ def plan_candidates(step: ComposedStep, *, batches: Iterable[int], accept: float
     df["provenance"] = (f"{status} components ({step.gpu.name}) + projected all-reduce + fitted "
                         f"({step.params.short()})")
     Tm = step.times.draft_tokens
-    if any(t != Tm for t in al):
-        note += (f"; non-GDN ops at T != {Tm} (the measured MTP T) are interpolated linearly in T between the "
-                 f"decode and the T={Tm} rows (extrapolated beyond)")
-    df.attrs["note"] = note
+    if any(T not in (1, Tm) for _, _, T, _ in opts):
+        note.append(f"non-GDN ops at T != {Tm} (the measured MTP T) are interpolated linearly in T between the "
+                    f"decode and the T={Tm} rows (extrapolated beyond)")
+    df.attrs["note"] = "; ".join(note)
+    df.attrs["notes"] = note
     df.attrs["provenance"] = step.provenance(ctx_per_request=ctx_per_request)
     df.attrs["accept_lengths"] = al
     return df
@@ -186,11 +214,14 @@ def engine_settings(strategy: str, T: int, state_dtype: str, backend: str) -> di
             "sources": "; ".join(ENGINE_SOURCES[k] for k in dict.fromkeys(src))}
 
 
-def best_plan(candidates: pd.DataFrame) -> pd.DataFrame:
-    """The lowest-TPOT option per batch with its engine settings (``sglang``, ``vllm``, ``sources``)."""
+def best_plan(candidates: pd.DataFrame, *, checked_only: bool = False) -> pd.DataFrame:
+    """The lowest-TPOT option per batch with its engine settings (``sglang``, ``vllm``, ``sources``).
+    ``checked_only``: choose among options whose GDN rows passed their correctness check only."""
     ok = candidates.dropna(subset=["tpot_ms"])
+    if checked_only and "check" in ok:
+        ok = ok[ok["check"] == "checked"]
     if ok.empty:
-        raise InputError("no priced option")
+        raise InputError("no priced option" + (" that passed its correctness check" if checked_only else ""))
     best = ok.loc[ok.groupby("batch")["tpot_ms"].idxmin()].reset_index(drop=True)
     eng = [engine_settings(r.strategy, int(r.draft_tokens), r.state_dtype, r.backend) for r in best.itertuples()]
     best = pd.concat([best, pd.DataFrame(eng)], axis=1)
