@@ -29,8 +29,11 @@ Rules (:func:`assign_phases`, applied to one stream's kernels in start order):
    launch), or to the run's phase when none follows.
 
 :func:`phase_breakdown` sums kernel time per phase; :func:`step_busy` gives each step's GPU busy
-fraction (kernel time / the time from one step's verify marker to the next one's, which includes
-the host's share of the step: sampling, the graph launch, the synchronisation).
+fraction two ways: kernel time over the time from one step's verify marker to the next one's
+(``busy_pct``: includes the host's share of the step, i.e. sampling, the graph launch, the
+synchronisation; the last step of a trace has no next marker and no value), and over the step's
+span on the device, from its verify marker to the end of its last kernel (``span_busy_pct``: only
+the gaps between the step's own kernels).
 
 >>> assign_phases(["phase_marker_verify", "_strategy_recurrent", "phase_marker_commit", "_strategy_recurrent"])
 ['marker', 'verify', 'marker', 'commit']
@@ -43,7 +46,8 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 __all__ = ["PHASES", "MARKER_PREFIX", "marker_name", "is_marker_kernel", "marker_phase", "is_bookkeeping_kernel",
-           "phase_of_kernel", "assign_phases", "with_phases", "phase_breakdown", "step_busy", "launch_phase_marker",
+           "phase_of_kernel", "assign_phases", "with_phases", "phase_breakdown", "phase_kernels", "step_busy",
+           "launch_phase_marker",
            "markers_available"]
 
 #: phases of a step, in the order they run
@@ -226,22 +230,54 @@ def phase_breakdown(kernels: pd.DataFrame, strategy: str | None = None, *, backe
     return g.reset_index()
 
 
+def phase_kernels(kernels: pd.DataFrame, strategy: str | None = None, *, backend: str | None = None,
+                  launches: Mapping[str, int] | None = None) -> pd.DataFrame:
+    """Which kernels landed in which phase: one row per (phase, short kernel name) with
+    ``bookkeeping`` (torch op), ``kernels`` (count), ``per_step`` (count / steps) and
+    ``time_per_step_us``, phases in step order. A check that the markers and the fold split
+    assigned the real kernel names as intended (e.g. ``_strategy_recurrent`` in both ``fold`` and
+    ``verify`` for ``replay_ring``)."""
+    k = with_phases(kernels, strategy, backend=backend, launches=launches)
+    steps = max(int((k["step"] >= 0).any() and k["step"].max() + 1), 1)
+    k = k.assign(kernel=k["name"].astype(str).map(_short), time_us=k["duration_ns"] / 1e3)
+    g = k.groupby(["phase", "kernel"], sort=False).agg(bookkeeping=("bookkeeping", "first"),
+                                                       kernels=("time_us", "size"), time_us=("time_us", "sum"))
+    g = g.reset_index()
+    order = {p: i for i, p in enumerate(("marker", *PHASES, "other"))}
+    g = g.assign(_o=g["phase"].map(order).fillna(len(order)), per_step=g["kernels"] / steps,
+                 time_per_step_us=g["time_us"] / steps)
+    g = g.sort_values(["_o", "time_per_step_us"], ascending=[True, False], kind="stable")
+    return g[["phase", "kernel", "bookkeeping", "kernels", "per_step", "time_per_step_us"]].reset_index(drop=True)
+
+
 def step_busy(kernels: pd.DataFrame) -> pd.DataFrame:
-    """Per step (from one verify marker to the next; the last step ends at its last kernel):
-    ``step``, ``window_us``, ``kernel_us`` (sum of kernel durations inside) and ``busy_pct``.
-    Empty when the trace has no verify markers."""
+    """GPU busy share of each step (steps start at their verify marker kernel), two ways.
+
+    Columns: ``step``; ``kernel_us`` (sum of the step's kernel durations, markers included);
+    ``span_us`` (from the step's verify marker to the end of its last kernel: the device's part of
+    the step) and ``span_busy_pct`` (``kernel_us / span_us``: the gaps between the step's own
+    kernels); ``window_us`` (from the step's verify marker to the next one's: the host's part too,
+    i.e. drawing the accepted lengths, the launch, the synchronisation) and ``busy_pct``
+    (``kernel_us / window_us``); ``complete`` (False for the last step: no next marker closes its
+    window, so its ``window_us`` and ``busy_pct`` are NaN). Empty when the trace has no verify
+    markers.
+    """
     k = _ordered(kernels)
     is_start = k["name"].astype(str).map(lambda n: marker_phase(n) == "verify").to_numpy()
     starts = k.loc[is_start, "start_ns"].to_numpy()
     rows = []
     for j, t0 in enumerate(starts):
-        inside = k[(k["start_ns"] >= t0) & ((k["start_ns"] < starts[j + 1]) if j + 1 < len(starts) else True)]
-        t1 = starts[j + 1] if j + 1 < len(starts) else int(inside["end_ns"].max())
-        window = float(t1 - t0)
+        last = j + 1 == len(starts)
+        inside = k[(k["start_ns"] >= t0) & (True if last else (k["start_ns"] < starts[j + 1]))]
         busy = float(inside["duration_ns"].sum())
-        rows.append({"step": j, "window_us": window / 1e3, "kernel_us": busy / 1e3,
-                     "busy_pct": 100.0 * busy / window if window > 0 else float("nan")})
-    return pd.DataFrame(rows, columns=["step", "window_us", "kernel_us", "busy_pct"])
+        span = float(inside["end_ns"].max() - t0)
+        window = float("nan") if last else float(starts[j + 1] - t0)
+        rows.append({"step": j, "kernel_us": busy / 1e3, "span_us": span / 1e3,
+                     "span_busy_pct": 100.0 * busy / span if span > 0 else float("nan"),
+                     "window_us": window / 1e3,
+                     "busy_pct": 100.0 * busy / window if window > 0 else float("nan"), "complete": not last})
+    return pd.DataFrame(rows, columns=["step", "kernel_us", "span_us", "span_busy_pct", "window_us", "busy_pct",
+                                       "complete"])
 
 
 # ------------------------------------------------------------------------------- marker kernels

@@ -76,7 +76,29 @@ def test_winners_per_batch_skip_failed_checks(led):
     assert tri.loc[256, "speedup"] == pytest.approx(400.0 / 140.0)
     assert tri.loc[256, "runner_up"] == "replay_ring"
     fi = w[w["backend"] == "flashinfer"]
-    assert set(fi["winner"]) == {"full_cache"} and set(fi["flagged"]) == {"replay_ring"}
+    assert set(fi["winner"]) == {"full_cache"} and set(fi["flagged"]) == {"replay_ring (INCORRECT)"}
+    assert set(fi["fastest_flagged"]) == {"replay_ring (INCORRECT)"}           # shown beside, never counted
+
+
+def test_unchecked_and_eager_rows_are_flagged_and_never_win():
+    # flashinfer replay_ring: fastest but its check did not run; triton recompute_fused timed eagerly
+    extra = [_row("replay_ring", B, 0.5, backend="flashinfer", correct=None) for B in BATCHES]
+    extra += [_row("token_slots", B, 0.1, backend="flashinfer", correct=None, timing_method="eager") for B in BATCHES]
+    led = ledger.strategy_ledger(_frame(extra))
+    fi = led[led["backend"] == "flashinfer"]
+    flags = fi.set_index(["strategy", "batch"])["flag"]
+    assert flags[("replay_ring", 16)] == ledger.FLAG_UNCHECKED            # the later rows replace the INCORRECT ones
+    assert flags[("token_slots", 16)] == f"{ledger.FLAG_UNCHECKED}, {ledger.FLAG_EAGER}"
+    assert ledger.has_flag(fi["flag"], ledger.FLAG_EAGER).sum() == len(BATCHES)
+    w = ledger.winners(led)
+    assert set(w.loc[w["backend"] == "flashinfer", "winner"]) == {"full_cache"}
+    assert w.loc[w["backend"] == "flashinfer", "fastest_flagged"].str.startswith("token_slots").all()
+    tab = ledger.targets(led)
+    best = _target(tab, "best strategy's step", backend="flashinfer")
+    assert best["met"] == "no data" and "replay_ring (UNCHECKED)" in best["detail"]
+    assert "faster but not counted: token_slots" in best["detail"]
+    eager = _target(tab, "verify and commit", backend="flashinfer", strategy="token_slots")
+    assert eager["met"] == ledger.MET_NOT_COMPARABLE and "eager" in eager["detail"]
 
 
 def test_served_scratch_matches_an_independent_count():
@@ -163,6 +185,25 @@ def test_trace_tables_and_busy_target():
     assert ledger.trace_phases({}).empty and ledger.trace_busy({}).empty
 
 
+def test_busy_uses_complete_steps_and_labels_eager_traces():
+    step = ["phase_marker_verify", "_strategy_recurrent", "phase_marker_commit", "_scatter_commit"]
+    k = _kernels(step * 3, [1000, 90_000, 1000, 20_000] * 3)
+    k.loc[4:, ["start_ns", "end_ns"]] += 50_000                    # a 50 µs host gap before step 1
+    graph = k.assign(graph_node_id=range(len(k)))
+    eager = k.assign(graph_node_id=None)
+    busy = ledger.trace_busy({("triton", "full_cache"): graph, ("triton", "recompute"): eager}).set_index("strategy")
+    r = busy.loc["full_cache"]
+    assert r["steps"] == 3 and r["complete_steps"] == 2 and r["launch"] == "CUDA graph"
+    # step 0: 112 µs of kernels in 116 + 50 µs; step 1: 116 µs; the last step has no window
+    assert r["busy_pct_min"] == pytest.approx(100 * 112 / 166)
+    assert r["busy_pct_median"] == pytest.approx((100 * 112 / 166 + 100 * 112 / 116) / 2)
+    assert r["span_busy_pct_median"] == pytest.approx(100 * 112 / 115)
+    tab = ledger.busy_targets(busy.reset_index()).set_index("strategy")
+    assert busy.loc["recompute", "launch"] == "eager"
+    assert tab.loc["recompute", "met"] == ledger.MET_NOT_COMPARABLE and "eager" in tab.loc["recompute", "detail"]
+    assert tab.loc["full_cache", "met"] == "no"                     # 82 % median < 90 %
+
+
 def _strategy_traces(fig):
     return [t for t in fig.data if str(t.name).split(" · ")[0] in ledger.STRATEGY_ORDER]
 
@@ -176,8 +217,11 @@ def test_figures_build_with_the_palette(led):
     flagged = [t for t in sp.step_time_figure(led).data if t.name == "check failed (correct = False)"]
     assert flagged and len(flagged[0].x) == 4                                     # shown, not hidden
     win = sp.winners_figure(led)
-    assert {t.name for t in win.data} <= set(ledger.STRATEGY_ORDER)
-    assert all(t.marker.color == strategy_color(t.name) for t in win.data)
+    squares = [t for t in win.data if t.marker.symbol == "square"]
+    assert {t.name for t in squares} <= set(ledger.STRATEGY_ORDER)
+    assert all(t.marker.color == strategy_color(t.name) for t in squares)
+    faster = [t for t in win.data if t.marker.symbol == "circle-open"]      # the flagged flashinfer rows
+    assert len(faster) == 1 and len(faster[0].x) == len(BATCHES)
     scr = sp.scratch_figure(ledger.served_scratch())
     assert list(scr.data[0].marker.color) == [strategy_color(s) for s in ledger.STRATEGY_ORDER]
     assert scr.layout.meta["provenance"].startswith("projected")
@@ -186,7 +230,8 @@ def test_figures_build_with_the_palette(led):
     ph = sp.phase_breakdown_figure(ledger.trace_phases(traces))
     assert all(t.marker.color == sp.PHASE_COLORS[t.name] for t in ph.data)
     busy = sp.step_busy_figure(ledger.trace_busy(traces))
-    assert [t.marker.color for t in busy.data] == [strategy_color("full_cache")]
+    assert [t.marker.color for t in busy.data if t.type == "bar"] == [strategy_color("full_cache")]
+    assert [t.name for t in busy.data if t.type == "scatter"] == ["kernels over the step's own span"]
     assert busy.layout.meta["provenance"].startswith("synthetic")                 # kernel tables say nothing
 
 
@@ -197,3 +242,16 @@ def test_figures_say_when_there_is_nothing_to_draw():
         assert not fig.data and "no " in fig.layout.annotations[0].text
     with pytest.raises(ValueError, match="ledger"):
         sp.step_time_figure(pd.DataFrame({"x": [1]}))
+
+
+def test_phase_kernels_lists_each_kernel_under_its_phase():
+    from gdnlab import phases
+
+    bk = "void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<int>>(int)"
+    step = ["phase_marker_verify", bk, "_strategy_recurrent", "_strategy_recurrent", "phase_marker_commit", bk]
+    t = phases.phase_kernels(_kernels(step * 2, [1000, 2000, 5000, 30_000, 1000, 3000] * 2), "replay_ring")
+    got = {(r.phase, r.kernel): (r.per_step, r.time_per_step_us) for r in t.itertuples()}
+    assert got[("fold", "_strategy_recurrent")] == (1.0, 5.0) and got[("verify", "_strategy_recurrent")] == (1.0, 30.0)
+    assert got[("fold", "vectorized_elementwise_kernel")] == (1.0, 2.0)           # prepares the fold launch
+    assert got[("commit", "vectorized_elementwise_kernel")] == (1.0, 3.0)
+    assert list(t["phase"].drop_duplicates()) == ["marker", "fold", "verify", "commit"]

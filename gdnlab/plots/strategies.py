@@ -11,8 +11,8 @@
 
 Figures draw what they receive: the ledger tables come from :mod:`gdnlab.strategies.ledger`.
 Colours per strategy come from :func:`gdnlab.plots.style.strategy_color` (the same on every page),
-a line style per backend; points whose strategy check failed (``correct == False``) are drawn and
-marked with a black cross, never hidden. Every figure carries a provenance footnote from the
+a line style per backend; flagged points (failed check, check not run, eager timing: the ledger's
+``flag``) are drawn with a marker per flag, never hidden. Every figure carries a provenance footnote from the
 rows' (or traces') own metadata. With nothing to draw, a figure says so in its plot area.
 plotly is imported inside the functions.
 """
@@ -24,13 +24,13 @@ from typing import Any
 import pandas as pd
 
 from ..provenance import label
-from ..strategies.ledger import FLAG_INCORRECT, STRATEGY_ORDER, winners
+from ..strategies.ledger import FLAG_EAGER, FLAG_INCORRECT, FLAG_TEXT, FLAG_UNCHECKED, STRATEGY_ORDER, has_flag, winners
 from .layout import legend_right
 from .provenance import add_provenance
 from .style import axis_title, strategy_color
 
 __all__ = ["step_time_figure", "strategy_bandwidth_figure", "winners_figure", "scratch_figure",
-           "phase_breakdown_figure", "step_busy_figure", "BACKEND_DASH", "PHASE_COLORS"]
+           "phase_breakdown_figure", "step_busy_figure", "BACKEND_DASH", "PHASE_COLORS", "FLAG_MARKERS"]
 
 #: line style per strategy backend (the colour is the strategy's)
 BACKEND_DASH = {"triton": "solid", "flashinfer": "dash", "reference": "dot"}
@@ -38,7 +38,6 @@ BACKEND_DASH = {"triton": "solid", "flashinfer": "dash", "reference": "dot"}
 PHASE_COLORS = {"fold": "#ff7f0e", "verify": "#1f77b4", "commit": "#d62728", "marker": "#bcbd22",
                 "other": "#c7c7c7"}
 _BATCH_AXIS = axis_title("batch B", "requests")
-_FLAG_NAME = "check failed (correct = False)"
 
 
 def _dash(backend: str) -> str:
@@ -99,13 +98,69 @@ def _cond(d: pd.DataFrame) -> str:
     return ", ".join(f"{v:g}" for v in a)
 
 
+# ------------------------------------------------------------------------------------------ legend keys and flags
+
+#: marker drawn over a point per flag (``gdnlab.strategies.ledger.FLAG_TEXT`` names the legend entry)
+FLAG_MARKERS = {FLAG_INCORRECT: {"symbol": "x", "size": 12, "color": "black"},
+                FLAG_UNCHECKED: {"symbol": "circle-open", "size": 14, "color": "black", "line": {"width": 2}},
+                FLAG_EAGER: {"symbol": "diamond-open", "size": 16, "color": "#8a5a00", "line": {"width": 2}}}
+
+
+def _legend_keys(fig, strategies: Sequence[str], backends: Sequence[str]) -> None:
+    """Legend-only entries: a colour per strategy (clicking one toggles its lines in every panel,
+    they share its ``legendgroup``) and a line style per backend."""
+    import plotly.graph_objects as go
+
+    for i, s in enumerate(strategies):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=s, legendgroup=s, legendrank=100 + i,
+                                 line={"color": strategy_color(s)}))
+    for i, be in enumerate(backends):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{be} (line style)", legendrank=200 + i,
+                                 legendgroup=f"backend {be}", line={"color": "#555", "dash": _dash(be)}))
+
+
+def _flag_overlays(fig, d: pd.DataFrame, ycol: str, shown: set[str], **where) -> None:
+    """A marker per flagged point (failed check, no check, eager timing), one legend entry per flag."""
+    import plotly.graph_objects as go
+
+    for flag, marker in FLAG_MARKERS.items():
+        bad = d[has_flag(d["flag"], flag)] if "flag" in d.columns and len(d) else d.iloc[:0]
+        if bad.empty or ycol not in bad.columns:
+            continue
+        name = FLAG_TEXT[flag]
+        fig.add_trace(go.Scatter(
+            x=bad["batch"], y=bad[ycol], mode="markers", name=name, legendgroup=f"flag {flag}",
+            showlegend=name not in shown, legendrank=300, marker=marker, text=bad["strategy"] + " · " + bad["backend"],
+            hovertemplate=f"%{{text}}: {name}<br>B=%{{x}}<br>%{{y:.4g}}<extra></extra>"), **where)
+        shown.add(name)
+
+
+def _log_y(fig, **where) -> None:
+    """Log y axes labelled at powers of ten only (plotly's 2 and 5 labels crowd short ranges), with
+    a minor grid at 2..9."""
+    fig.update_yaxes(type="log", dtick=1, minor={"dtick": "D1", "showgrid": True, "gridcolor": "#f0f0f0"}, **where)
+
+
+def _batch_ticks(fig, d: pd.DataFrame) -> None:
+    """Log B axes ticked at the measured B (1, 4, 16, ...) instead of plotly's 2-5 minor labels."""
+    batches = sorted(int(b) for b in pd.to_numeric(d["batch"], errors="coerce").dropna().unique())
+    if batches:
+        fig.update_xaxes(type="log", tickvals=batches, ticktext=[str(b) for b in batches])
+
+
+def _keys(d: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    k = d[["strategy", "backend", *cols]].drop_duplicates()
+    return k.assign(_r=k["strategy"].map(_rank)).sort_values(["_r", "backend", *cols]).drop(columns="_r")
+
+
 # ------------------------------------------------------------------------------------------ step time
 
 
 def step_time_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: str | None = None):
     """Median time per step (top) and per accepted token (``step_us / accept_len``, bottom) vs B, a
-    column per T, log-log; a colour per strategy, a line style per backend, crosses on rows whose
-    strategy check failed. ``state_dtype``: default bfloat16 when present."""
+    column per T, log-log; a colour per strategy, a line style per backend (legend keys for each),
+    and a marker over flagged rows: failed check (x), no check (open circle), eager-timed (open
+    diamond: not comparable with the graph-timed rows). ``state_dtype``: default bfloat16 when present."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -117,43 +172,35 @@ def step_time_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title
     if d.empty:
         return _nothing(title, "no step rows with status ok to draw (measure == 'step')")
     Ts = sorted(int(t) for t in d["draft_tokens"].dropna().unique())
-    fig = make_subplots(rows=2, cols=len(Ts), shared_xaxes=True, vertical_spacing=0.1, horizontal_spacing=0.06,
+    fig = make_subplots(rows=2, cols=len(Ts), shared_xaxes=True, vertical_spacing=0.08, horizontal_spacing=0.06,
                         subplot_titles=[f"T={t} (accept length {_cond(d[d['draft_tokens'] == t])})" for t in Ts])
     many_accept = d.groupby("draft_tokens")["accept_len"].nunique().max() > 1
     shown: set[str] = set()
     for j, T in enumerate(Ts, start=1):
         dt = d[d["draft_tokens"] == T]
-        keys = dt[["strategy", "backend", "accept_len"]].drop_duplicates()
-        keys = keys.assign(_r=keys["strategy"].map(_rank)).sort_values(["_r", "backend", "accept_len"])
-        for s, be, a, _ in keys.itertuples(index=False):
+        for s, be, a in _keys(dt, "accept_len").itertuples(index=False):
             g = dt[(dt["strategy"] == s) & (dt["backend"] == be) & (dt["accept_len"] == a)].sort_values("batch")
             name = f"{s} · {be}" + (f" · a={a:g}" if many_accept else "")
+            flags = g["flag"].fillna("").astype(str).to_numpy()
             for row, col in ((1, "step_us"), (2, "per_token_us")):
                 fig.add_trace(go.Scatter(
-                    x=g["batch"], y=g[col], mode="lines+markers", name=name, legendgroup=name,
-                    showlegend=name not in shown, line={"color": strategy_color(s), "dash": _dash(be)},
-                    marker={"size": 6}, customdata=g[["accept_len"]].to_numpy(),
+                    x=g["batch"], y=g[col], mode="lines+markers", name=name, legendgroup=s, showlegend=False,
+                    line={"color": strategy_color(s), "dash": _dash(be)}, marker={"size": 6},
+                    customdata=list(zip(g["accept_len"], flags)),
                     hovertemplate=f"{name}<br>B=%{{x}}<br>%{{y:.4g}} µs<br>accept length %{{customdata[0]:.3g}}"
-                                  "<extra></extra>"), row=row, col=j)
-                shown.add(name)
-        bad = dt[dt["flag"] == FLAG_INCORRECT]
-        for row, col in ((1, "step_us"), (2, "per_token_us")):
-            if len(bad):
-                fig.add_trace(go.Scatter(
-                    x=bad["batch"], y=bad[col], mode="markers", name=_FLAG_NAME, legendgroup="flag",
-                    showlegend=_FLAG_NAME not in shown, marker={"symbol": "x", "size": 12, "color": "black"},
-                    text=bad["strategy"] + " · " + bad["backend"],
-                    hovertemplate="%{text}: check failed<br>B=%{x}<br>%{y:.4g} µs<extra></extra>"), row=row, col=j)
-                shown.add(_FLAG_NAME)
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+                                  "<br>%{customdata[1]}<extra></extra>"), row=row, col=j)
+            _flag_overlays(fig, g, "step_us", shown, row=1, col=j)
+            _flag_overlays(fig, g, "per_token_us", shown, row=2, col=j)
+    _legend_keys(fig, sorted(d["strategy"].unique(), key=_rank), sorted(d["backend"].astype(str).unique()))
+    _log_y(fig)
+    _batch_ticks(fig, d)
     for j in range(1, len(Ts) + 1):
         fig.update_xaxes(title_text=_BATCH_AXIS, row=2, col=j)
-    fig.update_yaxes(title_text=axis_title("time per step (CUDA graph of consecutive steps)", "µs"), row=1, col=1)
+    fig.update_yaxes(title_text=axis_title("time per step", "µs"), row=1, col=1)
     fig.update_yaxes(title_text=axis_title("time per accepted token", "µs"), row=2, col=1)
-    fig.update_layout(title=f"{title} · {sd} state", template="plotly_white", height=640,
-                      hovermode="closest")
-    legend_right(fig, title="strategy · backend")
+    fig.update_layout(title=f"{title} · {sd} state (16 consecutive steps in one CUDA graph)",
+                      template="plotly_white", height=680, hovermode="closest")
+    legend_right(fig, title="colour: strategy")
     return add_provenance(fig, _provenance(d))
 
 
@@ -163,10 +210,11 @@ def step_time_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title
 def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = None,
                               draft_tokens: int | None = None, target_pct: float | None = 75.0,
                               title: str | None = None):
-    """Three panels vs B at one state dtype and T (default bfloat16, T=4 when present): bytes one
+    """Four panels vs B at one state dtype and T (default bfloat16, T=4 when present): bytes one
     step moves by the formula (``bytes``, MB), measured step time over the time those bytes take at
-    the measured copy bandwidth (``floor_ratio``, 1 = at the floor), and the verify (solid) and
-    commit (dotted) bandwidth as % of the HBM peak, with ``target_pct`` as a line."""
+    the measured copy bandwidth (``floor_ratio``, 1 = at the floor), and the verify and the commit
+    bandwidth as % of the HBM peak (commit: strategies whose commit moves state), with
+    ``target_pct`` as a line. Flagged rows carry the step-time figure's markers."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -180,46 +228,44 @@ def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = No
     d = d[d["draft_tokens"] == T] if T is not None else d
     if d.empty:
         return _nothing(title, "no step rows with status ok to draw (measure == 'step')")
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.16,
                         subplot_titles=["bytes per step (formula)", "step time / copy floor (measured)",
-                                        "verify ─ and commit ··· bandwidth (measured)"])
-    keys = d[["strategy", "backend"]].drop_duplicates()
-    keys = keys.assign(_r=keys["strategy"].map(_rank)).sort_values(["_r", "backend"])
-    for s, be, _ in keys.itertuples(index=False):
+                                        "verify bandwidth (measured)", "commit bandwidth (measured)"])
+    shown: set[str] = set()
+    for s, be in _keys(d).itertuples(index=False):
         g = d[(d["strategy"] == s) & (d["backend"] == be)].sort_values("batch")
         name = f"{s} · {be}"
         line = {"color": strategy_color(s), "dash": _dash(be)}
-        fig.add_trace(go.Scatter(x=g["batch"], y=pd.to_numeric(g["bytes"]) / 1e6, mode="lines+markers", name=name,
-                                 legendgroup=name, line=line,
+        common = {"mode": "lines+markers", "name": name, "legendgroup": s, "showlegend": False, "line": line}
+        fig.add_trace(go.Scatter(x=g["batch"], y=pd.to_numeric(g["bytes"]) / 1e6, **common,
                                  hovertemplate=f"{name}<br>B=%{{x}}<br>%{{y:.4g}} MB<extra></extra>"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=g["batch"], y=g["floor_ratio"], mode="lines+markers", name=name, legendgroup=name,
-                                 showlegend=False, line=line,
+        fig.add_trace(go.Scatter(x=g["batch"], y=g["floor_ratio"], **common,
                                  hovertemplate=f"{name}<br>B=%{{x}}<br>%{{y:.3g}}x the floor<extra></extra>"),
                       row=1, col=2)
-        for phase, dash in (("verify", "solid"), ("commit", "dot")):
+        _flag_overlays(fig, g, "floor_ratio", shown, row=1, col=2)
+        for col_i, phase in ((1, "verify"), (2, "commit")):
             col = f"{phase}_pct_of_peak_bw"
             if col in g and pd.to_numeric(g[col], errors="coerce").notna().any():
-                fig.add_trace(go.Scatter(x=g["batch"], y=g[col], mode="lines+markers", name=f"{name} · {phase}",
-                                         legendgroup=name, showlegend=False,
-                                         line={"color": strategy_color(s), "dash": dash},
+                fig.add_trace(go.Scatter(x=g["batch"], y=g[col], **{**common, "name": f"{name} · {phase}"},
                                          hovertemplate=f"{name} {phase}<br>B=%{{x}}<br>%{{y:.3g}} % of peak"
-                                                       "<extra></extra>"), row=1, col=3)
-    bad = d[d["flag"] == FLAG_INCORRECT]
-    if len(bad):
-        fig.add_trace(go.Scatter(x=bad["batch"], y=bad["floor_ratio"], mode="markers", name=_FLAG_NAME,
-                                 marker={"symbol": "x", "size": 12, "color": "black"},
-                                 text=bad["strategy"] + " · " + bad["backend"],
-                                 hovertemplate="%{text}: check failed<br>B=%{x}<extra></extra>"), row=1, col=2)
+                                                       "<extra></extra>"), row=2, col=col_i)
+                _flag_overlays(fig, g, col, shown, row=2, col=col_i)
+    _legend_keys(fig, sorted(d["strategy"].unique(), key=_rank), sorted(d["backend"].astype(str).unique()))
     fig.add_hline(y=1.0, line={"color": "#888", "dash": "dot"}, row=1, col=2)
     if target_pct is not None:
-        fig.add_hline(y=target_pct, line={"color": "#888", "dash": "dot"}, row=1, col=3,
-                      annotation_text=f"target {target_pct:g} %", annotation_position="bottom right")
-    fig.update_xaxes(type="log", title_text=_BATCH_AXIS)
-    fig.update_yaxes(type="log", title_text=axis_title("bytes per step (gdnlab.roofline formula)", "MB"), row=1, col=1)
-    fig.update_yaxes(type="log", title_text=axis_title("step time / (bytes / copy bandwidth)", "x"), row=1, col=2)
-    fig.update_yaxes(title_text=axis_title("achieved bandwidth", "% of HBM peak"), rangemode="tozero", row=1, col=3)
-    fig.update_layout(title=f"{title} · {sd} state, T={T}", template="plotly_white", height=460)
-    legend_right(fig, title="strategy · backend")
+        for c in (1, 2):
+            fig.add_hline(y=target_pct, line={"color": "#888", "dash": "dot"}, row=2, col=c,
+                          annotation_text=f"target {target_pct:g} %", annotation_position="top left")
+    _batch_ticks(fig, d)
+    fig.update_xaxes(title_text=_BATCH_AXIS)
+    for c in (1, 2):
+        _log_y(fig, row=1, col=c)
+    fig.update_yaxes(title_text=axis_title("bytes per step (roofline formula)", "MB"), row=1, col=1)
+    fig.update_yaxes(title_text=axis_title("step time / (bytes / copy bandwidth)", "x"), row=1, col=2)
+    for c in (1, 2):
+        fig.update_yaxes(title_text=axis_title("achieved bandwidth", "% of HBM peak"), range=[0, 100], row=2, col=c)
+    fig.update_layout(title=f"{title} · {sd} state, T={T}", template="plotly_white", height=760)
+    legend_right(fig, title="colour: strategy")
     return add_provenance(fig, _provenance(d))
 
 
@@ -227,9 +273,10 @@ def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = No
 
 
 def winners_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: str | None = None):
-    """Which strategy is fastest at each B (:func:`gdnlab.strategies.ledger.winners`): a square per
-    (B, backend · T · accept length) in the winner's colour, labelled with its speedup over
-    ``full_cache`` (``2.5x``: full_cache's step time / the winner's)."""
+    """Which strategy is fastest at each B (:func:`gdnlab.strategies.ledger.winners`, flagged rows
+    never win): a square per (B, backend · T · accept length) in the winner's colour, labelled with
+    its speedup over ``full_cache`` (``2.5x``: full_cache's step time / the winner's); an open
+    circle beside a square where a flagged row (no check, failed check, eager-timed) was faster."""
     import plotly.graph_objects as go
 
     _check(led, ("strategy", "backend", "batch", "draft_tokens", "accept_len", "state_dtype", "status", "step_us"))
@@ -248,19 +295,26 @@ def winners_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: 
         g = w[w["winner"] == s]
         fig.add_trace(go.Scatter(
             x=g["x"], y=g["row"], mode="markers+text", name=s, text=g["text"], textposition="middle center",
-            textfont={"color": "white", "size": 11},
-            marker={"symbol": "square", "size": 44, "color": strategy_color(s)},
+            textfont={"color": "white", "size": 12},
+            marker={"symbol": "square", "size": 46, "color": strategy_color(s)},
             customdata=g[["step_us", "full_cache_step_us", "runner_up", "flagged"]].astype(object).to_numpy(),
             hovertemplate=(f"{s} wins at B=%{{x}}<br>%{{y}}<br>step %{{customdata[0]:.4g}} µs"
                            "<br>full_cache %{customdata[1]:.4g} µs<br>runner-up %{customdata[2]}"
-                           "<br>left out (check failed): %{customdata[3]}<extra></extra>")))
+                           "<br>left out: %{customdata[3]}<extra></extra>")))
+    faster = w[w["fastest_flagged"].notna()] if "fastest_flagged" in w else w.iloc[:0]
+    if len(faster):
+        fig.add_trace(go.Scatter(
+            x=faster["x"], y=faster["row"], mode="markers", name="a flagged row was faster (not counted)",
+            marker={"symbol": "circle-open", "size": 58, "color": "black", "line": {"width": 2}},
+            customdata=faster[["fastest_flagged", "fastest_flagged_step_us"]].astype(object).to_numpy(),
+            hovertemplate="faster but flagged: %{customdata[0]}<br>%{customdata[1]:.4g} µs<extra></extra>"))
     batches = sorted(w["batch"].unique())
     rows = sorted(w["row"].unique())
     fig.update_xaxes(title_text=_BATCH_AXIS, type="category", categoryorder="array",
                      categoryarray=[str(b) for b in batches])
-    fig.update_yaxes(title_text="backend · draft tokens T · accept length", type="category")
+    fig.update_yaxes(title_text="backend · T · accept length", type="category", range=[-0.6, len(rows) - 0.4])
     fig.update_layout(title=f"{title} · {sd} state (label: full_cache step / winner step)",
-                      template="plotly_white", height=max(260, 120 + 60 * len(rows)))
+                      template="plotly_white", height=max(300, 190 + 80 * len(rows)))
     legend_right(fig, title="fastest strategy")
     return add_provenance(fig, _provenance(d))
 
@@ -320,7 +374,8 @@ def _trace_provenance(t: pd.DataFrame) -> str:
 def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
     """Kernel time per step by phase (fold, verify, commit, marker, other) of each strategy's trace
     (:func:`gdnlab.strategies.ledger.trace_phases`): stacked bars, a strategy per bar, a panel per
-    backend; the bar's label is the strategy, the hover gives µs and share."""
+    backend; the bar's label is the strategy (``(eager)`` for a trace launched without a CUDA
+    graph), the hover gives µs and share."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -338,7 +393,9 @@ def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
         sorted(set(phases["phase"]) - set(PHASE_COLORS))
     for j, be in enumerate(backends, start=1):
         d = phases[phases["backend"].astype(str) == be]
-        strategies = sorted(d["strategy"].unique(), key=_rank)
+        if "launch" in d.columns:
+            d = d.assign(strategy=[_trace_label(s, la) for s, la in zip(d["strategy"], d["launch"])])
+        strategies = sorted(d["strategy"].unique(), key=lambda v: _rank(str(v).split(" ")[0]))
         for p in order:
             g = d[d["phase"] == p].set_index("strategy").reindex(strategies)
             fig.add_trace(go.Bar(x=strategies, y=g["time_per_step_us"], name=p, legendgroup=p, showlegend=j == 1,
@@ -355,10 +412,17 @@ def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
     return add_provenance(fig, _trace_provenance(phases))
 
 
+def _trace_label(strategy: str, launch: Any) -> str:
+    return f"{strategy} (eager)" if launch == "eager" else str(strategy)
+
+
 def step_busy_figure(busy: pd.DataFrame, *, target_pct: float | None = 90.0, title: str | None = None):
-    """Median GPU busy share of a step (kernel time / time from one verify marker to the next) in
-    each strategy's trace (:func:`gdnlab.strategies.ledger.trace_busy`), min–median as an error
-    bar, a bar per strategy in its colour, a group per backend; ``target_pct`` as a line."""
+    """GPU busy share of a step in each strategy's trace (:func:`gdnlab.strategies.ledger.trace_busy`):
+    a bar per trace in the strategy's colour, the median over complete steps of kernel time / the
+    time from one verify marker to the next (host share included), min–median as an error bar; a
+    black diamond for the kernel time over the step's own span on the device (verify marker to its
+    last kernel). A trace launched eagerly (no CUDA graph) is hatched and labelled *not comparable*;
+    ``target_pct`` as a line."""
     import plotly.graph_objects as go
 
     need = ("backend", "strategy", "busy_pct_median", "busy_pct_min")
@@ -367,23 +431,36 @@ def step_busy_figure(busy: pd.DataFrame, *, target_pct: float | None = 90.0, tit
     title = title or "GPU busy share of a step in each strategy's trace"
     d = busy[pd.to_numeric(busy["busy_pct_median"], errors="coerce").notna()]
     if d.empty:
-        return _nothing(title, "no trace with phase markers (no verify marker kernels found)")
-    d = d.assign(_r=d["strategy"].map(_rank)).sort_values(["backend", "_r"])
+        return _nothing(title, "no trace with two or more phase markers (no complete step found)")
+    launch = d["launch"] if "launch" in d.columns else pd.Series(None, index=d.index)
+    d = d.assign(_r=d["strategy"].map(_rank), _launch=launch,
+                 _x=[_trace_label(s, la) for s, la in zip(d["strategy"], launch)]).sort_values(["backend", "_r"])
     fig = go.Figure()
     for s in sorted(d["strategy"].unique(), key=_rank):
         g = d[d["strategy"] == s]
+        eager = (g["_launch"] == "eager").to_numpy()
         low = (g["busy_pct_median"] - g["busy_pct_min"]).clip(lower=0)
-        fig.add_trace(go.Bar(x=[g["backend"].astype(str), g["strategy"]], y=g["busy_pct_median"], name=s,
-                             marker={"color": strategy_color(s)},
-                             error_y={"type": "data", "symmetric": False, "array": [0] * len(g), "arrayminus": low},
-                             hovertemplate="%{x}<br>median %{y:.3g} % busy<extra></extra>"))
+        text = [f"{v:.0f} %" + ("<br>eager trace:<br>not comparable" if e else "")
+                for v, e in zip(g["busy_pct_median"], eager)]
+        hatch = {"shape": ["/" if e else "" for e in eager]}
+        fig.add_trace(go.Bar(x=[g["backend"].astype(str), g["_x"]], y=g["busy_pct_median"], name=s,
+                             marker={"color": strategy_color(s), "pattern": hatch},
+                             text=text, textposition="outside", cliponaxis=False,
+                             error_y={"type": "data", "symmetric": False, "array": [0] * len(g), "arrayminus": low,
+                                      "color": "#444"},
+                             hovertemplate="%{x}<br>median %{y:.3g} % busy (marker to marker)<extra></extra>"))
+    if "span_busy_pct_median" in d.columns and pd.to_numeric(d["span_busy_pct_median"], errors="coerce").notna().any():
+        fig.add_trace(go.Scatter(x=[d["backend"].astype(str), d["_x"]], y=d["span_busy_pct_median"], mode="markers",
+                                 name="kernels over the step's own span", marker={"symbol": "diamond", "size": 11,
+                                                                                  "color": "black"},
+                                 hovertemplate="%{x}<br>%{y:.3g} % of the step's span on the device<extra></extra>"))
     if target_pct is not None:
         fig.add_hline(y=target_pct, line={"color": "#888", "dash": "dot"},
-                      annotation_text=f"target {target_pct:g} %", annotation_position="bottom right")
-    fig.update_yaxes(title_text=axis_title("GPU busy share of a step (median; bar to the min)", "%"),
-                     range=[0, 105])
-    fig.update_xaxes(title_text="backend · strategy")
-    fig.update_layout(title=title, template="plotly_white", height=420, barmode="group")
+                      annotation_text=f"target {target_pct:g} %", annotation_position="top right")
+    fig.update_yaxes(title_text=axis_title("GPU busy share of a step", "%"), range=[0, 118],
+                     tickvals=[0, 20, 40, 60, 80, 100])
+    fig.update_xaxes(title_text="backend · strategy trace")
+    fig.update_layout(title=f"{title} (bar: median, marker to next marker; whisker: min)", template="plotly_white",
+                      height=460, barmode="group")
     legend_right(fig, title="strategy")
     return add_provenance(fig, _trace_provenance(d))
-

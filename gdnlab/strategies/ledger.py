@@ -9,10 +9,13 @@ tables, split by :mod:`gdnlab.phases`). Nothing here measures, plots or reads fi
   ``per_token_us`` (= ``step_us / accept_len``: time per accepted token), ``vs_full_cache`` (step
   time / ``full_cache``'s at the same backend, state dtype, T, accept length and B),
   ``floor_ratio`` (``step_us / copy_floor_us``: measured time over the formula bytes' time at the
-  measured copy bandwidth), ``commit_floor_ratio`` and ``flag`` (``"INCORRECT"`` where the strategy
-  check failed, ``correct == False``: such rows are kept and flagged, never dropped);
+  measured copy bandwidth), ``commit_floor_ratio`` and ``flag`` (:data:`FLAG_INCORRECT` where the
+  strategy check failed, ``correct == False``; :data:`FLAG_UNCHECKED` where it did not run,
+  ``correct`` NA; :data:`FLAG_EAGER` where the step was timed eagerly because CUDA-graph capture
+  failed, ``timing_method == "eager"``, so its time is not comparable with graph-timed rows;
+  comma separated when several apply). Flagged rows are kept and shown, never dropped;
 * :func:`winners`: the fastest strategy per (backend, state dtype, T, accept length, B), among
-  rows that are ``ok`` and not flagged incorrect;
+  rows that are ``ok`` and carry no flag (flagged ones are listed beside the winner);
 * :func:`served_scratch`: scratch and memory GiB of each strategy for a served model (default
   Qwen3.5-397B-A17B at TP 4, all its GDN layers) at one B, from :mod:`gdnlab.roofline`;
 * :func:`targets`, :func:`busy_targets`: measured value, goal and met (yes / no / no data) of the
@@ -35,7 +38,8 @@ from ..shapes import GDNShape, dtype_from_name, dtype_name, preset
 
 __all__ = ["STRATEGY_ORDER", "GROUP", "Targets", "step_rows", "strategy_ledger", "ledger_table", "winners",
            "served_scratch", "options_from_rows", "targets", "busy_targets", "trace_paths", "trace_phases",
-           "trace_busy", "phase_summary", "SERVED_PRESET", "SERVED_TP", "FLAG_INCORRECT"]
+           "trace_busy", "phase_summary", "SERVED_PRESET", "SERVED_TP", "FLAG_INCORRECT", "FLAG_UNCHECKED",
+           "FLAG_EAGER", "FLAG_TEXT", "has_flag", "MET_NOT_COMPARABLE"]
 
 #: strategies in the order tables and legends list them (the baseline first)
 STRATEGY_ORDER = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
@@ -43,8 +47,18 @@ STRATEGY_ORDER = ("full_cache", "token_slots", "recompute", "recompute_fused", "
 GROUP = ("backend", "state_dtype", "draft_tokens", "accept_len")
 #: the served model the scratch table is for (``gdnlab.shapes.preset(SERVED_PRESET, tp=SERVED_TP)``)
 SERVED_PRESET, SERVED_TP = "qwen3.5-397b-a17b", 4
-#: ``flag`` of a row whose strategy check failed
+#: ``flag`` of a row whose strategy check failed (``correct == False``)
 FLAG_INCORRECT = "INCORRECT"
+#: ``flag`` of a row that ran but whose strategy check did not (``correct`` NA)
+FLAG_UNCHECKED = "UNCHECKED"
+#: ``flag`` of a row timed eagerly (CUDA-graph capture failed): not comparable with graph-timed rows
+FLAG_EAGER = "EAGER-TIMED"
+#: what each flag means, for legends and table notes
+FLAG_TEXT = {FLAG_INCORRECT: "check failed (correct = False)",
+             FLAG_UNCHECKED: "unchecked (the check did not run)",
+             FLAG_EAGER: "eager-timed (graph capture failed): not comparable"}
+#: ``met`` of a target whose measurement cannot be judged against the goal (eager-timed, eager trace)
+MET_NOT_COMPARABLE = "not comparable"
 _GIB = float(2 ** 30)
 _TOL = 1e-6
 
@@ -124,12 +138,29 @@ def _ratio(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a / b).where(b > 0)
 
 
+def has_flag(flags: pd.Series, flag: str) -> pd.Series:
+    """Boolean: whether each ``flag`` value of a ledger (comma-separated flags) contains ``flag``."""
+    return flags.astype("string").str.split(", ").map(lambda v: isinstance(v, list) and flag in v).astype(bool)
+
+
+def _flags(led: pd.DataFrame, ok: pd.Series) -> pd.Series:
+    correct = led["correct"].astype("boolean")
+    eager = (led["timing_method"].astype("string") == "eager").fillna(False).astype(bool)
+    parts = [(correct.eq(False).fillna(False).astype(bool), FLAG_INCORRECT),
+             (ok & correct.isna(), FLAG_UNCHECKED), (ok & eager, FLAG_EAGER)]
+    out = []
+    for i in range(len(led)):
+        names = [f for m, f in parts if bool(m.iloc[i])]
+        out.append(", ".join(names) if names else pd.NA)
+    return pd.Series(out, index=led.index, dtype="string")
+
+
 def strategy_ledger(df: pd.DataFrame) -> pd.DataFrame:
     """Every step row of ``df`` with derived columns (module docstring): ``per_token_us``,
     ``vs_full_cache``, ``floor_ratio``, ``commit_floor_ratio`` and ``flag``. Rows keep every sweep
     column (provenance included); rows that did not run (``status != "ok"``) keep NaN times."""
     led = step_rows(df)
-    for c in ("step_us", "accept_len", "copy_floor_us", "commit_us", "commit_floor_us", "correct"):
+    for c in ("step_us", "accept_len", "copy_floor_us", "commit_us", "commit_floor_us", "correct", "timing_method"):
         if c not in led.columns:
             led[c] = pd.NA
     ok = led["status"].astype("string") == "ok"
@@ -138,9 +169,7 @@ def strategy_ledger(df: pd.DataFrame) -> pd.DataFrame:
     led["floor_ratio"] = _ratio(step, led["copy_floor_us"])
     led["commit_floor_ratio"] = _ratio(_num(led["commit_us"]).where(ok.fillna(False).astype(bool)),
                                        led["commit_floor_us"])
-    correct = led["correct"].astype("boolean")
-    led["flag"] = pd.Series(pd.NA, index=led.index, dtype="string").mask(correct.eq(False).fillna(False),
-                                                                         FLAG_INCORRECT)
+    led["flag"] = _flags(led, ok.fillna(False).astype(bool))
     base = led.assign(_step=step)[led["strategy"] == "full_cache"]
     keys = [*GROUP, "batch"]
     base = base[keys + ["_step"]].dropna(subset=["_step"]).drop_duplicates(keys, keep="last")
@@ -152,8 +181,8 @@ def strategy_ledger(df: pd.DataFrame) -> pd.DataFrame:
 
 #: the columns :func:`ledger_table` shows, in order
 LEDGER_COLUMNS = ("backend", "state_dtype", "draft_tokens", "accept_len", "batch", "strategy", "status", "flag",
-                  "step_us", "per_token_us", "vs_full_cache", "verify_us", "commit_us", "fold_us", "bytes",
-                  "floor_ratio", "commit_floor_ratio", "pct_of_peak_bw", "verify_pct_of_peak_bw",
+                  "timing_method", "step_us", "per_token_us", "vs_full_cache", "verify_us", "commit_us", "fold_us",
+                  "bytes", "floor_ratio", "commit_floor_ratio", "pct_of_peak_bw", "verify_pct_of_peak_bw",
                   "commit_pct_of_peak_bw", "scratch_bytes", "state_drift")
 
 
@@ -180,23 +209,26 @@ def _select(led: pd.DataFrame, *, state_dtype: str | None = None, draft_tokens: 
 
 
 def _contenders(led: pd.DataFrame) -> pd.DataFrame:
-    """Rows that may win: status ok, a step time, and not flagged incorrect."""
+    """Rows that may win: status ok, a step time, and no flag (checked, graph-timed)."""
     ok = (led["status"].astype("string") == "ok").fillna(False).astype(bool)
     return led[ok & _num(led["step_us"]).notna() & led["flag"].isna()]
 
 
 def winners(led: pd.DataFrame) -> pd.DataFrame:
     """The fastest strategy per (backend, state dtype, T, accept length, B) among rows that ran
-    (``ok``) and are not flagged incorrect.
+    (``ok``) and carry no flag (failed or missing check, eager timing).
 
     Columns: the group and ``batch``, ``winner``, ``step_us``, ``per_token_us``, ``runner_up``,
     ``runner_up_step_us``, ``full_cache_step_us``, ``vs_full_cache`` (winner / full_cache),
-    ``speedup`` (full_cache / winner), ``contenders`` (strategies compared) and ``flagged``
-    (strategies left out because their check failed, comma separated)."""
+    ``speedup`` (full_cache / winner), ``contenders`` (strategies compared), ``flagged``
+    (strategies left out and why: ``"replay_ring (UNCHECKED); token_slots (INCORRECT)"``) and
+    ``fastest_flagged`` / ``fastest_flagged_step_us`` (the fastest left-out row, when it would have
+    beaten the winner: shown, never counted)."""
     if "flag" not in led.columns:
         led = strategy_ledger(led)
     cols = [*GROUP, "batch", "winner", "step_us", "per_token_us", "runner_up", "runner_up_step_us",
-            "full_cache_step_us", "vs_full_cache", "speedup", "contenders", "flagged"]
+            "full_cache_step_us", "vs_full_cache", "speedup", "contenders", "flagged", "fastest_flagged",
+            "fastest_flagged_step_us"]
     keys = [*GROUP, "batch"]
     rows = []
     flagged = led[led["flag"].notna()]
@@ -208,14 +240,35 @@ def winners(led: pd.DataFrame) -> pd.DataFrame:
         bad = flagged
         for c, v in zip(keys, key):
             bad = bad[(bad[c] == v) if not pd.isna(v) else bad[c].isna()]
+        fb = _fastest_flagged(bad, float(best["_t"]))
         rows.append({**dict(zip(keys, key)), "winner": best["strategy"], "step_us": float(best["_t"]),
                      "per_token_us": float(best["per_token_us"]) if pd.notna(best["per_token_us"]) else math.nan,
                      "runner_up": g.iloc[1]["strategy"] if len(g) > 1 else None,
                      "runner_up_step_us": float(g.iloc[1]["_t"]) if len(g) > 1 else math.nan,
                      "full_cache_step_us": fc_t, "vs_full_cache": float(best["_t"]) / fc_t if fc_t > 0 else math.nan,
                      "speedup": fc_t / float(best["_t"]) if fc_t > 0 and best["_t"] > 0 else math.nan,
-                     "contenders": len(g), "flagged": ", ".join(sorted(set(bad["strategy"].astype(str)))) or None})
+                     "contenders": len(g), "flagged": _flag_list(bad), "fastest_flagged": fb[0],
+                     "fastest_flagged_step_us": fb[1]})
     return pd.DataFrame(rows, columns=cols)
+
+
+def _flag_list(bad: pd.DataFrame) -> str | None:
+    """``"replay_ring (UNCHECKED); token_slots (INCORRECT)"`` of flagged rows."""
+    if bad.empty:
+        return None
+    pairs = bad[["strategy", "flag"]].astype(str).drop_duplicates()
+    pairs = pairs.assign(_r=pairs["strategy"].map(_strategy_rank)).sort_values("_r")
+    return "; ".join(f"{s} ({f})" for s, f, _ in pairs.itertuples(index=False))
+
+
+def _fastest_flagged(bad: pd.DataFrame, than: float) -> tuple[str | None, float]:
+    """``("replay_ring (UNCHECKED)", µs)`` of the fastest flagged row faster than ``than`` µs."""
+    t = _num(bad["step_us"]) if len(bad) else pd.Series(dtype=float)
+    t = t[t < than]
+    if t.empty:
+        return None, math.nan
+    r = bad.loc[t.idxmin()]
+    return f"{r['strategy']} ({r['flag']})", float(t.min())
 
 
 # ------------------------------------------------------------------------------------------ scratch
@@ -346,8 +399,11 @@ def targets(led: pd.DataFrame, goals: Targets = Targets(), *, status: str | None
         others = at_b[at_b["strategy"] != "full_cache"].assign(_t=lambda d: _num(d["step_us"])).sort_values("_t")
         best = str(others.iloc[0]["strategy"]) if len(others) else None
         ratio = float(others.iloc[0]["_t"]) / float(fc_t.iloc[0]) if best and len(fc_t) else None
-        flagged = sorted(set(mine.loc[mine["flag"].notna() & (mine["batch"] == g.batch), "strategy"].astype(str)))
-        note = f"; left out (check failed): {', '.join(flagged)}" if flagged else ""
+        bad = mine[mine["flag"].notna() & (mine["batch"] == g.batch)]
+        note = f"; left out: {_flag_list(bad)}" if len(bad) else ""
+        fb = _fastest_flagged(bad, float(others.iloc[0]["_t"]) if best else math.inf)
+        if fb[0] is not None and len(fc_t):
+            note += f"; faster but not counted: {fb[0]} at {fb[1] / float(fc_t.iloc[0]):.3g}x"
         out.append(_row("best strategy's step / full_cache's step", be, best, ratio, "x", f"<= {g.best_step_max:g}x",
                         ratio is not None and ratio <= g.best_step_max, f"B={g.batch}, {cond}{note}", at_b))
         # 3. that strategy ahead of full_cache at every B >= ahead_from_batch
@@ -395,7 +451,13 @@ def _bw_row(rows: pd.DataFrame, be: str, s: str, g: Targets, cond: str) -> dict:
         for b, p in zip(big["batch"], v):
             if pd.notna(p) and (worst is None or p < worst[0]):
                 worst = (float(p), phase, int(b))
-    flag = "; check failed" if rows["flag"].notna().any() else ""
+    flags = sorted({f for v in rows["flag"].dropna().astype(str) for f in v.split(", ")})
+    flag = f"; flagged {', '.join(flags)}" if flags else ""
+    if len(big) and has_flag(big["flag"], FLAG_EAGER).all():
+        r = _row(name, be, s, worst[0] if worst else None, "%", f">= {g.bw_pct_min:g} %", False,
+                 f"every row eager-timed (graph capture failed): {FLAG_TEXT[FLAG_EAGER]}{flag}", big)
+        r["met"] = MET_NOT_COMPARABLE
+        return r
     if worst is None:
         return _row(name, be, s, None, "%", f">= {g.bw_pct_min:g} %", None,
                     f"{cond}: no verify/commit bandwidth at B >= {g.bw_from_batch}{flag}", big)
@@ -404,16 +466,25 @@ def _bw_row(rows: pd.DataFrame, be: str, s: str, g: Targets, cond: str) -> dict:
 
 
 def busy_targets(busy: pd.DataFrame, goals: Targets = Targets()) -> pd.DataFrame:
-    """The GPU-busy goal per trace of :func:`trace_busy`: ``measured`` = median busy % of its steps."""
+    """The GPU-busy goal per trace of :func:`trace_busy`: ``measured`` = median busy % of its
+    complete steps (verify marker to the next one). A trace whose kernels were launched eagerly
+    (``launch == "eager"``, no CUDA graph) is measured but ``met`` is :data:`MET_NOT_COMPARABLE`."""
     out = []
     for r in busy.itertuples(index=False):
         med = getattr(r, "busy_pct_median", math.nan)
         src = pd.DataFrame([{"gpu": getattr(r, "gpu", None)}])
         ok = pd.notna(med) and med >= goals.busy_pct_min
-        out.append(_row("GPU busy % of a step (trace)", r.backend, r.strategy, med, "%",
-                        f">= {goals.busy_pct_min:g} %", ok,
-                        f"{r.file}: median of {r.steps} steps (min {getattr(r, 'busy_pct_min', math.nan):.1f} %)",
-                        src, getattr(r, "status", None)))
+        launch = getattr(r, "launch", None)
+        span = getattr(r, "span_busy_pct_median", math.nan)
+        detail = (f"{r.file}: median of {getattr(r, 'complete_steps', r.steps)} complete steps "
+                  f"(min {getattr(r, 'busy_pct_min', math.nan):.1f} %); kernels over the step's own span "
+                  f"{span:.1f} %; launch: {launch or 'unknown'}")
+        row = _row("GPU busy % of a step (trace)", r.backend, r.strategy, med, "%", f">= {goals.busy_pct_min:g} %",
+                   ok, detail, src, getattr(r, "status", None))
+        if launch == "eager" and row["met"] != "no data":
+            row["met"] = MET_NOT_COMPARABLE
+            row["detail"] = "eager trace (no CUDA graph): not comparable; " + detail
+        out.append(row)
     return pd.DataFrame(out, columns=_TARGET_COLUMNS)
 
 
@@ -431,6 +502,18 @@ def trace_paths(folder: str, backends: Sequence[str], strategies: Sequence[str] 
 def _kernels_of(obj: Any) -> pd.DataFrame | None:
     k = getattr(obj, "kernels", obj)
     return k if isinstance(k, pd.DataFrame) else None
+
+
+def _launch(k: pd.DataFrame) -> str | None:
+    """``"CUDA graph"`` when most kernels of a trace were graph nodes, ``"eager"`` when none or few
+    were, ``None`` when the kernel table cannot tell (no ``graph_node_id`` / ``launch_api``)."""
+    if "graph_node_id" in k.columns and len(k):
+        share = float(k["graph_node_id"].notna().mean())
+    elif "launch_api" in k.columns and len(k):
+        share = float(k["launch_api"].astype("string").str.contains("Graph", case=False).fillna(False).mean())
+    else:
+        return None
+    return "CUDA graph" if share >= 0.5 else "eager"
 
 
 def _trace_fields(obj: Any) -> dict:
@@ -467,36 +550,46 @@ def trace_phases(traces: Mapping[Any, Any]) -> pd.DataFrame:
     frames = []
     for be, s, obj, k in _traces(traces):
         b = phase_breakdown(k, s, backend=be or None)
-        frames.append(b.assign(backend=be, strategy=s, steps=len(step_busy(k)), **_trace_fields(obj)))
+        frames.append(b.assign(backend=be, strategy=s, steps=len(step_busy(k)), launch=_launch(k),
+                               **_trace_fields(obj)))
     cols = ["backend", "strategy", "phase", "kernels", "time_us", "time_per_step_us", "bookkeeping_us", "share_pct",
-            "steps", "status", "gpu", "sm", "nsys", "file"]
+            "steps", "launch", "status", "gpu", "sm", "nsys", "file"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
 def trace_busy(traces: Mapping[Any, Any]) -> pd.DataFrame:
     """GPU busy share of each trace's steps (:func:`gdnlab.phases.step_busy`): ``backend``,
-    ``strategy``, ``steps``, ``busy_pct_median``, ``busy_pct_min``, ``window_us_median`` (µs from
-    one step's verify marker to the next), ``kernel_us_median`` and the trace's provenance fields."""
+    ``strategy``, ``steps`` (verify markers), ``complete_steps`` (those a next marker closes),
+    ``busy_pct_median`` / ``busy_pct_min`` (kernel time over verify marker to the next, complete
+    steps), ``span_busy_pct_median`` (kernel time over the step's own span on the device),
+    ``window_us_median``, ``span_us_median``, ``kernel_us_median`` (µs), ``launch`` (``"CUDA
+    graph"`` / ``"eager"``, from the kernels' graph node ids) and the trace's provenance fields."""
     from ..phases import step_busy
+
+    def med(b: pd.DataFrame, col: str, how: str = "median") -> float:
+        v = pd.to_numeric(b[col], errors="coerce").dropna() if len(b) else pd.Series(dtype=float)
+        return float(getattr(v, how)()) if len(v) else math.nan
 
     rows = []
     for be, s, obj, k in _traces(traces):
         b = step_busy(k)
         rows.append({"backend": be, "strategy": s, "steps": len(b),
-                     "busy_pct_median": float(b["busy_pct"].median()) if len(b) else math.nan,
-                     "busy_pct_min": float(b["busy_pct"].min()) if len(b) else math.nan,
-                     "window_us_median": float(b["window_us"].median()) if len(b) else math.nan,
-                     "kernel_us_median": float(b["kernel_us"].median()) if len(b) else math.nan,
-                     **_trace_fields(obj)})
-    cols = ["backend", "strategy", "steps", "busy_pct_median", "busy_pct_min", "window_us_median",
-            "kernel_us_median", "status", "gpu", "sm", "nsys", "file"]
+                     "complete_steps": int(b["complete"].sum()) if len(b) else 0,
+                     "busy_pct_median": med(b, "busy_pct"), "busy_pct_min": med(b, "busy_pct", "min"),
+                     "span_busy_pct_median": med(b, "span_busy_pct"), "window_us_median": med(b, "window_us"),
+                     "span_us_median": med(b, "span_us"), "kernel_us_median": med(b, "kernel_us"),
+                     "launch": _launch(k), **_trace_fields(obj)})
+    cols = ["backend", "strategy", "steps", "complete_steps", "busy_pct_median", "busy_pct_min",
+            "span_busy_pct_median", "window_us_median", "span_us_median", "kernel_us_median", "launch", "status",
+            "gpu", "sm", "nsys", "file"]
     return pd.DataFrame(rows, columns=cols)
 
 
 def phase_summary(phases: pd.DataFrame) -> pd.DataFrame:
     """:func:`trace_phases` one row per trace: µs per step of each phase (``fold_us``,
     ``verify_us``, ``commit_us``, ``marker_us``, ``other_us``, where present), ``kernel_us`` (their
-    sum), the verify / commit / fold shares of it (``*_pct``), ``steps``, ``status`` and ``file``."""
+    sum), the verify / commit / fold shares of it (``*_pct``), ``steps``, ``launch``, ``status`` and
+    ``file``."""
     cols = ["backend", "strategy"]
     if phases.empty:
         return pd.DataFrame(columns=[*cols, "kernel_us", "steps", "status", "file"])
@@ -508,7 +601,8 @@ def phase_summary(phases: pd.DataFrame) -> pd.DataFrame:
     for p in ("fold", "verify", "commit"):
         if f"{p}_us" in w.columns:
             w[f"{p}_pct"] = 100.0 * w[f"{p}_us"] / w["kernel_us"]
-    info = phases.drop_duplicates(cols).set_index(cols)[["steps", "status", "file"]]
+    info = phases.drop_duplicates(cols).set_index(cols)[[c for c in ("steps", "launch", "status", "file")
+                                                          if c in phases.columns]]
     out = w.join(info).reset_index()
     out["_r"] = out["strategy"].map(_strategy_rank)
     return out.sort_values(["backend", "_r"]).drop(columns="_r").reset_index(drop=True)
