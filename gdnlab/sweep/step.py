@@ -35,8 +35,9 @@ backend, strategy, B, T, state dtype, accept length). :func:`measure_step_point`
      steady-state verify (``full_cache``, ``token_slots``, ``recompute``, ``replay_ring``: for the
      last, the verify without the fold, which only a commit makes due); for ``recompute_fused``,
      whose verify replays what the previous commit accepted, ``verify_us = step_us - commit_us``.
-     ``fold_us = step_us - verify_us - commit_us`` for ``replay_ring`` (its amortised fold), empty
-     for the others. ``split_method`` records which.
+     ``fold_us = step_us - verify_us - commit_us`` for ``replay_ring`` (its amortised fold; empty
+     when that difference is negative, i.e. the fold runs inside the verify kernel), empty for the
+     others. ``split_method`` records which.
 
 The commits timed alone run without verifies in between (a ring cursor may pass the ring's end):
 nothing reads the scratch afterwards, it is dropped with the point.
@@ -286,8 +287,12 @@ def measure_step_point(pt: SweepPoint, ctx) -> dict:
         if name in SEPARABLE_VERIFY:
             method += "verify: graph of verifies alone"
             if name in FOLDING:
-                row["fold_us"] = row["step_us"] - row["verify_us"] - row["commit_us"]
-                method += " (no fold due); fold: step - verify - commit"
+                rest = row["step_us"] - row["verify_us"] - row["commit_us"]
+                if rest >= 0:
+                    row["fold_us"] = rest
+                    method += " (no fold due); fold: step - verify - commit"
+                else:  # e.g. FlashInfer's ring kernel folds inside its verify: nothing left to attribute
+                    method += f"; fold: not separable (step - verify - commit = {rest:.1f} us < 0)"
         else:
             row["verify_us"] = row["step_us"] - row["commit_us"]
             method += "verify: step - commit (its verify replays what the previous commit accepted)"
