@@ -17,9 +17,13 @@ from gdnlab.errors import UnavailableError
 from gdnlab.inputs import make_inputs
 from gdnlab.shapes import GDNShape
 from gdnlab.strategies import STRATEGY_NAMES, available_strategies, get_strategy, strategy_names
+from gdnlab.strategies.base import bookkeeping_index
 from gdnlab.strategies.check import check_strategy
+from gdnlab.strategies.host_sync import HostSyncError, allow_host_sync, check_capturable, forbid_host_sync, opaque
+from gdnlab.strategies.ops import TorchOps
 from gdnlab.strategies.recompute import Recompute
 from gdnlab.strategies.token_slots import default_slot_table
+from gdnlab.strategies.triton import STRATEGIES as TRITON_STRATEGIES
 
 SHAPE = GDNShape("strategies-small", num_q_heads=2, num_v_heads=4, head_k_dim=16, head_v_dim=16)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -54,6 +58,104 @@ def test_check_catches_a_wrong_commit() -> None:
 
     res = check_strategy(OffByOne(), SHAPE, batch=3, T=3, steps=4, state_dtype=torch.float32)
     assert not res.ok and max(res.state_ratio) > 1
+
+
+def _writes_slot0(scratch_slots: tuple[int, ...]):
+    """A reference ``recompute`` whose verify also scribbles on pool slot 0 (as FlashInfer's bf16
+    kernels do for padding rows), declaring ``scratch_slots``."""
+    class SlotZeroWriter(get_strategy("recompute").__class__):
+        def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
+            super()._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
+            pool[0].add_(1.0)
+
+    SlotZeroWriter.scratch_slots = scratch_slots
+    return SlotZeroWriter()
+
+
+def test_check_allows_writes_to_declared_scratch_slots_only() -> None:
+    assert all(get_strategy(n).scratch_slots_for(torch.bfloat16) == () for n in STRATEGY_NAMES)
+    kw = dict(batch=3, T=2, steps=3, state_dtype=torch.float32, seed=4)
+    res = check_strategy(_writes_slot0(()), SHAPE, **kw)
+    assert not res.ok and res.problems == ["the reserved pool slot 0 was written"], res.summary()
+    assert "state drift max" in res.summary() and "slot 0 was written" in res.summary()
+    res = check_strategy(_writes_slot0((0,)), SHAPE, **kw)
+    assert res.ok, res.summary()
+    res = check_strategy(_writes_slot0((0, 2)), SHAPE, **kw)        # slot 2 belongs to a request
+    assert not res.ok and any("slot(s) [2] as scratch" in p for p in res.problems), res.summary()
+
+
+def test_host_sync_guard_catches_what_a_cuda_graph_cannot_capture() -> None:
+    x, idx = torch.zeros(6), torch.tensor([1, 2])
+    bad = {"x[idx] = 0": lambda: x.__setitem__(idx, 0), ".item()": lambda: x.sum().item(),
+           "bool()": lambda: bool(x.any()), ".cpu()": lambda: x.cpu(), ".tolist()": lambda: x.tolist(),
+           "torch.tensor": lambda: torch.tensor([1, 2]), "nonzero": lambda: torch.nonzero(x),
+           "x[mask]": lambda: x[x > 0], "x[mask] = v": lambda: x.__setitem__(x > 0, 1.0),
+           "torch.equal": lambda: torch.equal(x, x), "repeat_interleave": lambda: torch.repeat_interleave(idx)}
+    for what, fn in bad.items():
+        with forbid_host_sync():
+            try:
+                fn()
+            except HostSyncError as exc:
+                assert "not capturable in a CUDA graph" in str(exc), what
+            else:
+                pytest.fail(f"{what} inside forbid_host_sync() was not caught")
+        fn()                                                  # outside the guard: fine
+    with forbid_host_sync():
+        x.index_fill_(0, idx, 0)
+        x[idx] = torch.ones(2)
+        x[0:2] = 0
+        x.masked_fill_(x > 0, 0)
+        torch.where(x > 0, x, 0)
+        torch.as_tensor(idx)
+        with allow_host_sync():
+            x.tolist()
+        opaque(torch.nonzero)(x)
+        with pytest.raises(HostSyncError):
+            x.tolist()
+    assert torch.Tensor.cpu is torch._C.TensorBase.cpu and x.cpu() is x   # patches undone
+
+
+class _KernelStandIn(TorchOps):
+    """TorchOps as a kernel launch would be: exempt from the guard (it reads counts on the host)."""
+
+    recurrent = opaque(TorchOps.recurrent)
+    scatter_commit = opaque(TorchOps.scatter_commit)
+
+
+@pytest.mark.parametrize("state", list(DTYPES))
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_triton_strategies_verify_commit_fold_are_graph_capturable(name: str, state: str) -> None:
+    """The Triton strategies' own code (everything but the kernel launch) builds no host tensor, reads
+    nothing back and sizes nothing by data, so a whole step can be captured in a CUDA graph."""
+    s = TRITON_STRATEGIES[name]()
+    s.ops = _KernelStandIn()
+    check_capturable(s, SHAPE, batch=4, T=3, state_dtype=DTYPES[state], steps=3, seed=5)
+
+
+def test_capturable_check_catches_a_host_scalar_write() -> None:
+    """The guard is not vacuous: the bookkeeping write that broke capture (pending[bk] = 0) is caught."""
+    class HostScalarWrite(TRITON_STRATEGIES["recompute_fused"]):
+        def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
+            super()._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
+            scratch.pending[bookkeeping_index(indices, scratch.pool_slots)] = 0
+
+    s = HostScalarWrite()
+    s.ops = _KernelStandIn()
+    with pytest.raises(HostSyncError, match="Python scalar"):
+        check_capturable(s, SHAPE, batch=4, T=3, state_dtype=torch.float32, steps=2)
+
+
+@pytest.mark.parametrize("name", ["token_slots", "recompute_fused", "replay_ring"])
+def test_reset_forgets_listed_slots_only(name: str) -> None:
+    s = get_strategy(name)
+    pool = torch.zeros((1 + 3 * 3, *SHAPE.state_shape))
+    sc = s.allocate(pool, max_batch=3, T=2)
+    book = {"token_slots": "current", "recompute_fused": "pending", "replay_ring": "cursor"}[name]
+    getattr(sc, book).fill_(1)
+    s.reset(sc, [2, -1])
+    s.reset(sc, torch.tensor([3], dtype=torch.int32))
+    got = getattr(sc, book)
+    assert got[[2, 3]].tolist() == [0, 0] and got[1] == 1 and got[4] == 1
 
 
 def test_ring_folds_inside_verify_and_commit_moves_the_cursor() -> None:

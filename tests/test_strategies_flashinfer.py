@@ -21,6 +21,8 @@ from gdnlab.kernels.tolerances import assert_close, output_tol, state_tol
 from gdnlab.shapes import GDNShape, preset
 from gdnlab.state import StatePool
 from gdnlab.strategies import get_strategy
+from gdnlab.strategies.check import check_strategy
+from gdnlab.strategies.host_sync import check_capturable, opaque
 
 NAMES = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
 
@@ -212,6 +214,18 @@ def fake_flashinfer(monkeypatch):
     return imp
 
 
+@pytest.fixture
+def opaque_flashinfer(monkeypatch, fake_flashinfer):
+    """As ``fake_flashinfer``, with every fake kernel exempt from the host-sync guard (it stands in
+    for a launch; the fakes read indices on the host)."""
+    mods = {k: types.SimpleNamespace(**{a: opaque(f) if callable(f) else f for a, f in vars(m).items()})
+            for k, m in _fake_modules().items()}
+    imp = _importer(mods)
+    monkeypatch.setattr(sfi, "_import_module", imp)
+    monkeypatch.setattr(kfi, "_import_module", imp)
+    return imp
+
+
 # ---------------------------------------------------------------------------------------------- shared driver
 def _bf16_exact_gates(inp, gates=None):
     """FlashInfer's WY kernels read A_log/dt_bias in bf16: give every side bf16-representable values.
@@ -349,6 +363,46 @@ def test_bookkeeping_against_reference_with_fake_kernels(fake_flashinfer, name, 
     shape = GDNShape("t", 2, 8, state_dtype=state_dtype)  # H=2, HV=8, K=V=128; B*HV=128 for recompute_fused
     fi = run_against_reference(name, shape, state_dtype, B=16, T=4, steps=6, device="cpu", seed=1)
     assert fi.last_path.op in ("verify", "commit") and fi.last_path.arch == "sm90"
+
+
+CAPTURE_CASES = [(n, dt) for n in NAMES for dt in (torch.float32, torch.bfloat16)
+                 if sfi.STRATEGIES[n].supports(dt)[0]]
+
+
+@pytest.mark.parametrize("name, state_dtype", CAPTURE_CASES,
+                         ids=[f"{n}-{str(d).removeprefix('torch.')}" for n, d in CAPTURE_CASES])
+def test_verify_commit_fold_are_graph_capturable(opaque_flashinfer, name, state_dtype):
+    """Everything around FlashInfer's kernels (bookkeeping, packing, stash copies, folds) builds no
+    host tensor, reads nothing back and sizes nothing by data: a step can be captured in a CUDA graph."""
+    shape = GDNShape("t", 2, 8, state_dtype=state_dtype)
+    s = sfi.STRATEGIES[name]()
+    s.ops.scatter_commit = opaque(s.ops.scatter_commit)      # PyTorch stand-in for the fused scatter kernel
+    check_capturable(s, shape, batch=16 if name == "recompute_fused" else 4, T=4, state_dtype=state_dtype)
+
+
+@pytest.mark.parametrize("name", ["token_slots", "recompute_fused", "replay_ring"])
+def test_check_strategy_with_fake_kernels_bf16(fake_flashinfer, name):
+    """:func:`check_strategy` as a sweep runs it: folds over every request (one more than the batch),
+    the bf16 kernels' writes of padding rows into slot 0, which the strategies declare as scratch, and
+    (recompute_fused) gates held for ``GATE_EPOCH`` steps with a forced fold before they change."""
+    shape = GDNShape("t", 2, 8, state_dtype=torch.bfloat16)
+    s = sfi.STRATEGIES[name]()
+    assert s.scratch_slots_for(torch.bfloat16) == (0,) and s.scratch_slots_for("float32") == ()
+    assert s.constant_gates is (name == "recompute_fused")
+    res = check_strategy(s, shape, batch=16 if name == "recompute_fused" else 3, T=4, steps=5,
+                         state_dtype=torch.bfloat16, seed=3, drop_every=2)
+    assert res.ok, res.summary()
+
+
+def test_check_still_catches_an_undeclared_slot0_write(fake_flashinfer):
+    """token_slots on a bf16 pool does write slot 0 for padding rows: without the declaration the check fails."""
+    class Undeclared(sfi.FlashInferTokenSlots):
+        scratch_slots = ()
+
+    res = check_strategy(Undeclared(), GDNShape("t", 2, 8, state_dtype=torch.bfloat16), batch=3, T=4, steps=2,
+                         state_dtype=torch.bfloat16, seed=3)
+    assert not res.ok and "the reserved pool slot 0 was written" in res.summary(), res.summary()
+    assert "state drift max" in res.summary()
 
 
 def test_replay_ring_folds_and_force_fold(fake_flashinfer):

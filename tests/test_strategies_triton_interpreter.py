@@ -75,6 +75,30 @@ def _check_ops_all_flags() -> None:
     assert torch.all(s_t[0][2] == 9.0), "padding row's stash entries were written"
 
 
+def _capturable(name: str) -> None:
+    """verify/commit/fold of a Triton strategy with the real :class:`TritonOps` host code under the
+    host-sync guard; only the kernel launch (which the interpreter runs on the host) is exempt."""
+    from gdnlab.strategies import _triton_kernels as tk
+    from gdnlab.strategies.host_sync import check_capturable, opaque
+    from gdnlab.strategies.triton import STRATEGIES
+
+    class Launcher:
+        def __init__(self, kernel) -> None:
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            return opaque(self.kernel[grid])
+
+    real = tk.get_kernels
+    tk.get_kernels = lambda interpret=None: tuple(Launcher(k) for k in real(interpret))
+    try:
+        s = STRATEGIES[name](bv=16)
+        check_capturable(s, SHAPE, batch=3, T=3, state_dtype=torch.bfloat16, steps=3, seed=6)
+        assert s.ops.last_launch.get("interpreter") is True
+    finally:
+        tk.get_kernels = real
+
+
 CASES = {
     **{f"{n}-fp32": (lambda n=n: _check(n, torch.float32, steps=6)) for n in NAMES},
     **{f"{n}-bf16": (lambda n=n: _check(n, torch.bfloat16, steps=4)) for n in NAMES},
@@ -82,6 +106,7 @@ CASES = {
     "replay_ring-bv8-small-ring": lambda: _check("replay_ring", torch.float32, steps=6, T=2, bv=8, ring_slots=3),
     "recompute_fused-bv8": lambda: _check("recompute_fused", torch.float32, steps=4, T=2, bv=8),
     "ops-all-flags": _check_ops_all_flags,
+    **{f"{n}-graph-capturable": (lambda n=n: _capturable(n)) for n in NAMES},
 }
 
 

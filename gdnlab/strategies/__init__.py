@@ -10,6 +10,8 @@ backend-module contract are documented in :mod:`gdnlab.strategies.base`. Backend
 (PyTorch, the oracle), ``triton`` (gdnlab's own kernels; needs CUDA or ``TRITON_INTERPRET=1``),
 ``flashinfer`` (FlashInfer's kernels where they run). Backend modules are imported only when asked
 about, so importing this package never imports Triton or FlashInfer.
+:mod:`gdnlab.strategies.host_sync` checks, on any device, that a strategy's step is CUDA-graph
+capturable.
 """
 from __future__ import annotations
 

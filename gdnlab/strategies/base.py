@@ -33,7 +33,12 @@ Semantics shared by all strategies:
 * ``reset(scratch, slots)`` forgets the bookkeeping of slots handed to new requests (whose initial
   state the caller wrote into ``pool[slot]``).
 * ``validate=True`` (default) checks arguments and reads small index tensors back to the host
-  (:mod:`gdnlab.kernels.validation`); pass ``validate=False`` in timed loops.
+  (:mod:`gdnlab.kernels.validation`); pass ``validate=False`` in timed loops. With
+  ``validate=False``, ``verify``, ``commit`` and ``fold`` are CUDA-graph capturable: no host
+  tensor is built or copied, nothing is read back, no allocation is sized by data
+  (:func:`gdnlab.strategies.host_sync.forbid_host_sync` checks this on any device).
+* Pool slots a strategy's kernels may overwrite besides its requests' own (padding rows redirected
+  to a sacrificial slot) are declared by :meth:`VerifyStrategy.scratch_slots_for`; default none.
 
 Backend modules (``gdnlab.strategies.reference``, ``.triton``, ``.flashinfer``) follow one small
 contract: a module exposes ``STRATEGIES: dict[str, type[VerifyStrategy]]`` (name -> class, the
@@ -119,6 +124,13 @@ class VerifyStrategy(ABC):
     #: bookkeeping torch ops per step by phase (elementwise gathers/scatters on [B] int tensors)
     bookkeeping_ops: ClassVar[dict[str, int]] = {}
 
+    #: pool slots this strategy's kernels may overwrite for padding rows (sacrificial slots that hold no
+    #: request, e.g. the reserved slot 0); :meth:`scratch_slots_for` says for which state dtypes
+    scratch_slots: ClassVar[tuple[int, ...]] = ()
+    #: True when a verify replays stashed tokens with *its own* ``A_log`` / ``dt_bias``: the gates must
+    #: stay the same from one step to the next (a layer's constants) or be preceded by ``fold(force=True)``
+    constant_gates: ClassVar[bool] = False
+
     #: builds the backend's primitive when no ``ops`` is passed (set by each backend module)
     make_ops: ClassVar[type[RecurrentOps] | None] = None
 
@@ -197,6 +209,11 @@ class VerifyStrategy(ABC):
         from ..roofline import strategy_bytes
         return strategy_bytes(shape, self.name, batch, T, accept_len, state_dtype=state_dtype,
                               act_dtype=act_dtype, padding_rows=padding_rows, **self.roofline_options())
+
+    def scratch_slots_for(self, state_dtype: torch.dtype | str) -> tuple[int, ...]:
+        """Pool slots a step on a ``state_dtype`` pool may overwrite besides its requests' own slots
+        (their contents are garbage afterwards; they must hold no request): :attr:`scratch_slots`."""
+        return tuple(self.scratch_slots)
 
     def slots_per_request(self, T: int) -> int:
         """Pool rows one request occupies (1; ``token_slots``: 1 + T)."""

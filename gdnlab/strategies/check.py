@@ -9,6 +9,15 @@ token as a decode-only engine would). After every step the strategy's verify out
 request's committed state (:meth:`VerifyStrategy.state`) are compared with the oracle's; the result
 reports the worst error per step, so drift over the steps is visible, not only one step's error.
 Every few steps a verify is run and dropped (no commit) first: it must not change any committed state.
+Each step draws its own gate parameters ``A_log`` / ``dt_bias``, except for a strategy that replays
+stashed tokens with the *next* call's gates (:attr:`VerifyStrategy.constant_gates`, FlashInfer's
+``recompute_fused``): it gets the gates of every :data:`GATE_EPOCH`-th step, held for that many steps,
+and a ``fold(force=True)`` of every request before they change (what an engine must do when a
+layer's gates change).
+
+Pool slots: requests own slots ``1..P-1``; the reserved slot 0 must stay as it was unless the
+strategy declares it as scratch (:meth:`VerifyStrategy.scratch_slots_for`: FlashInfer's bf16 kernels
+send padding rows there). A declared scratch slot that a request owns is a problem too.
 """
 from __future__ import annotations
 
@@ -22,7 +31,10 @@ from ..kernels.reference import ReferenceBackend
 from ..shapes import GDNShape
 from .base import VerifyStrategy
 
-__all__ = ["StrategyCheck", "check_strategy"]
+__all__ = ["StrategyCheck", "check_strategy", "GATE_EPOCH"]
+
+#: steps a ``constant_gates`` strategy keeps one draw of ``A_log`` / ``dt_bias`` (module docstring)
+GATE_EPOCH = 2
 
 
 @dataclass
@@ -79,6 +91,13 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
     pool_ref = pool.clone()
     scratch = strategy.allocate(pool, max_batch=batch, T=T)
     res = StrategyCheck(strategy.name, strategy.backend, state_dtype, steps)
+    sacrificial = sorted({int(s) for s in strategy.scratch_slots_for(state_dtype)})
+    owned = [s for s in sacrificial if 1 <= s < P]
+    if owned:
+        res.problems.append(f"declares pool slot(s) {owned} as scratch, but requests own them")
+    check_slot0 = 0 not in sacrificial                                  # the reserved slot, unless scratch
+    epoch = GATE_EPOCH if strategy.constant_gates else 1
+    gates = None
     otol, stol = tol_.output_tol(act_dtype, state_dtype), tol_.state_tol(state_dtype)
     all_idx = slots.to(device)
 
@@ -92,8 +111,16 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
         acc_cpu[order < 0] = 0                                      # ignored for padding rows
         accepted = acc_cpu.to(device)
         inp = make_inputs(shape, batch, T, act_dtype=act_dtype, device=device, seed=1000 * seed + step)
+        if epoch > 1:
+            if step % epoch == 0:
+                if gates is not None:                               # the gates change: settle pending work
+                    strategy.fold(pool, all_idx, scratch, force=True)
+                gates = (inp.A_log, inp.dt_bias)
+            inp.A_log, inp.dt_bias = gates
         if drop_every and step % drop_every == drop_every - 1:
             junk = make_inputs(shape, batch, T, act_dtype=act_dtype, device=device, seed=10**6 + step)
+            if epoch > 1:
+                junk.A_log, junk.dt_bias = gates
             strategy.verify(*junk.args(), pool, idx, scratch)       # dropped: no commit
         o = strategy.verify(*inp.args(), pool, idx, scratch)
         strategy.commit(pool, idx, scratch, accepted)
@@ -120,7 +147,7 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
         err, ratio = tol_.max_violation(st, pool_ref[all_idx.long()].float(), stol)
         res.state_err.append(err)
         res.state_ratio.append(ratio)
-    if not torch.equal(pool[0], slot0):
+    if check_slot0 and not torch.equal(pool[0], slot0):
         res.problems.append("the reserved pool slot 0 was written")
     # folding everything materialises the committed states in the pool rows (not for token_slots)
     strategy.fold(pool, all_idx, scratch, force=True)
@@ -130,3 +157,4 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
     if strategy.slots_per_request(T) == 1 and not torch.allclose(pool[all_idx.long()].float(), st):
         res.problems.append("after fold(force=True) the pool rows are not the committed states")
     return res
+

@@ -51,9 +51,12 @@ verify (the q/k head count H is not known from the pool) and sized for bf16 acti
 :meth:`scratch_bytes`.
 
 Padding rows: the bf16 kernels read (and the state-writing ones write) slot 0 for index -1 (bf16
-L1028-L1029), which :class:`gdnlab.state.StatePool` reserves; the WY kernel is handed slot 0
-explicitly; outputs of padding rows are zeroed after each call. FlashInfer is imported lazily:
-importing this module needs neither FlashInfer nor a GPU.
+L1028-L1029), which :class:`gdnlab.state.StatePool` reserves; every strategy here declares it with
+:meth:`~VerifyStrategy.scratch_slots_for` (bf16 pools); the WY kernel is handed slot 0 explicitly;
+outputs of padding rows are zeroed after each call. Bookkeeping never reads the device from the
+host and never assigns a host scalar through an index (``index_fill_``), so ``verify``/``commit``
+are CUDA-graph capturable. FlashInfer is imported lazily: importing this module needs neither
+FlashInfer nor a GPU.
 """
 from __future__ import annotations
 
@@ -207,6 +210,9 @@ class _FlashInferStrategy(VerifyStrategy):
     #: one line of constraints, shown by ``gdnlab backends``
     constraints: ClassVar[str] = ""
     state_dtypes: ClassVar[tuple[torch.dtype, ...]] = (torch.float32, torch.bfloat16)
+    #: FlashInfer's bf16 kernels redirect padding rows (index -1) to pool slot 0, by design (a
+    #: sacrificial slot, :attr:`gdnlab.kernels.flashinfer.FlashInferBackend.scratch_slots`)
+    scratch_slots = (0,)
 
     def __init__(self, ops: RecurrentOps | None = None, **options: Any) -> None:
         super().__init__(ops, **options)
@@ -258,6 +264,11 @@ class _FlashInferStrategy(VerifyStrategy):
             except Exception as exc:  # noqa: BLE001
                 return False, f"flashinfer not importable: {mod}: {type(exc).__name__}: {exc}"
         return True, cls.constraints or "ok"
+
+    def scratch_slots_for(self, state_dtype: torch.dtype | str) -> tuple[int, ...]:
+        """``(0,)`` on a bfloat16 pool (the bf16 kernels read, and the state-writing ones write, slot 0
+        for padding rows: bf16 L1028-L1029), ``()`` on a float32 pool (the fp32 kernels skip them)."""
+        return tuple(self.scratch_slots) if dtype_from_name(state_dtype) == torch.bfloat16 else ()
 
     # ------------------------------------------------------------------ helpers
     def _check_alloc(self, pool: torch.Tensor, T: int) -> None:
@@ -515,9 +526,11 @@ class FlashInferRecomputeFused(_FlashInferStrategy, RecomputeFused):
     dispatches to its ILP4 kernel, which has no fused mode (bf16 L3759-L3764).
 
     The stash keeps raw ``a``/``b``, so the replay uses the *next* call's ``A_log``/``dt_bias``: they
-    must be the layer's constants (as in a model), not values that change between steps."""
+    must be the layer's constants (as in a model), not values that change between steps; before they
+    change, ``fold(force=True)`` replays pending tokens with the stashed gates (:attr:`constant_gates`)."""
 
     summary = "one bf16 MTP launch replays the pending accepted tokens, writes S once, then verifies"
+    constant_gates = True
     kernel_modules = (_GD, _BF16)
     state_dtypes = (torch.bfloat16,)
     constraints = "state bfloat16; T >= 2; B * HV >= 128 (wide_vec kernel)"
@@ -590,7 +603,7 @@ class FlashInferRecomputeFused(_FlashInferStrategy, RecomputeFused):
             dst.index_copy_(0, bk, src.to(dst.dtype))
         scratch.A_log.copy_(A_log)
         scratch.dt_bias.copy_(dt_bias)
-        scratch.pending[bk] = 0
+        scratch.pending.index_fill_(0, bk, 0)    # not pending[bk] = 0: that copies a host scalar
 
     def _commit(self, pool, indices, scratch, accepted):
         bk = bookkeeping_index(indices, scratch.pool_slots)
@@ -598,18 +611,18 @@ class FlashInferRecomputeFused(_FlashInferStrategy, RecomputeFused):
         self.last_path = KernelPath("commit", "pending_record", self.last_path.arch, {"strategy": self.name})
 
     def reset(self, scratch, slots) -> None:
-        s = torch.as_tensor(slots, device=scratch.device).long()
-        scratch.pending[s[s >= 0]] = 0
+        s = torch.as_tensor(slots, device=scratch.device).reshape(-1)
+        scratch.pending.index_fill_(0, bookkeeping_index(s, scratch.pool_slots), 0)
 
     def fold(self, pool, indices, scratch, force: bool = False) -> None:
         """``force``: replay pending tokens into the pool rows now (one MTP launch); else nothing is
-        due (the next verify replays them)."""
-        self._check_scratch(scratch, pool, indices.shape[0], scratch.T)
+        due (the next verify replays them). ``indices`` may list more rows than ``max_batch``."""
+        self._check_scratch(scratch, pool, None, scratch.T)
         if not force or not indices.numel() or scratch.k is None:
             return
         bk, pend, sk, sv, sa, sb = self._stashed(indices, scratch)
         self._replay(pool, indices, sk, sv, sa, sb, pend, scratch.A_log, scratch.dt_bias)
-        scratch.pending[bk] = 0
+        scratch.pending.index_fill_(0, bk, 0)
 
     def _state(self, pool, indices, scratch):
         if scratch.k is None:
@@ -702,10 +715,9 @@ class FlashInferReplayRing(_FlashInferStrategy):
             torch.zeros(P + 1, dtype=torch.int32, **z), torch.zeros(P + 1, dtype=torch.int32, **z), fm)
 
     def reset(self, scratch, slots) -> None:
-        s = torch.as_tensor(slots, device=scratch.device).long()
-        s = s[s >= 0]
-        scratch.hist[s] = 0
-        scratch.base[s] = 0
+        bk = bookkeeping_index(torch.as_tensor(slots, device=scratch.device).reshape(-1), scratch.pool_slots)
+        scratch.hist.index_fill_(0, bk, 0)
+        scratch.base.index_fill_(0, bk, 0)
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
         cc = self._prepare(q, pool, dims)
@@ -775,20 +787,25 @@ class FlashInferReplayRing(_FlashInferStrategy):
         return bdec[..., None, None] * S0 + torch.einsum("bhw,bhwv,bhwk->bhvk", w, U.float(), Kc.float())
 
     def _state(self, pool, indices, scratch):
-        return self._window_state(pool, indices, scratch)
+        # as a fold would store it (rounded to the pool dtype), so fold(force=True) keeps it exactly
+        return self._window_state(pool, indices, scratch).to(pool.dtype).float()
 
     def fold(self, pool, indices, scratch, force: bool = False) -> None:
         """``force``: fold every live row's window into its checkpoint now (PyTorch, one write per
-        row) and empty the window; without ``force`` nothing is due (verify folds full windows)."""
-        self._check_scratch(scratch, pool, indices.shape[0], scratch.T)
+        row) and empty the window; without ``force`` nothing is due (verify folds full windows).
+        ``indices`` may list more rows than ``max_batch``. Padding rows write back slot 0's own
+        value (no host sync to drop them)."""
+        self._check_scratch(scratch, pool, None, scratch.T)
         if not force or not indices.numel():
             return
+        live = indices >= 0
+        slots = indices.long().clamp(min=0)
         S = self._window_state(pool, indices, scratch)
-        live = torch.nonzero(indices >= 0, as_tuple=True)[0]
-        pool.index_copy_(0, indices.long()[live], S[live].to(pool.dtype))
-        bk = bookkeeping_index(indices, scratch.pool_slots)[live]
-        scratch.base[bk] = (scratch.base[bk] + scratch.hist[bk]) & (_RING_SLOTS - 1)
-        scratch.hist[bk] = 0
+        pool.index_copy_(0, slots, torch.where(live.view(-1, 1, 1, 1), S.to(pool.dtype), pool[slots]))
+        bk = bookkeeping_index(indices, scratch.pool_slots)       # padding rows: the dummy entry P
+        hist = scratch.hist[bk]
+        scratch.base[bk] = torch.where(live, (scratch.base[bk] + hist) & (_RING_SLOTS - 1), scratch.base[bk])
+        scratch.hist.index_fill_(0, bk, 0)
 
 
 STRATEGIES: dict[str, type[VerifyStrategy]] = {

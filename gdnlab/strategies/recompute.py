@@ -18,6 +18,9 @@ accepted_steps=...)`` (``gdn_kernels/gdn_decode_bf16_state.py``) do this.
   one half while writing its new tokens into the other, so no program reads an entry another
   program of the same launch overwrites. After the kernel two bookkeeping ops clear ``pending`` and
   flip ``parity``. :meth:`VerifyStrategy.state` applies pending steps to a copy.
+
+Bookkeeping writes use ``index_fill_`` / tensor values, never ``x[idx] = 0`` (which builds the
+scalar on the host and copies it: not capturable in a CUDA graph).
 """
 from __future__ import annotations
 
@@ -111,8 +114,8 @@ class RecomputeFused(Recompute):
                                  torch.zeros(P + 1, **z), torch.zeros(P + 1, **z), torch.zeros(max_batch, **z))
 
     def reset(self, scratch, slots) -> None:
-        s = torch.as_tensor(slots, device=scratch.device).long()
-        scratch.pending[s[s >= 0]] = 0
+        s = torch.as_tensor(slots, device=scratch.device).reshape(-1)
+        scratch.pending.index_fill_(0, bookkeeping_index(s, scratch.pool_slots), 0)
 
     def _pending(self, indices, scratch):
         bk = bookkeeping_index(indices, scratch.pool_slots)
@@ -126,7 +129,7 @@ class RecomputeFused(Recompute):
         st = Stash(scratch.u, scratch.k, scratch.g, rows + 1 - 2 * par, scratch.zeros[:dims.B])
         self.ops.recurrent(pool, indices, replay=rp,
                            tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, stash=st))
-        scratch.pending[bk] = 0
+        scratch.pending.index_fill_(0, bk, 0)    # not pending[bk] = 0: that copies a host scalar
         scratch.parity[bk] = 1 - par
 
     def _commit(self, pool, indices, scratch, accepted):
@@ -140,7 +143,7 @@ class RecomputeFused(Recompute):
         if force and indices.numel():
             bk, _, rows, pend = self._pending(indices, scratch)
             self.ops.recurrent(pool, indices, replay=Replay(scratch.u, scratch.k, scratch.g, rows, pend, True))
-            scratch.pending[bk] = 0
+            scratch.pending.index_fill_(0, bk, 0)
 
     def _state(self, pool, indices, scratch):
         _, _, rows, pend = self._pending(indices, scratch)

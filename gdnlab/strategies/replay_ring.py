@@ -85,8 +85,8 @@ class ReplayRing(VerifyStrategy):
         return RingScratch(T, max_batch, P, pool.dtype, pool.device, u, k, g, cursor, R, flush)
 
     def reset(self, scratch, slots) -> None:
-        s = torch.as_tensor(slots, device=scratch.device).long()
-        scratch.cursor[s[s >= 0]] = 0
+        s = torch.as_tensor(slots, device=scratch.device).reshape(-1)
+        scratch.cursor.index_fill_(0, bookkeeping_index(s, scratch.pool_slots), 0)
 
     def fold(self, pool, indices, scratch, force: bool = False) -> None:
         """Replay the ring into the checkpoint of rows that need it (``cursor + T > R`` or

@@ -100,8 +100,8 @@ class TokenSlots(VerifyStrategy):
                                  "(each request is named by its base slot)")
 
     def reset(self, scratch, slots) -> None:
-        s = torch.as_tensor(slots, device=scratch.device).long()
-        scratch.current[s[s >= 0]] = 0
+        s = torch.as_tensor(slots, device=scratch.device).reshape(-1)
+        scratch.current.index_fill_(0, bookkeeping_index(s, scratch.pool_slots), 0)
 
     def _slots(self, indices, scratch):
         """``(src [B], dst [B, T])``: committed slot and the T slots verify writes (-1 for padding)."""
