@@ -17,17 +17,21 @@ import sqlite3
 import sys
 from pathlib import Path
 
-#: (pattern, replacement): output folders of GPU jobs, the checkout, tool installs, temporary files
+#: folders of this repository: an absolute path that reaches one of them becomes repository-relative
+_REPO_DIRS = r"traces|tests|gdnlab|scripts|benchmarks|notebooks|docs|reports|\.gpu"
+_ABS = r"(?:/[\w.+-]+)+"
+
+#: (pattern, replacement), applied in order: a GPU job's output folder, the checkout, tool installs,
+#: interpreters, temporary files, caches, installed packages
 RULES = (
-    (re.compile(r"/root/out/res_[A-Za-z0-9_]+/"), ""),
-    (re.compile(r"/root/out/"), ""),
-    (re.compile(r"/work/main/"), ""),
-    (re.compile(r"/work/main\b"), "."),
+    (re.compile(_ABS + r"/out/res_\w+/"), ""),
+    (re.compile(_ABS + r"/out/"), ""),
+    (re.compile(_ABS + rf"/(?=(?:{_REPO_DIRS})/)"), ""),
     (re.compile(r"/opt/nvidia/nsight-compute/[^/\s\"']+/host/[^/\s\"']+/"), ""),
     (re.compile(r"/opt/nvidia/nsight-compute/[^/\s\"']+/host/[A-Za-z0-9_-]+"), "<nsight-host>"),
     (re.compile(r"/[A-Za-z0-9_./-]*/bin/(python3?(?:\.\d+)?)\b"), r"\1"),
     (re.compile(r"/tmp/[A-Za-z0-9_.-]+/"), "<tmp>/"),
-    (re.compile(r"/root/\.cache/"), "~/.cache/"),
+    (re.compile(_ABS + r"/\.cache/"), "~/.cache/"),
     (re.compile(r"/[A-Za-z0-9_./-]*/site-packages/"), "<site-packages>/"),
 )
 
@@ -60,12 +64,16 @@ def redact_sqlite(path: Path) -> int:
                     if new != val:
                         con.execute(f'UPDATE "{t}" SET "{col}" = ? WHERE rowid = ?', (new, rowid))
                         changed += 1
-        if "META_DATA_CAPTURE" in tables:  # one row per environment variable of the captured process
+        if "META_DATA_CAPTURE" in tables:  # one row per environment variable, and the working directory
             cur = con.execute("UPDATE META_DATA_CAPTURE SET value = '<removed>' "
                               "WHERE name LIKE '%ENVIRONMENT_VARIABLE%' AND value != '<removed>'")
             changed += cur.rowcount
+            cur = con.execute("UPDATE META_DATA_CAPTURE SET value = '.' "
+                              "WHERE name LIKE '%WORKING_DIR%' AND value != '.'")
+            changed += cur.rowcount
         con.commit()
-        con.execute("VACUUM")
+        if changed:  # drop the old text from free pages too
+            con.execute("VACUUM")
     finally:
         con.close()
     return changed
