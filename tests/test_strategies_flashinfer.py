@@ -207,9 +207,9 @@ def _importer(mods):
 def fake_flashinfer(monkeypatch):
     """CPU tensors pass as an SM90 GPU's, and FlashInfer's modules are the fakes above."""
     imp = _importer(_fake_modules())
-    monkeypatch.setattr(sfi, "_import_module", imp)
+    monkeypatch.setattr(sfi._common, "_import_module", imp)
     monkeypatch.setattr(kfi, "_import_module", imp)
-    monkeypatch.setattr(sfi, "_tensor_cc", lambda t: (9, 0))
+    monkeypatch.setattr(sfi._common, "_tensor_cc", lambda t: (9, 0))
     monkeypatch.setattr(kfi, "device_capability", lambda d: (9, 0))
     return imp
 
@@ -221,7 +221,7 @@ def opaque_flashinfer(monkeypatch, fake_flashinfer):
     mods = {k: types.SimpleNamespace(**{a: opaque(f) if callable(f) else f for a, f in vars(m).items()})
             for k, m in _fake_modules().items()}
     imp = _importer(mods)
-    monkeypatch.setattr(sfi, "_import_module", imp)
+    monkeypatch.setattr(sfi._common, "_import_module", imp)
     monkeypatch.setattr(kfi, "_import_module", imp)
     return imp
 
@@ -282,19 +282,19 @@ def test_module_imports_without_flashinfer_or_cuda():
 
 
 def test_availability_reasons(monkeypatch):
-    monkeypatch.setattr(sfi, "_current_cc", lambda: None)
+    monkeypatch.setattr(sfi._common, "_current_cc", lambda: None)
     assert sfi.availability() == (False, "no CUDA device")
     assert sfi.STRATEGIES["recompute"].availability() == (False, "no CUDA device")
-    monkeypatch.setattr(sfi, "_current_cc", lambda: (9, 0))
-    monkeypatch.setattr(sfi, "_import_module", _importer(_fake_modules(fail=sfi._BF16)))
+    monkeypatch.setattr(sfi._common, "_current_cc", lambda: (9, 0))
+    monkeypatch.setattr(sfi._common, "_import_module", _importer(_fake_modules(fail=sfi._BF16)))
     ok, why = sfi.availability()
     assert not ok and why.startswith("flashinfer not importable: ") and sfi._BF16 in why
-    monkeypatch.setattr(sfi, "_import_module", _importer(_fake_modules(fail=sfi._UF)))
+    monkeypatch.setattr(sfi._common, "_import_module", _importer(_fake_modules(fail=sfi._UF)))
     ok, why = sfi.STRATEGIES["replay_ring"].availability()
     assert not ok and sfi._UF in why
     assert sfi.STRATEGIES["full_cache"].availability()[0]
-    monkeypatch.setattr(sfi, "_import_module", _importer(_fake_modules()))
-    monkeypatch.setattr(sfi, "_current_cc", lambda: (8, 0))
+    monkeypatch.setattr(sfi._common, "_import_module", _importer(_fake_modules()))
+    monkeypatch.setattr(sfi._common, "_current_cc", lambda: (8, 0))
     assert sfi.availability() == (False, "needs SM90+, found sm80")
     assert sfi.STRATEGIES["full_cache"].availability() == (False, "FlashInfer's GDN MTP kernels need SM90+, found sm80")
 

@@ -12,13 +12,14 @@ ends as one line ``gdnlab COMMAND: KIND: MESSAGE`` on stderr with the exit code 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 from importlib import import_module
 
 from ..errors import exit_code
 
-__all__ = ["COMMANDS", "ALIASES", "build_parser", "main"]
+__all__ = ["COMMANDS", "ALIASES", "build_parser", "main", "error_line", "plain_text"]
 
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,8 +40,26 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Shows every option's default and keeps the examples' line breaks."""
 
 
+def plain_text(text: str) -> str:
+    """reStructuredText of a docstring as terminal text: ``:role:`x``` and ````x```` -> ``x``,
+    ``Examples::`` -> ``Examples:``."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = text.replace("``", "").replace("::\n", ":\n")
+    return text
+
+
+def _describe(parser: argparse.ArgumentParser, module, help_: str) -> None:
+    """The command's description: its one-line help plus the rest of its module docstring (the
+    examples included), unless ``configure_parser`` set a description of its own; as plain text."""
+    doc = (getattr(module, "__doc__", None) or "").strip()
+    if parser.description == help_ and "\n\n" in doc:
+        parser.description = help_ + "\n\n" + doc.split("\n\n", 1)[1]
+    parser.description = plain_text(parser.description or "")
+    parser.epilog = plain_text(parser.epilog) if parser.epilog else parser.epilog
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gdnlab", description=__doc__.splitlines()[0].replace("``", ""),
+    parser = argparse.ArgumentParser(prog="gdnlab", description=plain_text(__doc__.splitlines()[0]),
                                      formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show the stack trace of a failure")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -52,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=_Formatter)
         p.set_defaults(_module=mod, _command=name)
         try:
-            import_module(mod).configure_parser(p)
+            module = import_module(mod)
+            module.configure_parser(p)
+            _describe(p, module, help_)
         except ImportError as exc:  # a command whose optional dependency is missing still shows up
             p.set_defaults(_import_error=f"{type(exc).__name__}: {exc}")
     return parser
@@ -78,9 +99,20 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             traceback.print_exc()
         code, kind = known
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"gdnlab {command}: {kind}: {msg}", file=sys.stderr)
+        print(f"gdnlab {command}: {kind}: {error_line(exc)}", file=sys.stderr)
         return code
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an expected failure: the message's first line; an ``OSError`` raised by the system
+    as ``PATH: REASON`` (not ``[Errno 2] ...``); Ctrl-C as what it is."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "stopped by Ctrl-C (what was complete is kept)"
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        return f"{where}: {exc.strerror.lower()}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

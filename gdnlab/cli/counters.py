@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..errors import DataError, InputError
+from ._args import input_file, output_file
 
 __all__ = ["configure_parser", "run"]
 
@@ -81,9 +82,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_manifest(path: str) -> dict:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such manifest file")
+    p = input_file(path, "a counters manifest (the JSON written beside the raw ncu CSV)")
     try:
         manifest = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -126,19 +125,28 @@ def run(args: argparse.Namespace) -> int:
     if args.from_raw and not args.manifest:
         raise InputError("--from-raw needs --manifest (the JSON written beside the raw CSV)")
     out = Path(args.out or os.environ.get("GDNLAB_OUT", "out"))
+    if args.html:
+        output_file(args.html, "--html")
     if args.input:
-        df = load_counters(args.input)
+        df = load_counters(input_file(args.input, "a counters table (ncu_metrics.parquet or .csv)"))
     elif args.from_raw:
-        df = assemble(parse_raw_csv(Path(args.from_raw)), _read_manifest(args.manifest))
+        raw = input_file(args.from_raw, "a raw ncu CSV ('ncu --import REPORT --csv --page raw')")
+        df = assemble(parse_raw_csv(raw), _read_manifest(args.manifest))
     else:
+        from ..errors import UnavailableError
+        from ..tools import ToolNotFoundError
+
         out.mkdir(parents=True, exist_ok=True)
-        df = profile_kernels(backends=args.backends, modes=args.modes, batches=args.batches,
-                             state_dtypes=args.state_dtypes, preset=args.preset, tp=args.tp,
-                             draft_tokens=args.draft_tokens, repeats=args.repeats, engine=args.engine,
-                             gate=args.gate, clock_control=args.clock_control, cache_control=args.cache_control,
-                             ncu=args.ncu, kernel_regex=args.kernel_regex, time_budget_s=args.time_budget,
-                             workdir=args.workdir, raw_csv_out=out / "ncu_raw.csv",
-                             manifest_out=out / "ncu_manifest.json")
+        try:
+            df = profile_kernels(backends=args.backends, modes=args.modes, batches=args.batches,
+                                 state_dtypes=args.state_dtypes, preset=args.preset, tp=args.tp,
+                                 draft_tokens=args.draft_tokens, repeats=args.repeats, engine=args.engine,
+                                 gate=args.gate, clock_control=args.clock_control,
+                                 cache_control=args.cache_control, ncu=args.ncu, kernel_regex=args.kernel_regex,
+                                 time_budget_s=args.time_budget, workdir=args.workdir,
+                                 raw_csv_out=out / "ncu_raw.csv", manifest_out=out / "ncu_manifest.json")
+        except ToolNotFoundError as exc:        # ncu missing: the tool is unavailable, not an input file
+            raise UnavailableError(str(exc)) from None
     cmp = None
     if args.sweep:          # read before anything is written: a bad sweep file loses nothing
         cmp = compare_with_sweep(df, args.sweep, time_col=args.time_col, tolerance=args.tolerance)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import int_list, str_list
+from ._args import input_file, int_list, str_list
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +43,32 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="print every priced option, not only the best per batch")
 
 
+def _check(args: argparse.Namespace) -> None:
+    """The values' checks, done before the component run and the sweeps are read (seconds)."""
+    from ..errors import InputError
+    from ..shapes import dtype_name
+    from ..strategies import STRATEGY_NAMES
+
+    unknown = [s for s in args.strategies or () if s not in STRATEGY_NAMES]
+    if unknown:            # else they would be filtered out silently, leaving a decode-only plan
+        raise InputError(f"--strategies: unknown {', '.join(unknown)}; known: {', '.join(STRATEGY_NAMES)}")
+    for d in args.state_dtypes or ():
+        dtype_name(d)      # ValueError naming the known dtypes
+    if args.tp < 1:
+        raise InputError(f"--tp must be an integer >= 1 (tensor-parallel degree), got {args.tp}")
+    if not 0 < args.ctx < float("inf"):
+        raise InputError(f"--ctx must be a number of context tokens > 0, got {args.ctx:g}")
+    if any(t < 2 for t in args.draft_tokens):
+        raise InputError(f"--draft-tokens must be >= 2 for speculation, got {','.join(map(str, args.draft_tokens))}")
+    if args.accept_len_draft_tokens < 1:
+        raise InputError(f"--accept-len-draft-tokens must be an integer >= 1, got {args.accept_len_draft_tokens}")
+    if not args.accept_table and not 1 <= args.accept_len <= args.accept_len_draft_tokens:
+        raise InputError(f"--accept-len must lie in [1, T={args.accept_len_draft_tokens}] (mean tokens kept per "
+                         f"verify step), got {args.accept_len:g}")
+    if args.accept_table:
+        input_file(args.accept_table, "an accept-length table (CSV or parquet: draft_tokens, accept_len)")
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -55,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
         spec = spec_for(args.gpu.upper() if args.gpu.lower() in ("h200", "b200", "gb200") else args.gpu)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    _check(args)
+    accept = read_accept_table(args.accept_table) if args.accept_table else args.accept_len
     folder = args.components or f"traces/{args.gpu.lower()}/components"
     sweep = args.sweep or f"traces/{args.gpu.lower()}/sweep.parquet"
     step, notes = step_for_gpu(spec.name, folder, sweep_path=sweep, reference_sweep_path=args.reference_sweep,
                                preset=args.preset, tp=args.tp, fitted=None if args.fitted == "none" else args.fitted)
-    accept = read_accept_table(args.accept_table) if args.accept_table else args.accept_len
     cand = plan_candidates(step, batches=args.batches, accept=accept, accept_T=args.accept_len_draft_tokens,
                            draft_tokens=args.draft_tokens, ctx_per_request=args.ctx, strategies=args.strategies,
                            state_dtypes=args.state_dtypes)

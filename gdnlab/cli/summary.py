@@ -16,17 +16,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="batch sizes B, comma-separated")
     parser.add_argument("--draft-tokens", type=int, default=4, help="draft tokens T per verify")
     parser.add_argument("--state-dtype", default="float32", help="state pool dtype: float32 or bfloat16")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from ..errors import InputError
+    from ..instrument import resolve_device
     from ..selfcheck import contract_identities
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"--device {device!r}: expected cpu or cuda")
+    if args.draft_tokens < 1:
+        raise InputError(f"--draft-tokens must be an integer >= 1 (T, tokens per verify), got {args.draft_tokens}")
+    device = str(resolve_device(args.device))       # unknown: bad input; no CUDA here: unavailable
     shape, df = contract_identities(args.preset, args.tp, args.batches, args.draft_tokens, args.state_dtype, device)
     print(f"gdnlab reference kernel on {device}: {shape.describe()} (measured wall time, PyTorch reference)")
     print(df.to_string(index=False))

@@ -209,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--retry-failed goes with --resume")
     cfg = config_from_args(args)
     out = resolve_output(args.out or os.path.join(os.environ.get("GDNLAB_OUT", "out"), "sweep.parquet"))
+    if out.exists() and not out.is_file():          # a FIFO would block the --resume read forever
+        raise InputError(f"--out {out} is not a regular file (a pipe, socket or device); expected a .parquet "
+                         "sweep file or a folder")
     t0 = time.perf_counter()
     df = run_sweep(cfg, out, resume=args.resume, overwrite=args.overwrite, retry_failed=args.retry_failed,
                    progress=not args.no_progress)

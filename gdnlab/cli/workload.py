@@ -120,6 +120,33 @@ def _strategy(args: argparse.Namespace) -> str | None:
     return name
 
 
+def _checked_parts(args: argparse.Namespace, shape, strategy: str | None, options: dict):
+    """The quick checks of the values, device, backend and strategy, done before the progress line so
+    that a bad value is the only line on stderr. Returns the backend (an instance when no strategy)
+    and the strategy (an instance or ``None``) for :class:`gdnlab.workload.DecodeWorkload`."""
+    from ..errors import InputError
+    from ..instrument import resolve_device
+    from ..shapes import dtype_from_name
+    from ..workload import make_strategy, make_workload_backend
+
+    for flag, n in (("--batch", args.batch), ("--osl", args.osl), ("--draft-tokens", args.draft_tokens),
+                    ("--layers", 1 if args.layers is None else args.layers)):
+        if n < 1:
+            raise InputError(f"{flag} must be an integer >= 1, got {n}")
+    if args.layers is not None and args.layers > shape.num_gdn_layers:
+        raise InputError(f"--layers {args.layers} exceeds the {shape.num_gdn_layers} GDN layers of {shape.name}")
+    if args.accept_len is not None and not 1.0 <= args.accept_len <= args.draft_tokens:
+        raise InputError(f"--accept-len {args.accept_len:g} must lie in [1, T={args.draft_tokens}] (mean tokens "
+                         "kept per verify step)")
+    resolve_device(args.device)
+    for d in (args.state_dtype, args.act_dtype):
+        if d is not None:
+            dtype_from_name(d)
+    if strategy is not None:
+        return args.backend, make_strategy(strategy, args.backend, **options)
+    return make_workload_backend(args.backend), None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..instrument import GraphCaptureError
@@ -133,15 +160,16 @@ def run(args: argparse.Namespace) -> int:
     options = _strategy_options(args.strategy_option)
     if options and strategy is None:
         raise InputError("--strategy-option needs a verify strategy (--strategy NAME with --draft-tokens >= 2)")
+    backend, strategy_obj = _checked_parts(args, shape, strategy, options)
     progress = None if args.no_progress else _Progress()
     if progress is not None:
         what = "decode" if args.draft_tokens == 1 else f"verify ({strategy or 'backend verify + commit'})"
         print(f"gdnlab workload: building {args.backend} {what} "
               f"workload (B={args.batch}, {args.layers or shape.num_gdn_layers} layers, random state pool)...",
               file=sys.stderr, flush=True)
-    wl = DecodeWorkload(args.backend, shape, args.batch, layers=args.layers, draft_tokens=args.draft_tokens,
+    wl = DecodeWorkload(backend, shape, args.batch, layers=args.layers, draft_tokens=args.draft_tokens,
                         accept_len=args.accept_len, state_dtype=args.state_dtype, act_dtype=args.act_dtype,
-                        device=args.device, seed=args.seed, strategy=strategy, strategy_options=options or None,
+                        device=args.device, seed=args.seed, strategy=strategy_obj,
                         phase_markers=False if args.no_phase_markers else None)
     if args.cuda_graph:
         try:
