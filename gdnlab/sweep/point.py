@@ -1,8 +1,7 @@
 """Measuring one sweep point: a checked first call against the reference, then the timed calls.
 
 Step points (``measure="step"``, a verify strategy's whole step) are measured by
-:func:`gdnlab.sweep.step.measure_step_point`; :func:`measure_point` hands them over. Each call
-point:
+:func:`gdnlab.sweep.step.measure_step_point` (the runner picks by ``measure``). Each call point:
 
 1. makes the backend (:func:`gdnlab.kernels.make_backend`, the options of the engine measured),
    a randomised pool (:class:`gdnlab.state.StatePool`, one per state shape and dtype, reused), the
@@ -217,11 +216,9 @@ def _time_calls(pt: SweepPoint, ctx: MeasureContext, make_calls: Callable[[int],
 
 
 def measure_point(pt: SweepPoint, ctx: MeasureContext) -> dict:
-    """Run one grid point and return its row (:data:`gdnlab.results.COLUMNS`). Never raises for a
-    failing backend call (``KeyboardInterrupt`` excepted): the failure is the row's ``status``."""
-    if pt.measure == "step":
-        from .step import measure_step_point
-        return measure_step_point(pt, ctx)
+    """Run one call point (``measure="call"``) and return its row (:data:`gdnlab.results.COLUMNS`).
+    Never raises for a failing backend call (``KeyboardInterrupt`` excepted): the failure is the
+    row's ``status``."""
     from ..inputs import make_inputs
     from ..kernels.tolerances import intermediate_tol, output_tol, state_tol
 

@@ -2,7 +2,8 @@
 
 :func:`run_sweep` checks the settings, the device, the output (exists? another GPU's? not a
 sweep?) and that every backend can run here *before* measuring anything, then measures the points
-(:func:`gdnlab.sweep.point.measure_point`) with a tqdm progress bar, storing each finished point
+(:func:`gdnlab.sweep.point.measure_point` for kernel calls, :func:`gdnlab.sweep.step.measure_step_point`
+for strategy steps) with a tqdm progress bar, storing each finished point
 with :class:`gdnlab.results.SweepWriter`:
 
 * a killed run keeps every completed point (``--resume`` skips them and runs the rest);
@@ -40,7 +41,7 @@ from ..errors import InputError, Interrupted, UnavailableError
 from ..results import SweepWriter, point_key, resolve_output, to_frame
 from .config import SweepConfig, default_backends, default_strategy_backends, grid_points
 from .point import MeasureContext, measure_point
-from .step import copy_bandwidth
+from .step import copy_bandwidth, measure_step_point
 
 __all__ = ["run_sweep", "resolve_device", "summary_table", "SweepInterrupted"]
 
@@ -146,7 +147,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
         for pt in todo:
             if bar is not None:
                 bar.set_postfix_str(pt.label())
-            row = measure_point(pt, ctx)
+            row = (measure_step_point if pt.measure == "step" else measure_point)(pt, ctx)
             status = str(row.get("status", ""))
             if status == "oom" or status.startswith("error"):
                 gc.collect()                      # the point's tensors are gone now: give memory back
