@@ -40,8 +40,8 @@ import pyarrow.parquet as pq
 
 from .errors import DataError
 
-__all__ = ["Column", "COLUMNS", "SCHEMA", "DTYPES", "KEY_COLUMNS", "REQUIRED_COLUMNS", "STRATEGY_OF_INTERMEDIATE",
-           "DEFAULT_MEASURE",
+__all__ = ["require_columns", "Column", "COLUMNS", "SCHEMA", "DTYPES", "KEY_COLUMNS", "REQUIRED_COLUMNS",
+           "STRATEGY_OF_INTERMEDIATE", "DEFAULT_MEASURE",
            "load_sweep", "normalize", "to_frame", "point_key", "SweepWriter", "resolve_output", "staging_dir"]
 
 
@@ -192,6 +192,17 @@ DTYPES: dict[str, str] = {c.name: _PANDAS_DTYPE[c.type] for c in COLUMNS}
 
 
 # ------------------------------------------------------------------------------------------- frames
+
+
+def require_columns(df: Any, columns: Iterable[str], *, what: str = "sweep rows",
+                    hint: str = "load a sweep with gdnlab.results.load_sweep") -> None:
+    """``ValueError`` naming ``what`` unless ``df`` is a DataFrame holding every column in ``columns``
+    (the one check of a frame's columns that plots, tables and the model share)."""
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"expected a pandas DataFrame of {what}, got {type(df).__name__}")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"the {what} lack the columns {missing} ({hint})")
 
 
 def _cast(df: pd.DataFrame) -> pd.DataFrame:

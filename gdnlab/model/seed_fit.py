@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..hardware import GPUSpec
+from ..results import require_columns
 from ..seed import MAX_RUNNING_REQUESTS, SEED_ACCEPT_LEN, SEED_DRAFT_TOKENS, SEED_NUM_STEPS, load_seed
 from .params import FEATURES, FittedParams, MTPConfig
 from .served import ServedModel
@@ -86,11 +87,7 @@ _SEED_COLUMNS = ("table", "backend", "mtp", "isl", "osl", "concurrency", "num_pr
 
 def check_seed_df(df) -> None:
     """``ValueError`` unless ``df`` is a seed frame (:func:`gdnlab.seed.load_seed` or a modified copy)."""
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"seed_df must be a DataFrame from gdnlab.seed.load_seed(), got {type(df).__name__}")
-    missing = [c for c in _SEED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"seed_df is missing columns {missing}; pass gdnlab.seed.load_seed() (or a modified copy)")
+    require_columns(df, _SEED_COLUMNS, what="seed rows", hint="pass gdnlab.seed.load_seed(), or a modified copy")
 
 
 def seed_roles(df: pd.DataFrame) -> pd.Series:

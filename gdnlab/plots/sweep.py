@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ..provenance import label
+from ..results import require_columns
 from .layout import legend_right
 from .provenance import add_provenance, frame_status
 from .style import STATE_DTYPE_DASH, axis_title, backend_color
@@ -63,11 +64,7 @@ def _time_axis(d: pd.DataFrame) -> str:
 
 
 def _check(df: pd.DataFrame, need: tuple[str, ...]) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"df must be a pandas DataFrame of sweep rows, got {type(df).__name__}")
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(f"df lacks sweep columns {missing} (load it with gdnlab.results.load_sweep)")
+    require_columns(df, need)
 
 
 def _with_intermediate(df: pd.DataFrame) -> pd.DataFrame:

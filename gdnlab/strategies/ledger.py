@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..results import require_columns
 from ..roofline import strategy_memory_bytes, strategy_scratch_bytes
 from ..shapes import GDNShape, dtype_from_name, dtype_name, preset
 
@@ -100,11 +101,7 @@ def _strategy_rank(s: Any) -> int:
 
 
 def _need(df: Any, cols: Iterable[str], what: str = "sweep rows") -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"expected a pandas DataFrame of {what}, got {type(df).__name__}")
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"the {what} lack the columns {missing} (load a sweep with gdnlab.results.load_sweep)")
+    require_columns(df, cols, what=what)
 
 
 def step_rows(df: pd.DataFrame) -> pd.DataFrame:
