@@ -52,7 +52,7 @@ NSYS_GLOBS: tuple[str, ...] = (
 DEFAULT_CAPTURE_STEPS = 8
 
 
-class NsysNotFoundError(ToolNotFoundError, UnavailableError):
+class NsysNotFoundError(ToolNotFoundError):
     """No ``nsys`` executable was found; the message says how to install it or set ``$NSYS``."""
 
 

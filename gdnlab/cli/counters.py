@@ -133,20 +133,14 @@ def run(args: argparse.Namespace) -> int:
         raw = input_file(args.from_raw, "a raw ncu CSV ('ncu --import REPORT --csv --page raw')")
         df = assemble(parse_raw_csv(raw), _read_manifest(args.manifest))
     else:
-        from ..errors import UnavailableError
-        from ..tools import ToolNotFoundError
-
         out.mkdir(parents=True, exist_ok=True)
-        try:
-            df = profile_kernels(backends=args.backends, modes=args.modes, batches=args.batches,
-                                 state_dtypes=args.state_dtypes, preset=args.preset, tp=args.tp,
-                                 draft_tokens=args.draft_tokens, repeats=args.repeats, engine=args.engine,
-                                 gate=args.gate, clock_control=args.clock_control,
-                                 cache_control=args.cache_control, ncu=args.ncu, kernel_regex=args.kernel_regex,
-                                 time_budget_s=args.time_budget, workdir=args.workdir,
-                                 raw_csv_out=out / "ncu_raw.csv", manifest_out=out / "ncu_manifest.json")
-        except ToolNotFoundError as exc:        # ncu missing: the tool is unavailable, not an input file
-            raise UnavailableError(str(exc)) from None
+        df = profile_kernels(backends=args.backends, modes=args.modes, batches=args.batches,
+                             state_dtypes=args.state_dtypes, preset=args.preset, tp=args.tp,
+                             draft_tokens=args.draft_tokens, repeats=args.repeats, engine=args.engine,
+                             gate=args.gate, clock_control=args.clock_control,
+                             cache_control=args.cache_control, ncu=args.ncu, kernel_regex=args.kernel_regex,
+                             time_budget_s=args.time_budget, workdir=args.workdir,
+                             raw_csv_out=out / "ncu_raw.csv", manifest_out=out / "ncu_manifest.json")
     cmp = None
     if args.sweep:          # read before anything is written: a bad sweep file loses nothing
         cmp = compare_with_sweep(df, args.sweep, time_col=args.time_col, tolerance=args.tolerance)
