@@ -179,7 +179,7 @@ def _bench():
 
 
 def _synthetic_trace(tmp_path, schema="2025.3"):
-    import tracegen
+    from gdnlab.traces import synthetic as tracegen
 
     b = tracegen.Builder()
     expect = {"harness:fi:decode:bfloat16:B16": [], "harness:fi:verify4:float32:B16": []}

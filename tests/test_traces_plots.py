@@ -1,18 +1,13 @@
 """Plotly trace views: figures with data, windowing at scale, provenance footnotes, one colour per kernel class."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("plotly")
-sys.path.insert(0, str(Path(__file__).parent))
-import tracegen as tg
-
 from gdnlab import traces
 from gdnlab.plots import provenance, style
 from gdnlab.plots import traces as tplots
+from gdnlab.traces import synthetic as tg
 
 
 @pytest.fixture(scope="module")
