@@ -25,7 +25,7 @@ __all__ = ["COMMANDS", "ALIASES", "build_parser", "main", "error_line", "plain_t
 COMMANDS: dict[str, tuple[str, str]] = {
     "backends": ("gdnlab.cli.backends", "list kernel backends and verify strategies, and why any cannot run here"),
     "summary": ("gdnlab.cli.summary", "run the reference kernel on CPU/GPU and check the contract's identities"),
-    "sweep": ("gdnlab.cli.sweep", "time backends over batch x mode x draft tokens x state dtype into a parquet"),
+    "sweep": ("gdnlab.cli.sweep", "time kernel calls and verify-strategy steps over B, T, accept length, state dtype"),
     "workload": ("gdnlab.cli.workload", "GDN decode-loop workload: time per step vs batch and output length"),
     "capture": ("gdnlab.cli.capture", "run a command (or gdnlab's decode-loop workload) under nsys; export SQLite"),
     "counters": ("gdnlab.cli.counters", "Nsight Compute counters of the GDN kernels (nsight-python or ncu CSV)"),
