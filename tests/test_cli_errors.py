@@ -468,3 +468,17 @@ def test_help_examples_parse(command, example):
         from gdnlab.cli.sweep import config_from_args
 
         config_from_args(args).validate()
+
+
+def test_backends_lists_backends_and_strategies_with_reasons(capsys):
+    import json
+
+    from gdnlab.cli import main
+    from gdnlab.kernels import available_backends
+    from gdnlab.strategies import available_strategies
+
+    assert main(["backends", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["backends"]) == set(available_backends())
+    assert set(out["strategies"]) == {f"{n}@{b}" for n, b in available_strategies()}
+    assert all(v["reason"] for v in [*out["backends"].values(), *out["strategies"].values()])

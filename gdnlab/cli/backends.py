@@ -1,4 +1,4 @@
-"""``gdnlab backends``: which kernel backends run here, and why the others do not."""
+"""``gdnlab backends``: which kernel backends and verify strategies run here, and why the others do not."""
 from __future__ import annotations
 
 import argparse
@@ -12,11 +12,19 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..kernels import available_backends
+    from ..strategies import available_strategies
 
     st = available_backends()
+    strat = available_strategies()
     if args.json:
-        print(json.dumps({k: {"available": v.available, "reason": v.reason} for k, v in st.items()}, indent=2))
-    else:
-        for s in st.values():
-            print(s)
+        print(json.dumps({"backends": {k: {"available": v.available, "reason": v.reason} for k, v in st.items()},
+                          "strategies": {f"{n}@{b}": {"available": v.available, "reason": v.reason}
+                                         for (n, b), v in strat.items()}}, indent=2))
+        return 0
+    print("kernel backends:")
+    for s in st.values():
+        print(f"  {s}")
+    print("verify strategies (name @ backend):")
+    for (name, backend), s in strat.items():
+        print(f"  {name} @ {backend}: {'available' if s.available else 'unavailable'} — {s.reason}")
     return 0
