@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -341,24 +340,12 @@ def _triton_case_names() -> list[str]:
     return names + [f"verify+commit-bv8-{CASES[2].id}"]
 
 
-@pytest.fixture(scope="module")
-def triton_interp_results(tmp_path_factory) -> dict:
-    pytest.importorskip("triton", reason="triton not installed: the interpreter checks need the triton package")
-    pytest.importorskip("numpy", reason="Triton's interpreter needs numpy")
-    out = tmp_path_factory.mktemp("oracle_triton_interp") / "results.json"
-    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(out)], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=str(REPO))
-    if proc.returncode != 0 or not out.exists():
-        pytest.fail(f"interpreter child failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(out.read_text())
 
 
 @pytest.mark.parametrize("name", _triton_case_names())
-def test_triton_interpreter_matches_oracle(triton_interp_results: dict, name: str) -> None:
-    assert name in triton_interp_results, f"the child ran no check named {name}"
-    res = triton_interp_results[name]
+def test_triton_interpreter_matches_oracle(interpreter_results: dict, name: str) -> None:
+    assert name in interpreter_results, f"the child ran no check named {name}"
+    res = interpreter_results[name]
     assert res["ok"], f"{name}: {res['msg']}"
 
 

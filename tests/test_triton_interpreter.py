@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -204,23 +203,11 @@ def _child_main(out_path: str) -> int:
 
 
 # ---------------------------------------------------------------------------- parent side
-@pytest.fixture(scope="module")
-def interp_results(tmp_path_factory) -> dict:
-    pytest.importorskip("triton", reason="triton not installed: the interpreter tests need the triton package")
-    pytest.importorskip("numpy", reason="Triton's interpreter needs numpy")
-    out = tmp_path_factory.mktemp("triton_interp") / "results.json"
-    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="",
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(out)], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=str(REPO))
-    if proc.returncode != 0 or not out.exists():
-        pytest.fail(f"interpreter child failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(out.read_text())
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_interpreter_case(interp_results: dict, case: str) -> None:
-    res = interp_results[case]
+def test_interpreter_case(interpreter_results: dict, case: str) -> None:
+    res = interpreter_results[case]
     assert res["ok"], f"{case}: {res['msg']}"
 
 
