@@ -16,7 +16,6 @@ state.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from ..shapes import dtype_name
 from .gdn_sweep import SweepGDN
 from .measured import ComponentTimes
 from .seed_check import seed_comparison, seed_step
-from .seed_fit import SeedAssumptions
+from .seed_fit import SeedAssumptions, seed_variants
 from .served import ServedModel
 
 __all__ = ["validate", "slice_rows", "cross_gpu_rows", "sensitivity", "baseline_summary", "seed_table", "COLUMNS"]
@@ -201,15 +200,7 @@ def sensitivity(times: ComponentTimes, reference_sweep: pd.DataFrame | None = No
     """Held-out seed errors under other readings of the seed (each variant re-fits): one row per
     variant and held-out metric group, ``variant, metric, n, max_abs_err, mean_abs_err`` and the
     fitted numbers of the fixed state."""
-    base = SeedAssumptions()
-    variants = variants or {
-        "default": base,
-        "accept_len 3.13": replace(base, accept_len=3.13),
-        "accept_len 3.22": replace(base, accept_len=3.22),
-        "length draw seed 1": replace(base, length_seed=1),
-        "TPOT runs: max(4 x concurrency, 32) prompts": replace(base, tpot_num_prompts=None),
-        "fixed output lengths (range_ratio 1)": replace(base, range_ratio=1.0),
-    }
+    variants = variants or seed_variants()
     step = seed_step(times, reference_sweep)
     rows = []
     for name, a in variants.items():

@@ -6,12 +6,12 @@ does not state. Results are ``"projected vs reported"``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import pandas as pd
 
 from ..seed import load_seed
-from .seed_fit import SeedAssumptions, check_seed_df, fit_to_seed, kernel_for, seed_roles, seed_run
+from .seed_fit import SeedAssumptions, check_seed_df, fit_to_seed, kernel_for, seed_roles, seed_run, seed_variants
 from .step import StepModel
 
 __all__ = ["validate_against_seed", "sensitivity"]
@@ -115,15 +115,7 @@ def sensitivity(variants: dict[str, SeedAssumptions] | None = None) -> pd.DataFr
 
     Returns one row per variant and OSL: ``variant, osl, predicted, reported, rel_error``.
     """
-    base = SeedAssumptions()
-    variants = variants or {
-        "default": base,
-        "accept_len 3.13": replace(base, accept_len=3.13),
-        "accept_len 3.22": replace(base, accept_len=3.22),
-        "length draw seed 1": replace(base, length_seed=1),
-        "TPOT runs: max(4 x concurrency, 32) prompts": replace(base, tpot_num_prompts=None),
-        "fixed output lengths (range_ratio 1)": replace(base, range_ratio=1.0),
-    }
+    variants = variants or seed_variants()
     rows = []
     for name, a in variants.items():
         v = validate_against_seed(assumptions=a)

@@ -7,7 +7,7 @@ relative errors of simulated bench_serving runs); :func:`seed_model` is the fitt
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -22,7 +22,7 @@ from .served import ServedModel
 from .serving import LinearRun, ServingScenario, simulate_serving
 from .step import StepModel
 
-__all__ = ["SeedAssumptions", "SeedFit", "seed_roles", "fit_to_seed", "seed_model"]
+__all__ = ["SeedAssumptions", "SeedFit", "seed_roles", "seed_variants", "fit_to_seed", "seed_model"]
 
 
 def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -68,6 +68,20 @@ class SeedAssumptions:
     length_seed: int = 0
     before_kernel: str = "flashinfer_pre3147"
     fixed_free: tuple[str, ...] = ("pass_us", "request_us", "token_us", "prefill_pass_us")
+
+
+def seed_variants() -> dict[str, SeedAssumptions]:
+    """The other readings of the seed a sensitivity table re-fits under: the default, the two ends
+    of the reported accept length, another length draw, the other TPOT prompt count, fixed lengths."""
+    base = SeedAssumptions()
+    return {
+        "default": base,
+        "accept_len 3.13": replace(base, accept_len=3.13),
+        "accept_len 3.22": replace(base, accept_len=3.22),
+        "length draw seed 1": replace(base, length_seed=1),
+        "TPOT runs: max(4 x concurrency, 32) prompts": replace(base, tpot_num_prompts=None),
+        "fixed output lengths (range_ratio 1)": replace(base, range_ratio=1.0),
+    }
 
 
 @dataclass
