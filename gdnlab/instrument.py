@@ -67,10 +67,18 @@ from typing import Any
 import torch
 
 __all__ = ["nvtx_range", "nvtx_backend", "NVTX_DOMAIN", "Timing", "time_calls", "TIMING_METHODS", "resolve_device",
+           "DEFAULT_MIN_SAMPLE_US", "DEFAULT_MAX_CALLS",
            "time_fn", "L2Flusher", "capture_graph", "profiler_capture", "cuda_available", "triton_do_bench",
            "GraphCaptureError"]
 
 NVTX_DOMAIN = "gdnlab"
+
+#: shortest amortised sample (µs). A graph replay carries a fixed ~3-4 µs between its start event and
+#: its first kernel (H200 with the nsys comparison of ``benchmarks/bench_harness_overhead.py``: +3.4 µs
+#: on a 55 µs call at one call per replay); 500 µs of calls amortise it to < 1 % of a sample.
+DEFAULT_MIN_SAMPLE_US = 500.0
+#: most calls in one amortised sample (each call has its own pool rows and buffers)
+DEFAULT_MAX_CALLS = 64
 
 
 def cuda_available() -> bool:
@@ -387,7 +395,8 @@ def _n_for(t1_us: float, min_sample_us: float, max_calls: int) -> int:
 
 
 def time_calls(make_calls: Callable[[int], Sequence[Callable[[], Any]]], *, timing: str = "amortised",
-               min_sample_us: float = 50.0, max_calls: int = 64, warmup: int = 5, repeats: int = 40,
+               min_sample_us: float = DEFAULT_MIN_SAMPLE_US, max_calls: int = DEFAULT_MAX_CALLS,
+               warmup: int = 5, repeats: int = 40,
                l2_flush: bool = True, device: torch.device | str | None = None,
                nvtx_label: str | None = None) -> Timing:
     """Time a GPU call the way a serving engine runs it; µs per call.

@@ -91,7 +91,8 @@ def test_tidy_schema_columns_and_dtypes(tmp_path):
     assert df["torch"].eq(torch.__version__).all() and df["timestamp"].notna().all()
     assert "git_commit" in df.columns and "git_dirty" in df.columns
     pool = df[df["strategy"] == "full_cache_pool_scoped"]
-    assert pool["pool_rows_untouched"].all() and (pool["intermediate_rows"] == 4).all()   # capacity 3 + 1
+    # the call pool holds CALL_POOL_ROW_SETS disjoint row sets of the largest batch (3) + slot 0
+    assert pool["pool_rows_untouched"].all() and (pool["intermediate_rows"] == sw.CALL_POOL_ROW_SETS * 3 + 1).all()
     # loading again gives the same frame
     pd.testing.assert_frame_equal(load_sweep(tmp_path / "s.parquet"), df)
 
@@ -316,9 +317,11 @@ def test_amortised_times_several_row_sets_per_sample():
                            call_strategies=("full_cache",), min_sample_us=1e6), None, progress=False)
     assert len(df) == 3 * 2 * 2 and (df["status"] == "ok").all()
     calls = df.set_index(["mode", "timing", "batch"])["calls_per_sample"]
-    # capacity 3 (max batch): B=1 runs over 3 disjoint rows, B=3 has only one set
-    assert calls[("decode", "amortised", 1)] == 3 and calls[("decode", "amortised", 3)] == 1
-    assert calls[("verify", "amortised", 1)] == 3 and calls[("decode", "single", 1)] == 1
+    # capacity CALL_POOL_ROW_SETS x 3 (the largest batch): B=1 runs over that many disjoint rows,
+    # B=3 over CALL_POOL_ROW_SETS row sets
+    sets = sw.CALL_POOL_ROW_SETS
+    assert calls[("decode", "amortised", 1)] == 3 * sets and calls[("decode", "amortised", 3)] == sets
+    assert calls[("verify", "amortised", 1)] == 3 * sets and calls[("decode", "single", 1)] == 1
     assert calls[("verify", "eager", 1)] == 1
 
 
@@ -339,7 +342,8 @@ def test_grid_default_and_keys():
     # per strategy backend: 2 dtypes x 5 strategies x 6 batches (T = 4, accept length 3.17)
     assert len(steps) == 2 * 2 * 5 * 6 and pts[: len(steps)] == steps      # the step grid runs first
     assert {p.preset for p in pts} == {"qwen3.5-397b-a17b"} and {p.shape.tp for p in pts} == {4}
-    assert {p.pool_slots for p in calls} == {257} and {p.timing for p in pts} == {"amortised"}
+    assert {p.pool_slots for p in calls} == {sw.CALL_POOL_ROW_SETS * 256 + 1}
+    assert {p.timing for p in pts} == {"amortised"}
     # token_slots keeps 1 + T pool rows per request
     assert {(p.strategy == "token_slots", p.pool_slots) for p in steps} == {(True, 1 + 256 * 5), (False, 257)}
     assert {p.draft_tokens for p in steps} == {4} and {p.accept_len for p in steps} == {3.17}

@@ -340,11 +340,18 @@ def test_phase_breakdown_and_step_busy():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["triton", "flashinfer"])
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
-def test_whole_step_cuda_graph_matches_eager_and_reports_busy(cuda_device, name):
-    """Triton strategies, real per-GPU shape, 3 layers: the whole step (verify + commit of every
-    layer) replayed from one CUDA graph ends in the same committed states as the eager loop, and
-    the result reports the GPU busy share."""
+def test_whole_step_cuda_graph_matches_eager_and_reports_busy(cuda_device, name, backend):
+    """Each strategy of each GPU backend, real per-GPU shape, 3 layers: the whole step (verify +
+    commit of every layer) replayed from one CUDA graph ends in the same committed states as the
+    eager loop, and the result reports the GPU busy share."""
+    if backend == "flashinfer":
+        from gdnlab.strategies import available_strategies
+
+        st = available_strategies("flashinfer").get((name, "flashinfer"))
+        if st is None or not st.available:
+            pytest.skip(f"{name} on flashinfer cannot run here: {st.reason if st else 'not implemented'}")
     shape = preset("qwen3.5-397b-a17b", tp=4)
     kw = dict(layers=3, draft_tokens=4, accept_len=3.17, state_dtype="bfloat16", device=cuda_device, seed=5,
               strategy=name)
@@ -355,8 +362,8 @@ def test_whole_step_cuda_graph_matches_eager_and_reports_busy(cuda_device, name)
         wl._sampler = lambda b, T, a, g: next(it)
         return wl
 
-    eager = fixed(DecodeWorkload("triton", shape, 16, **kw))
-    graph = fixed(DecodeWorkload("triton", shape, 16, **kw))
+    eager = fixed(DecodeWorkload(backend, shape, 16, **kw))
+    graph = fixed(DecodeWorkload(backend, shape, 16, **kw))
     graph.enable_cuda_graph()
     assert graph.graph_scope == "step" and graph.phase_markers
     eager._step_body()        # the graph capture's warm-up ran one step (accepted = 1): do the same eagerly

@@ -69,6 +69,7 @@ def _names_or_none(values: str | Iterable[str], all_names: Iterable[str] = ()) -
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The options of ``gdnlab sweep``."""
+    from ..instrument import DEFAULT_MAX_CALLS, DEFAULT_MIN_SAMPLE_US
     from ..sweep import (
         CALL_STRATEGIES,
         DEFAULT_ACCEPT_LEN,
@@ -125,16 +126,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                    help=lst("model presets, sharded per GPU"))
     b.add_argument("--act-dtype", default="bfloat16", help="dtype of q, k, v, a, b and the output")
     b.add_argument("--pool-capacity", type=int, default=argparse.SUPPRESS,
-                   help="request slots of the state pools (default: the largest batch of the grid; token_slots "
-                        "pools hold 1 + T rows per request)")
+                   help="request slots of the state pools (default: 4x the largest batch for kernel calls, so "
+                        "amortised samples have disjoint rows; the largest batch for strategy steps, whose "
+                        "token_slots pools hold 1 + T rows per request)")
     t = parser.add_argument_group("timing")
     t.add_argument("--timing", nargs="+", metavar="METHOD", default="amortised",
                    help=lst(f"call grid: one or more of {', '.join(TIMINGS)} (step points: amortised): "
                             "amortised = n calls on disjoint pool rows in one CUDA graph, time per call = sample / n; "
                             "single = one call per graph replay; "
                             "eager = one host call per sample (graph, the earlier name of single, is accepted)"))
-    t.add_argument("--max-calls", type=int, default=64, help="most calls in one amortised sample")
-    t.add_argument("--min-sample-us", type=float, default=50.0,
+    t.add_argument("--max-calls", type=int, default=DEFAULT_MAX_CALLS, help="most calls in one amortised sample")
+    t.add_argument("--min-sample-us", type=float, default=DEFAULT_MIN_SAMPLE_US,
                    help="an amortised sample holds enough calls to last at least this long (µs)")
     t.add_argument("--buffer-budget-gb", type=float, default=8.0,
                    help="GB of extra verify intermediate buffers an amortised point may allocate")

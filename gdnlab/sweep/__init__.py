@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from .config import (
+    CALL_POOL_ROW_SETS,
     CALL_STRATEGIES,
     DEFAULT_ACCEPT_LEN,
     DEFAULT_BATCHES,
@@ -40,5 +41,6 @@ from .step import copy_bandwidth, measure_step_point
 __all__ = ["SweepConfig", "SweepPoint", "grid_points", "default_backends", "default_strategy_backends", "run_sweep",
            "measure_point", "measure_step_point", "copy_bandwidth", "verify_call", "MeasureContext",
            "resolve_device", "summary_table", "SweepInterrupted", "DEFAULT_BATCHES", "DEFAULT_STRATEGY_BATCHES",
-           "DEFAULT_ACCEPT_LEN", "DEFAULT_PRESET", "MODES", "MEASURES", "CALL_STRATEGIES", "STEP_STRATEGIES",
+           "DEFAULT_ACCEPT_LEN", "DEFAULT_PRESET", "CALL_POOL_ROW_SETS", "MODES", "MEASURES", "CALL_STRATEGIES",
+           "STEP_STRATEGIES",
            "TIMINGS"]

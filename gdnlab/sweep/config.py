@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
+from ..instrument import DEFAULT_MAX_CALLS, DEFAULT_MIN_SAMPLE_US
 from ..shapes import GDNShape, dtype_from_name, dtype_name, parse_preset
 from ..strategies.base import STRATEGY_NAMES
 
@@ -46,6 +47,8 @@ DEFAULT_STRATEGY_BATCHES = (1, 4, 16, 64, 128, 256)
 #: mean accept length of the seed's setting (T = 4, "acc len 3.13-3.22", :mod:`gdnlab.seed`)
 DEFAULT_ACCEPT_LEN = 3.17
 DEFAULT_PRESET = "qwen3.5-397b-a17b@tp4"
+#: disjoint row sets of the largest batch that the call grid's default pool holds
+CALL_POOL_ROW_SETS = 4
 MODES = ("decode", "verify")
 #: what a row times: one backend call, or one speculative step of a strategy
 MEASURES = ("call", "step")
@@ -119,8 +122,8 @@ class SweepConfig:
     state_dtypes: Sequence[str] = ("float32", "bfloat16")
     presets: Sequence[str | GDNShape] = (DEFAULT_PRESET,)
     timings: Sequence[str] = ("amortised",)
-    max_calls: int = 64
-    min_sample_us: float = 50.0
+    max_calls: int = DEFAULT_MAX_CALLS
+    min_sample_us: float = DEFAULT_MIN_SAMPLE_US
     buffer_budget_gb: float = 8.0
     l2_flush: bool = True
     warmup: int = 5
@@ -210,8 +213,10 @@ class SweepConfig:
 
     @property
     def capacity(self) -> int:
-        """Request slots of the call grid's pool (the pool has one more row: slot 0)."""
-        return self.pool_capacity or max(self.batches)
+        """Request slots of the call grid's pool (the pool has one more row: slot 0). Default:
+        :data:`CALL_POOL_ROW_SETS` x the largest batch, so even the largest batch's amortised sample
+        has that many disjoint row sets (an engine's pool is larger than one batch)."""
+        return self.pool_capacity or CALL_POOL_ROW_SETS * max(self.batches)
 
     @property
     def strategy_capacity(self) -> int:
