@@ -30,7 +30,9 @@ RULES = (
     (re.compile(r"/opt/nvidia/nsight-compute/[^/\s\"']+/host/[^/\s\"']+/"), ""),
     (re.compile(r"/opt/nvidia/nsight-compute/[^/\s\"']+/host/[A-Za-z0-9_-]+"), "<nsight-host>"),
     (re.compile(r"/[A-Za-z0-9_./-]*/bin/(python3?(?:\.\d+)?)\b"), r"\1"),
+    (re.compile(r"/[A-Za-z0-9_./-]*/(ncu|nsys)\b"), r"\1"),
     (re.compile(r"/tmp/[A-Za-z0-9_.-]+/"), "<tmp>/"),
+    (re.compile(r"/tmp/[A-Za-z0-9_.-]+"), "<tmp>"),
     (re.compile(_ABS + r"/\.cache/"), "~/.cache/"),
     (re.compile(r"/[A-Za-z0-9_./-]*/site-packages/"), "<site-packages>/"),
 )

@@ -103,6 +103,10 @@ class SweepConfig:
             :func:`gdnlab.strategies.check.check_strategy` once per step-point group.
         seed: seeds the pool fill, the row placement and the inputs.
         engine: whose options the backends are made with (:func:`gdnlab.kernels.make_backend`).
+        backend_options: per backend name, extra keyword options for its kernel-call backend.
+        strategy_options: per strategy backend name, keyword options for
+            :func:`gdnlab.strategies.get_strategy` (e.g. ``{"triton": {"bv": 16, "num_warps": 2}}``:
+            the Triton strategies' tiling); step rows record them in ``backend_options``.
     """
 
     backends: Sequence[str] | None = None
@@ -135,9 +139,13 @@ class SweepConfig:
     seed: int = 0
     engine: str | None = "sglang"
     backend_options: dict = field(default_factory=dict)
+    strategy_options: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`~gdnlab.errors.InputError` naming the first bad setting."""
+        for what, opts in (("backend_options", self.backend_options), ("strategy_options", self.strategy_options)):
+            if not isinstance(opts, dict) or not all(isinstance(v, dict) for v in opts.values()):
+                raise InputError(f"{what} must map a backend name to a dict of options, got {opts!r}")
         if not self.modes and not self.strategies:
             raise InputError("nothing to measure: modes and strategies are both empty")
         if self.modes:

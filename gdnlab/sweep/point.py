@@ -94,8 +94,9 @@ class MeasureContext:
         key = (backend, name)
         if key not in self.strategies:
             try:
-                self.strategies[key] = (get_strategy(name, backend=backend), "")
-            except (UnavailableError, ValueError) as exc:
+                self.strategies[key] = (get_strategy(name, backend=backend,
+                                                     **self.cfg.strategy_options.get(backend, {})), "")
+            except (UnavailableError, ValueError, TypeError) as exc:
                 self.strategies[key] = (None, str(exc))
         return self.strategies[key]
 

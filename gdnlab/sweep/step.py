@@ -221,7 +221,8 @@ def measure_step_point(pt: SweepPoint, ctx) -> dict:
         if s is None:
             row["status"] = f"unsupported: {why}"
             return row
-        row["backend_options"] = json.dumps(s.roofline_options(), sort_keys=True, default=str)
+        row["backend_options"] = json.dumps({**s.roofline_options(), **cfg.strategy_options.get(pt.backend, {})},
+                                            sort_keys=True, default=str)
         ok, why = _supports(s, pt, ctx, sd, act)
         if not ok:
             row["status"] = f"unsupported: {why}"
