@@ -41,6 +41,7 @@ from gdnlab.counters import (
 )
 from gdnlab.counters.ncu import metric_errors_in_log, metric_names, parse_version, to_base_unit
 from gdnlab.errors import DataError
+from gdnlab.results import load_sweep
 from gdnlab.roofline import gdn_bytes
 from gdnlab.shapes import GDNShape, preset
 
@@ -716,3 +717,34 @@ def test_cli_options_have_help_and_batches_is_a_comma_list():
     assert p.parse_args(["--batch", "4"]).batches == [4]
     with pytest.raises(SystemExit):
         p.parse_args(["--batches", "1,x"])
+
+
+def test_compare_uses_amortised_rows_and_never_eager_ones(metrics_df):
+    """A sweep timed the default way (n calls per CUDA-graph sample) joins; its eager rows (host launch
+    overhead, or a graph that failed to capture) never do."""
+    s = summarize_calls(metrics_df)
+    base = _sweep_from(s).assign(timing="amortised", timing_method="amortised", calls_per_sample=8)
+    eager = base.assign(timing="eager", timing_method="eager", calls_per_sample=1, time_us=base["time_us"] * 3)
+    fallback = base.assign(timing_method="eager", time_us=base["time_us"] * 5)
+    cmp = compare_with_sweep(metrics_df, pd.concat([base, eager], ignore_index=True))
+    assert (cmp["sweep_rows"] == 1).all() and cmp["agree"].all(), cmp[["backend", "mode", "bw_ratio"]]
+    for rows in (eager, fallback):       # (fallback shares base's keys: a sweep file keeps one of them)
+        with pytest.raises(DataError, match="timed in CUDA graphs"):
+            compare_with_sweep(metrics_df, rows)
+
+
+REAL_H200 = Path(__file__).resolve().parents[1] / "traces" / "h200"
+
+
+@pytest.mark.skipif(not (REAL_H200 / "ncu_metrics.parquet").exists(), reason="shipped H200 counters absent")
+def test_real_h200_counters_join_the_same_calls_of_the_h200_sweep():
+    """The H200 counters and sweep come from one commit and one backend factory: every profiled
+    configuration finds its sweep row, and at B=256 (state far beyond L2) DRAM bytes match the formula
+    within 10 % for both backends and both state dtypes."""
+    m = pd.read_parquet(REAL_H200 / "ncu_metrics.parquet")
+    sw = load_sweep(REAL_H200 / "sweep.parquet")
+    assert set(m["git_commit"].dropna()) == set(sw["git_commit"].dropna())
+    c = compare_with_sweep(m, sw)
+    assert c["sweep_time_us"].notna().all(), c.loc[c["sweep_time_us"].isna(), list(JOIN_KEYS)]
+    big = c[c["batch"] == 256]
+    assert len(big) == 8 and ((big["bytes_ratio"] - 1).abs() <= 0.10).all(), big[["backend", "mode", "bytes_ratio"]]

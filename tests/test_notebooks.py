@@ -22,7 +22,7 @@ BUILD_BUDGET_S = 60.0
 MAX_STATEMENTS = 4
 #: The parameters that point at data files (relative to the repository root); 03 reads the seed
 #: tables that ship inside the package, plus the H100 sweep for its measured-kernel what-if.
-DATA_PARAMS = {"01_kernel_sweep": ("sweep_path", "counters_path", "extra_sweep_path", "strategy_sweep_path"),
+DATA_PARAMS = {"01_kernel_sweep": ("sweep_path", "counters_path", "counters_sweep_path", "strategy_sweep_path"),
                "02_nsight_traces": ("flashinfer_trace", "triton_trace", "strategy_trace_dir"),
                "03_acceptance_length": ("sweep_path",)}
 
