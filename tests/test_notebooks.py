@@ -150,11 +150,13 @@ def test_shipped_data_is_labelled_from_its_own_metadata(built_report):
     by = {n["name"]: n for n in manifest["notebooks"]}
     sweeps = [s for s in by["01_kernel_sweep"]["sources"] if s["source"].endswith("sweep.parquet")]
     trace_recs = [s for s in by["02_nsight_traces"]["sources"] if s["source"].endswith(".sqlite")]
-    h100 = [s for s in sweeps + trace_recs if s["source"].startswith("traces/h100/")]
-    assert any(s["source"].endswith("sweep.parquet") for s in h100) and any(s["source"].endswith(".sqlite")
-                                                                           for s in h100)
+    # the H100 sweep (notebook 01) and the H200 sweep and traces of both backends ship with gdnlab
+    assert any(s["source"] == "traces/h100/sweep.parquet" for s in sweeps)
+    assert any(s["source"] == "traces/h200/sweep.parquet" for s in sweeps)
+    for backend in ("flashinfer", "triton"):
+        assert any(s["source"].startswith(f"traces/h200/{backend}_") for s in trace_recs), backend
     for rec in sweeps + trace_recs:
-        if rec["status"] == "missing" and not rec["source"].startswith("traces/h100/"):
+        if rec["status"] == "missing" and not rec["source"].startswith(("traces/h100/sweep", "traces/h200/")):
             continue
         gpu = "H200" if rec["source"].startswith("traces/h200/") else "H100"
         assert rec["status"] == "measured" and gpu in (rec.get("gpu") or rec.get("detail") or ""), rec
@@ -197,7 +199,7 @@ def test_report_figures_use_the_shared_palette(built_report):
                 if n["name"] == "01_kernel_sweep" and head in style.BACKEND_COLORS and colour:
                     assert colour == style.backend_color(head), (t["name"], colour)
                     seen_backends.add(head)
-    assert {"gdn", "index_elementwise_kernel"} <= seen_classes
+    assert {"gdn", "commit"} <= seen_classes
     assert {"flashinfer", "triton"} <= seen_backends
 
 

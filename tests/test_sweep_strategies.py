@@ -2,6 +2,7 @@
 row), on CPU with the reference strategies at a tiny shape, plus GPU runs (Triton, FlashInfer)."""
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -345,3 +346,40 @@ def test_flashinfer_step_sweep_on_gpu(cuda_device):
     ok = df[df["status"] == "ok"]
     assert not ok.empty and ok["correct"].all(), ok[["strategy", "state_dtype", "check_summary"]].to_string()
     assert (ok["step_us"] > 0).all()
+
+
+def _tuner():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu" / "tune_triton_strategies.py"
+    spec = importlib.util.spec_from_file_location("tune_triton_strategies", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tiling_tuner_parses_tilings_and_picks_the_fastest_checked_row():
+    tuner = _tuner()
+    assert tuner.parse_tilings("auto, 16:2,8:1") == [(None, None), (16, 2), (8, 1)]
+    for bad in ("12:1", "16:3", "16", "x:y", ""):
+        with pytest.raises(InputError):
+            tuner.parse_tilings(bad)
+    rows = pd.DataFrame({"strategy": ["recompute"] * 3, "batch": [64] * 3, "tiling": ["auto", "16:1", "8:1"],
+                         "status": ["ok"] * 3, "correct": [True, True, False], "step_us": [10.0, 9.0, 5.0]})
+    best = tuner.best_table(rows).iloc[0]
+    # 8:1 is fastest but failed its check: the fastest checked tiling wins
+    assert best["best_tiling"] == "16:1" and best["best_vs_auto"] == pytest.approx(0.9)
+
+
+def test_sweep_passes_strategy_options_and_records_them(tmp_path):
+    cfg = sw.SweepConfig(modes=(), strategies=("recompute",), strategy_backends=("reference",), strategy_batches=(2,),
+                         state_dtypes=("float32",), presets=(TINY,), check=False, repeats=2, warmup=1,
+                         device="cpu", strategy_options={"reference": {"stash_dtype": "float32"}})
+    df = sw.run_sweep(cfg, None, progress=False)
+    assert (df["status"] == "ok").all() and json.loads(df["backend_options"].iloc[0])["stash_dtype"] == "float32"
+    bad = sw.SweepConfig(**{**cfg.__dict__, "strategy_options": {"reference": {"no_such_option": 1}}})
+    row = sw.run_sweep(bad, None, progress=False).iloc[0]
+    assert row["status"].startswith("unsupported") and "no_such_option" in row["status"]
+    with pytest.raises(InputError, match="strategy_options"):
+        sw.run_sweep(sw.SweepConfig(**{**cfg.__dict__, "strategy_options": {"reference": 3}}), None, progress=False)
