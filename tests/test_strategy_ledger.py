@@ -255,3 +255,20 @@ def test_phase_kernels_lists_each_kernel_under_its_phase():
     assert got[("fold", "vectorized_elementwise_kernel")] == (1.0, 2.0)           # prepares the fold launch
     assert got[("commit", "vectorized_elementwise_kernel")] == (1.0, 3.0)
     assert list(t["phase"].drop_duplicates()) == ["marker", "fold", "verify", "commit"]
+
+
+def test_phase_summary_separates_bookkeeping_from_strategy_kernels():
+    """Torch index ops around a strategy's kernels are counted per step apart from its own kernels,
+    and the strategy kernels are compared with the same backend's full_cache."""
+    full = ["phase_marker_verify", "_strategy_recurrent", "phase_marker_commit", "_scatter_commit"]
+    ring = ["phase_marker_verify", "index_elementwise_kernel", "vectorized_elementwise_kernel",
+            "_strategy_recurrent", "phase_marker_commit", "vectorized_elementwise_kernel"]
+    traces = {("triton", "full_cache"): _kernels(full * 2, [1000, 90_000, 1000, 30_000] * 2),
+              ("triton", "replay_ring"): _kernels(ring * 2, [1000, 2000, 3000, 24_000, 1000, 5000] * 2)}
+    summ = ledger.phase_summary(ledger.trace_phases(traces)).set_index("strategy")
+    r = summ.loc["replay_ring"]
+    assert r["bookkeeping_us"] == pytest.approx(10.0) and r["strategy_kernel_us"] == pytest.approx(24.0)
+    assert r["bookkeeping_pct"] == pytest.approx(100 * 10 / 36)
+    assert r["strategy_kernel_vs_full_cache"] == pytest.approx(24.0 / 120.0)
+    assert summ.loc["full_cache", "bookkeeping_us"] == 0
+    assert summ.loc["full_cache", "strategy_kernel_vs_full_cache"] == 1

@@ -585,11 +585,17 @@ def trace_busy(traces: Mapping[Any, Any]) -> pd.DataFrame:
 def phase_summary(phases: pd.DataFrame) -> pd.DataFrame:
     """:func:`trace_phases` one row per trace: µs per step of each phase (``fold_us``,
     ``verify_us``, ``commit_us``, ``marker_us``, ``other_us``, where present), ``kernel_us`` (their
-    sum), the verify / commit / fold shares of it (``*_pct``), ``steps``, ``launch``, ``status`` and
-    ``file``."""
+    sum), the verify / commit / fold shares of it (``*_pct``), ``bookkeeping_us`` (per step: the small
+    torch kernels run per layer around the strategy's own kernels — gdnlab's index bookkeeping on
+    ``[B]`` tensors such as cursor gathers, and torch ops inside a library's Python wrapper; an engine
+    computes such metadata once per step, not per layer), ``bookkeeping_pct`` (of ``kernel_us``),
+    ``strategy_kernel_us`` (``kernel_us`` without bookkeeping and markers: the strategy's own
+    kernels), ``strategy_kernel_vs_full_cache``
+    (that over the same backend's ``full_cache`` trace), ``steps``, ``launch``, ``status`` and ``file``."""
     cols = ["backend", "strategy"]
     if phases.empty:
-        return pd.DataFrame(columns=[*cols, "kernel_us", "steps", "status", "file"])
+        return pd.DataFrame(columns=[*cols, "kernel_us", "bookkeeping_us", "strategy_kernel_us", "steps", "status",
+                                     "file"])
     w = phases.pivot_table(index=cols, columns="phase", values="time_per_step_us", aggfunc="sum", sort=False)
     order = [p for p in ("fold", "verify", "commit", "marker", "other") if p in w.columns]
     w = w[order + [c for c in w.columns if c not in order]]
@@ -598,6 +604,15 @@ def phase_summary(phases: pd.DataFrame) -> pd.DataFrame:
     for p in ("fold", "verify", "commit"):
         if f"{p}_us" in w.columns:
             w[f"{p}_pct"] = 100.0 * w[f"{p}_us"] / w["kernel_us"]
+    per_step = phases["time_per_step_us"] / phases["time_us"].where(phases["time_us"] > 0)
+    bk = (phases["bookkeeping_us"] * per_step.fillna(0.0)).groupby([phases[c] for c in cols], sort=False).sum()
+    w["bookkeeping_us"] = bk.reindex(w.index).fillna(0.0)
+    w["bookkeeping_pct"] = 100.0 * w["bookkeeping_us"] / w["kernel_us"]
+    w["strategy_kernel_us"] = w["kernel_us"] - w["bookkeeping_us"] - w.get("marker_us", 0.0).fillna(0.0)
+    ref = w["strategy_kernel_us"].xs("full_cache", level="strategy") if "full_cache" in set(
+        w.index.get_level_values("strategy")) else pd.Series(dtype=float)
+    w["strategy_kernel_vs_full_cache"] = [v / ref[be] if be in ref.index and ref[be] > 0 else math.nan
+                                          for (be, _), v in w["strategy_kernel_us"].items()]
     info = phases.drop_duplicates(cols).set_index(cols)[[c for c in ("steps", "launch", "status", "file")
                                                           if c in phases.columns]]
     out = w.join(info).reset_index()
