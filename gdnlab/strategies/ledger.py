@@ -594,8 +594,8 @@ def phase_summary(phases: pd.DataFrame) -> pd.DataFrame:
     (that over the same backend's ``full_cache`` trace), ``steps``, ``launch``, ``status`` and ``file``."""
     cols = ["backend", "strategy"]
     if phases.empty:
-        return pd.DataFrame(columns=[*cols, "kernel_us", "bookkeeping_us", "strategy_kernel_us", "steps", "status",
-                                     "file"])
+        return pd.DataFrame(columns=[*cols, "kernel_us", "bookkeeping_us", "bookkeeping_pct", "strategy_kernel_us",
+                                     "strategy_kernel_vs_full_cache", "steps", "status", "file"])
     w = phases.pivot_table(index=cols, columns="phase", values="time_per_step_us", aggfunc="sum", sort=False)
     order = [p for p in ("fold", "verify", "commit", "marker", "other") if p in w.columns]
     w = w[order + [c for c in w.columns if c not in order]]
