@@ -20,6 +20,14 @@ Run on a GPU machine (``$NSYS`` set or nsys on PATH)::
    kernels -> launch call -> NVTX range); per call = sum / calls per sample.
 4. Reports per point ``harness / nsys - 1``. Target: within 3 % at B >= 16 and within 10 % at B = 1.
 
+What the difference is made of: the harness divides a sample (start event to end event around one
+graph replay) by its calls, so it holds (a) a fixed offset per replay (the start event to the first
+kernel, ~3 µs on an H200), which ``calls_per_sample`` amortises, and (b) the gap a CUDA graph leaves
+between one kernel's end and the next one's start (~0.3-0.7 µs per call on an H200), which no number
+of calls removes: nsys kernel durations exclude it, an engine's graph of back-to-back layers has it.
+(b) is why a 3-7 µs kernel (B <= 16 decode) stays 5-16 % above its nsys duration
+(``benchmarks/results/harness_overhead_h200.json``).
+
 Writes ``harness_overhead_<gpu>.json`` (gpu slug from the device name, e.g. ``h200``) into
 ``--out-dir`` (default ``$GDNLAB_OUT`` when set, else ``benchmarks/results``) and prints the table last.
 """
