@@ -134,7 +134,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("pct_of_peak_bw", _F, "%", "bw_gbps / peak_bw_gbps"),
     Column("floor_us", _F, "us", "memory-roofline floor: bytes / peak"),
     Column("copy_bw_gbps", _F, "GB/s", "device-to-device copy bandwidth measured once per run (read + write bytes "
-                                       "/ time of a large copy)"),
+                                       "/ time of a large copy, the faster of cudaMemcpy and an SM copy kernel)"),
     Column("copy_floor_us", _F, "us", "bytes / copy_bw_gbps: the floor at the bandwidth a copy reaches"),
     Column("verify_bw_gbps", _F, "GB/s", "bytes_verify / verify_us"),
     Column("commit_bw_gbps", _F, "GB/s", "bytes_commit / commit_us"),
