@@ -21,12 +21,8 @@ GPU backends (Triton compiled, FlashInfer) run against it at K = V = 128.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
-import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,18 +316,9 @@ def _triton_checks() -> dict[str, Callable[[], None]]:
 
 
 def _child_main(out_path: str) -> int:
-    assert os.environ.get("TRITON_INTERPRET") == "1", "child must run with TRITON_INTERPRET=1"
-    results = {}
-    for name, fn in _triton_checks().items():
-        t0 = time.perf_counter()
-        try:
-            fn()
-            results[name] = {"ok": True, "msg": ""}
-        except Exception as exc:
-            results[name] = {"ok": False, "msg": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"}
-        results[name]["seconds"] = round(time.perf_counter() - t0, 3)
-    Path(out_path).write_text(json.dumps(results, indent=1))
-    return 0
+    from conftest import run_interpreter_cases  # the child runs this file as a script from tests/
+
+    return run_interpreter_cases(_triton_checks(), out_path)
 
 
 def _triton_case_names() -> list[str]:

@@ -8,11 +8,7 @@ because the interpreter is slow; the 64-step runs at the real shape are in ``tes
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import pytest
@@ -110,18 +106,9 @@ CASES = {
 
 
 def _child_main(out_path: str) -> int:
-    assert os.environ.get("TRITON_INTERPRET") == "1", "child must run with TRITON_INTERPRET=1"
-    results = {}
-    for name, fn in CASES.items():
-        t0 = time.perf_counter()
-        try:
-            fn()
-            results[name] = {"ok": True, "msg": ""}
-        except Exception as exc:
-            results[name] = {"ok": False, "msg": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"}
-        results[name]["seconds"] = round(time.perf_counter() - t0, 3)
-    Path(out_path).write_text(json.dumps(results, indent=1))
-    return 0
+    from conftest import run_interpreter_cases  # the child runs this file as a script from tests/
+
+    return run_interpreter_cases(CASES, out_path)
 
 
 # ---------------------------------------------------------------------------- parent side

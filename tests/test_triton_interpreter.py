@@ -15,11 +15,7 @@ Shapes are tiny (H=2, HV=4, K=V=16, B=3) so the whole module runs in a few secon
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import pytest
@@ -188,18 +184,9 @@ CASES = {
 
 
 def _child_main(out_path: str) -> int:
-    assert os.environ.get("TRITON_INTERPRET") == "1", "child must run with TRITON_INTERPRET=1"
-    results = {}
-    for name, fn in CASES.items():
-        t0 = time.perf_counter()
-        try:
-            fn()
-            results[name] = {"ok": True, "msg": ""}
-        except Exception as exc:
-            results[name] = {"ok": False, "msg": f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"}
-        results[name]["seconds"] = round(time.perf_counter() - t0, 3)
-    Path(out_path).write_text(json.dumps(results, indent=1))
-    return 0
+    from conftest import run_interpreter_cases  # the child runs this file as a script from tests/
+
+    return run_interpreter_cases(CASES, out_path)
 
 
 # ---------------------------------------------------------------------------- parent side
