@@ -11,6 +11,7 @@ from gdnlab import results
 from gdnlab.plots import strategies as sp
 from gdnlab.plots.style import strategy_color
 from gdnlab.strategies import ledger
+from gdnlab.traces.synthetic import kernel_table
 
 BATCHES = (1, 16, 64, 256)
 #: step µs per strategy at each B of BATCHES (bf16, T=4, accept 3.17); recompute_fused is fastest from B=16
@@ -160,11 +161,7 @@ def test_targets_met_and_not_met(led):
 
 
 def _kernels(names, durations_ns, gap_ns=1000):
-    rows, t = [], 0
-    for n, d in zip(names, durations_ns):
-        rows.append({"name": n, "start_ns": t, "end_ns": t + d, "duration_ns": d})
-        t += d + gap_ns
-    return pd.DataFrame(rows)
+    return kernel_table(names, durations_ns, gap_ns=gap_ns)
 
 
 def test_trace_tables_and_busy_target():

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 
-import pandas as pd
 import pytest
 import torch
 
@@ -20,6 +19,7 @@ from gdnlab.instrument import time_calls
 from gdnlab.kernels import get_backend
 from gdnlab.shapes import GDNShape, preset
 from gdnlab.strategies import STRATEGY_NAMES
+from gdnlab.traces.synthetic import kernel_table
 from gdnlab.workload import DecodeWorkload
 
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=8, num_gdn_layers=3)
@@ -294,11 +294,7 @@ def test_cli_strategy_flags(tmp_path, capsys):
 
 
 def _kernels(names, durations_ns, gaps_ns=100):
-    rows, t = [], 0
-    for n, d in zip(names, durations_ns):
-        rows.append({"name": n, "start_ns": t, "end_ns": t + d, "duration_ns": d})
-        t += d + gaps_ns
-    return pd.DataFrame(rows)
+    return kernel_table(names, durations_ns, gap_ns=gaps_ns)
 
 
 BK = "void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<int>>(int)"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ import pandas as pd
 from .kineto import SYNTHETIC_KEY
 from .nsys import SYNTHETIC_TABLE
 
-__all__ = ["Synthetic", "Builder", "decode_loop", "handmade", "HANDMADE_EXPECTED", "write_nsys_sqlite",
+__all__ = ["Synthetic", "Builder", "decode_loop", "kernel_table", "handmade", "HANDMADE_EXPECTED", "write_nsys_sqlite",
            "kineto_dict", "write_kineto_json", "global_pid", "global_tid", "short_of", "SCHEMAS", "H100",
            "DECODE_KERNELS", "NVTX_PUSHPOP", "NVTX_STARTEND", "NVTX_DOMAIN_CREATE"]
 
@@ -169,6 +170,17 @@ DECODE_KERNELS = (
     ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute_kernel", 14_000),
     ("triton_poi_fused_add_mul_sigmoid_0", 3_000),
 )
+
+
+def kernel_table(names: Sequence[str], durations_ns: Sequence[int], gap_ns: int = 100) -> pd.DataFrame:
+    """A bare kernel table (``name``, ``start_ns``, ``end_ns``, ``duration_ns``) of kernels run one after
+    another from t = 0 with ``gap_ns`` between them: the input of :mod:`gdnlab.phases` and the ledger's
+    trace tables, without writing a trace file."""
+    rows, t = [], 0
+    for n, d in zip(names, durations_ns, strict=True):
+        rows.append({"name": n, "start_ns": t, "end_ns": t + d, "duration_ns": d})
+        t += d + gap_ns
+    return pd.DataFrame(rows)
 
 
 def decode_loop(n_steps: int, layers: int = 25, kernels_per_layer: int = 4, *, graph: bool = False,
