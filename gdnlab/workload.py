@@ -21,16 +21,16 @@ inside an NVTX range ``step``:
   verifies only and the commits stay eager.
 
 On CUDA, a strategy step launches two marker kernels (``phase_marker_verify`` before the first
-verify, ``phase_marker_commit`` before the first commit; :mod:`gdnlab.phases`): NVTX ranges pushed
+verify, ``phase_marker_commit`` before the first commit; :mod:`gdnlab.markers`): NVTX ranges pushed
 while a graph is captured are not recorded at replay, and the markers let
-:func:`gdnlab.phases.phase_breakdown` split a trace of graph replays into verify / commit / fold.
+:func:`gdnlab.analysis.phases.phase_breakdown` split a trace of graph replays into verify / commit / fold.
 
 The loop runs until every request has generated ``osl`` tokens (a request that is done becomes a
 padding row, index -1, so the batch keeps its shape as in a CUDA-graph batch), so the summary gives
 time per generated token against OSL and batch. With a whole-step graph the summary also gives the
 GPU busy share of a step: CUDA-event time around each graph replay / the step's wall time (the
 events enclose the replay's kernels and the gaps between them, so this is an upper bound on kernel
-time / wall time; an nsys trace and :func:`gdnlab.phases.step_busy` give the kernel sum).
+time / wall time; an nsys trace and :func:`gdnlab.analysis.phases.step_busy` give the kernel sum).
 
 Inputs are generated once per layer and reused every step: the kernels are memory-bound on the state
 and their cost does not depend on the q/k/v values, so a fixed input measures the same thing as fresh
@@ -74,11 +74,8 @@ def make_workload_backend(backend: GDNBackend | str) -> GDNBackend:
     padding fixup). Raises :class:`UnavailableError` when it cannot run here."""
     if not isinstance(backend, str):
         return backend
-    from .kernels import BackendUnavailable, make_backend
-    try:
-        return make_backend(backend, "sglang")
-    except BackendUnavailable as exc:
-        raise UnavailableError(f"backend={backend!r}: {exc}") from None
+    from .kernels import make_backend
+    return make_backend(backend, "sglang")
 
 
 def estimate_memory_bytes(shape: GDNShape, batch: int, layers: int, draft_tokens: int = 1, *,
@@ -225,7 +222,7 @@ class DecodeWorkload:
         strategy: a verify strategy name or :class:`~gdnlab.strategies.VerifyStrategy` (needs
             ``draft_tokens >= 2``); ``None``: the backend's own verify + commit.
         strategy_options: options for :func:`gdnlab.strategies.get_strategy` (e.g. ``ring_slots``).
-        phase_markers: launch the phase marker kernels (:mod:`gdnlab.phases`); default: on CUDA with
+        phase_markers: launch the phase marker kernels (:mod:`gdnlab.markers`); default: on CUDA with
             a strategy when Triton is importable.
     """
 
@@ -299,10 +296,10 @@ class DecodeWorkload:
         #: accepted lengths of the current step on the device (int32 [B]), filled before the step runs
         self.accepted = torch.ones(batch, dtype=torch.int32, device=self.device)
         if phase_markers is None:
-            from .phases import markers_available
+            from .markers import markers_available
             phase_markers = self.strategy is not None and markers_available(self.device)[0]
         elif phase_markers:
-            from .phases import markers_available
+            from .markers import markers_available
             ok, why = markers_available(self.device)
             if not ok:
                 raise UnavailableError(f"phase markers: {why}")
@@ -375,7 +372,7 @@ class DecodeWorkload:
     # ------------------------------------------------------------------ one step
     def _marker(self, phase: str) -> None:
         if self.phase_markers:
-            from .phases import launch_phase_marker
+            from .markers import launch_phase_marker
             launch_phase_marker(phase, self._marker_flag)
 
     def layer_forward(self, i: int) -> None:

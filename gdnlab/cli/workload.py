@@ -53,7 +53,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="replay each step from one CUDA graph: with a strategy the whole step (every "
                              "layer's verify and commit); with --strategy none or decode the verifies/decodes only")
     parser.add_argument("--no-phase-markers", action="store_true",
-                        help="do not launch the two phase marker kernels per step (gdnlab.phases: they split a "
+                        help="do not launch the two phase marker kernels per step (gdnlab.markers: they split a "
                              "trace of whole-step CUDA graph replays into verify / commit / fold)")
     parser.add_argument("--device", default=None, help="cpu | cuda[:N] (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the pool, the inputs and the acceptance draws")

@@ -33,7 +33,7 @@ SM90 vs SM100: all four paths run on both. The bf16 kernels use scalar FMAs on S
 ``fma_packed_f32x2`` on SM100+ (bf16 L84; ``device_target.py`` L113 ``use_packed_fma=major >= 10``),
 recorded as ``detail["fma"]``. SGLang itself, in the versions read, runs SM90 decode through a
 gather/scatter around the non-pool kernel and has no bf16 verify on SM90 (its SM90 MTP entry is the
-fp32-only ``gated_delta_rule_mtp``); gdnlab uses the pool API everywhere, as the brief of PR #23273
+fp32-only ``gated_delta_rule_mtp``); gdnlab uses the pool API everywhere, as SGLang PR #23273
 does for SM100, and notes the difference in ``detail["sglang"]``. SM100-only features —
 ``cache_replayssm`` (gd L1635) and the tcgen05 ReplaySSM kernel, ``backend="rubin"`` (cc 10.7 only,
 gd L834) — raise a clear error on other GPUs instead of failing inside FlashInfer.

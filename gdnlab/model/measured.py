@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..errors import DataError, InputError
 from ..hardware import GPUSpec, spec_for
+from ..provenance import IDENTITY_COLUMNS
 
 __all__ = ["ComponentTimes", "load_components", "GEMM_COMPONENTS", "MEMORY_COMPONENTS", "GDN_COMPONENTS",
            "KV_COMPONENTS", "NVFP4_BYTES_PER_PARAM", "component_class"]
@@ -119,7 +120,7 @@ class ComponentTimes:
 
     REQUIRED = ("component", "mode", "batch", "kv_len", "strategy", "median_us")
     #: run-wide provenance columns copied from the component rows into :attr:`provenance`
-    PROVENANCE_KEYS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "gdnlab", "git_commit")
+    PROVENANCE_KEYS = IDENTITY_COLUMNS
 
     @property
     def provenance(self) -> dict[str, str]:

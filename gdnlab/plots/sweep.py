@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..provenance import label
+from ..provenance import IDENTITY_COLUMNS, label
 from ..results import require_columns
 from .layout import legend_right
 from .provenance import add_provenance, frame_status
@@ -25,7 +25,7 @@ from .style import STATE_DTYPE_DASH, axis_title, backend_color
 __all__ = ["sweep_provenance_text", "time_vs_batch_figure", "bandwidth_figure", "intermediate_cost_figure",
            "seed_overlay_figure", "mode_label", "timing_label", "TIMING_PREFERENCE"]
 
-_PROV_COLS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "gdnlab", "git_commit", "git_dirty")
+_PROV_COLS = (*IDENTITY_COLUMNS, "git_dirty")
 #: timing methods, best first: the one figure that shows a single method picks the first present
 TIMING_PREFERENCE = ("amortised", "graph", "single", "eager")
 _TIMING_DASH = {"amortised": "solid", "graph": "solid", "single": "solid", "eager": "dot"}

@@ -40,10 +40,21 @@ Semantics shared by all strategies:
 * Pool slots a strategy's kernels may overwrite besides its requests' own (padding rows redirected
   to a sacrificial slot) are declared by :meth:`VerifyStrategy.scratch_slots_for`; default none.
 
-Backend modules (``gdnlab.strategies.reference``, ``.triton``, ``.flashinfer``) follow one small
-contract: a module exposes ``STRATEGIES: dict[str, type[VerifyStrategy]]`` (name -> class, the
-class's ``backend`` attribute names the module's backend) and ``availability() -> (bool, reason)``.
-A class may add its own ``availability()`` classmethod for conditions of that strategy alone.
+**The class is the one home of a strategy's facts** (read through :mod:`gdnlab.strategies.registry`,
+never by comparing names elsewhere): ``name``, ``summary``, ``color`` (every figure), ``launches``
+and ``bookkeeping_ops`` per phase, ``main_kernel_phases`` (the phases its main kernel serves: how a
+trace is split), ``separable_verify`` (its verify, run without the commit, is a steady-state
+verify: timed alone by the sweep), ``folds`` (it has an amortised fold), the byte formulas
+(:meth:`row_bytes` per live row and phase, :meth:`step_bytes`, :meth:`scratch_formula`,
+:meth:`memory_formula`, :meth:`slots_per_request`), ``engine_runs`` (which released engines run it
+and with which flags, :class:`gdnlab.engines.EngineRun`) and :meth:`supports` (configurations a
+backend's class cannot run).
+
+Backend modules (``gdnlab.strategies.reference``, ``.triton``, ``.flashinfer``: the ``strategies``
+entry of :mod:`gdnlab.backends`) follow one small contract: a module exposes
+``STRATEGIES: dict[str, type[VerifyStrategy]]`` (name -> class, the class's ``backend`` attribute
+names the module's backend) and ``availability() -> (bool, reason)``. A class may add its own
+``availability()`` classmethod for conditions of that strategy alone.
 """
 from __future__ import annotations
 
@@ -53,14 +64,32 @@ from typing import ClassVar
 
 import torch
 
+from ..engines import EngineRun
 from ..kernels.validation import GDNCallDims, check_gdn_inputs, check_indices
-from ..shapes import GDNShape, dtype_from_name
+from ..roofline import RowBytes, StrategyBytes, assemble_step_bytes, dtype_size, entry_bytes, gdn_bytes
+from ..shapes import GDNShape, dtype_from_name, dtype_name
 from .ops import RecurrentOps, Replay
 
-__all__ = ["VerifyStrategy", "StrategyStatus", "Scratch", "STRATEGY_NAMES", "bookkeeping_index"]
+__all__ = ["VerifyStrategy", "StrategyStatus", "Scratch", "ByteUnits", "bookkeeping_index"]
 
-#: strategies every backend is asked about (a backend may add more)
-STRATEGY_NAMES: tuple[str, ...] = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
+
+@dataclass(frozen=True)
+class ByteUnits:
+    """The sizes a strategy's byte formula is written in (bytes, one row of one layer): ``S`` one
+    state ``[HV, V, K]`` in the state dtype, ``Si`` the same in the intermediate dtype, ``e`` one
+    stash/ring entry ``u [HV, V] + k [HV, K] + g [HV]`` in the stash dtype (:func:`gdnlab.roofline.entry_bytes`)."""
+
+    S: int
+    Si: int
+    e: int
+
+    @classmethod
+    def of(cls, shape: GDNShape, state_dtype: torch.dtype | str | None = None,
+           intermediate_dtype: torch.dtype | str | None = None,
+           stash_dtype: torch.dtype | str | None = None) -> ByteUnits:
+        sd = shape.state_dtype if state_dtype is None else state_dtype
+        n = shape.HV * shape.V * shape.K
+        return cls(n * dtype_size(sd), n * dtype_size(intermediate_dtype or sd), entry_bytes(shape, stash_dtype))
 
 
 @dataclass(frozen=True)
@@ -119,6 +148,16 @@ class VerifyStrategy(ABC):
     backend: ClassVar[str] = "base"
     #: one line saying where the T states live and what commit does
     summary: ClassVar[str] = ""
+    #: its colour in every figure (hex)
+    color: ClassVar[str] = "#7f7f7f"
+    #: the phases its main (GDN) kernel serves; a commit-only scatter kernel is recognised by name
+    main_kernel_phases: ClassVar[tuple[str, ...]] = ("verify",)
+    #: its verify, run without the commit, is a steady-state verify (the sweep times it alone)
+    separable_verify: ClassVar[bool] = True
+    #: it has an amortised fold of pending work into the pool (timed as the rest of the step)
+    folds: ClassVar[bool] = False
+    #: the released engines that run this strategy and the flags that select it
+    engine_runs: ClassVar[tuple[EngineRun, ...]] = ()
     #: kernel launches per step by phase (custom kernels; tiny bookkeeping torch ops not counted)
     launches: ClassVar[dict[str, int]] = {}
     #: bookkeeping torch ops per step by phase (elementwise gathers/scatters on [B] int tensors)
@@ -197,27 +236,93 @@ class VerifyStrategy(ABC):
     def scratch_bytes(self, shape: GDNShape, batch: int, T: int, pool_slots: int,
                       state_dtype: torch.dtype | str | None = None) -> int:
         """Bytes this strategy keeps besides the pool for ``batch`` rows, ``T`` tokens and a pool of
-        ``pool_slots`` rows (:func:`gdnlab.roofline.strategy_scratch_bytes`)."""
-        from ..roofline import strategy_scratch_bytes
-        return strategy_scratch_bytes(shape, self.name, batch, T, pool_slots, state_dtype=state_dtype,
-                                      **self.roofline_options())
+        ``pool_slots`` rows (:meth:`scratch_formula` with this instance's options)."""
+        return self.scratch_formula(shape, batch, T, pool_slots, state_dtype=state_dtype, **self.roofline_options())
 
     def bytes_moved(self, shape: GDNShape, batch: int, T: int, accept_len: float, *,
                     state_dtype: torch.dtype | str | None = None, act_dtype: torch.dtype | str = torch.bfloat16,
-                    padding_rows: int = 0):
-        """Bytes one step (verify + commit + amortised fold) moves (:func:`gdnlab.roofline.strategy_bytes`)."""
-        from ..roofline import strategy_bytes
-        return strategy_bytes(shape, self.name, batch, T, accept_len, state_dtype=state_dtype,
-                              act_dtype=act_dtype, padding_rows=padding_rows, **self.roofline_options())
+                    padding_rows: int = 0) -> StrategyBytes:
+        """Bytes one step (verify + commit + amortised fold) moves (:meth:`step_bytes` with this
+        instance's options)."""
+        return self.step_bytes(shape, batch, T, accept_len, state_dtype=state_dtype, act_dtype=act_dtype,
+                               padding_rows=padding_rows, **self.roofline_options())
 
     def scratch_slots_for(self, state_dtype: torch.dtype | str) -> tuple[int, ...]:
         """Pool slots a step on a ``state_dtype`` pool may overwrite besides its requests' own slots
         (their contents are garbage afterwards; they must hold no request): :attr:`scratch_slots`."""
         return tuple(self.scratch_slots)
 
-    def slots_per_request(self, T: int) -> int:
+    # ------------------------------------------------------------------ facts: byte formulas
+    @classmethod
+    def slots_per_request(cls, T: int) -> int:
         """Pool rows one request occupies (1; ``token_slots``: 1 + T)."""
         return 1
+
+    @classmethod
+    def row_bytes(cls, u: ByteUnits, T: int, accept_len: float, **options) -> dict[str, RowBytes]:
+        """Bytes one live row moves per phase (``"verify"``, ``"commit"``, ``"fold"``; a phase left
+        out moves nothing) in one step of ``T`` tokens keeping ``accept_len`` on average, in the
+        units ``u``. ``options``: the strategy's byte options (``ring_slots``, ``flush_min``)."""
+        raise NotImplementedError(f"{cls.__name__} states no byte formula")
+
+    @classmethod
+    def scratch_formula(cls, shape: GDNShape, batch: int, T: int, pool_slots: int, *,
+                        state_dtype: torch.dtype | str | None = None,
+                        intermediate_dtype: torch.dtype | str | None = None,
+                        stash_dtype: torch.dtype | str | None = None, ring_slots: int | None = None,
+                        flush_min: int | None = None) -> int:
+        """Bytes the strategy allocates besides the pool for batches of ``batch`` rows of ``T`` tokens
+        on a pool of ``pool_slots`` = P rows (slot 0 included)."""
+        if batch < 1 or T < 1 or pool_slots < 1:
+            raise ValueError(f"need batch, draft_tokens, pool_slots >= 1; got {batch}, {T}, {pool_slots}")
+        u = ByteUnits.of(shape, state_dtype, intermediate_dtype, stash_dtype)
+        return int(cls._scratch(u, batch, T, pool_slots, ring_slots=ring_slots))
+
+    @classmethod
+    def _scratch(cls, u: ByteUnits, B: int, T: int, P: int, *, ring_slots: int | None) -> int:
+        raise NotImplementedError(f"{cls.__name__} states no scratch formula")
+
+    @classmethod
+    def step_bytes(cls, shape: GDNShape, batch: int, draft_tokens: int, accept_len: float, *,
+                   state_dtype: torch.dtype | str | None = None, act_dtype: torch.dtype | str = torch.bfloat16,
+                   intermediate_dtype: torch.dtype | str | None = None,
+                   stash_dtype: torch.dtype | str | None = None, ring_slots: int | None = None,
+                   flush_min: int | None = None, padding_rows: int = 0) -> StrategyBytes:
+        """Minimum bytes one step (verify + commit + amortised fold) moves for ``batch`` rows
+        (``padding_rows`` of them padding) of ``draft_tokens`` = T tokens keeping ``accept_len`` = a
+        on average: the inputs and output of one verify call (:func:`gdnlab.roofline.gdn_bytes`, plus
+        ``accepted`` int32) and :meth:`row_bytes` per live row."""
+        B, T, a = batch, draft_tokens, float(accept_len)
+        if B < 0 or T < 1 or not 0 <= padding_rows <= B or not 1 <= a <= T:
+            raise ValueError(f"need batch >= 0, draft_tokens >= 1, 0 <= padding_rows <= batch, 1 <= accept_len <= "
+                             f"draft_tokens; got batch={B}, draft_tokens={T}, padding_rows={padding_rows}, "
+                             f"accept_len={accept_len}")
+        sd = shape.state_dtype if state_dtype is None else state_dtype
+        base = gdn_bytes(shape, B, T, mode="verify", state_dtype=sd, act_dtype=act_dtype, padding_rows=padding_rows)
+        rows = cls.row_bytes(ByteUnits.of(shape, sd, intermediate_dtype, stash_dtype), T, a,
+                             ring_slots=ring_slots, flush_min=flush_min)
+        return assemble_step_bytes(base.inputs + B * 4, base.output, B - padding_rows, rows)
+
+    @classmethod
+    def memory_formula(cls, shape: GDNShape, requests: int, batch: int, T: int, *,
+                       state_dtype: torch.dtype | str | None = None, **options) -> int:
+        """Device memory (bytes, one layer) to serve ``requests`` concurrent requests: the pool (slot 0
+        plus :meth:`slots_per_request` rows per request) plus :meth:`scratch_formula`."""
+        P = 1 + int(requests) * cls.slots_per_request(T)
+        sd = shape.state_dtype if state_dtype is None else state_dtype
+        return P * ByteUnits.of(shape, sd).S + cls.scratch_formula(shape, batch, T, P, state_dtype=sd, **options)
+
+    # ------------------------------------------------------------------ facts: constraints
+    @classmethod
+    def supports(cls, state_dtype: torch.dtype | str | None = None, T: int | None = None,
+                 batch: int | None = None, sm: int | str | tuple[int, int] | None = None, *,
+                 HV: int | None = None, K: int | None = None, V: int | None = None,
+                 act_dtype: torch.dtype | str | None = None) -> tuple[bool, str]:
+        """Whether this class runs that configuration (``None``: not asked), and why not. The
+        strategy logic runs any; a backend's class narrows it (FlashInfer's kernels)."""
+        if state_dtype is not None and dtype_from_name(state_dtype) not in (torch.float32, torch.bfloat16):
+            return False, f"state dtype {dtype_name(dtype_from_name(state_dtype))} is not float32 or bfloat16"
+        return True, "ok"
 
     def roofline_options(self) -> dict:
         """Options of this instance that change its byte counts (dtypes, ring size)."""

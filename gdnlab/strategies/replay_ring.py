@@ -23,20 +23,37 @@ intended mean and time ``verify + commit`` over many steps.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from .base import Scratch, VerifyStrategy, _dtype_opt, bookkeeping_index
+from ..engines import ENGINE_VERSIONS, EngineRun
+from ..roofline import RowBytes
+from .base import ByteUnits, Scratch, VerifyStrategy, _dtype_opt, bookkeeping_index
 from .ops import Replay, Stash, Tokens
 from .recompute import stash_buffers
 
-__all__ = ["ReplayRing", "RingScratch", "default_ring_slots"]
+__all__ = ["ReplayRing", "RingScratch", "default_ring_slots", "ring_fold_period"]
 
 
 def default_ring_slots(T: int) -> int:
     """``max(16, 4 T)`` ring entries per request."""
     return max(16, 4 * T)
+
+
+def ring_fold_period(T: int, accept_len: float, ring_slots: int | None = None, flush_min: int | None = None) -> int:
+    """Steps between two folds of a ``replay_ring`` row whose cursor grows by ``accept_len`` a step:
+    the smallest ``f >= 1`` with ``f a > R - T`` (the next verify would not fit) or ``f a >= flush_min``,
+    i.e. ``min(floor((R - T) / a) + 1, ceil(flush_min / a))`` (R = ``ring_slots``, default
+    :func:`default_ring_slots`). A mean-value estimate: real rows draw integer accept lengths, so
+    measure the fold by timing steps with the intended distribution."""
+    R = ring_slots or default_ring_slots(T)
+    if not 1 <= accept_len <= T or R < T:
+        raise ValueError(f"need 1 <= accept_len <= T and ring_slots >= T; got accept_len={accept_len}, T={T}, "
+                         f"ring_slots={R}")
+    m = min(flush_min or R, R)
+    return max(1, min(math.floor((R - T) / accept_len) + 1, math.ceil(m / accept_len)))
 
 
 @dataclass
@@ -58,8 +75,39 @@ class ReplayRing(VerifyStrategy):
 
     name = "replay_ring"
     summary = "checkpoint + ring of (u, k, g); verify replays the ring; commit moves a cursor; fold when full"
+    color = "#d62728"
     launches = {"fold": 1, "verify": 1, "commit": 0}
     bookkeeping_ops = {"fold": 3, "verify": 2, "commit": 2}
+    main_kernel_phases = ("fold", "verify")
+    folds = True
+    engine_runs = (
+        EngineRun("sglang", ENGINE_VERSIONS["sglang"],
+                  ("--linear-attn-decode-backend", "triton", "--enable-linear-replayssm-spec",
+                   "--linear-replayssm-cache-len", "16"),
+                  state_dtypes=("float32",), backends=("sglang_triton",),
+                  source="sgl-project/sglang v0.5.23 python/sglang/srt/server_args.py --enable-linear-replayssm-spec, "
+                         "--linear-replayssm-cache-len (PR #28695); python/sglang/kernels/ops/attention/linear/"
+                         "gdn_replayssm_spec_decode.py (commit_gdn_replayssm_spec / _circular)",
+                  note="SGLang's Triton ReplaySSM verify folding into a float32 checkpoint (the SSM dtype is "
+                       "forced to float32); gdnlab's flashinfer replay_ring is FlashInfer's bf16 ucache ring, "
+                       "which no released engine runs"),
+    )
+
+    @classmethod
+    def row_bytes(cls, u: ByteUnits, T: int, accept_len: float, *, ring_slots: int | None = None,
+                  flush_min: int | None = None, **options) -> dict[str, RowBytes]:
+        """Fold period f = :func:`ring_fold_period`; verify reads S, on average ``a (f - 1) / 2``
+        live entries, writes T e; the fold reads S and ``f a`` entries and writes S every f steps:
+        ``S (1 + 2 / f) + e (a (f - 1) / 2 + T + a)``."""
+        a = float(accept_len)
+        f = ring_fold_period(T, a, ring_slots, flush_min)
+        return {"verify": RowBytes(state_read=u.S, scratch_read=a * (f - 1) / 2 * u.e, scratch_write=T * u.e),
+                "fold": RowBytes(state_read=u.S / f, state_write=u.S / f, scratch_read=a * u.e)}
+
+    @classmethod
+    def _scratch(cls, u: ByteUnits, B: int, T: int, P: int, *, ring_slots: int | None) -> int:
+        """ring ``P R e`` + cursor ``P + 1`` int32 (R = ``ring_slots``, default :func:`default_ring_slots`)."""
+        return P * (ring_slots or default_ring_slots(T)) * u.e + (P + 1) * 4
 
     def __init__(self, ops=None, ring_slots: int | None = None, flush_min: int | None = None,
                  ring_dtype: torch.dtype | str | None = None) -> None:

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Scratch, VerifyStrategy, bookkeeping_index
+from ..engines import ENGINE_VERSIONS, EngineRun
+from ..roofline import RowBytes
+from .base import ByteUnits, Scratch, VerifyStrategy, bookkeeping_index
 from .ops import Tokens
 
 __all__ = ["TokenSlots", "TokenSlotsScratch", "default_slot_table"]
@@ -58,11 +60,37 @@ class TokenSlots(VerifyStrategy):
 
     name = "token_slots"
     summary = "verify writes state t into the request's slot t; commit moves the current-slot pointer"
+    color = "#2ca02c"
     launches = {"verify": 1, "commit": 0}
     bookkeeping_ops = {"verify": 3, "commit": 2}
+    main_kernel_phases = ("verify",)
+    engine_runs = (
+        EngineRun("vllm", ENGINE_VERSIONS["vllm"], (), backends=("vllm_cuda",),
+                  env=(("VLLM_GDN_DECODE_KERNEL", "cuda"),), max_draft_tokens=8,
+                  source="vllm-project/vllm v0.33.0 vllm/envs.py VLLM_GDN_DECODE_KERNEL (default cuda): "
+                         "_C.fused_gdn_decode_post_conv_mtp, one state slot per draft position (PR #51674)",
+                  note="vLLM's default compiled op; per-token state slots as gdnlab's token_slots"),
+        EngineRun("vllm", ENGINE_VERSIONS["vllm"], (), backends=("vllm_triton",),
+                  env=(("VLLM_GDN_DECODE_KERNEL", "triton"),),
+                  source="vllm-project/vllm v0.33.0 vllm/envs.py VLLM_GDN_DECODE_KERNEL=triton: "
+                         "vllm/model_executor/layers/fla/ops fused_sigmoid_gating_delta_rule_update (IS_SPEC_DECODING)",
+                  note="vLLM's Triton path of the same strategy"),
+    )
 
-    def slots_per_request(self, T: int) -> int:
+    @classmethod
+    def slots_per_request(cls, T: int) -> int:
         return T + 1
+
+    @classmethod
+    def row_bytes(cls, u: ByteUnits, T: int, accept_len: float, **options) -> dict[str, RowBytes]:
+        """verify reads S and writes T states into their slots; commit moves a pointer: ``(T + 1) S``."""
+        return {"verify": RowBytes(state_read=u.S, state_write=T * u.S)}
+
+    @classmethod
+    def _scratch(cls, u: ByteUnits, B: int, T: int, P: int, *, ring_slots: int | None) -> int:
+        """slot table ``P (T+1)`` + cursor ``P + 1`` int32 — its T extra states per request live in
+        the pool (:meth:`memory_formula`)."""
+        return P * (T + 1) * 4 + (P + 1) * 4
 
     def allocate(self, pool: torch.Tensor, max_batch: int, T: int,
                  slot_table: torch.Tensor | None = None) -> TokenSlotsScratch:

@@ -17,11 +17,8 @@ import torch
 
 from ..kernels.triton import TritonBackend, _next_pow2, auto_config
 from .base import VerifyStrategy
-from .full_cache import FullCache
 from .ops import RecurrentOps, Replay, Tokens
-from .recompute import Recompute, RecomputeFused
-from .replay_ring import ReplayRing
-from .token_slots import TokenSlots
+from .registry import STRATEGY_CLASSES
 
 __all__ = ["STRATEGIES", "availability", "TritonOps", "BACKEND"]
 
@@ -142,5 +139,4 @@ def _bind(cls: type[VerifyStrategy]) -> type[VerifyStrategy]:
         "__doc__": f"{cls.__doc__}\n\nBackend: gdnlab's Triton kernels; also takes bv, num_warps, num_stages."})
 
 
-STRATEGIES: dict[str, type[VerifyStrategy]] = {
-    c.name: _bind(c) for c in (FullCache, TokenSlots, Recompute, RecomputeFused, ReplayRing)}
+STRATEGIES: dict[str, type[VerifyStrategy]] = {c.name: _bind(c) for c in STRATEGY_CLASSES}

@@ -35,7 +35,7 @@ import torch
 from ..errors import InputError
 from ..instrument import DEFAULT_MAX_CALLS, DEFAULT_MIN_SAMPLE_US
 from ..shapes import GDNShape, dtype_from_name, dtype_name, parse_preset
-from ..strategies.base import STRATEGY_NAMES
+from ..strategies.registry import STRATEGY_NAMES, strategy_class
 
 __all__ = ["SweepConfig", "SweepPoint", "grid_points", "default_backends", "default_strategy_backends",
            "DEFAULT_BATCHES", "DEFAULT_STRATEGY_BATCHES", "DEFAULT_ACCEPT_LEN", "DEFAULT_PRESET", "MODES",
@@ -327,7 +327,7 @@ def grid_points(cfg: SweepConfig) -> list[SweepPoint]:
         for p, sd, be, name, t, a, b in itertools.product(cfg.presets, cfg.state_dtypes, backends, cfg.strategies,
                                                           cfg.strategy_draft_tokens, cfg.accept_lens,
                                                           cfg.strategy_batches):
-            per_req = int(t) + 1 if name == "token_slots" else 1   # VerifyStrategy.slots_per_request
+            per_req = strategy_class(name).slots_per_request(int(t))
             pt = SweepPoint(shape=parse_preset(p), backend=be, mode="step", strategy=name, draft_tokens=int(t),
                             batch=int(b), state_dtype=dtype_name(sd), timing="amortised",
                             l2_flush=bool(cfg.l2_flush), act_dtype=act, pool_slots=1 + cap * per_req,

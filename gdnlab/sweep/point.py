@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from ..kernels import make_backend
+from ..provenance import IDENTITY_COLUMNS
 from ..shapes import GDNShape, dtype_from_name, dtype_name
 from .config import SweepConfig, SweepPoint
 
@@ -167,8 +168,7 @@ def _base_row(pt: SweepPoint, ctx: MeasureContext) -> dict:
     shape = pt.shape
     row = pt.key_row()
     row.update(intermediate=pt.intermediate, shape=shape.name, H=shape.H, HV=shape.HV, K=shape.K, V=shape.V)
-    row.update({k: ctx.prov.get(k) for k in ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer",
-                                            "gdnlab", "git_commit", "git_dirty", "host")})
+    row.update({k: ctx.prov.get(k) for k in (*IDENTITY_COLUMNS, "git_dirty", "host")})
     row["copy_bw_gbps"] = ctx.copy_bw_gbps
     row.update(sweep_id=ctx.sweep_id, timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return row

@@ -58,14 +58,10 @@ from typing import Any
 import torch
 
 from ..shapes import GDNShape, dtype_from_name, dtype_name
+from ..strategies.registry import strategy_class
 from .config import SweepPoint
 
-__all__ = ["measure_step_point", "copy_bandwidth", "StrategyCheckResult", "SEPARABLE_VERIFY"]
-
-#: strategies whose verify, run without its commit, is a steady-state verify (timed alone)
-SEPARABLE_VERIFY = ("full_cache", "token_slots", "recompute", "replay_ring")
-#: strategies with a fold of their own (timed as the rest of the step)
-FOLDING = ("replay_ring",)
+__all__ = ["measure_step_point", "copy_bandwidth", "StrategyCheckResult"]
 
 
 @dataclass
@@ -287,13 +283,14 @@ def measure_step_point(pt: SweepPoint, ctx) -> dict:
         tm = time_calls(steps, timing="amortised", min_sample_us=1e12, max_calls=n_steps, warmup=cfg.warmup,
                         repeats=cfg.repeats, l2_flush=pt.l2_flush, device=ctx.device)
         _timing_row(row, tm)
-        if name in SEPARABLE_VERIFY:
+        facts = strategy_class(name)
+        if facts.separable_verify:
             row["verify_us"] = _time_calls(pt, ctx, verifies, cfg.max_calls).median_us
         row["commit_us"] = _time_calls(pt, ctx, commits, cfg.max_calls).median_us    # last: see module docstring
         method = "step: graph of consecutive steps; commit: graph of commits alone; "
-        if name in SEPARABLE_VERIFY:
+        if facts.separable_verify:
             method += "verify: graph of verifies alone"
-            if name in FOLDING:
+            if facts.folds:
                 rest = row["step_us"] - row["verify_us"] - row["commit_us"]
                 if rest >= 0:
                     row["fold_us"] = rest

@@ -10,6 +10,7 @@ from ...errors import UnavailableError
 from ...kernels.base import KernelPath
 from ..base import Scratch, bookkeeping_index
 from ..ops import RecurrentOps
+from ..replay_ring import ReplayRing
 from ._common import _UF, _FlashInferStrategy
 
 # the ucache-flush ring (uf L316-L323): 16-row live window, 32 physical slots
@@ -32,7 +33,7 @@ class UCacheRingScratch(Scratch):
     flush_min: int = 0
 
 
-class FlashInferReplayRing(_FlashInferStrategy):
+class FlashInferReplayRing(_FlashInferStrategy, ReplayRing):
     """``replay_ring`` on FlashInfer's ``gated_delta_rule_mtp_ucache_flush`` (ReplaySSM).
 
     verify: one launch; rows with ``hist >= flush_min`` fold their window into the checkpoint
