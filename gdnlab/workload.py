@@ -55,6 +55,7 @@ from .kernels.base import GDNBackend
 from .seed import SEED_ACCEPT_LEN, SEED_DRAFT_TOKENS
 from .shapes import GDNShape, dtype_from_name, dtype_name
 from .state import StatePool
+from .strategies.base import StepPlan
 
 __all__ = ["DecodeWorkload", "WorkloadResult", "WorkloadProgress", "estimate_memory_bytes",
            "default_acceptance", "make_workload_backend", "make_strategy"]
@@ -147,6 +148,7 @@ class WorkloadResult:
     strategy: str = ""
     graph_scope: str = ""
     phase_markers: bool = False
+    step_plan: bool = False
     gpu_step_median_us: float | None = None
     gpu_busy_pct: float | None = None
     kernel_path: dict = field(default_factory=dict)
@@ -224,6 +226,9 @@ class DecodeWorkload:
         strategy_options: options for :func:`gdnlab.strategies.get_strategy` (e.g. ``ring_slots``).
         phase_markers: launch the phase marker kernels (:mod:`gdnlab.markers`); default: on CUDA with
             a strategy when Triton is importable.
+        step_plan: as an engine, compute each step's per-request metadata once for all layers (one
+            :class:`~gdnlab.strategies.base.StepPlan` per step; the layers' scratches share their
+            bookkeeping); ``False``: every layer computes its own (a step of single layers).
     """
 
     def __init__(self, backend: GDNBackend | str, shape: GDNShape, batch: int, *, layers: int | None = None,
@@ -231,7 +236,7 @@ class DecodeWorkload:
                  state_dtype: torch.dtype | str | None = None, act_dtype: torch.dtype | str = torch.bfloat16,
                  device: torch.device | str | None = None, seed: int = 0, sampler: Callable | None = None,
                  check_memory: bool = True, strategy=None, strategy_options: dict | None = None,
-                 phase_markers: bool | None = None) -> None:
+                 phase_markers: bool | None = None, step_plan: bool = True) -> None:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch must be an integer >= 1, got {batch!r}")
         if isinstance(draft_tokens, bool) or not isinstance(draft_tokens, int) or draft_tokens < 1:
@@ -288,11 +293,14 @@ class DecodeWorkload:
         self.intermediate: list[torch.Tensor] = []
         self.scratch: list = []
         if self.strategy is not None:
-            self.scratch = [self.strategy.allocate(self.pool.layer(i), max_batch=batch, T=self.T)
-                            for i in range(self.L)]
+            for i in range(self.L):
+                share = self.scratch[0] if (step_plan and i) else None
+                self.scratch.append(self.strategy.allocate(self.pool.layer(i), max_batch=batch, T=self.T, share=share))
         elif self.T >= 2:
             dims = shape.call_dims(batch, self.T, self.pool.num_slots)
             self.intermediate = [self.backend.new_intermediate(dims, self.pool.layer(i)) for i in range(self.L)]
+        self.step_plan = bool(step_plan and self.strategy is not None)
+        self._plan: StepPlan | None = None
         #: accepted lengths of the current step on the device (int32 [B]), filled before the step runs
         self.accepted = torch.ones(batch, dtype=torch.int32, device=self.device)
         if phase_markers is None:
@@ -380,7 +388,7 @@ class DecodeWorkload:
         if self.strategy is not None:
             with nvtx_range("gdn.verify"):
                 self.strategy.verify(*self.inputs[i].args(), self.pool.layer(i), self.indices, self.scratch[i],
-                                     validate=False)
+                                     validate=False, plan=self._plan)
         elif self.T == 1:
             with nvtx_range("gdn.decode"):
                 self.backend.decode(*self.inputs[i].args(), self.pool.layer(i), self.indices, validate=False)
@@ -395,12 +403,14 @@ class DecodeWorkload:
         acc = self.accepted if accepted is None else accepted
         with nvtx_range("gdn.commit"):
             if self.strategy is not None:
-                self.strategy.commit(self.pool.layer(i), self.indices, self.scratch[i], acc, validate=False)
+                self.strategy.commit(self.pool.layer(i), self.indices, self.scratch[i], acc, validate=False,
+                                     plan=self._plan)
             else:
                 self.backend.commit(self.pool.layer(i), self.indices, self.intermediate[i], acc, validate=False)
 
     def _forward_layers(self) -> None:
         if self.strategy is not None:
+            self._plan = StepPlan() if self.step_plan else None      # a new step: its metadata, once
             self._marker("verify")
         for i in range(self.L):
             self.layer_forward(i)
@@ -603,7 +613,7 @@ class DecodeWorkload:
             tpot_us=wall_us / max(tokens / self.B, 1e-12), step_median_us=med, step_p10_us=p10, step_p90_us=p90,
             mean_accepted=(acc_sum / acc_n) if acc_n else 1.0,
             strategy=self.strategy.name if self.strategy is not None else "", graph_scope=self.graph_scope,
-            phase_markers=self.phase_markers, gpu_step_median_us=gpu_med, gpu_busy_pct=busy,
+            phase_markers=self.phase_markers, step_plan=self.step_plan, gpu_step_median_us=gpu_med, gpu_busy_pct=busy,
             kernel_path={k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                          for k, v in self.kernel_path.items()},
             provenance=collect())

@@ -203,13 +203,15 @@ def _sequential_reference(wl, before, seen, draws):
     return out
 
 
+@pytest.mark.parametrize("step_plan", [True, False], ids=["step-plan", "per-layer"])
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
-def test_strategy_workload_matches_sequential_decodes(name):
-    """Every reference strategy (replay_ring with a 4-entry ring, so it folds) in the eager loop:
-    the committed states after the run equal decoding each step's accepted tokens one by one;
-    finished requests (padding rows) stop changing."""
+def test_strategy_workload_matches_sequential_decodes(name, step_plan):
+    """Every reference strategy (replay_ring with a 4-entry ring, so it folds) in the eager loop,
+    with the step's metadata computed once for all layers (a step plan) or per layer: the committed
+    states after the run equal decoding each step's accepted tokens one by one; finished requests
+    (padding rows) stop changing."""
     opts = {"ring_slots": 4} if name == "replay_ring" else None
-    wl = _wl(batch=3, draft_tokens=3, layers=2, seed=1, strategy=name, strategy_options=opts)
+    wl = _wl(batch=3, draft_tokens=3, layers=2, seed=1, strategy=name, strategy_options=opts, step_plan=step_plan)
     assert wl.pool.capacity == 3 * (4 if name == "token_slots" else 1)
     before = [wl.committed_state(i) for i in range(wl.L)]
     draws = [torch.tensor(x) for x in ([1, 3, 2], [3, 3, 1], [2, 1, 3])]
@@ -232,6 +234,58 @@ def test_strategy_workload_matches_sequential_decodes(name):
         assert float((got - before[layer]).abs().max()) > 1e-3          # the run did change the states
 
 
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_step_plan_computes_bookkeeping_once_per_step(name, monkeypatch):
+    """With a step plan the per-request bookkeeping (its index, cursor gathers and writes) runs once
+    per step whatever the layer count; without one, once per layer. Counted at its source,
+    gdnlab.strategies.base.bookkeeping_index, which every strategy's bookkeeping goes through."""
+    import gdnlab.strategies.base as base
+    import gdnlab.strategies.recompute as recompute
+    import gdnlab.strategies.replay_ring as ring
+    import gdnlab.strategies.token_slots as slots
+
+    calls = []
+    real = base.bookkeeping_index
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    for mod in (base, recompute, ring, slots):
+        monkeypatch.setattr(mod, "bookkeeping_index", counted)
+
+    def per_step(layers: int, step_plan: bool) -> int:
+        wl = _wl(batch=3, draft_tokens=3, layers=layers, seed=2, strategy=name, step_plan=step_plan)
+        wl.forward()
+        calls.clear()
+        wl.forward()
+        wl.commit(torch.tensor([2, 1, 3]))
+        return len(calls)
+
+    assert per_step(1, True) == per_step(3, True)
+    if per_step(1, False):                               # strategies with per-request bookkeeping
+        assert per_step(3, False) == 3 * per_step(1, False) and per_step(3, True) < per_step(3, False)
+
+
+def test_step_plan_refuses_layers_that_do_not_share_bookkeeping():
+    from gdnlab.inputs import make_inputs
+    from gdnlab.state import StatePool
+    from gdnlab.strategies import get_strategy
+    from gdnlab.strategies.base import StepPlan
+
+    s = get_strategy("replay_ring")
+    pool = StatePool(TINY, capacity=2, layers=2).randomize_(0)
+    idx = pool.alloc(2)
+    own = [s.allocate(pool.layer(i), 2, 3) for i in range(2)]
+    x = make_inputs(TINY, 2, 3)
+    plan = StepPlan()
+    s.verify(*x.args(), pool.layer(0), idx, own[0], plan=plan)
+    with pytest.raises(ValueError, match="share their bookkeeping"):
+        s.verify(*x.args(), pool.layer(1), idx, own[1], plan=plan)
+    with pytest.raises(ValueError, match="same T"):
+        s.allocate(pool.layer(1), 2, 4, share=own[0])
+
+
 def test_strategy_step_order_and_phase_markers(monkeypatch):
     """A step is: accepted lengths into the device buffer, marker, every layer's verify, marker,
     every layer's commit reading that buffer (what gdnlab.analysis.phases expects)."""
@@ -241,9 +295,9 @@ def test_strategy_step_order_and_phase_markers(monkeypatch):
     verify, commit = s.verify, s.commit
     monkeypatch.setattr(s, "verify", lambda *a, **k: (log.append("verify"), verify(*a, **k))[1])
 
-    def logged_commit(pool, indices, scratch, accepted, validate=True):
+    def logged_commit(pool, indices, scratch, accepted, validate=True, plan=None):
         log.append(("commit", accepted.tolist(), validate))
-        return commit(pool, indices, scratch, accepted, validate=validate)
+        return commit(pool, indices, scratch, accepted, validate=validate, plan=plan)
 
     monkeypatch.setattr(s, "commit", logged_commit)
     monkeypatch.setattr(markers, "launch_phase_marker", lambda phase, flag: log.append(f"marker:{phase}"))
@@ -360,11 +414,14 @@ def test_whole_step_cuda_graph_matches_eager_and_reports_busy(cuda_device, name,
         return wl
 
     eager = fixed(DecodeWorkload(backend, shape, 16, **kw))
+    per_layer = fixed(DecodeWorkload(backend, shape, 16, step_plan=False, **kw))
     graph = fixed(DecodeWorkload(backend, shape, 16, **kw))
     graph.enable_cuda_graph()
     assert graph.graph_scope == "step" and graph.phase_markers
     eager._step_body()        # the graph capture's warm-up ran one step (accepted = 1): do the same eagerly
+    per_layer._step_body()
     r_e = eager.run(24, warmup_steps=0)
+    per_layer.run(24, warmup_steps=0)
     r_g = graph.run(24, warmup_steps=0)
     assert r_g.steps == r_e.steps and r_g.tokens == r_e.tokens == 16 * 24
     assert r_g.cuda_graph and r_g.graph_scope == "step" and r_g.strategy == name
@@ -374,3 +431,5 @@ def test_whole_step_cuda_graph_matches_eager_and_reports_busy(cuda_device, name,
     for layer in range(3):
         diff = float((graph.committed_state(layer) - eager.committed_state(layer)).abs().max())
         assert diff <= 1e-6, f"{name} layer {layer}: graph vs eager differ by {diff}"
+        diff = float((per_layer.committed_state(layer) - eager.committed_state(layer)).abs().max())
+        assert diff <= 1e-6, f"{name} layer {layer}: step plan vs per-layer metadata differ by {diff}"

@@ -40,6 +40,15 @@ Semantics shared by all strategies:
 * Pool slots a strategy's kernels may overwrite besides its requests' own (padding rows redirected
   to a sacrificial slot) are declared by :meth:`VerifyStrategy.scratch_slots_for`; default none.
 
+**One step over many layers, as an engine runs it** (:class:`StepPlan`): the per-request metadata
+of a step (bookkeeping indices, cursors, slot lists, accepted counts) is the same for every layer,
+so an engine computes it once per step. Allocate the layers' scratches with
+``allocate(pool_l, B, T, share=scratch_0)`` (their bookkeeping tensors are then one set), make one
+``plan = StepPlan()`` per step and pass it to every layer's ``verify`` and ``commit``: the first
+layer computes each bookkeeping value and the others reuse it; bookkeeping writes run once per
+step. Without a plan every call computes its own (a step of one layer). A plan spans one step of
+layers that share bookkeeping; using it with a scratch that does not share raises ``ValueError``.
+
 **The class is the one home of a strategy's facts** (read through :mod:`gdnlab.strategies.registry`,
 never by comparing names elsewhere): ``name``, ``summary``, ``color`` (every figure), ``launches``
 and ``bookkeeping_ops`` per phase, ``main_kernel_phases`` (the phases its main kernel serves: how a
@@ -59,6 +68,7 @@ names the module's backend) and ``availability() -> (bool, reason)``. A class ma
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -70,7 +80,7 @@ from ..roofline import RowBytes, StrategyBytes, assemble_step_bytes, dtype_size,
 from ..shapes import GDNShape, dtype_from_name, dtype_name
 from .ops import RecurrentOps, Replay
 
-__all__ = ["VerifyStrategy", "StrategyStatus", "Scratch", "ByteUnits", "bookkeeping_index"]
+__all__ = ["VerifyStrategy", "StrategyStatus", "Scratch", "ByteUnits", "StepPlan", "bookkeeping_index"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,48 @@ class Scratch:
         return sum(t.numel() * t.element_size() for t in self.tensors().values())
 
 
+class StepPlan:
+    """Per-request metadata of one speculative step, computed once and shared by every layer.
+
+    Strategies read metadata through :meth:`memo` (computed by the first layer that needs it, reused
+    by the others) and write bookkeeping through :meth:`once` (run by the first layer only). All of
+    it happens on the device and is recorded like any other op in a CUDA graph: a graph of a whole
+    step holds one set of bookkeeping kernels instead of one per layer. A plan belongs to one step
+    (make a new one for the next step) and to scratches that share their bookkeeping tensors
+    (``allocate(..., share=...)``); :meth:`bind` checks the latter on the host (no device read).
+    """
+
+    __slots__ = ("_values", "_done", "_book")
+
+    def __init__(self) -> None:
+        self._values: dict[str, object] = {}
+        self._done: set[str] = set()
+        self._book: int | None = None
+
+    def memo(self, key: str, fn):
+        """``fn()`` the first time ``key`` is asked for in this step, the same value afterwards."""
+        if key not in self._values:
+            self._values[key] = fn()
+        return self._values[key]
+
+    def once(self, key: str, fn) -> None:
+        """Run ``fn()`` (a bookkeeping write) the first time ``key`` is seen in this step only."""
+        if key not in self._done:
+            self._done.add(key)
+            fn()
+
+    def bind(self, scratch: Scratch, fields: tuple[str, ...]) -> None:
+        """Check that ``scratch`` holds the same bookkeeping tensors (``fields``) as the scratches the
+        plan has served so far; ``ValueError`` otherwise (its bookkeeping would not be updated)."""
+        tensors = [getattr(scratch, f, None) for f in fields]
+        key = hash(tuple(t.data_ptr() if isinstance(t, torch.Tensor) else id(t) for t in tensors))
+        if self._book is None:
+            self._book = key
+        elif key != self._book:
+            raise ValueError("a step plan serves layers whose scratches share their bookkeeping: allocate "
+                             "them with allocate(..., share=first_scratch), or make one plan per layer")
+
+
 def bookkeeping_index(indices: torch.Tensor, pool_slots: int) -> torch.Tensor:
     """``indices`` as int64 with padding rows mapped to the dummy entry ``P`` of a ``[P+1]`` table."""
     idx = indices.long()
@@ -158,6 +210,9 @@ class VerifyStrategy(ABC):
     folds: ClassVar[bool] = False
     #: the released engines that run this strategy and the flags that select it
     engine_runs: ClassVar[tuple[EngineRun, ...]] = ()
+    #: scratch fields that hold per-request bookkeeping (cursors, slot tables): shared by the layers of
+    #: one model (``allocate(..., share=...)``) and written once per step under a :class:`StepPlan`
+    bookkeeping_fields: ClassVar[tuple[str, ...]] = ()
     #: kernel launches per step by phase (custom kernels; tiny bookkeeping torch ops not counted)
     launches: ClassVar[dict[str, int]] = {}
     #: bookkeeping torch ops per step by phase (elementwise gathers/scatters on [B] int tensors)
@@ -181,21 +236,35 @@ class VerifyStrategy(ABC):
         self.ops = ops
 
     # ------------------------------------------------------------------ public contract
-    def allocate(self, pool: torch.Tensor, max_batch: int, T: int) -> Scratch:
+    def allocate(self, pool: torch.Tensor, max_batch: int, T: int, *, share: Scratch | None = None) -> Scratch:
         """Allocate the strategy's buffers for batches of up to ``max_batch`` rows of ``T`` tokens
-        on ``pool`` (``[P, HV, V, K]``); everything starts empty (no request has pending work)."""
+        on ``pool`` (``[P, HV, V, K]``); everything starts empty (no request has pending work).
+        ``share``: another layer's scratch of this strategy whose per-request bookkeeping
+        (:attr:`bookkeeping_fields`) this one uses too (one model's layers; see :class:`StepPlan`)."""
         if not isinstance(pool, torch.Tensor) or pool.dim() != 4:
             raise ValueError("pool must be a 4-D tensor [P, HV, V, K]")
         if pool.dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"pool has dtype {pool.dtype}, expected float32 or bfloat16")
         if int(max_batch) < 1 or int(T) < 1:
             raise ValueError(f"need max_batch >= 1 and T >= 1, got max_batch={max_batch}, T={T}")
-        return self._allocate(pool, int(max_batch), int(T))
+        scratch = self._allocate(pool, int(max_batch), int(T))
+        if share is not None:
+            self._share(scratch, share)
+        return scratch
+
+    def _share(self, scratch: Scratch, share: Scratch) -> None:
+        if type(share) is not type(scratch) or (share.T, share.max_batch, share.pool_slots) != (
+                scratch.T, scratch.max_batch, scratch.pool_slots):
+            raise ValueError(f"share= must be a scratch of {self.name} allocated for the same T, max_batch and "
+                             "pool size")
+        for f in self.bookkeeping_fields:
+            setattr(scratch, f, getattr(share, f))
 
     def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch: Scratch,
-               scale: float | None = None, *, validate: bool = True) -> torch.Tensor:
+               scale: float | None = None, *, validate: bool = True, plan: StepPlan | None = None) -> torch.Tensor:
         """Run the T tokens of every row from its committed state; return ``o [B,T,HV,V]`` in
-        q's dtype. No request's committed state changes (pending work may be folded in first)."""
+        q's dtype. No request's committed state changes (pending work may be folded in first).
+        ``plan``: the step's :class:`StepPlan` shared by every layer (default: this call's own)."""
         dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=False,
                                 validate_values=validate)
         self._check_scratch(scratch, pool, dims.B, dims.T)
@@ -203,15 +272,46 @@ class VerifyStrategy(ABC):
             self._check_slots(indices, scratch)
         scale = float(dims.K) ** -0.5 if scale is None else float(scale)
         o = torch.empty((dims.B, dims.T, dims.HV, dims.V), dtype=q.dtype, device=q.device)
-        self._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
+        with self._planned(plan, scratch):
+            self._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
         return o
 
     def commit(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch, accepted: torch.Tensor,
-               *, validate: bool = True) -> None:
-        """Keep the first ``accepted[i]`` (1..T) tokens of the last verify of row ``i``."""
+               *, validate: bool = True, plan: StepPlan | None = None) -> None:
+        """Keep the first ``accepted[i]`` (1..T) tokens of the last verify of row ``i``. ``plan``:
+        the step's :class:`StepPlan` (the one its verify had)."""
         B = self._check_commit(pool, indices, scratch, accepted, validate)
         if B:
-            self._commit(pool, indices, scratch, accepted)
+            with self._planned(plan, scratch):
+                self._commit(pool, indices, scratch, accepted)
+
+    @contextmanager
+    def _planned(self, plan: StepPlan | None, scratch: Scratch):
+        """Make ``plan`` (or a plan of this call alone) the one :meth:`_memo` and :meth:`_once` use."""
+        if plan is not None:
+            plan.bind(scratch, self.bookkeeping_fields)
+        self._plan = plan if plan is not None else StepPlan()
+        try:
+            yield
+        finally:
+            self._plan = None
+
+    def _memo(self, key: str, fn):
+        """A per-request value of this step (:meth:`StepPlan.memo`); outside a step, computed afresh."""
+        plan = getattr(self, "_plan", None)
+        return fn() if plan is None else plan.memo(key, fn)
+
+    def _once(self, key: str, fn) -> None:
+        """A bookkeeping write, once per step (:meth:`StepPlan.once`); outside a step, run now."""
+        plan = getattr(self, "_plan", None)
+        if plan is None:
+            fn()
+        else:
+            plan.once(key, fn)
+
+    def _bk(self, indices: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+        """:func:`bookkeeping_index` of this step's rows (computed once per step)."""
+        return self._memo("bk", lambda: bookkeeping_index(indices, scratch.pool_slots))
 
     def state(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch) -> torch.Tensor:
         """Each row's committed state, materialised as float32 ``[B, HV, V, K]`` (zeros for padding

@@ -123,6 +123,7 @@ class RecomputeFused(Recompute):
     launches = {"verify": 1, "commit": 0}
     bookkeeping_ops = {"verify": 4, "commit": 1}
     main_kernel_phases = ("verify",)
+    bookkeeping_fields = ("pending", "parity")
     #: its verify replays the previous step's accepted tokens: run alone it is not a steady-state verify
     separable_verify = False
     engine_runs = ()
@@ -157,17 +158,24 @@ class RecomputeFused(Recompute):
         return bk, par, rows, scratch.pending[bk]
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
-        bk, par, rows, pend = self._pending(indices, scratch)
+        bk, par, rows, pend = self._memo("pending", lambda: self._pending(indices, scratch))
+        new_rows = self._memo("new_rows", lambda: rows + 1 - 2 * par)
         rp = Replay(scratch.u, scratch.k, scratch.g, rows, pend, write=True)
-        st = Stash(scratch.u, scratch.k, scratch.g, rows + 1 - 2 * par, scratch.zeros[:dims.B])
+        st = Stash(scratch.u, scratch.k, scratch.g, new_rows, scratch.zeros[:dims.B])
         self.ops.recurrent(pool, indices, replay=rp,
                            tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, stash=st))
-        scratch.pending.index_fill_(0, bk, 0)    # not pending[bk] = 0: that copies a host scalar
-        scratch.parity[bk] = 1 - par
+
+        def consume() -> None:
+            scratch.pending.index_fill_(0, bk, 0)    # not pending[bk] = 0: that copies a host scalar
+            scratch.parity[bk] = 1 - par
+        self._once("consume_pending", consume)
 
     def _commit(self, pool, indices, scratch, accepted):
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        scratch.pending[bk] = accepted.to(torch.int32)
+        bk = self._bk(indices, scratch)
+
+        def record() -> None:
+            scratch.pending[bk] = accepted.to(torch.int32)
+        self._once("record_pending", record)
 
     def fold(self, pool, indices, scratch, force: bool = False) -> None:
         """Replay pending steps into the pool rows now (``force``); without ``force`` nothing is due:

@@ -80,6 +80,7 @@ class ReplayRing(VerifyStrategy):
     bookkeeping_ops = {"fold": 3, "verify": 2, "commit": 2}
     main_kernel_phases = ("fold", "verify")
     folds = True
+    bookkeeping_fields = ("cursor",)
     engine_runs = (
         EngineRun("sglang", ENGINE_VERSIONS["sglang"],
                   ("--linear-attn-decode-backend", "triton", "--enable-linear-replayssm-spec",
@@ -142,6 +143,10 @@ class ReplayRing(VerifyStrategy):
         super().fold(pool, indices, scratch, force)
         if not indices.numel():
             return
+        self._fold(pool, indices, scratch, force)
+
+    def _fold_plan(self, indices, scratch, force: bool):
+        """``(bk, cursor before, rows to fold, cursor after)`` of this step's rows."""
         bk = bookkeeping_index(indices, scratch.pool_slots)
         cur = scratch.cursor[bk]
         if force:
@@ -149,20 +154,31 @@ class ReplayRing(VerifyStrategy):
         else:
             need = (indices >= 0) & ((cur + scratch.T > scratch.ring_slots) | (cur >= scratch.flush_min))
         src = torch.where(need, indices, torch.full_like(indices, -1))
+        return bk, cur, src, torch.where(need, torch.zeros_like(cur), cur)
+
+    def _fold(self, pool, indices, scratch, force: bool) -> None:
+        """The fold launch (rows that need it) and, once per step, their cursors set to 0."""
+        bk, cur, src, after = self._memo(f"fold_{force}", lambda: self._fold_plan(indices, scratch, force))
         self.ops.recurrent(pool, src, replay=Replay(scratch.u, scratch.k, scratch.g, indices, cur, write=True))
-        scratch.cursor[bk] = torch.where(need, torch.zeros_like(cur), cur)
+
+        def reset() -> None:
+            scratch.cursor[bk] = after
+        self._once(f"fold_cursor_{force}", reset)
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
-        self.fold(pool, indices, scratch)
-        cur = scratch.cursor[bookkeeping_index(indices, scratch.pool_slots)]
+        self._fold(pool, indices, scratch, False)
+        cur = self._memo("fold_False", lambda: self._fold_plan(indices, scratch, False))[3]
         rp = Replay(scratch.u, scratch.k, scratch.g, indices, cur, write=False)
         st = Stash(scratch.u, scratch.k, scratch.g, indices, cur)
         self.ops.recurrent(pool, indices, replay=rp,
                            tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, stash=st))
 
     def _commit(self, pool, indices, scratch, accepted):
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        scratch.cursor[bk] = scratch.cursor[bk] + accepted.to(torch.int32)
+        bk = self._bk(indices, scratch)
+
+        def advance() -> None:
+            scratch.cursor[bk] = scratch.cursor[bk] + accepted.to(torch.int32)
+        self._once("advance_cursor", advance)
 
     def _state(self, pool, indices, scratch):
         cur = scratch.cursor[bookkeeping_index(indices, scratch.pool_slots)]

@@ -64,6 +64,7 @@ class TokenSlots(VerifyStrategy):
     launches = {"verify": 1, "commit": 0}
     bookkeeping_ops = {"verify": 3, "commit": 2}
     main_kernel_phases = ("verify",)
+    bookkeeping_fields = ("current", "slot_table")
     engine_runs = (
         EngineRun("vllm", ENGINE_VERSIONS["vllm"], (), backends=("vllm_cuda",),
                   env=(("VLLM_GDN_DECODE_KERNEL", "cuda"),), max_draft_tokens=8,
@@ -92,10 +93,10 @@ class TokenSlots(VerifyStrategy):
         the pool (:meth:`memory_formula`)."""
         return P * (T + 1) * 4 + (P + 1) * 4
 
-    def allocate(self, pool: torch.Tensor, max_batch: int, T: int,
-                 slot_table: torch.Tensor | None = None) -> TokenSlotsScratch:
+    def allocate(self, pool: torch.Tensor, max_batch: int, T: int, slot_table: torch.Tensor | None = None, *,
+                 share: TokenSlotsScratch | None = None) -> TokenSlotsScratch:
         """As :meth:`VerifyStrategy.allocate`; ``slot_table [P, T+1]`` overrides the default layout."""
-        scratch = super().allocate(pool, max_batch, T)
+        scratch = super().allocate(pool, max_batch, T, share=share)
         if slot_table is not None:
             P = pool.shape[0]
             if not isinstance(slot_table, torch.Tensor) or tuple(slot_table.shape) != (P, T + 1):
@@ -132,9 +133,13 @@ class TokenSlots(VerifyStrategy):
         scratch.current.index_fill_(0, bookkeeping_index(s, scratch.pool_slots), 0)
 
     def _slots(self, indices, scratch):
-        """``(src [B], dst [B, T])``: committed slot and the T slots verify writes (-1 for padding)."""
+        """``(src [B], dst [B, T])``: committed slot and the T slots verify writes (-1 for padding);
+        once per step (:class:`~gdnlab.strategies.base.StepPlan`)."""
+        return self._memo("slots", lambda: self._compute_slots(indices, scratch))
+
+    def _compute_slots(self, indices, scratch):
         T = scratch.T
-        bk = bookkeeping_index(indices, scratch.pool_slots)
+        bk = self._bk(indices, scratch)
         live = indices >= 0
         base = indices.long().clamp(min=0)
         c = scratch.current[bk].long()
@@ -148,10 +153,13 @@ class TokenSlots(VerifyStrategy):
         self.ops.recurrent(pool, src, tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, dst=dst))
 
     def _commit(self, pool, indices, scratch, accepted):
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        new = (scratch.current[bk] + accepted.to(torch.int32)) % (scratch.T + 1)
-        scratch.current[bk] = new.to(torch.int32)
+        bk = self._bk(indices, scratch)
+
+        def move() -> None:
+            new = (scratch.current[bk] + accepted.to(torch.int32)) % (scratch.T + 1)
+            scratch.current[bk] = new.to(torch.int32)
+        self._once("move_current", move)
 
     def _state(self, pool, indices, scratch):
-        src, _ = self._slots(indices, scratch)
+        src, _ = self._compute_slots(indices, scratch)
         return pool[src.long().clamp(min=0)].float()

@@ -240,12 +240,11 @@ class _FlashInferStrategy(VerifyStrategy):
         """``o`` when a kernel can write it directly (bf16, contiguous), else ``None``."""
         return o if (o.dtype == torch.bfloat16 and o.is_contiguous()) else None
 
-    @staticmethod
-    def _emit(o: torch.Tensor, out: torch.Tensor, indices: torch.Tensor) -> None:
+    def _emit(self, o: torch.Tensor, out: torch.Tensor, indices: torch.Tensor) -> None:
         """Copy a kernel's output into ``o`` (unless it wrote ``o``) and zero padding rows."""
         if out is not o:
             o.copy_(out)
-        o.masked_fill_((indices < 0).view(-1, 1, 1, 1), 0)
+        o.masked_fill_(self._memo("padding", lambda: (indices < 0).view(-1, 1, 1, 1)), 0)
 
     def _kernel_name(self, cc, dims: GDNCallDims, bf16: bool) -> tuple[str, dict]:
         return self.fi._verify_kernel(cc, dims, bf16)  # kernel choice as FlashInfer's dispatch makes it
