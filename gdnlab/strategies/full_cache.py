@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engines import ENGINE_VERSIONS, EngineRun
+from ..inputs import GDNInputs
 from ..roofline import RowBytes
 from .base import ByteUnits, Scratch, VerifyStrategy, _dtype_opt
 from .ops import Tokens
@@ -85,7 +86,7 @@ class FullCache(VerifyStrategy):
         return FullCacheScratch(T, max_batch, pool.shape[0], pool.dtype, pool.device, inter)
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
-        self.ops.recurrent(pool, indices, tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o,
+        self.ops.recurrent(pool, indices, tokens=Tokens(GDNInputs(q, k, v, a, b, A_log, dt_bias), scale, o,
                                                         inter=scratch.intermediate))
 
     def _commit(self, pool, indices, scratch, accepted):

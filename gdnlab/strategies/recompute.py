@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..inputs import GDNInputs
 from ..roofline import RowBytes
 from .base import ByteUnits, Scratch, VerifyStrategy, _dtype_opt, bookkeeping_index
 from .ops import Replay, Stash, Tokens
@@ -106,7 +107,7 @@ class Recompute(VerifyStrategy):
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
         B = dims.B
         st = Stash(scratch.u, scratch.k, scratch.g, scratch.rows[:B], scratch.zeros[:B])
-        self.ops.recurrent(pool, indices, tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, stash=st))
+        self.ops.recurrent(pool, indices, tokens=Tokens(GDNInputs(q, k, v, a, b, A_log, dt_bias), scale, o, stash=st))
 
     def _commit(self, pool, indices, scratch, accepted):
         B = indices.shape[0]
@@ -163,7 +164,7 @@ class RecomputeFused(Recompute):
         rp = Replay(scratch.u, scratch.k, scratch.g, rows, pend, write=True)
         st = Stash(scratch.u, scratch.k, scratch.g, new_rows, scratch.zeros[:dims.B])
         self.ops.recurrent(pool, indices, replay=rp,
-                           tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, stash=st))
+                           tokens=Tokens(GDNInputs(q, k, v, a, b, A_log, dt_bias), scale, o, stash=st))
 
         def consume() -> None:
             scratch.pending.index_fill_(0, bk, 0)    # not pending[bk] = 0: that copies a host scalar

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engines import ENGINE_VERSIONS, EngineRun
+from ..inputs import GDNInputs
 from ..roofline import RowBytes
 from .base import ByteUnits, Scratch, VerifyStrategy, _dtype_opt, bookkeeping_index
 from .ops import Replay, Stash, Tokens
@@ -171,7 +172,7 @@ class ReplayRing(VerifyStrategy):
         rp = Replay(scratch.u, scratch.k, scratch.g, indices, cur, write=False)
         st = Stash(scratch.u, scratch.k, scratch.g, indices, cur)
         self.ops.recurrent(pool, indices, replay=rp,
-                           tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, stash=st))
+                           tokens=Tokens(GDNInputs(q, k, v, a, b, A_log, dt_bias), scale, o, stash=st))
 
     def _commit(self, pool, indices, scratch, accepted):
         bk = self._bk(indices, scratch)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engines import ENGINE_VERSIONS, EngineRun
+from ..inputs import GDNInputs
 from ..roofline import RowBytes
 from .base import ByteUnits, Scratch, VerifyStrategy, bookkeeping_index
 from .ops import Tokens
@@ -150,7 +151,7 @@ class TokenSlots(VerifyStrategy):
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
         src, dst = self._slots(indices, scratch)
-        self.ops.recurrent(pool, src, tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, dst=dst))
+        self.ops.recurrent(pool, src, tokens=Tokens(GDNInputs(q, k, v, a, b, A_log, dt_bias), scale, o, dst=dst))
 
     def _commit(self, pool, indices, scratch, accepted):
         bk = self._bk(indices, scratch)
