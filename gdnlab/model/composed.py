@@ -93,6 +93,9 @@ class ComposedStep:
         gdn_scale: multiplies every GDN kernel time (what-if).
         allreduce_latency_us, busbw_gbps: projected TP all-reduce (defaults:
             :mod:`gdnlab.components.allreduce`; NVLink 5 900 GB/s on Blackwell).
+
+    A :class:`ComposedStep` is a :class:`gdnlab.model.serving.LinearStep` (:meth:`iteration_cost`,
+    :meth:`prefill_cost`): :func:`gdnlab.model.serving.simulate_serving` replays it.
     """
 
     #: SGLang ``--chunked-prefill-size`` of the seed's server command
