@@ -75,8 +75,8 @@ def comparable_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
     Kept: ``status == "ok"``; CUDA-graph timing (``timing_method``, or an older frame's ``timing``,
     in :data:`GRAPH_TIMINGS` when the frame has graph rows: eager timing adds host launch overhead);
-    ``intermediate`` not ``"pool"`` (SGLang slices the buffer to the batch since PR #23273); no
-    ``rotate``. Each filter applies only when its column is present. An older frame with
+    ``buffer_scope`` (``intermediate`` in earlier files) not ``"pool"`` (SGLang slices the buffer to the
+    batch since PR #23273); no ``rotate``. Each filter applies only when its column is present. An older frame with
     ``concurrency`` and no ``batch`` column has it renamed to ``batch``. Keys are normalised:
     ``backend`` / ``mode`` lower-case, ``state_dtype`` a dtype name (``"bfloat16"``), ``batch`` /
     ``draft_tokens`` numbers. Raises ``ValueError`` when no row is left.
@@ -90,8 +90,9 @@ def comparable_rows(rows: pd.DataFrame) -> pd.DataFrame:
     method = _timing_method(s)
     if method is not None and method.isin(GRAPH_TIMINGS).any():
         keep &= method.isin(GRAPH_TIMINGS)
-    if "intermediate" in s:
-        keep &= ~s["intermediate"].astype(str).eq("pool")
+    for scope in ("buffer_scope", "intermediate"):     # (the earlier name of buffer_scope)
+        if scope in s:
+            keep &= ~s[scope].astype(str).eq("pool")
     if "rotate" in s:
         keep &= ~s["rotate"].fillna(False).astype(bool)
     s = s[keep].copy()
