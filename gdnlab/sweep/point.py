@@ -67,7 +67,7 @@ def _measure(pt: SweepPoint, ctx: MeasureContext, row: dict) -> None:
     if buf is not None:
         row.update(intermediate_dtype=dtype_name(buf.dtype), intermediate_rows=int(buf.shape[0]),
                    intermediate_call=calls.description)
-    _roofline(row, pt, None if buf is None else buf.dtype, ctx)
+    _call_roofline(row, pt, None if buf is None else buf.dtype, ctx)
     max_calls = max(1, min(ctx.cfg.max_calls, (pool.shape[0] - 1) // max(pt.batch, 1)))
     if buf is not None:                   # each call has its own buffer: stay within the budget
         per_buf = buf.numel() * buf.element_size()
@@ -86,7 +86,7 @@ def _measure(pt: SweepPoint, ctx: MeasureContext, row: dict) -> None:
     row["status"] = "ok"
 
 
-def _roofline(row: dict, pt: SweepPoint, inter_dtype: torch.dtype | None, ctx: MeasureContext) -> None:
+def _call_roofline(row: dict, pt: SweepPoint, inter_dtype: torch.dtype | None, ctx: MeasureContext) -> None:
     """Bytes and FLOPs of one call (:func:`gdnlab.roofline.gdn_bytes`, ``gdn_flops``) and its floors."""
     from ..roofline import gdn_bytes, gdn_flops
 

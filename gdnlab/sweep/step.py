@@ -125,7 +125,7 @@ def _supports(s, pt: SweepPoint, ctx, sd: torch.dtype, act: torch.dtype) -> tupl
     return fn(sd, pt.draft_tokens, pt.batch, sm, HV=sh.HV, K=sh.K, V=sh.V, act_dtype=act)
 
 
-def _roofline(row: dict, s, pt: SweepPoint, sd: torch.dtype, act: torch.dtype, ctx: MeasureContext) -> Any:
+def _step_roofline(row: dict, s, pt: SweepPoint, sd: torch.dtype, act: torch.dtype, ctx: MeasureContext) -> Any:
     """Bytes of one step at the point's accept length (:meth:`VerifyStrategy.bytes_moved`), scratch and
     memory, FLOPs, and the floors (whole step, verify and commit at the copy bandwidth)."""
     from ..roofline import gdn_flops
@@ -231,7 +231,7 @@ def _measure(pt: SweepPoint, ctx: MeasureContext, row: dict) -> None:
     if not ok:
         row["status"] = f"unsupported: {why}"
         return
-    by = _roofline(row, s, pt, sd, act, ctx)
+    by = _step_roofline(row, s, pt, sd, act, ctx)
     if cfg.check:
         chk = run_check(pt, ctx, s, sd, act)
         row.update(correct=chk.ok, tol_ratio=chk.tol_ratio, max_abs_err=chk.output_err, state_drift=chk.drift,
