@@ -15,7 +15,7 @@ from gdnlab.acceptance import ChainAcceptance, accept_len_to_rate
 from gdnlab.analysis import phases
 from gdnlab.cli import main as cli_main
 from gdnlab.errors import InputError, UnavailableError
-from gdnlab.harness_calls import disjoint_calls
+from gdnlab.harness_calls import kernel_calls
 from gdnlab.instrument import time_calls
 from gdnlab.kernels import get_backend
 from gdnlab.shapes import GDNShape, preset
@@ -159,9 +159,9 @@ def test_cli_help_shows_every_option_with_help(capsys):
     assert "(default: 64)" in text and "(default: 512)" in text
 
 
-def test_disjoint_calls_time_through_the_harness():
+def test_kernel_calls_time_through_the_harness():
     be = get_backend("reference")
-    make = disjoint_calls(be, TINY, batch=2, draft_tokens=3, device="cpu")
+    make = kernel_calls(be, TINY, batch=2, draft_tokens=3, device="cpu")
     calls = make(3)
     assert len(calls) == 3
     o, inter = calls[1]()
@@ -169,7 +169,7 @@ def test_disjoint_calls_time_through_the_harness():
     t = time_calls(make, timing="amortised", min_sample_us=1e9, max_calls=3, warmup=0, repeats=2, device="cpu")
     assert t.calls_per_sample == 3 and t.method == "cpu_wall" and t.median_us > 0
     with pytest.raises(UnavailableError, match="state_dtype"):
-        disjoint_calls(get_backend("reference"), TINY, batch=1, state_dtype="float16", device="cpu")
+        kernel_calls(get_backend("reference"), TINY, batch=1, state_dtype="float16", device="cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA answer")

@@ -64,8 +64,8 @@ def comparable_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
     Kept: ``status == "ok"``; CUDA-graph timing (``timing_method``, or an older frame's ``timing``,
     in :data:`GRAPH_TIMINGS` when the frame has graph rows: eager timing adds host launch overhead);
-    ``intermediate`` not ``"pool"`` (SGLang slices the buffer to the batch since PR #23273); no
-    ``rotate``. Each filter applies only when its column is present. An older frame with
+    ``buffer_scope`` (``intermediate`` in earlier files) not ``"pool"`` (SGLang slices the buffer to
+    the batch since PR #23273); no ``rotate``. Each filter applies only when its column is present. An older frame with
     ``concurrency`` and no ``batch`` column has it renamed to ``batch``. Keys are normalised:
     ``backend`` / ``mode`` lower-case, ``state_dtype`` a dtype name (``"bfloat16"``), ``batch`` /
     ``draft_tokens`` numbers. Raises ``ValueError`` when no row is left.
@@ -79,8 +79,9 @@ def comparable_rows(rows: pd.DataFrame) -> pd.DataFrame:
     method = _timing_method(s)
     if method is not None and method.isin(GRAPH_TIMINGS).any():
         keep &= method.isin(GRAPH_TIMINGS)
-    if "intermediate" in s:
-        keep &= ~s["intermediate"].astype(str).eq("pool")
+    for scope in ("buffer_scope", "intermediate"):     # (the earlier name of buffer_scope)
+        if scope in s:
+            keep &= ~s[scope].astype(str).eq("pool")
     if "rotate" in s:
         keep &= ~s["rotate"].fillna(False).astype(bool)
     s = s[keep].copy()
@@ -180,9 +181,10 @@ class SweepGDN:
         if s.empty:
             raise DataError(f"the GDN sweep has no call row of the per-GPU shape H={shape.H} HV={shape.HV} "
                             f"K={shape.K} V={shape.V}")
-        if "strategy" not in s:
-            s = s.assign(strategy=np.where(s["mode"] == "decode", "decode", "full_cache"))
-        s = s.assign(strategy=s["strategy"].fillna("full_cache").astype(str))
+        # call rows are keyed like the strategy they stand for: decode, or full_cache's verify call
+        # (an earlier frame read without load_sweep may still name it in ``strategy``)
+        strat = s["strategy"].astype("string") if "strategy" in s else pd.Series(pd.NA, index=s.index, dtype="string")
+        s = s.assign(strategy=np.where(s["mode"] == "decode", "decode", strat.fillna("full_cache").astype(str)))
         s = s.assign(step_us=np.nan,
                      calls_per_sample=pd.to_numeric(s["calls_per_sample"], errors="coerce").fillna(1.0)
                      if "calls_per_sample" in s else 1.0)

@@ -38,12 +38,14 @@ import pandas as pd
 import torch
 
 from ..errors import InputError, Interrupted, UnavailableError
+from ..instrument import resolve_device
 from ..results import SweepWriter, point_key, resolve_output, to_frame
-from .config import SweepConfig, default_backends, default_strategy_backends, grid_points
-from .point import MeasureContext, measure_point
+from .config import SweepConfig, SweepPoint, default_backends, default_strategy_backends, grid_points
+from .context import MeasureContext
+from .point import measure_point
 from .step import copy_bandwidth, measure_step_point
 
-__all__ = ["run_sweep", "resolve_device", "summary_table", "SweepInterrupted"]
+__all__ = ["run_sweep", "summary_table", "SweepInterrupted"]
 
 _STICKY = ("illegal memory access", "illegal address", "unspecified launch failure", "device-side assert",
            "misaligned address")
@@ -52,29 +54,6 @@ _STICKY = ("illegal memory access", "illegal address", "unspecified launch failu
 class SweepInterrupted(Interrupted):
     """The sweep stopped early (a sticky CUDA error); the completed points are stored, ``--resume``
     continues in a fresh process."""
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``"cuda"``, ``"cuda:N"``, ``"cpu"`` or ``None`` (CUDA when available) as a concrete device.
-
-    Raises :class:`~gdnlab.errors.InputError` for another device kind and
-    :class:`~gdnlab.errors.UnavailableError` for CUDA on a machine without it."""
-    if name is None:
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cuda", "cpu"):
-        raise InputError(f"device must be cuda, cuda:N or cpu, got {name!r}")
-    if dev.type == "cpu":
-        return dev
-    if not torch.cuda.is_available():
-        raise UnavailableError(f"device={name!r} asks for CUDA, but no CUDA device is available here")
-    index = torch.cuda.current_device() if dev.index is None else dev.index
-    if index >= torch.cuda.device_count():
-        raise UnavailableError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return torch.device("cuda", index)
 
 
 def _sweep_id() -> str:
@@ -100,11 +79,6 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
         the rows (:func:`gdnlab.results.load_sweep` of ``out``); ``attrs["sweep_id"]`` names this run
         and ``attrs["points_run"]`` counts its points.
     """
-    from ..hardware import detect
-    from ..kernels import BackendUnavailable
-    from ..kernels.reference import ReferenceBackend
-    from ..provenance import collect
-
     if resume and overwrite:
         raise InputError("pass resume or overwrite, not both")
     points = grid_points(cfg)
@@ -112,6 +86,28 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
     path = resolve_output(out) if out is not None else None
     if path is not None and path.exists() and not (resume or overwrite):
         raise InputError(f"{path} exists: pass --resume to continue it or --overwrite to replace it")
+    ctx = _context(cfg, device, points)
+    writer = None
+    if path is not None:
+        writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new", gpu=ctx.prov["gpu"])
+    done = writer.done_keys(retry_failed) if (writer is not None and resume) else set()
+    todo = [p for p in points if point_key(p.key_row()) not in done]
+    rows = _measure_points(ctx, todo, writer, on_row, progress)
+    df = writer.rows() if writer is not None else to_frame(rows)
+    df.attrs["sweep_id"] = ctx.sweep_id
+    df.attrs["points_run"] = len(todo)
+    df.attrs["copy_bw_gbps"] = ctx.copy_bw_gbps
+    return df
+
+
+def _context(cfg: SweepConfig, device: torch.device, points: list[SweepPoint]) -> MeasureContext:
+    """The run's :class:`MeasureContext` (provenance, datasheet peak, the reference backend), after
+    checking that every backend of the grid can run here (before anything is measured or written)."""
+    from ..hardware import detect
+    from ..kernels import BackendUnavailable
+    from ..kernels.reference import ReferenceBackend
+    from ..provenance import collect
+
     prov = collect(device.index if device.type == "cuda" else None)
     if device.type != "cuda":
         prov = {**prov, "gpu": "cpu", "sm": None, "driver": None}
@@ -124,12 +120,14 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
         except BackendUnavailable as exc:
             raise UnavailableError(f"{exc} (available here: {', '.join(default_backends())})") from None
     _check_strategy_backends(points)
-    writer = None
-    if path is not None:
-        writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new", gpu=prov["gpu"])
-    done = writer.done_keys(retry_failed) if (writer is not None and resume) else set()
-    todo = [p for p in points if point_key(p.key_row()) not in done]
     ctx.reference = ReferenceBackend()
+    return ctx
+
+
+def _measure_points(ctx: MeasureContext, todo: list[SweepPoint], writer: SweepWriter | None,
+                    on_row: Callable[[dict], None] | None, progress: bool) -> list[dict]:
+    """Measure ``todo`` in order (the copy bandwidth first), storing each row as it completes (rows
+    in memory when there is no ``writer``); the writer is finished however the loop ends."""
     rows: list[dict] = []
     bar = None
     if progress:
@@ -138,6 +136,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
                    mininterval=0.1 if sys.stderr.isatty() else 10.0)   # a log file gets a line every 10 s
         ctx.log = lambda msg: tqdm.write(msg, file=sys.stderr)
     if todo:
+        cfg, device = ctx.cfg, ctx.device
         mib = cfg.copy_mib if cfg.copy_mib is not None else (1024.0 if device.type == "cuda" else 16.0)
         ctx.copy_bw_gbps = copy_bandwidth(device, int(mib * 2**20), l2_flush=cfg.l2_flush)
         ctx.log(f"device-to-device copy of {mib:g} MiB: {ctx.copy_bw_gbps:.0f} GB/s "
@@ -147,12 +146,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
         for pt in todo:
             if bar is not None:
                 bar.set_postfix_str(pt.label())
-            row = (measure_step_point if pt.measure == "step" else measure_point)(pt, ctx)
-            status = str(row.get("status", ""))
-            if status == "oom" or status.startswith("error"):
-                gc.collect()                      # the point's tensors are gone now: give memory back
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+            row = _measure_one(ctx, pt)
             if writer is not None:
                 writer.append(row)
             else:
@@ -161,6 +155,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
                 bar.update(1)
             if on_row is not None:
                 on_row(row)
+            status = str(row.get("status", ""))
             if any(m in status.lower() for m in _STICKY):
                 raise SweepInterrupted(f"sticky CUDA error at {pt.label()}: {status}; the completed points are "
                                        f"stored: run again with --resume (a fresh process)")
@@ -170,11 +165,18 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
             bar.close()
         if writer is not None:
             writer.finish(complete)
-    df = writer.rows() if writer is not None else to_frame(rows)
-    df.attrs["sweep_id"] = ctx.sweep_id
-    df.attrs["points_run"] = len(todo)
-    df.attrs["copy_bw_gbps"] = ctx.copy_bw_gbps
-    return df
+    return rows
+
+
+def _measure_one(ctx: MeasureContext, pt: SweepPoint) -> dict:
+    """One point's row; after a failed point its memory goes back to the device."""
+    row = (measure_step_point if pt.measure == "step" else measure_point)(pt, ctx)
+    status = str(row.get("status", ""))
+    if status == "oom" or status.startswith("error"):
+        gc.collect()                      # the point's tensors are gone now: give memory back
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return row
 
 
 def _check_strategy_backends(points) -> None:
@@ -191,7 +193,7 @@ def _check_strategy_backends(points) -> None:
 
 
 def summary_table(df: pd.DataFrame) -> str:
-    """A compact text table: median µs per call (backend, mode, T, state dtype, strategy, timing) x
+    """A compact text table: median µs per call (backend, mode, T, state dtype, buffer scope, timing) x
     batch for call rows; for step rows, µs per step by (backend, strategy) x batch for the first T,
     state dtype and accept length, with the ratio to ``full_cache`` and the checks' verdicts."""
     if df.empty:
@@ -203,7 +205,7 @@ def summary_table(df: pd.DataFrame) -> str:
                                               df["status"].str.split(":").str[0].value_counts().items())]
     fmt = ("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.1f}".format)
     if not calls.empty:
-        piv = calls.pivot_table(index=["backend", "mode", "draft_tokens", "state_dtype", "strategy", "timing"],
+        piv = calls.pivot_table(index=["backend", "mode", "draft_tokens", "state_dtype", "buffer_scope", "timing"],
                                 columns="batch", values="time_us", aggfunc="median")
         with pd.option_context(*fmt):
             lines.append("median µs per call:\n" + piv.to_string())
@@ -215,7 +217,7 @@ def summary_table(df: pd.DataFrame) -> str:
         lines += _step_summary(steps)
     for _, r in df[df["status"] != "ok"].head(12).iterrows():
         what = (f"step {r['strategy']} a={r['accept_len']:g}" if r.get("measure") == "step"
-                else f"{r['mode']} {r['strategy']}")
+                else f"{r['mode']} ({r['buffer_scope']} buffer)" if r.get("mode") == "verify" else str(r["mode"]))
         lines.append(f"  {r['backend']} {what} T={r['draft_tokens']} {r['state_dtype']} B={r['batch']}: "
                      f"{r['status']}")
     return "\n".join(lines)
