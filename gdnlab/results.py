@@ -123,7 +123,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("row_sets", _I, "", "disjoint row sets the timed steps rotate over (1: every step on the same rows)"),
     # roofline
     Column("bytes", _I, "bytes", "minimum bytes one call moves (gdnlab.roofline.gdn_bytes; step rows: one step, "
-                                 "gdnlab.roofline.strategy_bytes at accept_len)"),
+                                 "the strategy class's step_bytes at accept_len)"),
     Column("bytes_state", _I, "bytes", "state bytes read and written"),
     Column("bytes_intermediate", _I, "bytes", "intermediate state bytes written (step rows: scratch bytes read and "
                                               "written)"),

@@ -1,4 +1,4 @@
-"""The strategy ledger (gdnlab.strategies.ledger) and its figures (gdnlab.plots.strategies), on a small
+"""The strategy ledger (gdnlab.analysis.ledger) and its figures (gdnlab.plots.strategies), on a small
 synthetic sweep frame whose winners, ratios and targets are known by construction."""
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ SGLang's ``fused_mamba_state_scatter_with_mask`` in
 ``python/sglang/srt/layers/attention/mamba/mamba_state_scatter_triton.py``).
 
 State traffic per step: read S + write T intermediates + read one + write S = (T+3) S when the
-intermediate has the pool's dtype (:func:`gdnlab.roofline.strategy_bytes`).
+intermediate has the pool's dtype (:meth:`FullCache.row_bytes`).
 """
 from __future__ import annotations
 

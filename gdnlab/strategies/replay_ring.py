@@ -17,7 +17,7 @@ dummy). The committed state is the checkpoint with ring entries ``0..cursor-1`` 
 
 Amortised fold: with accept length ``a`` a row folds every ``f = min(floor((R-T)/a) + 1,
 ceil(flush_min/a))`` steps, moving 2 S plus ``f a`` ring entries; the verify replays on average
-``a (f-1) / 2`` entries. Per step: S (1 + 2/f) plus ring entries (``gdnlab.roofline.strategy_bytes``).
+``a (f-1) / 2`` entries. Per step: S (1 + 2/f) plus ring entries (:meth:`ReplayRing.row_bytes`).
 So the fold cost depends on the accept length — a sweep must draw accepted lengths with the
 intended mean and time ``verify + commit`` over many steps.
 """

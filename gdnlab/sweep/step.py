@@ -6,7 +6,7 @@ backend, strategy, B, T, state dtype, accept length). :func:`measure_step_point`
 1. makes the strategy once per run (:func:`gdnlab.strategies.get_strategy`); a strategy that cannot
    run here, or declines these conditions (``supports(...)`` of FlashInfer's wrappers), gives a row
    with status ``"unsupported: <reason>"``;
-2. writes the byte formulas (:meth:`VerifyStrategy.bytes_moved`, :func:`gdnlab.roofline.strategy_bytes`
+2. writes the byte formulas (:meth:`VerifyStrategy.bytes_moved`, :meth:`VerifyStrategy.step_bytes`
    at the point's accept length) and the memory (:meth:`VerifyStrategy.scratch_bytes` + the pool);
 3. checks correctness once per (preset, backend, strategy, state dtype, T) — not per point — with
    :func:`gdnlab.strategies.check.check_strategy` (``check_steps`` consecutive steps against the
