@@ -11,9 +11,9 @@ import pytest
 
 triton = pytest.importorskip("triton", reason="triton not installed")
 
-from gdnlab.analysis.phases import assign_phases  # noqa: E402 - after the skip, as above
+from gdnlab.analysis.phases import assign_phases  # noqa: E402 - after the skip (triton is needed below)
 from gdnlab.kernels import _triton_gdn as tg  # noqa: E402 - after the skip: the module imports triton
-from gdnlab.strategies import _triton_kernels as tk  # noqa: E402 - after the skip, as above
+from gdnlab.strategies import _triton_kernels as tk  # noqa: E402 - after the skip: the module imports triton
 
 
 @pytest.fixture
