@@ -127,6 +127,14 @@ CASES: list[tuple[str, list[str], int, bool]] = [
     ("summary-device-tpu", ["summary", "--device", "tpu"], 2, False),
     ("summary-draft-tokens-0", ["summary", "--device", "cpu", "--draft-tokens", "0"], 2, False),
     ("summary-tp-not-dividing", ["summary", "--device", "cpu", "--tp", "3"], 2, False),
+    ("summary-file-missing", ["summary", "nosuch.parquet"], 5, False),
+    ("summary-file-random-bytes", ["summary", "rand.bin"], 4, False),
+    ("summary-file-empty", ["summary", "empty.parquet"], 4, False),
+    ("summary-file-counters-table", ["summary", "counters.parquet"], 4, False),
+    ("summary-file-raw-ncu-csv", ["summary", "raw.csv"], 4, False),
+    ("summary-file-folder-without-sweep", ["summary", "adir"], 5, False),
+    ("summary-file-top-0", ["summary", "trace.sqlite", "--top", "0"], 2, False),
+    ("summary-two-files", ["summary", "sweep.parquet", "trace.sqlite"], 2, True),
     # sweep: bad values
     ("sweep-device-tpu", [*SWEEP, "--device", "tpu"], 2, False),
     ("sweep-batch-0", [*SWEEP, "--batches", "0"], 2, False),
@@ -380,13 +388,14 @@ def _gdnlab(ws: Path, *argv: str) -> subprocess.CompletedProcess:
     pytest.param([*CT, "--input", "fifo"], 4, id="counters-input-fifo"),
     pytest.param(["plan", "--accept-table", "fifo"], 4, id="plan-accept-table-fifo"),
     pytest.param(["summary", "--batch", "0"], 2, id="summary-batch-0-usage"),
+    pytest.param(["summary", "fifo"], 4, id="summary-file-fifo"),
 ])
 def test_real_process(argv, code, workspace):
     """Run as a user does (``python -m gdnlab``): real exit codes; a FIFO given as a file is refused,
     not read (which would block)."""
     before = _snapshot(workspace)
     res = _gdnlab(workspace, *argv)
-    _assert_error(res.returncode, res.stderr, argv[0], code, usage=argv[0] == "summary")
+    _assert_error(res.returncode, res.stderr, argv[0], code, usage=argv[:2] == ["summary", "--batch"])
     _assert_kept(before, workspace)
 
 

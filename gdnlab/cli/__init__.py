@@ -1,13 +1,16 @@
 """Command line: ``gdnlab <command> ...`` (or ``python -m gdnlab <command> ...``).
 
 One module per command in this package, each with ``configure_parser(parser)`` and
-``run(args) -> int``; a command's module is imported only when that command is parsed, so
-``gdnlab backends`` never imports plotly or papermill, and no command imports a GPU package it does
-not use. Library modules take arguments and return values; they hold no argparse code.
+``run(args) -> int``. Building the parser imports the command modules but nothing heavy: they import
+torch, pandas, numpy or plotly inside ``run``, and the help lists the registries' names from
+:mod:`gdnlab.cli._registry`, so ``gdnlab --help`` and ``gdnlab COMMAND --help`` answer at once.
+Library modules take arguments and return values; they hold no argparse code. :mod:`._args` holds
+what the commands share: the one list parser, argument types, the help formatter, path checks.
 
 Every expected failure (bad value, missing or wrong-kind file, unavailable device or backend, Ctrl-C)
 ends as one line ``gdnlab COMMAND: KIND: MESSAGE`` on stderr with the exit code of
-:data:`gdnlab.errors.EXIT_CODES`; ``--debug`` shows the stack trace instead.
+:data:`gdnlab.errors.EXIT_CODES`; ``--debug`` shows the stack trace instead. The boundary covers the
+whole command, imports and parser building included: Ctrl-C at any moment is one line and exit 130.
 """
 from __future__ import annotations
 
@@ -18,13 +21,15 @@ import traceback
 from importlib import import_module
 
 from ..errors import exit_code
+from ._args import HelpFormatter
 
 __all__ = ["COMMANDS", "ALIASES", "build_parser", "main", "error_line", "plain_text"]
 
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "backends": ("gdnlab.cli.backends", "list kernel backends and verify strategies, and why any cannot run here"),
-    "summary": ("gdnlab.cli.summary", "run the reference kernel on CPU/GPU and check the contract's identities"),
+    "summary": ("gdnlab.cli.summary", "summarise a sweep or trace file; without one, run the reference kernel and "
+                                      "check the contract's identities"),
     "sweep": ("gdnlab.cli.sweep", "time kernel calls and verify-strategy steps over B, T, accept length, state dtype"),
     "workload": ("gdnlab.cli.workload", "GDN decode-loop workload: time per step vs batch and output length"),
     "capture": ("gdnlab.cli.capture", "run a command (or gdnlab's decode-loop workload) under nsys; export SQLite"),
@@ -34,10 +39,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 #: other names of a command (kept so earlier scripts keep working)
 ALIASES: dict[str, str] = {"metrics": "counters"}
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every option's default and keeps the examples' line breaks."""
 
 
 def plain_text(text: str) -> str:
@@ -60,7 +61,7 @@ def _describe(parser: argparse.ArgumentParser, module, help_: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gdnlab", description=plain_text(__doc__.splitlines()[0]),
-                                     formatter_class=_Formatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the stack trace of a failure")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     aliases: dict[str, list[str]] = {}
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         aliases.setdefault(target, []).append(alias)
     for name, (mod, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_, aliases=aliases.get(name, []),
-                           formatter_class=_Formatter)
+                           formatter_class=HelpFormatter)
         p.set_defaults(_module=mod, _command=name)
         try:
             module = import_module(mod)
@@ -79,27 +80,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _peek(argv: list[str]) -> tuple[str | None, bool]:
+    """(command, --debug) read off ``argv`` before parsing, for a failure while the parser is built."""
+    for i, a in enumerate(argv):
+        if not a.startswith("-"):
+            name = ALIASES.get(a, a)
+            return (name if name in COMMANDS else None), "--debug" in argv[:i]
+    return None, "--debug" in argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command = getattr(args, "_command", None)
-    if not command:
-        parser.print_help()
-        return 2
-    if getattr(args, "_import_error", None):
-        print(f"gdnlab {command}: unavailable: a dependency is missing ({args._import_error}); install the "
-              f"extras: pip install -e '.[notebooks,test]' (CPU) or '.[gpu]' (GPU machine)", file=sys.stderr)
-        return 3
+    """Run ``gdnlab ARGV``; returns the exit code (argparse's usage errors and ``--help`` exit itself)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command, debug = _peek(argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command, debug = getattr(args, "_command", None), args.debug
+        if not command:
+            parser.print_help()
+            return 2
+        if getattr(args, "_import_error", None):
+            print(f"gdnlab {command}: unavailable: a dependency is missing ({args._import_error}); install the "
+                  f"extras: pip install -e '.[notebooks,test]' (CPU) or '.[gpu]' (GPU machine)", file=sys.stderr)
+            return 3
         return int(import_module(args._module).run(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # the one error boundary of the command line
         known = exit_code(exc)
-        if known is None or args.debug:
-            if known is None:
-                raise
+        if known is None:
+            raise
+        if debug:
             traceback.print_exc()
         code, kind = known
-        print(f"gdnlab {command}: {kind}: {error_line(exc)}", file=sys.stderr)
+        print(f"gdnlab{f' {command}' if command else ''}: {kind}: {error_line(exc)}", file=sys.stderr)
         return code
 
 

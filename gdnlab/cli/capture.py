@@ -15,6 +15,9 @@ import argparse
 import shlex
 import sys
 
+from . import _registry as R
+from ._args import list_option, option
+
 __all__ = ["configure_parser", "run"]
 
 #: this command's own options and their defaults (shown in --help; parsed again after --workload)
@@ -25,26 +28,28 @@ _DEFAULTS = {"out": "traces/capture", "nsys": None, "trace": "cuda,nvtx", "captu
 
 def _own_options(parser: argparse.ArgumentParser) -> None:
     # SUPPRESS: an option given after --workload must not be overwritten by a default (see _split_args)
-    parser.add_argument("--out", "-o", default=argparse.SUPPRESS,
-                        help=f"output base: writes OUT.nsys-rep and OUT.sqlite (default: {_DEFAULTS['out']})")
-    parser.add_argument("--nsys", default=argparse.SUPPRESS,
-                        help="nsys executable (default: $NSYS, then PATH, then the usual install folders)")
-    parser.add_argument("--trace", default=argparse.SUPPRESS, help=f"nsys -t value (default: {_DEFAULTS['trace']})")
-    parser.add_argument("--capture-range", default=argparse.SUPPRESS,
-                        help="cudaProfilerApi | nvtx (with --nsys-arg=--nvtx-capture=RANGE) | none (record "
-                             "everything) (default: cudaProfilerApi)")
-    parser.add_argument("--cuda-graph-trace", default=argparse.SUPPRESS,
-                        help="node | graph: one row per kernel of a CUDA graph, or per graph (default: node)")
-    parser.add_argument("--nsys-arg", action="append", default=argparse.SUPPRESS,
-                        help="extra argument for nsys profile (repeatable), e.g. --nsys-arg=--gpu-metrics-devices=0 "
-                             "(default: none)")
-    parser.add_argument("--no-export", action="store_true", default=argparse.SUPPRESS,
-                        help="skip nsys export (default: export OUT.sqlite)")
-    parser.add_argument("--strategies", default=argparse.SUPPRESS, metavar="A,B,C",
-                        help="with --workload: one capture per verify strategy (comma list), written to OUT_<strategy> "
-                             "(adds --strategy NAME, and --draft-tokens 4 unless given) (default: one capture)")
-    parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
-                        help="print the commands, run nothing (default: run)")
+    d = _DEFAULTS
+    option(parser, "--out", "-o", default=argparse.SUPPRESS, shown_default=d["out"],
+           help="output base: writes OUT.nsys-rep and OUT.sqlite")
+    option(parser, "--nsys", default=argparse.SUPPRESS, shown_default="$NSYS, then PATH, then the usual install "
+           "folders", help="nsys executable")
+    option(parser, "--trace", default=argparse.SUPPRESS, shown_default=d["trace"],
+           help="what nsys traces (its -t value, comma-separated, e.g. cuda,nvtx,osrt)")
+    option(parser, "--capture-range", default=argparse.SUPPRESS, shown_default=d["capture_range"],
+           valid=("cudaProfilerApi", "nvtx", "none"),
+           help="what nsys records: cudaProfilerApi (between cudaProfilerStart/Stop), nvtx (with "
+                "--nsys-arg=--nvtx-capture=RANGE), none (everything)")
+    option(parser, "--cuda-graph-trace", default=argparse.SUPPRESS, shown_default=d["cuda_graph_trace"],
+           valid=("node", "graph"), help="one row per kernel of a CUDA graph (node), or per graph (graph)")
+    option(parser, "--nsys-arg", action="append", default=argparse.SUPPRESS, shown_default="none",
+           help="extra argument for nsys profile (repeatable), e.g. --nsys-arg=--gpu-metrics-devices=0")
+    option(parser, "--no-export", action="store_true", default=argparse.SUPPRESS,
+           help="skip nsys export (otherwise OUT.sqlite is written)")
+    list_option(parser, "--strategies", metavar="NAME", default=argparse.SUPPRESS, valid=R.STRATEGIES,
+                shown_default="one capture", help="with --workload: one capture per verify strategy, written to "
+                "OUT_<strategy> (adds --strategy NAME, and --draft-tokens 4 unless given)")
+    option(parser, "--dry-run", action="store_true", default=argparse.SUPPRESS,
+           help="print the commands, run nothing")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +72,7 @@ def _split_args(args: argparse.Namespace) -> tuple[dict, list[str] | None, list[
         if "--" in rest:  # `--workload ... -- cmd` makes no sense; keep the part before
             i = rest.index("--")
             rest, cmd = rest[:i], cmd or rest[i + 1:]
-        mini = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        mini = argparse.ArgumentParser(prog="gdnlab capture", add_help=False, allow_abbrev=False)
         _own_options(mini)
         found, workload = mini.parse_known_args(rest)
         for k, v in vars(found).items():

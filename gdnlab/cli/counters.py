@@ -17,37 +17,25 @@ import os
 from pathlib import Path
 
 from ..errors import DataError, InputError
-from ._args import input_file, output_file
+from . import _registry as R
+from ._args import input_file, list_option, option, output_file
 
 __all__ = ["configure_parser", "run"]
-
-
-def _csv_list(text: str) -> list[str]:
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in _csv_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``gdnlab counters`` (see the module docstring)."""
     parser.description = (parser.description or "") + "\n\n" + __doc__.split("\n\n", 1)[1]
     g = parser.add_argument_group("what to profile")
-    g.add_argument("--backends", type=_csv_list, default=["flashinfer", "triton"],
-                   help="comma-separated backends (gdnlab backends lists them)")
-    g.add_argument("--modes", type=_csv_list, default=["decode", "verify"], help="comma-separated: decode, verify")
-    g.add_argument("--batches", "--batch", dest="batches", type=_int_list, default=[1, 16, 64, 256],
-                   help="comma-separated batch sizes B")
-    g.add_argument("--state-dtypes", type=_csv_list, default=["float32", "bfloat16"],
-                   help="comma-separated state dtypes: float32, bfloat16")
-    g.add_argument("--preset", default="qwen3.5-397b-a17b", help="model preset (NAME or NAME@tpN)")
+    list_option(g, "--backends", metavar="NAME", default=["flashinfer", "triton"], valid=R.KERNEL_BACKENDS,
+                help="kernel backends (gdnlab backends says which run here)")
+    list_option(g, "--modes", metavar="MODE", default=["decode", "verify"], valid=R.SWEEP_MODES,
+                help="kernel calls to profile")
+    list_option(g, "--batches", "--batch", dest="batches", metavar="B", item=int, default=[1, 16, 64, 256],
+                help="batch sizes B")
+    list_option(g, "--state-dtypes", metavar="DTYPE", default=["float32", "bfloat16"], valid=R.STATE_DTYPES,
+                help="state pool dtypes")
+    option(g, "--preset", default=R.DEFAULT_PRESET, valid=R.preset_choices(), help="model preset (NAME or NAME@tpN)")
     g.add_argument("--tp", type=int, default=4, help="tensor-parallel degree (4: H=4 HV=16 K=V=128 per GPU)")
     g.add_argument("--draft-tokens", type=int, default=4, help="draft tokens T of a verify call")
     g.add_argument("--repeats", type=int, default=2, help="profiled calls per configuration")
@@ -62,10 +50,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--cache-control", choices=("all", "none"), default="all",
                    help="all: ncu flushes the caches before every replay pass, so DRAM bytes are cold-cache "
                         "traffic as the byte formula assumes; none: caches kept between passes")
-    e.add_argument("--ncu", default=None, help="path of ncu (default: $NCU, PATH, /usr/local/cuda/bin/ncu)")
+    option(e, "--ncu", default=None, help="path of ncu", shown_default="$NCU, PATH, /usr/local/cuda/bin/ncu")
     e.add_argument("--kernel-regex", default=None, help="optional extra ncu --kernel-name regex filter")
-    e.add_argument("--time-budget", type=float, default=None, help="seconds for all ncu runs (default: none)")
-    e.add_argument("--workdir", default=None, help="plans, logs and .ncu-rep reports (default: a temp dir)")
+    option(e, "--time-budget", type=float, default=None, help="seconds for all ncu runs", shown_default="no limit")
+    option(e, "--workdir", default=None, help="plans, logs and .ncu-rep reports", shown_default="a temporary folder")
     o = parser.add_argument_group("inputs and outputs")
     o.add_argument("--check", action="store_true", help="only report whether nsight-python can drive the installed ncu")
     o.add_argument("--from-raw", default=None,
@@ -73,11 +61,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--manifest", default=None, help="manifest JSON written with the raw CSV")
     o.add_argument("--input", default=None, help="load a stored counters table (ncu_metrics.parquet/.csv) instead of "
                                                  "profiling")
-    o.add_argument("--sweep", type=_csv_list, default=None,
-                   help="comma-separated sweep files to compare with (counters vs formula)")
+    list_option(o, "--sweep", metavar="FILE", default=None, help="sweep files to compare with (counters vs formula)")
     o.add_argument("--time-col", default="time_us", help="the sweep's timing column (µs)")
     o.add_argument("--tolerance", type=float, default=0.10, help="relative agreement counters vs formula")
-    o.add_argument("--out", default=None, help="output directory (default $GDNLAB_OUT or ./out)")
+    option(o, "--out", default=None, help="output folder", shown_default="$GDNLAB_OUT, else ./out")
     o.add_argument("--html", default=None, help="write the figures to this HTML file (needs plotly)")
 
 

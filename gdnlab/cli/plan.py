@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import input_file, int_list, str_list
+from . import _registry as R
+from ._args import input_file, list_option, option
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gpu", default="h200", help="GPU to plan for (gdnlab.hardware name, case-insensitive)")
-    parser.add_argument("--preset", default="qwen3.5-397b-a17b", help="model preset the components were measured for")
+    option(parser, "--gpu", default="h200", valid=R.gpu_names(),
+           help="GPU to plan for (any case; h100 = H100-SXM); its data is read from traces/<gpu>/")
+    option(parser, "--preset", default=R.DEFAULT_PRESET, valid=R.preset_choices(),
+           help="model preset the components were measured for")
     parser.add_argument("--tp", type=int, default=4, help="tensor-parallel degree")
     parser.add_argument("--accept-len", type=float, default=3.17,
                         help="mean accept length (tokens kept per verify step, 1..T) at --accept-len-draft-tokens")
@@ -23,17 +26,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="T at which --accept-len was measured (other T follow the one-rate chain model)")
     parser.add_argument("--accept-table", default=None,
                         help="measured accept length vs T (CSV/parquet: draft_tokens, accept_len)")
-    parser.add_argument("--batches", "--batch", dest="batches", type=int_list, default=[1, 4, 16, 64, 128, 256],
-                        help="concurrency buckets (running requests B), comma-separated")
-    parser.add_argument("--draft-tokens", type=int_list, default=[2, 4, 8],
-                        help="draft tokens T to consider (only those the sweep measured are priced)")
-    parser.add_argument("--strategies", type=str_list, default=None,
-                        help="verify strategies to consider (default: all priced)")
-    parser.add_argument("--state-dtypes", type=str_list, default=None,
-                        help="state dtypes to consider (default: all priced)")
+    list_option(parser, "--batches", "--batch", dest="batches", metavar="B", item=int, minimum=1,
+                default=[1, 4, 16, 64, 128, 256], help="concurrency buckets (running requests B)")
+    list_option(parser, "--draft-tokens", metavar="T", item=int, minimum=1, default=[2, 4, 8],
+                help="draft tokens T to consider (only those the sweep measured are priced)")
+    list_option(parser, "--strategies", metavar="NAME", default=None, valid=R.STRATEGIES, shown_default="all priced",
+                help="verify strategies to consider")
+    list_option(parser, "--state-dtypes", metavar="DTYPE", default=None, valid=R.STATE_DTYPES,
+                shown_default="all priced", help="state dtypes to consider")
     parser.add_argument("--ctx", type=float, default=1024.0, help="context tokens per running request")
-    parser.add_argument("--components", default=None, help="component run folder (default traces/<gpu>/components/)")
-    parser.add_argument("--sweep", default=None, help="that GPU's kernel sweep (default traces/<gpu>/sweep.parquet)")
+    option(parser, "--components", default=None, help="component run folder", shown_default="traces/<gpu>/components/")
+    option(parser, "--sweep", default=None, help="that GPU's kernel sweep", shown_default="traces/<gpu>/sweep.parquet")
     parser.add_argument("--reference-sweep", default="traces/h100/sweep.parquet",
                         help="sweep projected by bandwidth when the GPU has none; also used for the seed fit")
     parser.add_argument("--fitted", choices=["fixed", "before_fix", "none"], default="fixed",
@@ -41,6 +44,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checked-only", action="store_true",
                         help="choose only among options whose GDN rows passed their correctness check")
     parser.add_argument("--all", action="store_true", help="print every priced option, not only the best per batch")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress line on stderr (there is none when stderr is not a terminal)")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -69,29 +74,47 @@ def _check(args: argparse.Namespace) -> None:
         input_file(args.accept_table, "an accept-length table (CSV or parquet: draft_tokens, accept_len)")
 
 
-def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from ..errors import InputError
-    from ..hardware import spec_for
+def _plan(args: argparse.Namespace, gpu: str, bar) -> tuple:
+    """``(candidates, best, best checked, notes)``: the model composed from the component run and
+    the sweeps, every option priced, the best per batch; ``bar`` advances by one per stage."""
+    bar.set_postfix_str("checking the options, loading the model")
+    _check(args)
     from ..model.build import step_for_gpu
     from ..model.plan import best_plan, plan_candidates, read_accept_table
+
+    accept = read_accept_table(args.accept_table) if args.accept_table else args.accept_len
+    bar.update()
+    bar.set_postfix_str("composing the step from the component run and the sweeps")
+    folder = args.components or f"traces/{args.gpu.lower()}/components"
+    sweep = args.sweep or f"traces/{args.gpu.lower()}/sweep.parquet"
+    step, notes = step_for_gpu(gpu, folder, sweep_path=sweep, reference_sweep_path=args.reference_sweep,
+                               preset=args.preset, tp=args.tp, fitted=None if args.fitted == "none" else args.fitted)
+    bar.update()
+    bar.set_postfix_str("pricing every option")
+    cand = plan_candidates(step, batches=args.batches, accept=accept, accept_T=args.accept_len_draft_tokens,
+                           draft_tokens=args.draft_tokens, ctx_per_request=args.ctx, strategies=args.strategies,
+                           state_dtypes=args.state_dtypes)
+    bar.update()
+    bar.set_postfix_str("choosing the best per batch")
+    best = best_plan(cand, checked_only=args.checked_only)
+    safe = best if args.checked_only else best_plan(cand, checked_only=True)
+    bar.update()
+    return cand, best, safe, notes
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..hardware import spec_for
+    from ._progress import progress_bar
 
     try:
         spec = spec_for(args.gpu.upper() if args.gpu.lower() in ("h200", "b200", "gb200") else args.gpu)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    _check(args)
-    accept = read_accept_table(args.accept_table) if args.accept_table else args.accept_len
-    folder = args.components or f"traces/{args.gpu.lower()}/components"
-    sweep = args.sweep or f"traces/{args.gpu.lower()}/sweep.parquet"
-    step, notes = step_for_gpu(spec.name, folder, sweep_path=sweep, reference_sweep_path=args.reference_sweep,
-                               preset=args.preset, tp=args.tp, fitted=None if args.fitted == "none" else args.fitted)
-    cand = plan_candidates(step, batches=args.batches, accept=accept, accept_T=args.accept_len_draft_tokens,
-                           draft_tokens=args.draft_tokens, ctx_per_request=args.ctx, strategies=args.strategies,
-                           state_dtypes=args.state_dtypes)
-    best = best_plan(cand, checked_only=args.checked_only)
-    safe = best if args.checked_only else best_plan(cand, checked_only=True)
+    with progress_bar(args, total=4, desc="gdnlab plan", unit="stages") as bar:
+        cand, best, safe, notes = _plan(args, spec.name, bar)
+    import pandas as pd
+
     with pd.option_context("display.width", 200, "display.max_colwidth", 200, "display.max_columns", 30):
         print(f"gdnlab plan · {spec.name} · {args.preset}@tp{args.tp} · context {args.ctx:g} tokens/request")
         print("accept length per T: " + ", ".join(f"T={t}: {a:.2f}" for t, a in cand.attrs["accept_lengths"].items())

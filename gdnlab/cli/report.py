@@ -1,9 +1,10 @@
 """``gdnlab report``: execute the notebooks and export HTML pages that open offline.
 
 The command parses options and calls :func:`gdnlab.report.build_report`; the work and its checks
-(parameters, report folder, Ctrl-C) live there. Prints one progress line per notebook (stderr) and
-the index path (stdout); exit 0 when every notebook ran, 1 when some failed (the partial report is
-kept), 2 for bad input, 130 after Ctrl-C (pages already built and the index are kept).
+(parameters, report folder, Ctrl-C) live there. Prints one line per finished notebook (stderr), a
+progress line below them on a terminal (``--no-progress``: none), and the index path (stdout).
+Exit 0 when every notebook ran, 1 when some failed (the partial report is kept), 2 for bad input,
+130 after Ctrl-C (pages already built and the index are kept).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sys
 from typing import Any
 
 from ..report import NOTEBOOKS, ReportError, build_report, notebook_parameters, notebook_path, resolve_notebooks
+from ._args import list_option, option, positive_float, positive_int
+from ._progress import progress_bar, progress_on
 
 __all__ = ["EXAMPLES", "configure_parser", "run", "parse_parameter", "parameters_of"]
 
@@ -56,46 +59,40 @@ def parameters_of(pairs: list[tuple[str, Any]]) -> dict[str, Any] | None:
     return out or None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {n}")
-    return n
-
-
-def _positive_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return x
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """``gdnlab report [--out DIR] [--hide-code] [--notebook NAME ...] [-p [NOTEBOOK.]NAME=VALUE ...]``."""
     width = max(len(cmd) for cmd, _ in EXAMPLES)
     parser.epilog = "examples:\n" + "\n".join(f"  {cmd:<{width}}  # {why}" for cmd, why in EXAMPLES)
     parser.add_argument("--out", default="reports",
-                        help="report folder: new, empty or an earlier report (git-ignored reports/ by default)")
+                        help="report folder: new, empty or an earlier report (reports/ is git-ignored)")
     parser.add_argument("--hide-code", action="store_true", help="HTML without code cells (outputs only)")
-    parser.add_argument("--notebook", "-n", nargs="+", action="extend", metavar="NAME",
-                        help="notebooks to run (stem, number or part of a name); default: all of "
-                             + ", ".join(NOTEBOOKS))
+    list_option(parser, "--notebook", "-n", metavar="NAME", spaces=True, default=None, valid=NOTEBOOKS,
+                shown_default="all", help="notebooks to run (stem, number or part of a name)")
     parser.add_argument("-p", "--parameter", action="append", type=parse_parameter, default=[],
                         metavar="[NOTEBOOK.]NAME=VALUE",
                         help="papermill parameter for every notebook that declares it (or for NOTEBOOK only); "
                              "VALUE is JSON (true, 3, [1,4], \"x\") or a plain string; checked against the "
                              "notebooks' declarations before anything runs (see --list)")
-    parser.add_argument("--kernel", default=None, help="Jupyter kernel name (default: one running this Python)")
-    parser.add_argument("--timeout", type=_positive_float, default=600.0, help="limit per notebook cell, s")
-    parser.add_argument("--jobs", "-j", type=_positive_int, default=None,
-                        help="notebooks run at once, each in its own kernel (default: one per CPU core)")
+    option(parser, "--kernel", default=None, help="Jupyter kernel name", shown_default="one running this Python")
+    parser.add_argument("--timeout", type=positive_float, default=600.0, help="limit per notebook cell, s")
+    option(parser, "--jobs", "-j", type=positive_int, default=None, shown_default="one per CPU core",
+           help="notebooks run at once, each in its own kernel")
     parser.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress line on stderr (there is none when stderr is not a terminal); the line "
+                             "per finished notebook stays")
+
+
+def _build_with_progress(args: argparse.Namespace, kwargs: dict[str, Any]):
+    """:func:`build_report` under a progress line of notebooks done; the line per finished notebook
+    is written above it."""
+    with progress_bar(args, total=len(resolve_notebooks(args.notebook)), desc="gdnlab report",
+                      unit="notebooks") as bar:
+        def log(line: str) -> None:          # build_report calls it once per finished notebook
+            bar.write(line, file=sys.stderr)
+            bar.update()
+
+        return build_report(**kwargs, log=log)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,10 +102,11 @@ def run(args: argparse.Namespace) -> int:
             params = notebook_parameters(p)
             print(f"{p.stem}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
         return 0
+    kwargs = dict(out_dir=args.out, notebooks=args.notebook, hide_code=args.hide_code,
+                  parameters=parameters_of(args.parameter), kernel_name=args.kernel, timeout=args.timeout,
+                  jobs=args.jobs)
     try:
-        index = build_report(out_dir=args.out, notebooks=args.notebook, hide_code=args.hide_code,
-                             parameters=parameters_of(args.parameter), kernel_name=args.kernel,
-                             timeout=args.timeout, jobs=args.jobs)
+        index = _build_with_progress(args, kwargs) if progress_on(args) else build_report(**kwargs)
     except ReportError as exc:
         print(f"gdnlab report: failed: {', '.join(exc.failed)}; partial report: {exc.index}", file=sys.stderr)
         for k, v in exc.failed.items():

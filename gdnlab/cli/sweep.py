@@ -3,8 +3,8 @@ dtype) and verify strategies' whole steps (strategy x batch x T x accept length 
 a parquet file (:mod:`gdnlab.sweep`), one row per point (:data:`gdnlab.results.COLUMNS`; ``measure``
 says which: ``call`` or ``step``).
 
-Lists take commas or spaces: ``--batches 1,4,16`` or ``--batches 1 4 16``. ``--strategies none``
-runs the call grid only, ``--modes none`` the step grid only.
+Lists are comma-separated (``--batches 1,4,16``). ``--strategies none`` runs the call grid only,
+``--modes none`` the step grid only.
 
 Storage: every finished point is kept as it completes; a killed run keeps its completed points
 and ``--resume`` runs only the rest (into the same GPU's file only). ``--overwrite`` replaces
@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Iterable
 
 from ..errors import InputError
+from . import _registry as R
+from ._args import list_option, option, parse_list, split_list
 
 __all__ = ["configure_parser", "run", "config_from_args"]
 
@@ -34,32 +36,9 @@ __all__ = ["configure_parser", "run", "config_from_args"]
 _TIMING_ALIASES = {"graph": "single"}
 
 
-def _split(values: str | Iterable[str] | None) -> list[str]:
-    out: list[str] = []
-    for v in [values] if isinstance(values, str) else values or []:
-        out += [s.strip() for s in str(v).split(",") if s.strip()]
-    return out
-
-
-def _ints(flag: str, values: Iterable[str] | None) -> list[int]:
-    items = _split(values)
-    try:
-        return [int(s) for s in items]
-    except ValueError:
-        raise InputError(f"{flag} takes integers (e.g. 1,4,16), got {','.join(items)}") from None
-
-
-def _floats(flag: str, values: Iterable[str] | None) -> list[float]:
-    items = _split(values)
-    try:
-        return [float(s) for s in items]
-    except ValueError:
-        raise InputError(f"{flag} takes numbers (e.g. 2.5,3.17), got {','.join(items)}") from None
-
-
 def _names_or_none(values: str | Iterable[str], all_names: Iterable[str] = ()) -> list[str]:
     """Lower-case names; ``none`` alone -> ``[]``; ``all`` -> ``all_names``."""
-    items = [s.lower() for s in _split(values)]
+    items = [s.lower() for s in split_list(values)]
     if items == ["none"]:
         return []
     if items == ["all"]:
@@ -68,75 +47,57 @@ def _names_or_none(values: str | Iterable[str], all_names: Iterable[str] = ()) -
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """The options of ``gdnlab sweep``."""
-    from ..instrument import DEFAULT_MAX_CALLS, DEFAULT_MIN_SAMPLE_US
-    from ..sweep import (
-        DEFAULT_ACCEPT_LEN,
-        DEFAULT_BATCHES,
-        DEFAULT_PRESET,
-        DEFAULT_STRATEGY_BATCHES,
-        MODES,
-        STEP_STRATEGIES,
-        TIMINGS,
-        VERIFY_BUFFER_SCOPES,
-    )
-
-    def lst(text: str) -> str:
-        return f"{text} (comma or space separated)"
+    """The options of ``gdnlab sweep`` (lists: commas, or spaces as earlier scripts give them)."""
+    def lst(group, flag: str, metavar: str, **kw) -> None:
+        list_option(group, flag, metavar=metavar, spaces=True, **kw)
 
     g = parser.add_argument_group("call grid (one backend kernel call per point)")
-    g.add_argument("--backends", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
-                   help=lst("kernel backends; default: every available one except reference"))
-    g.add_argument("--batches", nargs="+", metavar="B", default=",".join(map(str, DEFAULT_BATCHES)),
-                   help=lst("batch sizes B (rows per call)"))
-    g.add_argument("--modes", nargs="+", metavar="MODE", default=",".join(MODES),
-                   help=lst("decode and/or verify; none: no call grid"))
-    g.add_argument("--draft-tokens", nargs="+", metavar="T", default="2,4,8",
-                   help=lst("draft tokens T of verify points (each >= 2)"))
-    g.add_argument("--buffer-scopes", "--call-strategies", dest="buffer_scopes", nargs="+", metavar="SCOPE",
-                   default=",".join(VERIFY_BUFFER_SCOPES), help=lst("verify buffers: batch [B,T,HV,V,K] and/or pool "
-                   "(pool-sized; SGLang before #23273); alias --call-strategies full_cache,full_cache_pool_scoped"))
+    lst(g, "--backends", "NAME", default=argparse.SUPPRESS, valid=R.KERNEL_BACKENDS,
+        shown_default="every available one except reference", help="kernel backends")
+    lst(g, "--batches", "B", default=R.SWEEP_DEFAULT_BATCHES, help="batch sizes B (rows per call)")
+    lst(g, "--modes", "MODE", default=R.SWEEP_MODES, valid=(*R.SWEEP_MODES, "none"),
+        help="kernel calls to time; none: no call grid")
+    lst(g, "--draft-tokens", "T", default=(2, 4, 8), help="draft tokens T of verify points (each >= 2)")
+    list_option(g, "--buffer-scopes", "--call-strategies", dest="buffer_scopes", metavar="SCOPE", spaces=True,
+                default=R.SWEEP_BUFFER_SCOPES, valid=R.SWEEP_BUFFER_SCOPES,
+                help="intermediate buffers of verify calls: batch ([B,T,HV,V,K]), pool (pool-sized; SGLang before "
+                     "PR #23273); --call-strategies full_cache,full_cache_pool_scoped is the earlier spelling")
     s_ = parser.add_argument_group("step grid (one speculative step of a verify strategy per point)")
-    s_.add_argument("--strategies", nargs="+", metavar="NAME", default="all",
-                    help=lst(f"verify strategies: {', '.join(STEP_STRATEGIES)}; all; none: no step grid. A step "
-                             "is verify + commit (+ the amortised fold) on consecutive steps"))
-    s_.add_argument("--strategy-backends", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
-                    help=lst("strategy backends (triton, flashinfer, reference); default: every one with an "
-                             "available strategy except reference"))
-    s_.add_argument("--strategy-batches", nargs="+", metavar="B", default=",".join(map(str, DEFAULT_STRATEGY_BATCHES)),
-                    help=lst("batch sizes B of step points"))
-    s_.add_argument("--strategy-draft-tokens", nargs="+", metavar="T", default="4",
-                    help=lst("draft tokens T of step points (each >= 2), e.g. 2,4,8"))
-    s_.add_argument("--accept-len", nargs="+", metavar="A", default=str(DEFAULT_ACCEPT_LEN),
-                    help=lst("mean accept lengths (tokens kept per step, 1..T; above T: clipped to T) the "
-                             "accepted vectors are drawn with"))
+    lst(s_, "--strategies", "NAME", default="all", valid=(*R.STRATEGIES, "all", "none"),
+        help="verify strategies; all; none: no step grid. A step is verify + commit (+ the amortised fold) on "
+             "consecutive steps")
+    lst(s_, "--strategy-backends", "NAME", default=argparse.SUPPRESS, valid=R.KERNEL_BACKENDS,
+        shown_default="every one with an available strategy except reference", help="strategy backends")
+    lst(s_, "--strategy-batches", "B", default=R.SWEEP_DEFAULT_STRATEGY_BATCHES, help="batch sizes B of step points")
+    lst(s_, "--strategy-draft-tokens", "T", default=(4,), help="draft tokens T of step points (each >= 2)")
+    lst(s_, "--accept-len", "A", default=(R.SWEEP_DEFAULT_ACCEPT_LEN,),
+        help="mean accept lengths (tokens kept per step, 1..T; above T: clipped to T) the accepted vectors are "
+             "drawn with")
     s_.add_argument("--steps-per-sample", type=int, default=16,
                     help="consecutive steps in one timed CUDA graph (time per step = sample / steps)")
     s_.add_argument("--check-steps", type=int, default=8,
                     help="steps of the correctness check run once per backend, strategy, state dtype and T")
-    s_.add_argument("--check-batch", type=int, default=argparse.SUPPRESS,
-                    help="B of that check (default: the largest step batch the strategy supports)")
-    s_.add_argument("--copy-mib", type=float, default=argparse.SUPPRESS,
-                    help="MiB of the device-to-device copy that measures the copy bandwidth once per run "
-                         "(default: 1024 on CUDA, 16 on CPU)")
+    option(s_, "--check-batch", type=int, default=argparse.SUPPRESS, help="B of that check",
+           shown_default="the largest step batch the strategy supports")
+    option(s_, "--copy-mib", type=float, default=argparse.SUPPRESS,
+           help="MiB of the device-to-device copy that measures the copy bandwidth once per run",
+           shown_default="1024 on CUDA, 16 on CPU")
     b = parser.add_argument_group("both grids")
-    b.add_argument("--state-dtypes", nargs="+", metavar="DTYPE", default="float32,bfloat16",
-                   help=lst("state pool dtypes: float32, bfloat16"))
-    b.add_argument("--presets", nargs="+", metavar="NAME@tpN", default=DEFAULT_PRESET,
-                   help=lst("model presets, sharded per GPU"))
-    b.add_argument("--act-dtype", default="bfloat16", help="dtype of q, k, v, a, b and the output")
-    b.add_argument("--pool-capacity", type=int, default=argparse.SUPPRESS,
-                   help="request slots of the state pools (default: 4x the largest batch for kernel calls, so "
-                        "amortised samples have disjoint rows; the largest batch for strategy steps, whose "
-                        "token_slots pools hold 1 + T rows per request)")
+    lst(b, "--state-dtypes", "DTYPE", default=R.STATE_DTYPES, valid=R.STATE_DTYPES,
+        help="state pool dtypes (fp32, bf16 also accepted)")
+    lst(b, "--presets", "NAME@tpN", default=(R.SWEEP_DEFAULT_PRESET,), valid=R.preset_choices(),
+        help="model presets, sharded per GPU (NAME or NAME@tpN)")
+    option(b, "--act-dtype", default="bfloat16", valid=R.ACT_DTYPES, help="dtype of q, k, v, a, b and the output")
+    option(b, "--pool-capacity", type=int, default=argparse.SUPPRESS, help="request slots of the state pools",
+           shown_default="4x the largest batch for kernel calls, so amortised samples have disjoint rows; the "
+                         "largest batch for strategy steps, whose token_slots pools hold 1 + T rows per request")
     t = parser.add_argument_group("timing")
-    t.add_argument("--timing", nargs="+", metavar="METHOD", default="amortised",
-                   help=lst(f"call grid: one or more of {', '.join(TIMINGS)} (step points: amortised): "
-                            "amortised = n calls on disjoint pool rows in one CUDA graph, time per call = sample / n; "
-                            "single = one call per graph replay; "
-                            "eager = one host call per sample (graph, the earlier name of single, is accepted)"))
-    t.add_argument("--max-calls", type=int, default=DEFAULT_MAX_CALLS, help="most calls in one amortised sample")
-    t.add_argument("--min-sample-us", type=float, default=DEFAULT_MIN_SAMPLE_US,
+    lst(t, "--timing", "METHOD", default=("amortised",), valid=R.SWEEP_TIMINGS,
+        help="timing of the call grid (step points: amortised): amortised = n calls on disjoint pool rows in one "
+             "CUDA graph, time per call = sample / n; single = one call per graph replay; eager = one host call "
+             "per sample (graph, the earlier name of single, is accepted)")
+    t.add_argument("--max-calls", type=int, default=R.DEFAULT_MAX_CALLS, help="most calls in one amortised sample")
+    t.add_argument("--min-sample-us", type=float, default=R.DEFAULT_MIN_SAMPLE_US,
                    help="an amortised sample holds enough calls to last at least this long (µs)")
     t.add_argument("--buffer-budget-gb", type=float, default=8.0,
                    help="GB of extra verify intermediate buffers an amortised point may allocate")
@@ -144,15 +105,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--repeats", type=int, default=40, help="timed samples per point (per graph of a step point)")
     t.add_argument("--no-l2-flush", action="store_true", help="do not flush L2 before each timed sample")
     r = parser.add_argument_group("run")
-    r.add_argument("--device", default=argparse.SUPPRESS, help="cuda, cuda:N or cpu (default: cuda when available)")
+    option(r, "--device", default=argparse.SUPPRESS, valid=R.DEVICES, shown_default="cuda when available",
+           help="device to run on")
     r.add_argument("--engine", choices=("sglang", "none"), default="sglang",
                    help="make backends with the options this engine runs them with (none: gdnlab's contract)")
     r.add_argument("--no-check", action="store_true",
                    help="skip the comparison of each first call with the reference and the strategy checks")
     r.add_argument("--seed", type=int, default=0, help="seed of the pool fill, the row placement and the inputs")
-    r.add_argument("--out", default=None,
-                   help="result .parquet file or a directory (default: $GDNLAB_OUT/sweep.parquet, else "
-                        "out/sweep.parquet)")
+    option(r, "--out", default=None, help="result .parquet file or a directory",
+           shown_default="$GDNLAB_OUT/sweep.parquet, else out/sweep.parquet")
     r.add_argument("--resume", action="store_true",
                    help="continue --out: skip points already stored (also those of a killed run)")
     r.add_argument("--retry-failed", action="store_true", help="with --resume: run oom/error points again")
@@ -164,36 +125,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     """The :class:`gdnlab.sweep.SweepConfig` the options describe."""
     from ..shapes import dtype_name
-    from ..sweep import SweepConfig
+    from ..sweep import STEP_STRATEGIES, SweepConfig
 
     def names(values: str | Iterable[str], conv: Callable[[str], str] = str.lower) -> list[str]:
-        return [conv(s) for s in _split(values)]
+        return [conv(s) for s in split_list(values)]
 
     def dtypes(flag: str, values: str | Iterable[str]) -> list[str]:
         try:
             return names(values, dtype_name)
         except (ValueError, KeyError, TypeError):
-            raise InputError(f"{flag}: expected float32/bfloat16 (or fp32/bf16), got {','.join(_split(values))}") \
+            raise InputError(f"{flag}: expected float32/bfloat16 (or fp32/bf16), got {','.join(split_list(values))}") \
                 from None
 
     from ..results import SCOPE_OF_CALL_STRATEGY
-    from ..sweep import STEP_STRATEGIES
 
     backends = getattr(args, "backends", None)
     sbackends = getattr(args, "strategy_backends", None)
     return SweepConfig(
-        backends=names(backends) if backends else None, batches=_ints("--batches", args.batches),
-        modes=_names_or_none(args.modes), draft_tokens=_ints("--draft-tokens", args.draft_tokens),
+        backends=names(backends) if backends else None, batches=parse_list(args.batches, int, flag="--batches"),
+        modes=_names_or_none(args.modes), draft_tokens=parse_list(args.draft_tokens, int, flag="--draft-tokens"),
         buffer_scopes=[SCOPE_OF_CALL_STRATEGY.get(s, s) for s in names(args.buffer_scopes)],
         strategies=_names_or_none(args.strategies, STEP_STRATEGIES),
         strategy_backends=names(sbackends) if sbackends else None,
-        strategy_batches=_ints("--strategy-batches", args.strategy_batches),
-        strategy_draft_tokens=_ints("--strategy-draft-tokens", args.strategy_draft_tokens),
-        accept_lens=_floats("--accept-len", args.accept_len), steps_per_sample=args.steps_per_sample,
+        strategy_batches=parse_list(args.strategy_batches, int, flag="--strategy-batches"),
+        strategy_draft_tokens=parse_list(args.strategy_draft_tokens, int, flag="--strategy-draft-tokens"),
+        accept_lens=parse_list(args.accept_len, float, flag="--accept-len"), steps_per_sample=args.steps_per_sample,
         check_steps=args.check_steps, check_batch=getattr(args, "check_batch", None),
         copy_mib=getattr(args, "copy_mib", None),
         state_dtypes=dtypes("--state-dtypes", args.state_dtypes),
-        presets=_split(args.presets), timings=[_TIMING_ALIASES.get(t, t) for t in names(args.timing)],
+        presets=split_list(args.presets), timings=[_TIMING_ALIASES.get(t, t) for t in names(args.timing)],
         max_calls=args.max_calls,
         min_sample_us=args.min_sample_us, buffer_budget_gb=args.buffer_budget_gb, l2_flush=not args.no_l2_flush,
         warmup=args.warmup, repeats=args.repeats, act_dtype=dtypes("--act-dtype", args.act_dtype)[0],

@@ -17,13 +17,17 @@ import sys
 import time
 from pathlib import Path
 
+from . import _registry as R
+from ._args import option
+
 __all__ = ["configure_parser", "run"]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="flashinfer", help="kernel backend (gdnlab backends lists them)")
-    parser.add_argument("--preset", default="qwen3.5-397b-a17b",
-                        help="model preset, NAME or NAME@tpN (gdnlab.shapes)")
+    option(parser, "--backend", default="flashinfer", valid=R.KERNEL_BACKENDS,
+           help="kernel backend (gdnlab backends says which run here)")
+    option(parser, "--preset", default=R.DEFAULT_PRESET, valid=R.preset_choices(),
+           help="model preset, NAME or NAME@tpN")
     parser.add_argument("--tp", type=int, default=4, help="tensor-parallel degree (heads are divided)")
     parser.add_argument("--batch", "--concurrency", "-c", dest="batch", type=int, default=64,
                         help="B: concurrent requests decoded together (batch rows)")
@@ -31,20 +35,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draft-tokens", "--verify-tokens", dest="draft_tokens", type=int, default=1,
                         help="T: 1 = plain decode; T >= 2 = speculative decoding, verify T tokens per layer "
                              "then commit the accepted prefix")
-    parser.add_argument("--accept-len", type=float, default=None,
-                        help="mean tokens kept per verify step, in 1..T (e.g. 3.17 at T=4, the seed's); "
-                             "default: the seed's acceptance as a per-draft chain model")
-    parser.add_argument("--strategy", default="full_cache",
-                        help="verify strategy for --draft-tokens >= 2: full_cache | token_slots | recompute | "
-                             "recompute_fused | replay_ring (gdnlab.strategies, on the --backend's kernels), or "
-                             "none for the backend's own verify + torch commit; ignored for plain decode")
+    option(parser, "--accept-len", type=float, default=None, shown_default="the seed's acceptance as a per-draft "
+           "chain model", help="mean tokens kept per verify step, in 1..T (e.g. 3.17 at T=4, the seed's)")
+    option(parser, "--strategy", default="full_cache", valid=(*R.STRATEGIES, "none"),
+           help="verify strategy for --draft-tokens >= 2 (gdnlab.strategies, on the --backend's kernels), or none for "
+                "the backend's own verify + torch commit; ignored for plain decode")
     parser.add_argument("--strategy-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option of the strategy (repeatable), e.g. ring_slots=32, intermediate_dtype=float32")
-    parser.add_argument("--state-dtype", default=None,
-                        help="state pool dtype float32 | bfloat16 (default: the preset's)")
-    parser.add_argument("--act-dtype", default="bfloat16", help="q/k/v/a/b dtype")
-    parser.add_argument("--layers", type=int, default=None,
-                        help="run only N GDN layers (caps memory; default: all of the preset's)")
+    option(parser, "--state-dtype", default=None, valid=R.STATE_DTYPES, shown_default="the preset's",
+           help="state pool dtype")
+    option(parser, "--act-dtype", default="bfloat16", valid=R.ACT_DTYPES, help="q/k/v/a/b dtype")
+    option(parser, "--layers", type=int, default=None, shown_default="all of the preset's",
+           help="run only N GDN layers (caps memory)")
     parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (JIT, caches)")
     parser.add_argument("--capture-steps", type=int, default=0,
                         help="wrap the first N measured steps in cudaProfilerStart/Stop "
@@ -58,7 +60,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-step-plan", action="store_true",
                         help="every layer computes its own per-request metadata (cursors, slot lists) instead of "
                              "once per step for all layers as an engine does")
-    parser.add_argument("--device", default=None, help="cpu | cuda[:N] (default: cuda if available)")
+    option(parser, "--device", default=None, valid=R.DEVICES, shown_default="cuda when available",
+           help="device to run on")
     parser.add_argument("--seed", type=int, default=0, help="seeds the pool, the inputs and the acceptance draws")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the summary as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
