@@ -172,8 +172,8 @@ def test_help_never_breaks_a_name():
 
 #: dest -> the values its help must list (read from the registries in the test below)
 CHOICE_LIKE = {
-    "preset": R.preset_choices(), "presets": R.preset_choices(), "backend": R.KERNEL_BACKENDS,
-    "backends": R.KERNEL_BACKENDS, "strategy_backends": R.KERNEL_BACKENDS, "strategy": R.STRATEGIES,
+    "preset": R.preset_choices(), "presets": R.preset_choices(), "backend": R.kernel_backends(),
+    "backends": R.kernel_backends(), "strategy_backends": R.strategy_backends(), "strategy": R.STRATEGIES,
     "strategies": R.STRATEGIES, "state_dtype": R.STATE_DTYPES, "state_dtypes": R.STATE_DTYPES,
     "act_dtype": R.ACT_DTYPES, "gpu": None, "device": R.DEVICES, "modes": R.SWEEP_MODES,
     "timing": R.SWEEP_TIMINGS, "buffer_scopes": R.SWEEP_BUFFER_SCOPES, "notebook": None,
@@ -224,8 +224,8 @@ def test_registry_copies_are_the_registries_names():
     assert sorted(R.preset_choices()) == sorted(shapes.preset_names())
     assert R.DEFAULT_PRESET in shapes.PRESETS and shapes.parse_preset(R.SWEEP_DEFAULT_PRESET).name == \
         config.DEFAULT_PRESET
-    assert tuple(R.KERNEL_BACKENDS) == tuple(kernels.backend_names())
-    assert set(R.KERNEL_BACKENDS) == set(strategies.backend_names())
+    assert tuple(R.kernel_backends()) == tuple(kernels.backend_names())
+    assert tuple(R.strategy_backends()) == tuple(strategies.backend_names())
     assert tuple(R.STRATEGIES) == tuple(strategies.STRATEGY_NAMES)
     assert set(R.ACT_DTYPES) == {shapes.dtype_name(d) for d in shapes._DTYPES.values()}
     assert tuple(R.STATE_DTYPES) == tuple(config.SweepConfig.__dataclass_fields__["state_dtypes"].default)

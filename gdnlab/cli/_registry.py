@@ -1,19 +1,21 @@
 """The registries' names and defaults that ``--help`` lists, importable without torch, pandas or numpy.
 
-``gdnlab --help`` must answer in well under a second, and the registries that own these names import
+``gdnlab --help`` must answer in well under a second, and most registries that own these names import
 torch at module level (:mod:`gdnlab.shapes` holds presets as shapes with torch dtypes;
-:mod:`gdnlab.kernels`, :mod:`gdnlab.strategies`, :mod:`gdnlab.sweep.config` (with
-:mod:`gdnlab.harness_calls`) and :mod:`gdnlab.instrument` import torch). So the help reads copies of their names from here; each copy is
-checked against its registry by ``tests/test_cli_help.py``, so a name added to a registry and not here
-fails the tests. GPU names come from :mod:`gdnlab.hardware` itself (no heavy imports). The commands
-validate values through the registries at run time, never through these copies.
+:mod:`gdnlab.strategies.registry`, :mod:`gdnlab.sweep.config` (with :mod:`gdnlab.harness_calls`) and
+:mod:`gdnlab.instrument` import torch). So the help reads copies of their names from here; each copy
+is checked against its registry by ``tests/test_cli_help.py``, so a name added to a registry and not
+here fails the tests. Backend names come from :mod:`gdnlab.backends` and GPU names from
+:mod:`gdnlab.hardware` themselves (neither imports anything heavy). The commands validate values
+through the registries at run time, never through these copies.
 """
 from __future__ import annotations
 
-__all__ = ["PRESETS", "PRESET_ALIASES", "DEFAULT_PRESET", "STATE_DTYPES", "ACT_DTYPES", "KERNEL_BACKENDS",
-           "STRATEGIES", "SWEEP_MODES", "SWEEP_BUFFER_SCOPES", "SWEEP_TIMINGS", "SWEEP_DEFAULT_BATCHES",
-           "SWEEP_DEFAULT_STRATEGY_BATCHES", "SWEEP_DEFAULT_ACCEPT_LEN", "SWEEP_DEFAULT_PRESET",
-           "DEFAULT_MAX_CALLS", "DEFAULT_MIN_SAMPLE_US", "DEVICES", "gpu_names", "preset_choices"]
+__all__ = ["PRESETS", "PRESET_ALIASES", "DEFAULT_PRESET", "STATE_DTYPES", "ACT_DTYPES", "kernel_backends",
+           "strategy_backends", "STRATEGIES", "SWEEP_MODES", "SWEEP_BUFFER_SCOPES", "SWEEP_TIMINGS",
+           "SWEEP_DEFAULT_BATCHES", "SWEEP_DEFAULT_STRATEGY_BATCHES", "SWEEP_DEFAULT_ACCEPT_LEN",
+           "SWEEP_DEFAULT_PRESET", "DEFAULT_MAX_CALLS", "DEFAULT_MIN_SAMPLE_US", "DEVICES", "gpu_names",
+           "preset_choices"]
 
 #: :data:`gdnlab.shapes.PRESETS` (canonical names) and the aliases :func:`gdnlab.shapes.preset` accepts
 PRESETS: tuple[str, ...] = ("qwen3-next-80b-a3b", "qwen3.5-397b-a17b", "qwen3.5-35b-a3b")
@@ -24,9 +26,7 @@ DEFAULT_PRESET = "qwen3.5-397b-a17b"
 STATE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 #: activation dtypes :func:`gdnlab.shapes.dtype_from_name` knows
 ACT_DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
-#: :func:`gdnlab.kernels.backend_names` (also :func:`gdnlab.strategies.backend_names`)
-KERNEL_BACKENDS: tuple[str, ...] = ("reference", "triton", "flashinfer")
-#: :data:`gdnlab.strategies.STRATEGY_NAMES`
+#: :data:`gdnlab.strategies.STRATEGY_NAMES` (:mod:`gdnlab.strategies.registry`)
 STRATEGIES: tuple[str, ...] = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
 #: :mod:`gdnlab.sweep.config`: MODES, VERIFY_BUFFER_SCOPES, TIMINGS and the grid's defaults
 SWEEP_MODES: tuple[str, ...] = ("decode", "verify")
@@ -41,6 +41,20 @@ DEFAULT_MAX_CALLS = 64
 DEFAULT_MIN_SAMPLE_US = 500.0
 #: what :func:`gdnlab.instrument.resolve_device` accepts
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "cuda:N")
+
+
+def kernel_backends() -> tuple[str, ...]:
+    """Backends with the kernel contract (:func:`gdnlab.backends.kernel_backend_names`)."""
+    from ..backends import kernel_backend_names
+
+    return kernel_backend_names()
+
+
+def strategy_backends() -> tuple[str, ...]:
+    """Backends with verify strategies (:func:`gdnlab.backends.strategy_backend_names`)."""
+    from ..backends import strategy_backend_names
+
+    return strategy_backend_names()
 
 
 def gpu_names() -> tuple[str, ...]:

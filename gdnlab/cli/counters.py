@@ -27,7 +27,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``gdnlab counters`` (see the module docstring)."""
     parser.description = (parser.description or "") + "\n\n" + __doc__.split("\n\n", 1)[1]
     g = parser.add_argument_group("what to profile")
-    list_option(g, "--backends", metavar="NAME", default=["flashinfer", "triton"], valid=R.KERNEL_BACKENDS,
+    list_option(g, "--backends", metavar="NAME", default=["flashinfer", "triton"], valid=R.kernel_backends(),
                 help="kernel backends (gdnlab backends says which run here)")
     list_option(g, "--modes", metavar="MODE", default=["decode", "verify"], valid=R.SWEEP_MODES,
                 help="kernel calls to profile")

@@ -52,7 +52,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         list_option(group, flag, metavar=metavar, spaces=True, **kw)
 
     g = parser.add_argument_group("call grid (one backend kernel call per point)")
-    lst(g, "--backends", "NAME", default=argparse.SUPPRESS, valid=R.KERNEL_BACKENDS,
+    lst(g, "--backends", "NAME", default=argparse.SUPPRESS, valid=R.kernel_backends(),
         shown_default="every available one except reference", help="kernel backends")
     lst(g, "--batches", "B", default=R.SWEEP_DEFAULT_BATCHES, help="batch sizes B (rows per call)")
     lst(g, "--modes", "MODE", default=R.SWEEP_MODES, valid=(*R.SWEEP_MODES, "none"),
@@ -66,7 +66,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     lst(s_, "--strategies", "NAME", default="all", valid=(*R.STRATEGIES, "all", "none"),
         help="verify strategies; all; none: no step grid. A step is verify + commit (+ the amortised fold) on "
              "consecutive steps")
-    lst(s_, "--strategy-backends", "NAME", default=argparse.SUPPRESS, valid=R.KERNEL_BACKENDS,
+    lst(s_, "--strategy-backends", "NAME", default=argparse.SUPPRESS, valid=R.strategy_backends(),
         shown_default="every one with an available strategy except reference", help="strategy backends")
     lst(s_, "--strategy-batches", "B", default=R.SWEEP_DEFAULT_STRATEGY_BATCHES, help="batch sizes B of step points")
     lst(s_, "--strategy-draft-tokens", "T", default=(4,), help="draft tokens T of step points (each >= 2)")

@@ -24,7 +24,7 @@ __all__ = ["configure_parser", "run"]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    option(parser, "--backend", default="flashinfer", valid=R.KERNEL_BACKENDS,
+    option(parser, "--backend", default="flashinfer", valid=R.kernel_backends(),
            help="kernel backend (gdnlab backends says which run here)")
     option(parser, "--preset", default=R.DEFAULT_PRESET, valid=R.preset_choices(),
            help="model preset, NAME or NAME@tpN")
