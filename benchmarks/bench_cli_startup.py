@@ -7,8 +7,9 @@ Times ``python -m gdnlab --help``, ``python -m gdnlab COMMAND --help`` for every
 Target: every ``--help`` under 1 s of wall time on a 2-core CPU.
 
 ``--baseline REV`` also times the package as it is at git revision ``REV`` (its ``gdnlab/`` folder
-exported to a temporary directory; data and working folder are this checkout's), interleaved with
-the working tree run by run so that both see the same load.
+exported to a temporary folder, which is the baseline's working folder, with ``traces/`` linked to
+this checkout's data), interleaved with the working tree run by run so that both see the same load.
+Each process runs in its tree's folder, because ``python -m`` imports from the working folder first.
 
     python3 benchmarks/bench_cli_startup.py [--runs 5] [--baseline main] [--no-plan]
 """
@@ -37,21 +38,29 @@ def _git(*args: str) -> str:
 
 
 def _export(rev: str, dest: Path) -> str:
-    """``gdnlab/`` as of ``rev`` under ``dest``; returns the full commit id."""
+    """``gdnlab/`` as of ``rev`` under ``dest``, and ``dest/traces`` linked to this checkout's data;
+    returns the full commit id."""
     commit = _git("rev-parse", rev)
     tar = subprocess.run(["git", "archive", "--format=tar", commit, "gdnlab"], cwd=ROOT, capture_output=True,
                          check=True).stdout
     with tarfile.open(fileobj=BytesIO(tar)) as tf:
-        tf.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(dest, filter="data")
+        else:                                   # Python < 3.10.12: no filters; our own archive
+            tf.extractall(dest)
+    (dest / "traces").symlink_to(ROOT / "traces", target_is_directory=True)
     return commit
 
 
-def _commands(pythonpath: Path) -> list[str]:
-    """The commands of the package found on ``pythonpath`` (read without importing torch)."""
-    code = "from gdnlab.cli import COMMANDS; print(' '.join(COMMANDS))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(pythonpath), capture_output=True,
-                         text=True, check=True).stdout
-    return out.split()
+def _commands(tree: Path) -> list[str]:
+    """The commands of the package in ``tree``; checks that a process started there imports that
+    tree's package (not an installed one)."""
+    code = "import gdnlab.cli as c; print(c.__file__); print(' '.join(c.COMMANDS))"
+    where, names = subprocess.run([sys.executable, "-c", code], cwd=tree, env=_env(tree), capture_output=True,
+                                  text=True, check=True).stdout.splitlines()
+    if not Path(where).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"a process in {tree} imports gdnlab from elsewhere ({where})")
+    return names.split()
 
 
 def _env(pythonpath: Path) -> dict[str, str]:
@@ -60,11 +69,11 @@ def _env(pythonpath: Path) -> dict[str, str]:
     return env
 
 
-def _time_once(argv: list[str], pythonpath: Path) -> tuple[float, float, int]:
-    """(wall s, CPU s of the child, exit code) of ``python -m gdnlab ARGV`` in this checkout."""
+def _time_once(argv: list[str], tree: Path) -> tuple[float, float, int]:
+    """(wall s, CPU s of the child, exit code) of ``python -m gdnlab ARGV`` run in ``tree``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    rc = subprocess.run([sys.executable, "-m", "gdnlab", *argv], cwd=ROOT, env=_env(pythonpath),
+    rc = subprocess.run([sys.executable, "-m", "gdnlab", *argv], cwd=tree, env=_env(tree),
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             trees["baseline"] = (Path(tmp), _export(args.baseline, Path(tmp)), False)
         cases = {"--help": ["--help"]}
+        for tree, _, _ in trees.values():
+            _commands(tree)
         for cmd in _commands(ROOT):
             cases[f"{cmd} --help"] = [cmd, "--help"]
         if not args.no_plan:
