@@ -324,6 +324,24 @@ def test_unexpected_errors_are_not_hidden(monkeypatch):
         main(["backends"])
 
 
+def test_a_missing_package_is_unavailable_not_a_trace(monkeypatch, capsys):
+    """A package a command imports inside run() that is not installed: one line, exit 3; a missing
+    gdnlab module is a bug and keeps its trace."""
+    def needs(name):
+        def run(_args):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return run
+
+    monkeypatch.setattr("gdnlab.cli.backends.run", needs("plotly"))
+    rc = main(["backends"])
+    err = capsys.readouterr().err
+    _assert_error(rc, err, "backends", 3)
+    assert "plotly" in err and "pip install" in err
+    monkeypatch.setattr("gdnlab.cli.backends.run", needs("gdnlab.nosuch"))
+    with pytest.raises(ModuleNotFoundError):
+        main(["backends"])
+
+
 def test_system_errors_name_the_path_not_errno(workspace, monkeypatch, capsys):
     """An OSError from the system reads ``PATH: reason``, not ``[Errno N] ...``."""
     def denied(_args):

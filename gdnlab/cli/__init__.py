@@ -101,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         if getattr(args, "_import_error", None):
-            print(f"gdnlab {command}: unavailable: a dependency is missing ({args._import_error}); install the "
-                  f"extras: pip install -e '.[notebooks,test]' (CPU) or '.[gpu]' (GPU machine)", file=sys.stderr)
-            return 3
+            return _missing_dependency(command, args._import_error)
         return int(import_module(args._module).run(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # the one error boundary of the command line
+        if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] != "gdnlab" and not debug:
+            return _missing_dependency(command, f"{type(exc).__name__}: {exc}")   # imported inside run()
         known = exit_code(exc)
         if known is None:
             raise
@@ -114,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         code, kind = known
         print(f"gdnlab{f' {command}' if command else ''}: {kind}: {error_line(exc)}", file=sys.stderr)
         return code
+
+
+def _missing_dependency(command: str | None, what: str) -> int:
+    """One line for a package the command needs that is not installed; exit code 3 (unavailable)."""
+    print(f"gdnlab{f' {command}' if command else ''}: unavailable: a dependency is missing ({what}); install the "
+          f"extras: pip install -e '.[notebooks,test]' (CPU) or '.[gpu]' (GPU machine)", file=sys.stderr)
+    return 3
 
 
 def error_line(exc: BaseException) -> str:
