@@ -34,15 +34,19 @@ def test_sweep_summary_names_its_rows_gpus_and_commits(capsys):
 
 
 def test_sweep_overview_counts_match_the_file():
-    """Per (measure, backend, strategy, state dtype): rows, ok, checked, correct, B and T ranges, timing
-    methods, against a plain loop over the parquet rows."""
+    """Per (measure, backend, what, state dtype): rows, ok, checked, correct, B and T ranges, timing
+    methods, against a plain loop over the parquet rows as stored (call rows name their call by its
+    earlier strategy name there: decode, full_cache = batch buffer, full_cache_pool_scoped = pool buffer)."""
     from gdnlab.cli.summary import sweep_overview
     from gdnlab.results import load_sweep
 
-    ov = sweep_overview(load_sweep(SWEEP)).set_index(["measure", "backend", "strategy", "state_dtype"])
+    ov = sweep_overview(load_sweep(SWEEP)).set_index(["measure", "backend", "what", "state_dtype"])
+    calls = {"decode": "decode", "full_cache": "verify/batch buffer", "full_cache_pool_scoped": "verify/pool buffer"}
     want: dict[tuple, dict] = {}
     for r in _rows():
-        key = (r["measure"] or "call", r["backend"], r["strategy"], r["state_dtype"])
+        measure = r["measure"] or "call"
+        what = r["strategy"] if measure == "step" else calls[r["strategy"]]
+        key = (measure, r["backend"], what, r["state_dtype"])
         w = want.setdefault(key, {"rows": 0, "ok": 0, "checked": 0, "correct": 0, "B": set(), "T": set(),
                                   "timing": set()})
         w["rows"] += 1

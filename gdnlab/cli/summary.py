@@ -2,8 +2,9 @@
 on a preset shape and check the contract's identities.
 
 A sweep (``.parquet``/``.csv`` written by ``gdnlab sweep``, or its folder): rows by measure, backend,
-strategy and state dtype (how many ran, were checked against the reference and passed; B and T
-ranges; timing methods), the GPUs and commits the rows came from, then the sweep's own summary table.
+verify strategy (a call's mode and buffer) and state dtype (how many ran, were checked against the
+reference and passed; B and T ranges; timing methods), the GPUs and commits the rows came from, then
+the sweep's own summary table.
 A trace (nsys SQLite export or Kineto JSON): its provenance, kernels, GPU busy time and top kernels.
 
 Examples::
@@ -55,13 +56,19 @@ def _counts(values, width: int = 12) -> str:
 
 
 def sweep_overview(df):
-    """Rows of a sweep by (measure, backend, strategy, state_dtype): ``rows``, ``ok`` (status ok),
-    ``checked`` (compared with the reference), ``correct`` (and within tolerance), ``B`` and ``T``
-    ranges, ``timing`` (the timing methods used, comma-separated). ``df``: :func:`gdnlab.results.load_sweep`."""
-    keys = ["measure", "backend", "strategy", "state_dtype"]
-    d = df.assign(measure=df["measure"].fillna("call"), _ok=df["status"].eq("ok").fillna(False),
-                  _checked=df["correct"].notna(), _correct=df["correct"].eq(True).fillna(False))
-    g = d.groupby(keys, sort=False, dropna=False)
+    """Rows of a sweep by (measure, backend, what, state_dtype), ``what`` being the verify strategy of a
+    step row and the call of a call row (``decode``, ``verify/batch buffer``, ``verify/pool buffer``):
+    ``rows``, ``ok`` (status ok), ``checked`` (compared with the reference), ``correct`` (and within
+    tolerance), ``B`` and ``T`` ranges, ``timing`` (the timing methods used, comma-separated).
+    ``df``: :func:`gdnlab.results.load_sweep`."""
+    measure = df["measure"].fillna("call")
+    call = df["mode"].astype("string").fillna("?")
+    scoped = df["buffer_scope"].isin(["batch", "pool"]).fillna(False)
+    call = call.where(~scoped, call + "/" + df["buffer_scope"].astype("string") + " buffer")
+    d = df.assign(measure=measure, what=df["strategy"].astype("string").where(measure == "step", call),
+                  _ok=df["status"].eq("ok").fillna(False), _checked=df["correct"].notna(),
+                  _correct=df["correct"].eq(True).fillna(False))
+    g = d.groupby(["measure", "backend", "what", "state_dtype"], sort=False, dropna=False)
     out = g.agg(rows=("status", "size"), ok=("_ok", "sum"), checked=("_checked", "sum"),
                 correct=("_correct", "sum"))
     out["B"] = g["batch"].agg(_span)
@@ -87,8 +94,8 @@ def _summarise_sweep(path: Path) -> None:
     dirty = df["git_dirty"].map({True: " (uncommitted changes)"}).fillna("") if "git_dirty" in df else ""
     print(f"commits: {_counts(df['git_commit'].fillna('unknown').astype(str).str[:12] + dirty, width=40)}")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40):
-        print("rows by measure, backend, strategy, state dtype (ok: ran; checked: compared with the reference; "
-              "correct: within tolerance):")
+        print("rows by measure, backend, what (a step's verify strategy, a call's mode and buffer), state dtype "
+              "(ok: ran; checked: compared with the reference; correct: within tolerance):")
         print(sweep_overview(df).to_string(index=False))
     print(summary_table(df))
 
