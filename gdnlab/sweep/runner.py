@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from ..errors import InputError, Interrupted, UnavailableError
+from ..outputs import Terminated, stop_on_sigterm
 from ..results import SweepWriter, point_key, resolve_output, to_frame
 from .config import SweepConfig, default_backends, default_strategy_backends, grid_points
 from .point import MeasureContext, measure_point
@@ -83,26 +84,34 @@ def _sweep_id() -> str:
 
 def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume: bool = False,
               overwrite: bool = False, retry_failed: bool = False, on_row: Callable[[dict], None] | None = None,
-              progress: bool = True) -> pd.DataFrame:
+              progress: bool = True, allow_mixed: bool | None = None) -> pd.DataFrame:
     """Run the grid; return every row of the output (stored ones included when resuming).
 
     Args:
         cfg: the grid and timing settings.
         out: a ``.parquet`` path or a directory (``sweep.parquet`` in it); ``None``: rows in memory only.
+            The run holds ``out``'s lock (:func:`gdnlab.outputs.output_lock`) while it writes: a second
+            run on the same file is refused (:class:`gdnlab.outputs.OutputBusyError`).
         resume: continue ``out``: skip points already stored (in it or in an unfinished run into it).
+            A point is its grid values without the pool size (:data:`gdnlab.results.KEY_COLUMNS`).
         overwrite: replace ``out`` once this run completes. Without ``resume`` or ``overwrite`` an
             existing ``out`` is an error.
         retry_failed: with ``resume``, run again points stored as ``oom``/``error``.
         on_row: called with each row after it was stored (tests use it to simulate a kill).
         progress: show a tqdm progress bar on stderr.
+        allow_mixed: with ``resume``, allow rows of another git commit in ``out``
+            (:func:`gdnlab.results.load_sweep`).
 
     Returns:
         the rows (:func:`gdnlab.results.load_sweep` of ``out``); ``attrs["sweep_id"]`` names this run
         and ``attrs["points_run"]`` counts its points.
+
+    Raises:
+        SweepInterrupted: SIGTERM (or a sticky CUDA error); the completed points are stored. Ctrl-C
+            stops the same way and raises ``KeyboardInterrupt``.
     """
     from ..hardware import detect
     from ..kernels import BackendUnavailable
-    from ..kernels.reference import ReferenceBackend
     from ..provenance import collect
 
     if resume and overwrite:
@@ -124,11 +133,35 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
         except BackendUnavailable as exc:
             raise UnavailableError(f"{exc} (available here: {', '.join(default_backends())})") from None
     _check_strategy_backends(points)
-    writer = None
-    if path is not None:
-        writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new", gpu=prov["gpu"])
-    done = writer.done_keys(retry_failed) if (writer is not None and resume) else set()
-    todo = [p for p in points if point_key(p.key_row()) not in done]
+    with stop_on_sigterm():
+        writer = None
+        if path is not None:
+            writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new", gpu=prov["gpu"],
+                                 commit=prov.get("git_commit"), allow_mixed=allow_mixed)
+        try:
+            done = writer.done_keys(retry_failed) if (writer is not None and resume) else set()
+            todo = [p for p in points if point_key(p.key_row()) not in done]
+            rows = _measure(todo, ctx, writer, on_row, progress)
+        except Terminated:
+            raise SweepInterrupted("stopped by SIGTERM; the completed points are stored: run again with --resume "
+                                   "to continue") from None
+        finally:
+            if writer is not None:
+                writer.close()
+    df = writer.rows() if writer is not None else to_frame(rows)
+    df.attrs["sweep_id"] = ctx.sweep_id
+    df.attrs["points_run"] = len(todo)
+    df.attrs["copy_bw_gbps"] = ctx.copy_bw_gbps
+    return df
+
+
+def _measure(todo: list, ctx: MeasureContext, writer: SweepWriter | None, on_row: Callable[[dict], None] | None,
+             progress: bool) -> list[dict]:
+    """Measure ``todo`` (points) in order, storing each row with ``writer`` (or returning them when
+    ``writer`` is None); the writer is finished (compacted) whatever happens."""
+    from ..kernels.reference import ReferenceBackend
+
+    cfg, device = ctx.cfg, ctx.device
     ctx.reference = ReferenceBackend()
     rows: list[dict] = []
     bar = None
@@ -137,13 +170,13 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
         bar = tqdm(total=len(todo), desc="gdnlab sweep", unit="pt", file=sys.stderr, dynamic_ncols=True,
                    mininterval=0.1 if sys.stderr.isatty() else 10.0)   # a log file gets a line every 10 s
         ctx.log = lambda msg: tqdm.write(msg, file=sys.stderr)
-    if todo:
-        mib = cfg.copy_mib if cfg.copy_mib is not None else (1024.0 if device.type == "cuda" else 16.0)
-        ctx.copy_bw_gbps = copy_bandwidth(device, int(mib * 2**20), l2_flush=cfg.l2_flush)
-        ctx.log(f"device-to-device copy of {mib:g} MiB: {ctx.copy_bw_gbps:.0f} GB/s "
-                f"(datasheet peak {ctx.peak_gbps:.0f} GB/s)")
     complete = False
     try:
+        if todo:
+            mib = cfg.copy_mib if cfg.copy_mib is not None else (1024.0 if device.type == "cuda" else 16.0)
+            ctx.copy_bw_gbps = copy_bandwidth(device, int(mib * 2**20), l2_flush=cfg.l2_flush)
+            ctx.log(f"device-to-device copy of {mib:g} MiB: {ctx.copy_bw_gbps:.0f} GB/s "
+                    f"(datasheet peak {ctx.peak_gbps:.0f} GB/s)")
         for pt in todo:
             if bar is not None:
                 bar.set_postfix_str(pt.label())
@@ -170,11 +203,7 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
             bar.close()
         if writer is not None:
             writer.finish(complete)
-    df = writer.rows() if writer is not None else to_frame(rows)
-    df.attrs["sweep_id"] = ctx.sweep_id
-    df.attrs["points_run"] = len(todo)
-    df.attrs["copy_bw_gbps"] = ctx.copy_bw_gbps
-    return df
+    return rows
 
 
 def _check_strategy_backends(points) -> None:
