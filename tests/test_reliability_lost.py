@@ -410,7 +410,8 @@ def case_report_second_build_same_folder_refused(tmp_path: Path) -> None:
 
 FAKE_NSYS = r'''#!{python}
 """A stand-in for nsys: `profile ... -o OUT ... CMD` runs CMD as its child and writes OUT.nsys-rep
-(exit code: CMD's); `export ... -o DB ... REP` copies REP into DB unless $FAKE_EXPORT_RC is set."""
+(exit code: CMD's; stopped by Ctrl-C: no report, exit 130); `export ... -o DB ... REP` copies REP into
+DB unless $FAKE_EXPORT_RC is set."""
 import os, subprocess, sys
 from pathlib import Path
 
@@ -418,7 +419,10 @@ args = sys.argv[1:]
 if args[0] == "profile":
     out = args[args.index("-o") + 1]
     cmd = args[args.index("--force-overwrite=true") + 1:]
-    rc = subprocess.call(cmd)
+    try:
+        rc = subprocess.call(cmd)
+    except KeyboardInterrupt:               # stopped (as nsys is on Ctrl-C): no report
+        sys.exit(130)
     Path(out + ".nsys-rep").write_text(f"report of {{cmd[-1]}} rc={{rc}}")
     sys.exit(rc)
 if args[0] == "export":
@@ -486,7 +490,8 @@ def _killed_capture(tmp_path: Path, sig: int) -> None:
     nsys = _fake_nsys(tmp_path)
     rep, db, before = _earlier_pair(tmp_path)
     pidfile = tmp_path / "child.pid"
-    child = f"import os, time, pathlib; pathlib.Path({str(pidfile)!r}).write_text(str(os.getpid())); time.sleep(120)"
+    child = (f"import os, time, pathlib\npathlib.Path({str(pidfile)!r}).write_text(str(os.getpid()))\n"
+             "try:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n    raise SystemExit(130)\n")
     proc = _gdnlab(["capture", "--nsys", nsys, "--out", str(tmp_path / "o"), "--", sys.executable, "-c", child],
                    tmp_path)
     try:
