@@ -103,6 +103,8 @@ WAYS_IN: dict[str, tuple[str, str]] = {
                     "report.show(tp.timeline_figure, t)", IMG),
     "error": ("raise ValueError(labels[0] + ' ' + labels[1])", IMG),
 }
+#: a notebook whose file name is a URL scheme: its links in the index must stay relative paths
+SCHEME_NAME = "javascript:alert(8)"
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +119,7 @@ def built(tmp_path_factory) -> Path:
     b.launch(SCRIPT, 2_000, 20_000, 5_000)
     trace = tg.write_nsys_sqlite(folder / "hostile.sqlite", b.build())
     paths = [_notebook(folder / f"{name}.ipynb", code) for name, (code, _) in WAYS_IN.items()]
+    paths.append(_notebook(folder / f"{SCHEME_NAME}.ipynb", "print('named like a link')"))
     out = folder / "rep"
     with pytest.raises(report.ReportError) as e:            # the "error" notebook fails, by design
         report.build_report(out, notebooks=paths, parameters={"labels": LABELS, "trace_path": str(trace)},
@@ -144,6 +147,13 @@ def test_index_shows_parameters_and_errors_as_text(built):
     text = " ".join(page.text)
     assert f"ValueError: {IMG} {SCRIPT}" in text                  # the failed notebook's error line
     assert "alert(5)" in text                                     # the parameters, as JSON text
+
+
+def test_notebook_named_like_a_url_scheme_links_as_a_path(built):
+    page = _Page((built / "index.html").read_text(encoding="utf-8"))
+    hrefs = [a.get("href") or "" for t, a in page.tags if t == "a"]
+    assert not [h for h in hrefs if h.lower().startswith("javascript:")], hrefs
+    assert "javascript%3Aalert%288%29.html" in hrefs and (built / f"{SCHEME_NAME}.html").is_file()
 
 
 def test_failed_page_banner_shows_the_error_as_text(built):
