@@ -95,6 +95,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_positive_float, default=600.0, help="limit per notebook cell, s")
     parser.add_argument("--jobs", "-j", type=_positive_int, default=None,
                         help="notebooks run at once, each in its own kernel (default: one per CPU core)")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="let the notebooks load sweeps that mix GPUs or git commits (labelled in the index) "
+                             "instead of refusing them")
     parser.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
 
 
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         index = build_report(out_dir=args.out, notebooks=args.notebook, hide_code=args.hide_code,
                              parameters=parameters_of(args.parameter), kernel_name=args.kernel,
-                             timeout=args.timeout, jobs=args.jobs)
+                             timeout=args.timeout, jobs=args.jobs,
+                             **({"allow_mixed": True} if getattr(args, "allow_mixed", False) else {}))
     except ReportError as exc:
         print(f"gdnlab report: failed: {', '.join(exc.failed)}; partial report: {exc.index}", file=sys.stderr)
         for k, v in exc.failed.items():

@@ -118,14 +118,19 @@ def ensure_kernel(kernel_name: str | None = None) -> str:
 
 
 @contextmanager
-def _kernel_env(extra_path: Path) -> Iterator[None]:
+def _kernel_env(extra_path: Path, allow_mixed: bool = False) -> Iterator[None]:
     """Kernels inherit os.environ: put the checkout on PYTHONPATH (gdnlab importable even when
-    not installed) and silence tqdm (a live sweep's progress bar is noise in an HTML page)."""
-    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "TQDM_DISABLE")}
+    not installed) and silence tqdm (a live sweep's progress bar is noise in an HTML page); with
+    ``allow_mixed``, :func:`gdnlab.results.load_sweep` in the notebooks loads mixed sweeps, labelled."""
+    from ..results_check import ALLOW_MIXED_ENV
+
+    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "TQDM_DISABLE", ALLOW_MIXED_ENV)}
     pp = os.environ.get("PYTHONPATH", "")
     if str(extra_path) not in pp.split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (str(extra_path), pp) if x)
     os.environ.setdefault("TQDM_DISABLE", "1")
+    if allow_mixed:
+        os.environ[ALLOW_MIXED_ENV] = "1"
     try:
         yield
     finally:
@@ -356,7 +361,8 @@ def _run_workers(tasks: list[tuple], jobs: int, done: Callable[[NotebookResult],
 def build_report(out_dir: str | os.PathLike = "reports", notebooks: Iterable[str] | str | None = None,
                  hide_code: bool = False, parameters: Mapping[str, Any] | None = None,
                  kernel_name: str | None = None, *, timeout: float | None = 600, jobs: int | None = None,
-                 raise_on_error: bool = True, log: Callable[[str], None] | None = None) -> Path:
+                 raise_on_error: bool = True, log: Callable[[str], None] | None = None,
+                 allow_mixed: bool = False) -> Path:
     """Execute the notebooks and write ``<out_dir>/index.html`` plus one HTML page per notebook.
 
     Args:
@@ -373,6 +379,8 @@ def build_report(out_dir: str | os.PathLike = "reports", notebooks: Iterable[str
             per CPU core, or ``$GDNLAB_REPORT_JOBS``); ``1`` runs them one after another here.
         raise_on_error: raise :class:`ReportError` (after writing everything) if any notebook failed.
         log: progress, one line per notebook (default: stderr).
+        allow_mixed: the notebooks load sweeps that mix GPUs or commits (labelled as such) instead of
+            refusing them (:func:`gdnlab.results.load_sweep`).
 
     Returns:
         Path of ``index.html``.
@@ -392,6 +400,8 @@ def build_report(out_dir: str | os.PathLike = "reports", notebooks: Iterable[str
     jobs = _jobs(jobs, len(paths))
     meta = _build_meta(kernel, hide_code, _json_safe(dict(parameters or {})))
     meta["jobs"] = jobs
+    if allow_mixed:
+        meta["allow_mixed"] = True
     with output_lock(out, command="gdnlab report"), stop_on_sigterm():
         earlier = earlier_results(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -410,7 +420,7 @@ def build_report(out_dir: str | os.PathLike = "reports", notebooks: Iterable[str
 
         stopped = None
         try:
-            with _kernel_env(REPO_ROOT):
+            with _kernel_env(REPO_ROOT, allow_mixed):
                 _execute(tasks, jobs, done)
         except KeyboardInterrupt as exc:
             stopped = signal_name(exc)
