@@ -11,7 +11,8 @@ Run on a GPU machine (``$NSYS`` set or nsys on PATH)::
    :func:`gdnlab.instrument.time_calls` with its defaults (``timing="amortised"``: n calls on
    disjoint pool rows in one CUDA graph, L2 flushed before each replay, per-call = replay / n), and
    with ``timing="single"`` (one call per replay) for reference. The calls come from
-   :func:`gdnlab.harness_calls.disjoint_calls`.
+   :func:`gdnlab.harness_calls.kernel_calls`: the sweep's calls (:class:`~gdnlab.harness_calls.KernelCalls`
+   through :func:`~gdnlab.harness_calls.disjoint_calls`) on a fresh pool.
 3. Runs itself again (``--child``) under ``nsys profile --capture-range=cudaProfilerApi
    --cuda-graph-trace=node`` (argv from :func:`gdnlab.capture.profile_command`): the child times the
    same points inside one capture range, each timed sample in an NVTX range ``harness:<point>`` (the
@@ -88,9 +89,9 @@ def plan(backends: list[str], batches: list[int], draft_tokens: int = 4,
 
 
 def build(pt: dict, preset_name: str, tp: int, device: torch.device, cache: dict):
-    """``make_calls(n)`` for a point (:func:`gdnlab.harness_calls.disjoint_calls`), after its first checked
+    """``make_calls(n)`` for a point (:func:`gdnlab.harness_calls.kernel_calls`), after its first checked
     call (JIT happens here); fills ``kernel`` and ``bytes`` (minimum bytes of one call) into ``pt``."""
-    from gdnlab.harness_calls import disjoint_calls
+    from gdnlab.harness_calls import kernel_calls
     from gdnlab.kernels import make_backend
     from gdnlab.roofline import gdn_bytes
     from gdnlab.shapes import dtype_from_name, preset
@@ -100,7 +101,7 @@ def build(pt: dict, preset_name: str, tp: int, device: torch.device, cache: dict
         cache[pt["backend"]] = make_backend(pt["backend"], "sglang")
     be = cache[pt["backend"]]
     sd = dtype_from_name(pt["state_dtype"])
-    make = disjoint_calls(be, shape, batch=pt["B"], draft_tokens=pt["T"], state_dtype=sd, device=device,
+    make = kernel_calls(be, shape, batch=pt["B"], draft_tokens=pt["T"], state_dtype=sd, device=device,
                           seed=pt["B"] + pt["T"])
     make(1)                                   # checked call: compile and argument check, outside timing
     pt["kernel"] = be.last_path.kernel

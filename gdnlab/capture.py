@@ -17,7 +17,7 @@ time; Ctrl-C and SIGTERM stop nsys and the command it profiles, and leave no tem
 ``--capture-range=cudaProfilerApi`` records only what runs between cudaProfilerStart/Stop (the
 workload wraps its first ``--capture-steps`` measured steps); ``--cuda-graph-trace=node`` shows each
 kernel of a CUDA graph instead of one graph launch (with the workload's phase marker kernels,
-:mod:`gdnlab.phases` splits such a trace into verify / commit / fold).
+:mod:`gdnlab.analysis.phases` splits such a trace into verify / commit / fold).
 
 :func:`strategy_captures` builds one workload capture per verify strategy (``OUT_<strategy>``), what
 ``gdnlab capture --strategies a,b,c --workload ...`` runs. Command line: ``gdnlab capture``

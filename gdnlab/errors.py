@@ -6,8 +6,8 @@ what was expected, with a distinct exit code. Anything else is a bug and shows i
 """
 from __future__ import annotations
 
-__all__ = ["GdnlabError", "InputError", "DataError", "UnavailableError", "Interrupted", "EXIT_CODES",
-           "exit_code"]
+__all__ = ["GdnlabError", "InputError", "DataError", "UnavailableError", "BackendUnavailable",
+           "StrategyUnavailable", "Interrupted", "EXIT_CODES", "exit_code"]
 
 
 class GdnlabError(Exception):
@@ -25,6 +25,15 @@ class DataError(GdnlabError, ValueError):
 
 class UnavailableError(GdnlabError, RuntimeError):
     """What the command needs is not here: a CUDA device, a backend, a strategy, nsys or ncu."""
+
+
+class BackendUnavailable(UnavailableError):
+    """A known backend that cannot run here (:func:`gdnlab.kernels.get_backend`); the message says why."""
+
+
+class StrategyUnavailable(UnavailableError):
+    """A known verify strategy that cannot run on a backend here (:func:`gdnlab.strategies.get_strategy`);
+    the message says why."""
 
 
 class Interrupted(GdnlabError):

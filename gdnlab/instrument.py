@@ -349,24 +349,21 @@ def _summarize(samples: list[float], method: str, flush: bool, calls: int, note:
 def resolve_device(device: torch.device | str | None) -> torch.device:
     """``device`` as a ``torch.device`` with an index for CUDA (default: the current CUDA device, else
     CPU). Raises :class:`~gdnlab.errors.InputError` for anything but cpu/cuda and
-    :class:`~gdnlab.errors.UnavailableError` for CUDA on a machine without it."""
+    :class:`~gdnlab.errors.UnavailableError` for CUDA on a machine without it (or without that index)."""
+    from .errors import InputError, UnavailableError
     if device is None:
         return torch.device("cuda", torch.cuda.current_device()) if cuda_available() else torch.device("cpu")
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        from .errors import InputError
-        raise InputError(f"device={device!r}: expected 'cpu' or 'cuda[:N]'") from exc
-    if dev.type == "cuda":
-        if not cuda_available():
-            from .errors import UnavailableError
-            raise UnavailableError(f"device={device!r}: no CUDA device is available here")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-    elif dev.type != "cpu":
-        from .errors import InputError
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
         raise InputError(f"device={device!r}: expected 'cpu' or 'cuda[:N]'")
-    return dev
+    if dev.type == "cuda" and not cuda_available():
+        raise UnavailableError(f"device={device!r}: no CUDA device is available here")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise UnavailableError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device("cuda", torch.cuda.current_device()) if dev.type == "cuda" and dev.index is None else dev
 
 
 def _run_all(fns: Sequence[Callable[[], Any]]) -> Callable[[], None]:

@@ -17,11 +17,18 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["collect", "package_version", "git_state", "label", "STATUSES", "PROVENANCE_COLUMNS"]
+from . import backends
+
+__all__ = ["collect", "package_version", "git_state", "label", "STATUSES", "PROVENANCE_COLUMNS",
+           "VERSION_COLUMNS", "IDENTITY_COLUMNS"]
 
 STATUSES = ("measured", "projected", "reported", "synthetic")
-PROVENANCE_COLUMNS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "gdnlab", "git_commit",
-                      "git_dirty", "timestamp", "host")
+#: software versions a row records: CUDA, torch, one column per backend package (:mod:`gdnlab.backends`), gdnlab
+VERSION_COLUMNS: tuple[str, ...] = ("cuda", "torch", *backends.version_columns(), "gdnlab")
+#: what identifies the machine and code a row came from (GPU, SM, driver, versions, commit)
+IDENTITY_COLUMNS: tuple[str, ...] = ("gpu", "sm", "driver", *VERSION_COLUMNS, "git_commit")
+#: every provenance column a measured row carries
+PROVENANCE_COLUMNS: tuple[str, ...] = (*IDENTITY_COLUMNS, "git_dirty", "timestamp", "host")
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -43,15 +50,20 @@ def _driver_version() -> str | None:
         return None
 
 
-def _flashinfer_version() -> str | None:
-    v = package_version("flashinfer-python") or package_version("flashinfer")
-    if v is None:  # a bundle unpacked onto PYTHONPATH has no dist-info metadata for pip in some setups
+def _backend_version(b: backends.Backend, may_import: bool) -> str | None:
+    """The installed version of a backend's package: its distribution metadata, else (``may_import``)
+    its module's ``__version__`` (a bundle unpacked onto PYTHONPATH has no dist-info in some setups)."""
+    for dist in b.packages:
+        v = package_version(dist)
+        if v is not None:
+            return v
+    if may_import and b.module:
         try:
-            import flashinfer
-            v = getattr(flashinfer, "__version__", None)
-        except Exception:  # noqa: BLE001 - any import failure means "not available"
-            v = None
-    return v
+            mod = __import__(b.module)
+        except Exception:  # noqa: BLE001 - any import failure means "not installed"
+            return None
+        return getattr(mod, "__version__", None)
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -85,14 +97,15 @@ def collect(device: int | None = None) -> dict[str, str | None]:
         idx = torch.cuda.current_device() if device is None else device
         props = torch.cuda.get_device_properties(idx)
         gpu, sm = props.name, f"sm{props.major}{props.minor}"
+    versions = {b.version_column: _backend_version(b, may_import=gpu is not None)
+                for b in backends.BACKENDS if b.version_column}
     return {
         "gpu": gpu or "cpu",
         "sm": sm,
         "driver": _driver_version() if gpu else None,
         "cuda": torch.version.cuda,
         "torch": torch.__version__,
-        "triton": package_version("triton"),
-        "flashinfer": _flashinfer_version() if gpu else package_version("flashinfer-python"),
+        **versions,
         "gdnlab": _gdnlab_version(),
         "git_commit": commit,
         "git_dirty": dirty,
@@ -115,7 +128,7 @@ def label(prov: dict, status: str, **extra: object) -> str:
     gpu = prov.get("gpu")
     if gpu:
         parts.append(f"{gpu} ({prov['sm']})" if prov.get("sm") else str(gpu))
-    for key in ("driver", "cuda", "torch", "triton", "flashinfer", "gdnlab"):
+    for key in ("driver", *VERSION_COLUMNS):
         if prov.get(key):
             parts.append(f"{key} {prov[key]}")
     if prov.get("git_commit"):

@@ -6,10 +6,14 @@ earlier gdnlab versions to the current columns:
 
 * ``concurrency`` (a copy of ``batch`` in earlier files) -> ``batch`` only (renamed when ``batch``
   is absent); ``verify_tokens`` -> ``draft_tokens``;
-* ``strategy`` added where absent: ``"decode"`` for decode rows; for verify rows ``"full_cache"``
-  (``intermediate == "batch"``) or ``"full_cache_pool_scoped"`` (``intermediate == "pool"``);
 * ``measure`` added where absent: ``"call"`` (one backend kernel call; every row of earlier files),
   ``"step"`` for rows of ``mode == "step"``; ``accept_len`` added as missing for call rows;
+* ``buffer_scope`` (the verify intermediate buffer a call row hands its backend: ``none`` for
+  decode, ``batch`` or ``pool``) from an earlier file's ``intermediate`` column, else from its
+  call rows' ``strategy`` (``decode`` / ``full_cache`` / ``full_cache_pool_scoped``,
+  :data:`SCOPE_OF_CALL_STRATEGY`), else ``none`` for decode rows; ``strategy`` keeps verify
+  strategies only: it is emptied on call rows (earlier files stored the call's buffer there) and
+  ``buffer_scope`` on step rows;
 * ``timing`` in the current vocabulary: earlier ``"graph"`` rows (one call per CUDA-graph
   sample) become ``"single"``, ``"graph"`` rows with ``rotate`` (several calls per sample) become
   ``"amortised"``; the ``rotate`` column is dropped;
@@ -25,7 +29,7 @@ picks them up and skips those points), an ``--overwrite`` run that fails or is s
 earlier file untouched, and the cost per point is constant (no rewrite of the whole file). The writer
 holds the output's lock (:func:`gdnlab.outputs.output_lock`: a second run on it is refused) and follows
 symbolic links. The resume key (:data:`KEY_COLUMNS`) is the measured point: the pool size is a
-property of the run. :func:`load_sweep` checks what it reads (:mod:`gdnlab.results_check`).
+property of the run. :func:`load_sweep` checks what it reads (:mod:`gdnlab.results_io`).
 """
 from __future__ import annotations
 
@@ -44,10 +48,10 @@ import pyarrow.parquet as pq
 
 from .errors import DataError
 from .outputs import output_lock, real_path
-from .results_check import allow_mixed_default, check_same_commit, check_sweep, check_types
+from .results_io import allow_mixed_default, check_same_commit, check_sweep, check_types, read_any, read_parts
 
 __all__ = ["require_columns", "Column", "COLUMNS", "SCHEMA", "DTYPES", "KEY_COLUMNS", "REQUIRED_COLUMNS",
-           "STRATEGY_OF_INTERMEDIATE", "DEFAULT_MEASURE",
+           "BUFFER_SCOPES", "SCOPE_OF_CALL_STRATEGY", "DEFAULT_MEASURE",
            "load_sweep", "normalize", "to_frame", "point_key", "SweepWriter", "resolve_output", "staging_dir"]
 
 
@@ -71,9 +75,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("backend", _S, "", "kernel backend (flashinfer, triton, reference)"),
     Column("mode", _S, "", "decode (T = 1, state updated in place), verify (T draft tokens, state kept) or "
                            "step (one speculative step of a verify strategy: verify + commit + amortised fold)"),
-    Column("strategy", _S, "", "verify strategy: decode; full_cache (batch-scoped intermediate buffer) or "
-                               "full_cache_pool_scoped (call rows); full_cache, token_slots, recompute, "
-                               "recompute_fused or replay_ring (step rows, gdnlab.strategies)"),
+    Column("strategy", _S, "", "verify strategy of a step row: full_cache, token_slots, recompute, recompute_fused "
+                               "or replay_ring (gdnlab.strategies); empty on call rows"),
+    Column("buffer_scope", _S, "", "intermediate buffer a call row's verify writes: batch ([B, T, HV, V, K]) or pool "
+                                   "(pool-sized, SGLang before PR #23273); none for decode; empty on step rows"),
     Column("draft_tokens", _I, "tokens", "T, tokens per row (1 for decode)"),
     Column("batch", _I, "rows", "B, requests in the call"),
     Column("state_dtype", _S, "", "dtype of the state pool (float32, bfloat16)"),
@@ -86,7 +91,6 @@ COLUMNS: tuple[Column, ...] = (
     Column("accept_len", _F, "tokens", "mean accepted length per step the step's accepted vectors are drawn with "
                                        "(1..T; step rows only)"),
     # shape
-    Column("intermediate", _S, "", "intermediate buffer scope of call rows: none (decode), batch or pool"),
     Column("shape", _S, "", "per-GPU shape name (NAME@tpN)"),
     Column("H", _I, "heads", "q/k heads per GPU"),
     Column("HV", _I, "heads", "value heads per GPU"),
@@ -125,7 +129,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("row_sets", _I, "", "disjoint row sets the timed steps rotate over (1: every step on the same rows)"),
     # roofline
     Column("bytes", _I, "bytes", "minimum bytes one call moves (gdnlab.roofline.gdn_bytes; step rows: one step, "
-                                 "gdnlab.roofline.strategy_bytes at accept_len)"),
+                                 "the strategy class's step_bytes at accept_len)"),
     Column("bytes_state", _I, "bytes", "state bytes read and written"),
     Column("bytes_intermediate", _I, "bytes", "intermediate state bytes written (step rows: scratch bytes read and "
                                               "written)"),
@@ -184,14 +188,16 @@ COLUMNS: tuple[Column, ...] = (
 SCHEMA: pa.Schema = pa.schema([pa.field(c.name, c.type, metadata={"unit": c.unit, "doc": c.doc}) for c in COLUMNS])
 #: the grid columns that identify a measured point (resume key); ``pool_slots`` is not one of them: the
 #: pool's size is a property of the run (it follows the grid's largest batch), not of the point
-KEY_COLUMNS: tuple[str, ...] = ("preset", "tp", "backend", "mode", "strategy", "draft_tokens", "batch",
+KEY_COLUMNS: tuple[str, ...] = ("preset", "tp", "backend", "mode", "strategy", "buffer_scope", "draft_tokens", "batch",
                                 "state_dtype", "timing", "l2_flush", "act_dtype", "measure", "accept_len")
 #: ``measure`` of a row that does not state one (every row of earlier files times one call)
 DEFAULT_MEASURE = "call"
 #: columns without which a file is not a sweep (after normalisation)
 REQUIRED_COLUMNS: tuple[str, ...] = ("backend", "mode", "batch", "draft_tokens", "state_dtype", "status", "time_us")
-#: verify strategy of an earlier file's ``intermediate`` value
-STRATEGY_OF_INTERMEDIATE = {"batch": "full_cache", "pool": "full_cache_pool_scoped", "none": "decode"}
+#: ``buffer_scope`` values: decode (no buffer), a batch-scoped or a pool-sized verify buffer
+BUFFER_SCOPES: tuple[str, ...] = ("none", "batch", "pool")
+#: buffer scope of the ``strategy`` an earlier file (and the ``--call-strategies`` alias) gave a call row
+SCOPE_OF_CALL_STRATEGY = {"decode": "none", "full_cache": "batch", "full_cache_pool_scoped": "pool"}
 
 _PANDAS_DTYPE = {pa.string(): "string", pa.int64(): "Int64", pa.bool_(): "boolean", pa.float64(): "float64"}
 #: pandas dtype of each column as :func:`load_sweep` returns it
@@ -251,12 +257,26 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _key_scope_and_strategy(row: dict) -> tuple[Any, Any]:
+    """``(buffer_scope, strategy)`` of a row as :func:`normalize` reads them (an earlier row's call
+    strategy is its buffer scope)."""
+    measure = _plain(row.get("measure")) or ("step" if _plain(row.get("mode")) == "step" else DEFAULT_MEASURE)
+    strat = _plain(row.get("strategy"))
+    if measure != "call":
+        return None, strat
+    scope = (_plain(row.get("buffer_scope")) or _plain(row.get("intermediate")) or
+             SCOPE_OF_CALL_STRATEGY.get(str(strat)) or ("none" if _plain(row.get("mode")) == "decode" else None))
+    return scope, None
+
+
 def point_key(row: dict) -> tuple:
-    """The resume key of a row: its :data:`KEY_COLUMNS` as plain Python values (a row without
-    ``measure`` is a ``"call"`` row, as :func:`normalize` reads it; floats rounded to 9 digits)."""
+    """The resume key of a row: its :data:`KEY_COLUMNS` as plain Python values, read as
+    :func:`normalize` reads them (a row without ``measure`` is a ``"call"`` row; a call row's verify
+    strategy of an earlier file is its ``buffer_scope``; floats rounded to 9 digits)."""
     out: list[Any] = []
+    scope, strat = _key_scope_and_strategy(row)
     for c in KEY_COLUMNS:
-        v = _plain(row.get(c))
+        v = {"buffer_scope": scope, "strategy": strat}[c] if c in ("buffer_scope", "strategy") else _plain(row.get(c))
         if c == "measure" and v is None:
             v = "step" if _plain(row.get("mode")) == "step" else DEFAULT_MEASURE
         if DTYPES[c] == "Int64":
@@ -277,6 +297,21 @@ def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
         return df
     keys = pd.Series([point_key(r) for r in df[list(KEY_COLUMNS)].to_dict("records")], index=df.index)
     return df[~keys.duplicated(keep="last")].reset_index(drop=True)
+
+
+def _scope_and_strategy(df: pd.DataFrame) -> pd.DataFrame:
+    """``buffer_scope`` on call rows and ``strategy`` (verify strategies) on step rows only, from the
+    columns an earlier file has (see the module docstring); ``intermediate`` is dropped."""
+    na = pd.Series(pd.NA, index=df.index, dtype="string")
+    call = (df["measure"] == "call").fillna(False).astype(bool)
+    strat = df["strategy"].astype("string") if "strategy" in df.columns else na
+    scope = df["buffer_scope"].astype("string") if "buffer_scope" in df.columns else na
+    if "intermediate" in df.columns:
+        scope = scope.fillna(df["intermediate"].astype("string"))
+    scope = scope.fillna(strat.map(SCOPE_OF_CALL_STRATEGY, na_action="ignore").astype("string"))
+    scope = scope.mask(scope.isna() & (df["mode"].astype("string") == "decode").fillna(False), "none")
+    df = df.drop(columns=["intermediate"], errors="ignore")
+    return df.assign(buffer_scope=scope.where(call, na), strategy=strat.mask(call, na))
 
 
 def normalize(df: pd.DataFrame, source: str = "frame", *, dedupe: bool = True) -> pd.DataFrame:
@@ -305,24 +340,10 @@ def normalize(df: pd.DataFrame, source: str = "frame", *, dedupe: bool = True) -
     if missing:
         raise DataError(f"{source} is not a gdnlab sweep: it lacks the columns {missing} "
                         f"(it has {sorted(map(str, df.columns))[:12]}{' ...' if len(df.columns) > 12 else ''})")
-    mode = df["mode"].astype("string")
-    if "intermediate" not in df.columns:
-        df["intermediate"] = pd.Series(pd.NA, index=df.index, dtype="string")
-        df.loc[mode == "decode", "intermediate"] = "none"
-    inter = df["intermediate"].astype("string")
-    if "strategy" not in df.columns:
-        strat = inter.map(STRATEGY_OF_INTERMEDIATE, na_action="ignore").astype("string")
-        df["strategy"] = strat.where(mode != "decode", "decode")
-    else:
-        strat = df["strategy"].astype("string")
-        df["strategy"] = strat.where(strat.notna(), inter.map(STRATEGY_OF_INTERMEDIATE, na_action="ignore"))
-    step = (mode == "step").fillna(False).astype(bool)
-    if "measure" not in df.columns:
-        df["measure"] = pd.Series(DEFAULT_MEASURE, index=df.index, dtype="string").mask(step, "step")
-    else:
-        meas = df["measure"].astype("string")
-        df["measure"] = meas.where(meas.notna(), pd.Series(DEFAULT_MEASURE, index=df.index,
-                                                           dtype="string").mask(step, "step"))
+    step = (df["mode"].astype("string") == "step").fillna(False).astype(bool)
+    default = pd.Series(DEFAULT_MEASURE, index=df.index, dtype="string").mask(step, "step")
+    df["measure"] = df["measure"].astype("string").fillna(default) if "measure" in df.columns else default
+    df = _scope_and_strategy(df)
     if "timing" in df.columns:
         timing = df["timing"].astype("string")
         rotate = (df["rotate"].astype("boolean").fillna(False) if "rotate" in df.columns
@@ -332,62 +353,6 @@ def normalize(df: pd.DataFrame, source: str = "frame", *, dedupe: bool = True) -
         df = df.drop(columns="rotate")
     out = to_frame(df)
     return _dedupe(out) if dedupe else out
-
-
-# ------------------------------------------------------------------------------------------- reading
-
-
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed writer
-    return pd.DataFrame(rows)
-
-
-def _read_parts(folder: Path) -> pd.DataFrame:
-    parts = sorted(folder.glob("part-*.parquet"))
-    if not parts:
-        return pd.DataFrame()
-    return pd.concat([_read_parquet(p) for p in parts], ignore_index=True)
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            raise
-        raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
-
-
-def _read_any(path: Path) -> pd.DataFrame:
-    if path.is_dir():
-        return _read_parts(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix == ".jsonl":
-            return _read_jsonl(path)
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a text {suffix[1:].upper()} file (it is not UTF-8; a sweep is "
-                        f"parquet or CSV)") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path} is not a readable {suffix[1:].upper()} file ({exc})") from None
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head != b"PAR1":
-        raise DataError(f"{path} is not a parquet file (it does not start with the parquet magic bytes); a sweep "
-                        f"is a .parquet (or .csv) file written by gdnlab sweep")
-    return _read_parquet(path)
 
 
 def load_sweep(path: str | os.PathLike, *, allow_mixed: bool | None = None) -> pd.DataFrame:
@@ -407,7 +372,7 @@ def load_sweep(path: str | os.PathLike, *, allow_mixed: bool | None = None) -> p
     Raises:
         FileNotFoundError: nothing at ``path``.
         DataError: the file is not parquet/CSV, not a sweep (names the file and what is missing), or
-            fails a check of :mod:`gdnlab.results_check` (names the column and the first bad value).
+            fails a check of :mod:`gdnlab.results_io` (names the column and the first bad value).
     """
     p = Path(path)
     if p.is_dir():
@@ -417,11 +382,11 @@ def load_sweep(path: str | os.PathLike, *, allow_mixed: bool | None = None) -> p
         p = found or p
     elif not p.exists():
         raise FileNotFoundError(f"no sweep results at {p}")
-    return _checked(_read_any(p), str(p), allow_mixed)
+    return _checked(read_any(p), str(p), allow_mixed)
 
 
 def _checked(raw: pd.DataFrame, source: str, allow_mixed: bool | None) -> pd.DataFrame:
-    """``raw`` (a file as read) checked (:mod:`gdnlab.results_check`), normalised, one row per point."""
+    """``raw`` (a file as read) checked (:mod:`gdnlab.results_io`), normalised, one row per point."""
     check_types(raw, source, DTYPES)
     df = normalize(raw, source=source, dedupe=False)
     mixed = check_sweep(df, source, allow_mixed=allow_mixed_default(allow_mixed), key=point_key)
@@ -525,7 +490,7 @@ class SweepWriter:
             if self.base == "append" and self.target.exists():
                 frames.append(load_sweep(self.target, allow_mixed=self.allow_mixed))
             if self.parts.exists():
-                frames.append(normalize(_read_parts(self.parts), source=str(self.parts)))
+                frames.append(normalize(read_parts(self.parts), source=str(self.parts)))
                 self._next = 1 + max((int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")),
                                      default=-1)
             frames = [f for f in frames if not f.empty]
@@ -566,7 +531,7 @@ class SweepWriter:
         """Every row the output will hold: stored ones, then this run's (a key stored twice keeps its last)."""
         frames = [self.stored]
         if self.parts.exists():
-            new = _read_parts(self.parts)
+            new = read_parts(self.parts)
             if not new.empty:
                 frames.append(to_frame(new))
         frames = [f for f in frames if not f.empty]

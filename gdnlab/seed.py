@@ -1,10 +1,9 @@
 """The seed's reported numbers (SGLang PR #23273) as tidy DataFrames, for plotting beside our own.
 
-Origin of the data: ``gdnlab/data/seed_results.csv`` is a byte-for-byte copy of the project's
-``shared/reference/seed_results.csv`` (sha256 ``620ae45e...f1d8``), which transcribes the tables in
-the text of SGLang PR #23273, "[NVIDIA] [GDN] Enable FlashInfer MTP verify on SM100+ (Blackwell)"
-(merged 2026-06-02 as 0574d2b; text kept at ``shared/reference/sglang-pr23273.txt``). The copy ships
-inside the package so an installed gdnlab does not depend on the ``../shared`` checkout.
+Origin of the data: ``gdnlab/data/seed_results.csv`` (sha256 :data:`SEED_CSV_SHA256`) transcribes
+the tables in the text of SGLang PR #23273, "[NVIDIA] [GDN] Enable FlashInfer MTP verify on SM100+
+(Blackwell)" (sgl-project/sglang, merged 2026-06-02 as 0574d2b), one row per reported number. It
+ships inside the package, so an installed gdnlab reads it without a checkout.
 
 What the PR measured (its own words, summarised):
 
@@ -32,11 +31,14 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["SEED_SOURCE", "MAX_RUNNING_REQUESTS", "SEED_DRAFT_TOKENS", "SEED_NUM_STEPS", "SEED_ACCEPT_LEN", "TABLES",
-           "seed_csv_path", "load_seed", "osl_sweep", "tpot_vs_concurrency", "accuracy", "mtp_speedups",
-           "backend_ratios"]
+__all__ = ["SEED_SOURCE", "SEED_CSV_SHA256", "MAX_RUNNING_REQUESTS", "SEED_DRAFT_TOKENS", "SEED_NUM_STEPS",
+           "SEED_ACCEPT_LEN", "TABLES", "seed_csv_path", "load_seed", "osl_sweep", "tpot_vs_concurrency", "accuracy",
+           "mtp_speedups", "backend_ratios"]
 
 SEED_SOURCE = "SGLang PR #23273 (sgl-project/sglang, merged 2026-06-02, 0574d2b)"
+#: sha256 of ``gdnlab/data/seed_results.csv`` as transcribed from the PR text (a changed copy fails
+#: ``tests/test_seed.py``)
+SEED_CSV_SHA256 = "620ae45ed32e1346085f85a4f22cef066c0d316b314716905ccf11a3c9e2f1d8"
 #: ``--max-running-requests`` of every seed server command (PR text, "Server settings").
 MAX_RUNNING_REQUESTS = 128
 #: draft tokens T (verify positions) of every MTP run: ``--speculative-num-draft-tokens 4``.

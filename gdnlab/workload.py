@@ -21,16 +21,16 @@ inside an NVTX range ``step``:
   verifies only and the commits stay eager.
 
 On CUDA, a strategy step launches two marker kernels (``phase_marker_verify`` before the first
-verify, ``phase_marker_commit`` before the first commit; :mod:`gdnlab.phases`): NVTX ranges pushed
+verify, ``phase_marker_commit`` before the first commit; :mod:`gdnlab.markers`): NVTX ranges pushed
 while a graph is captured are not recorded at replay, and the markers let
-:func:`gdnlab.phases.phase_breakdown` split a trace of graph replays into verify / commit / fold.
+:func:`gdnlab.analysis.phases.phase_breakdown` split a trace of graph replays into verify / commit / fold.
 
 The loop runs until every request has generated ``osl`` tokens (a request that is done becomes a
 padding row, index -1, so the batch keeps its shape as in a CUDA-graph batch), so the summary gives
 time per generated token against OSL and batch. With a whole-step graph the summary also gives the
 GPU busy share of a step: CUDA-event time around each graph replay / the step's wall time (the
 events enclose the replay's kernels and the gaps between them, so this is an upper bound on kernel
-time / wall time; an nsys trace and :func:`gdnlab.phases.step_busy` give the kernel sum).
+time / wall time; an nsys trace and :func:`gdnlab.analysis.phases.step_busy` give the kernel sum).
 
 Inputs are generated once per layer and reused every step: the kernels are memory-bound on the state
 and their cost does not depend on the q/k/v values, so a fixed input measures the same thing as fresh
@@ -55,6 +55,7 @@ from .kernels.base import GDNBackend
 from .seed import SEED_ACCEPT_LEN, SEED_DRAFT_TOKENS
 from .shapes import GDNShape, dtype_from_name, dtype_name
 from .state import StatePool
+from .strategies.base import StepPlan
 
 __all__ = ["DecodeWorkload", "WorkloadResult", "WorkloadProgress", "estimate_memory_bytes",
            "default_acceptance", "make_workload_backend", "make_strategy"]
@@ -74,11 +75,8 @@ def make_workload_backend(backend: GDNBackend | str) -> GDNBackend:
     padding fixup). Raises :class:`UnavailableError` when it cannot run here."""
     if not isinstance(backend, str):
         return backend
-    from .kernels import BackendUnavailable, make_backend
-    try:
-        return make_backend(backend, "sglang")
-    except BackendUnavailable as exc:
-        raise UnavailableError(f"backend={backend!r}: {exc}") from None
+    from .kernels import make_backend
+    return make_backend(backend, "sglang")
 
 
 def estimate_memory_bytes(shape: GDNShape, batch: int, layers: int, draft_tokens: int = 1, *,
@@ -150,6 +148,7 @@ class WorkloadResult:
     strategy: str = ""
     graph_scope: str = ""
     phase_markers: bool = False
+    step_plan: bool = False
     gpu_step_median_us: float | None = None
     gpu_busy_pct: float | None = None
     kernel_path: dict = field(default_factory=dict)
@@ -225,8 +224,11 @@ class DecodeWorkload:
         strategy: a verify strategy name or :class:`~gdnlab.strategies.VerifyStrategy` (needs
             ``draft_tokens >= 2``); ``None``: the backend's own verify + commit.
         strategy_options: options for :func:`gdnlab.strategies.get_strategy` (e.g. ``ring_slots``).
-        phase_markers: launch the phase marker kernels (:mod:`gdnlab.phases`); default: on CUDA with
+        phase_markers: launch the phase marker kernels (:mod:`gdnlab.markers`); default: on CUDA with
             a strategy when Triton is importable.
+        step_plan: as an engine, compute each step's per-request metadata once for all layers (one
+            :class:`~gdnlab.strategies.base.StepPlan` per step; the layers' scratches share their
+            bookkeeping); ``False``: every layer computes its own (a step of single layers).
     """
 
     def __init__(self, backend: GDNBackend | str, shape: GDNShape, batch: int, *, layers: int | None = None,
@@ -234,7 +236,7 @@ class DecodeWorkload:
                  state_dtype: torch.dtype | str | None = None, act_dtype: torch.dtype | str = torch.bfloat16,
                  device: torch.device | str | None = None, seed: int = 0, sampler: Callable | None = None,
                  check_memory: bool = True, strategy=None, strategy_options: dict | None = None,
-                 phase_markers: bool | None = None) -> None:
+                 phase_markers: bool | None = None, step_plan: bool = True) -> None:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch must be an integer >= 1, got {batch!r}")
         if isinstance(draft_tokens, bool) or not isinstance(draft_tokens, int) or draft_tokens < 1:
@@ -291,18 +293,21 @@ class DecodeWorkload:
         self.intermediate: list[torch.Tensor] = []
         self.scratch: list = []
         if self.strategy is not None:
-            self.scratch = [self.strategy.allocate(self.pool.layer(i), max_batch=batch, T=self.T)
-                            for i in range(self.L)]
+            for i in range(self.L):
+                share = self.scratch[0] if (step_plan and i) else None
+                self.scratch.append(self.strategy.allocate(self.pool.layer(i), max_batch=batch, T=self.T, share=share))
         elif self.T >= 2:
             dims = shape.call_dims(batch, self.T, self.pool.num_slots)
             self.intermediate = [self.backend.new_intermediate(dims, self.pool.layer(i)) for i in range(self.L)]
+        self.step_plan = bool(step_plan and self.strategy is not None)
+        self._plan: StepPlan | None = None
         #: accepted lengths of the current step on the device (int32 [B]), filled before the step runs
         self.accepted = torch.ones(batch, dtype=torch.int32, device=self.device)
         if phase_markers is None:
-            from .phases import markers_available
+            from .markers import markers_available
             phase_markers = self.strategy is not None and markers_available(self.device)[0]
         elif phase_markers:
-            from .phases import markers_available
+            from .markers import markers_available
             ok, why = markers_available(self.device)
             if not ok:
                 raise UnavailableError(f"phase markers: {why}")
@@ -375,7 +380,7 @@ class DecodeWorkload:
     # ------------------------------------------------------------------ one step
     def _marker(self, phase: str) -> None:
         if self.phase_markers:
-            from .phases import launch_phase_marker
+            from .markers import launch_phase_marker
             launch_phase_marker(phase, self._marker_flag)
 
     def layer_forward(self, i: int) -> None:
@@ -383,7 +388,7 @@ class DecodeWorkload:
         if self.strategy is not None:
             with nvtx_range("gdn.verify"):
                 self.strategy.verify(*self.inputs[i].args(), self.pool.layer(i), self.indices, self.scratch[i],
-                                     validate=False)
+                                     validate=False, plan=self._plan)
         elif self.T == 1:
             with nvtx_range("gdn.decode"):
                 self.backend.decode(*self.inputs[i].args(), self.pool.layer(i), self.indices, validate=False)
@@ -398,12 +403,14 @@ class DecodeWorkload:
         acc = self.accepted if accepted is None else accepted
         with nvtx_range("gdn.commit"):
             if self.strategy is not None:
-                self.strategy.commit(self.pool.layer(i), self.indices, self.scratch[i], acc, validate=False)
+                self.strategy.commit(self.pool.layer(i), self.indices, self.scratch[i], acc, validate=False,
+                                     plan=self._plan)
             else:
                 self.backend.commit(self.pool.layer(i), self.indices, self.intermediate[i], acc, validate=False)
 
     def _forward_layers(self) -> None:
         if self.strategy is not None:
+            self._plan = StepPlan() if self.step_plan else None      # a new step: its metadata, once
             self._marker("verify")
         for i in range(self.L):
             self.layer_forward(i)
@@ -606,7 +613,7 @@ class DecodeWorkload:
             tpot_us=wall_us / max(tokens / self.B, 1e-12), step_median_us=med, step_p10_us=p10, step_p90_us=p90,
             mean_accepted=(acc_sum / acc_n) if acc_n else 1.0,
             strategy=self.strategy.name if self.strategy is not None else "", graph_scope=self.graph_scope,
-            phase_markers=self.phase_markers, gpu_step_median_us=gpu_med, gpu_busy_pct=busy,
+            phase_markers=self.phase_markers, step_plan=self.step_plan, gpu_step_median_us=gpu_med, gpu_busy_pct=busy,
             kernel_path={k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
                          for k, v in self.kernel_path.items()},
             provenance=collect())

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gdnlab import backends
 from gdnlab.cli.counters import configure_parser, run
 from gdnlab.counters import (
     CAUSES,
@@ -50,7 +51,7 @@ RAW = DATA / "ncu_raw_constructed.csv"
 MANIFEST = DATA / "ncu_manifest_constructed.json"
 REAL_RAW = DATA / "ncu_raw_h100.csv"
 REAL_MANIFEST = DATA / "ncu_manifest_h100.json"
-PROV = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "timestamp")
+PROV = ("gpu", "sm", "driver", "cuda", "torch", *backends.version_columns(), "timestamp")
 SCHEMA = list(JOIN_KEYS) + ["rep", "kernel_idx", "kernel", "kernel_short", "is_gdn", "n_kernels", "outcome",
                             "reason", "H", "HV", "K", "V", "duration_us", "dram_read_bytes", "dram_write_bytes",
                             "dram_bytes", "dram_bw_gbps", "dram_throughput_pct", "achieved_occupancy_pct",

@@ -319,3 +319,55 @@ def test_harness_parent_flow_without_gpu_or_nsys(tmp_path, monkeypatch, capsys):
     assert res["trace"]["skipped"].startswith("nsys not found")
     assert len(res["rows"]) == 4                                  # decode + verify x bfloat16 + float32 at B=2
     assert all(r["harness_us"] > 0 and r["single_us"] > 0 and r["calls_per_sample"] >= 1 for r in res["rows"])
+
+
+# ------------------------------------------------------------------ calls on disjoint pool rows
+
+
+def test_row_sets_are_disjoint_never_slot_0_and_rotate_when_asked():
+    from gdnlab.harness_calls import RowSets, disjoint_calls
+
+    rows = RowSets.scattered(10, 3, seed=5, device=torch.device("cpu"))
+    assert len(rows) == 3                                             # 10 rows hold three sets of 3
+    sets = [rows[j] for j in range(3)]
+    flat = torch.cat(sets).tolist()
+    assert len(set(flat)) == 9 and 0 not in flat and all(s.dtype == torch.int32 for s in sets)
+    gen = torch.Generator().manual_seed(5)
+    assert flat == (torch.randperm(10, generator=gen) + 1)[:9].tolist()   # the seeded permutation, in order
+    seen = []
+    make = disjoint_calls(lambda r, j: (lambda: seen.append((j, r.tolist()))), rows)
+    for call in make(3):
+        call()
+    assert [r for _, r in seen] == [s.tolist() for s in sets]
+    with pytest.raises(ValueError, match="the pool holds 3"):
+        make(4)
+    ring = RowSets.in_order(4, 2, torch.device("cpu"), count=2, rotate=True)
+    calls = disjoint_calls(lambda r, j: (lambda: r.tolist()), ring)(5)
+    assert [c() for c in calls] == [[1, 2], [3, 4], [1, 2], [3, 4], [1, 2]]
+
+
+def test_kernel_calls_give_each_verify_its_own_buffer_of_the_scope():
+    from gdnlab.errors import InputError
+    from gdnlab.harness_calls import KernelCalls, RowSets, disjoint_calls
+    from gdnlab.inputs import make_inputs
+    from gdnlab.kernels import get_backend
+    from gdnlab.shapes import GDNShape
+    from gdnlab.state import StatePool
+
+    tiny = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)
+    pool = StatePool(tiny, 6, dtype=torch.float32).randomize_(0).tensor
+    args = make_inputs(tiny, 2, 3, seed=1).args()
+    be = get_backend("reference")
+    rows = RowSets.in_order(6, 2, torch.device("cpu"))
+    for scope, dim0 in (("batch", 2), ("pool", 7)):
+        kc = KernelCalls(be, tiny, pool, args, draft_tokens=3, buffer_scope=scope)
+        assert kc.description == f"reference.verify(intermediate={'batch' if scope == 'batch' else 'pool-sized'})"
+        outs = [c() for c in disjoint_calls(kc, rows)(3)]
+        bufs = [o[1] for o in outs]
+        assert all(b.shape[:2] == (dim0, 3) for b in bufs) and len({b.data_ptr() for b in bufs}) == 3
+        if scope == "pool":                        # rows of the pool-sized buffer beyond B stay untouched
+            assert all(torch.isnan(b[2:]).all() and not torch.isnan(b[:2]).any() for b in bufs)
+    with pytest.raises(InputError, match="buffer_scope"):
+        KernelCalls(be, tiny, pool, args, draft_tokens=3, buffer_scope="none")
+    dec = KernelCalls(be, tiny, pool, make_inputs(tiny, 2, 1, seed=1).args(), draft_tokens=1, buffer_scope="none")
+    assert dec.buffer() is None and dec.description == "reference.decode"

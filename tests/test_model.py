@@ -1,7 +1,10 @@
-"""Step-time model, serving simulation and seed validation (gdnlab.model): monotonicity, speculation
-economics, the max-running-requests cap, hand-checkable schedules, measured-row interpolation, bad
-input; the seed validation (schema, roles, held-out rows never used in the fit, MTP-speedup error);
-the figures built from the model's tables."""
+"""Step-time models, serving simulation and their checks against data.
+
+The roofline model (gdnlab.model.legacy): monotonicity, speculation economics, the
+max-running-requests cap, hand-checkable schedules, measured-row interpolation, bad input; its seed
+validation (schema, roles, held-out rows never used in the fit, MTP-speedup error). The component
+model (gdnlab.model): composition by hand, projection, the GDN-share identity, validate() and the
+target summary on synthetic inputs, the figures built from its tables."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,17 +15,8 @@ import pytest
 
 from gdnlab import model
 from gdnlab.hardware import spec_for
-from gdnlab.model import (
-    SEED_MTP,
-    FittedParams,
-    MTPConfig,
-    ServedModel,
-    ServingScenario,
-    StepModel,
-    project,
-    seed_model,
-    simulate_serving,
-)
+from gdnlab.model import SEED_MTP, MTPConfig, ServedModel, ServingScenario, legacy, project, simulate_serving
+from gdnlab.model.legacy import FittedParams, StepModel, seed_model
 
 PARAMS = FittedParams(pass_us=2000.0, request_us=50.0, token_us=40.0, kv_mtoken_us=1000.0, prefill_pass_us=30000.0,
                       source="hand-set for tests")
@@ -183,20 +177,16 @@ def test_measured_rows_from_the_real_h100_sweep_keep_only_comparable_rows():
 
 
 def test_seed_model_with_measured_h100_kernels_is_a_labelled_projection():
-    pytest.importorskip("plotly")
     if not H100_SWEEP.exists():
         pytest.skip(f"no shipped sweep at {H100_SWEEP}")
-    from gdnlab.plots.model import break_even_figure
-
     raw = pd.read_parquet(H100_SWEEP)
     m = seed_model("fixed", gpu="H100-SXM", gdn_rows=raw)
     plain = seed_model("fixed", gpu="H100-SXM")
     assert m.params == plain.params and m.measured is not None and plain.measured is None
     assert m.gdn_call_us("flashinfer", "verify", 64, 4) != plain.gdn_call_us("flashinfer", "verify", 64, 4)
-    text = break_even_figure(model.break_even_table(m, batches=(1, 64))).layout.meta["provenance"]
+    text = m.provenance(batches=(1, 64))
     assert text.startswith("projected") and "H100-SXM" in text and "measured GDN kernel times" in text
-    plain_fig = break_even_figure(model.break_even_table(plain, batches=(1, 64)))
-    assert "bandwidth model" in plain_fig.layout.meta["provenance"]
+    assert "bandwidth model" in plain.provenance()
 
 
 def test_sm90_projection_differs_from_sm100():
@@ -245,7 +235,7 @@ def test_fitted_params_round_trip():
 # ------------------------------------------------------------------ validation against the seed
 @pytest.fixture(scope="module")
 def validation():
-    return model.validate_against_seed()
+    return legacy.validate_against_seed()
 
 
 def test_validation_schema_and_roles(validation):
@@ -271,7 +261,8 @@ def test_validation_mtp_speedup_within_ten_percent(validation):
 
 
 def test_heldout_rows_do_not_move_the_fit():
-    from gdnlab.model import fit_to_seed, seed_roles
+    from gdnlab.model import seed_roles
+    from gdnlab.model.legacy import fit_to_seed
     from gdnlab.seed import load_seed
 
     df = load_seed()
@@ -290,57 +281,16 @@ def test_heldout_rows_do_not_move_the_fit():
     assert not np.allclose(fit_to_seed(moved).before.vector(), base.before.vector())
 
 
-# ------------------------------------------------------------------ figures
-def test_figures_carry_projected_and_reported_provenance(validation):
-    pytest.importorskip("plotly")
-    from gdnlab import seed
-    from gdnlab.plots import model as plots
-
-    sm = StepModel("GB200", params=FittedParams(pass_us=2000, request_us=50, token_us=40, source="hand-set (test)"))
-    figs = {
-        "heatmap": plots.speedup_heatmap_figure(model.speedup_grid(sm, draft_tokens=(2, 4),
-                                                                   accept_lens=[1.0, 2.0, 3.0, 4.0])),
-        "break_even": plots.break_even_figure(model.break_even_table(sm, batches=(1, 16))),
-        "breakdown": plots.step_breakdown_figure(model.breakdown_table(sm, batches=(1, 16))),
-        "verify_cost": plots.verify_cost_figure(model.gdn_cost_table(sm, batches=(1, 64), draft_tokens=(1, 4))),
-        "tpot": plots.tpot_vs_concurrency_figure(model.tpot_projection(sm, concurrencies=(1, 8)),
-                                                 seed.tpot_vs_concurrency(fixed=True)),
-        "osl": plots.throughput_vs_osl_figure(model.throughput_projection(sm, osls=(128, 256)), seed.osl_sweep()),
-        "validation": plots.validation_figure(validation),
-    }
-    with_seed = {"break_even", "tpot", "osl", "validation"}
-    for name, fig in figs.items():
-        text = fig.layout.meta["provenance"]
-        assert text.startswith("projected") and "GB200" in text and "sm100" in text, name
-        assert ("reported (seed, GB200)" in text) == (name in with_seed), name
-        assert len(fig.data) >= 1
-        for ax in ("xaxis", "yaxis"):   # units in brackets on every axis title
-            title = fig.layout[ax].title.text
-            assert title and title.endswith(")") and "(" in title, (name, ax, title)
-    roles = {t.name for t in figs["validation"].data}
-    assert {"fit", "heldout"} <= roles
-    with pytest.raises(ValueError, match="kernel_state"):
-        model.tpot_projection(sm, kernel_state="later")
-    with pytest.raises(ValueError, match="grid"):
-        plots.speedup_heatmap_figure(None)
-
-
-def test_projection_tables_name_the_seed_backends_and_kernels():
+def test_pre3147_flashinfer_kernel_model_is_slower():
+    """The roofline model's FlashInfer before flashinfer#3147 (the seed's first software state) gives a
+    higher TPOT than FlashInfer with it, in simulated runs of the seed's MTP setting."""
     sm = StepModel("GB200", params=PARAMS)
-    before = model.tpot_projection(sm, kernel_state="before_fix", concurrencies=(1, 8))
-    assert set(before["backend"]) == {"flashinfer", "triton"}
-    assert set(before.loc[before["backend"] == "flashinfer", "kernel"]) == {"flashinfer_pre3147"}
-    fixed = model.tpot_projection(sm, kernel_state="fixed", concurrencies=(1, 8))
-    assert set(fixed["kernel"]) == {"flashinfer", "triton"}
-    fi_before, fi_fixed = (df[df["backend"] == "flashinfer"].set_index("concurrency")["mean_tpot_ms"]
-                           for df in (before, fixed))
-    assert (fi_before > fi_fixed).all()            # the pre-#3147 kernel is modelled slower
-    osl = model.throughput_projection(sm, osls=(128,))
-    assert set(osl.loc[~osl["mtp"], "backend"]) == {"flashinfer"}   # no-MTP once
-    assert osl.attrs["provenance"].startswith("projected")
-    grid = model.speedup_grid(sm, draft_tokens=(2, 3), accept_lens=[1.0, 2.5])
-    assert grid.loc[(grid["draft_tokens"] == 2) & (grid["accept_len"] == 2.5), "speedup"].isna().all()
-    assert grid.loc[grid["draft_tokens"] == 3, "speedup"].notna().all()
+    df = project(sm, backends=("flashinfer_pre3147", "flashinfer"), concurrencies=(1, 8), osls=(512,),
+                 mtp_setups={"MTP": SEED_MTP})
+    before, fixed = (df[df["backend"] == b].set_index("concurrency")["mean_tpot_ms"]
+                     for b in ("flashinfer_pre3147", "flashinfer"))
+    assert (before > fixed).all()
+    assert df.attrs["provenance"].startswith("projected")
 
 
 def test_seed_ratio_tables_have_no_missing_cells(validation):
@@ -476,6 +426,10 @@ def test_component_model_figures_carry_provenance():
     for f in figs:
         text = " ".join(a.text for a in f.layout.annotations if a.text)
         assert f.data and ("measured" in text or "synthetic" in text or "derived" in text), text[:200]
+    with pytest.raises(ValueError, match="v must be a DataFrame"):
+        plots.checks_figure(None)
+    with pytest.raises(ValueError, match="lacks columns"):
+        plots.plan_figure(pd.DataFrame({"batch": [1]}))
 
 
 def test_component_times_state_their_provenance_for_notebook_records():

@@ -183,6 +183,7 @@ def test_report_is_small_and_plotly_js_is_shared(built_report):
 def test_report_figures_use_the_shared_palette(built_report):
     """Every kernel class has the colour of gdnlab.plots.style in every panel of every figure, and each
     backend's sweep lines have the backend's colour."""
+    from gdnlab import backends
     from gdnlab.plots import style
 
     index, manifest, _ = built_report
@@ -196,7 +197,7 @@ def test_report_figures_use_the_shared_palette(built_report):
                     assert colour == style.kernel_class_color(t["name"]), (n["name"], t["name"], colour)
                     seen_classes.add(t["name"])
                 head = str(t.get("name", "")).split(" · ")[0]
-                if n["name"] == "01_kernel_sweep" and head in style.BACKEND_COLORS and colour:
+                if n["name"] == "01_kernel_sweep" and head in backends.names() and colour:
                     assert colour == style.backend_color(head), (t["name"], colour)
                     seen_backends.add(head)
     assert {"gdn", "commit"} <= seen_classes

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gdnlab import backends
 from gdnlab.kernels import BackendUnavailable, get_backend
 from gdnlab.kernels import tolerances as tol
 from gdnlab.kernels.base import GDNBackend
@@ -346,7 +347,7 @@ GPU_CASES = [
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", ["triton", "flashinfer", "reference"])
+@pytest.mark.parametrize("name", backends.kernel_backend_names())
 @pytest.mark.parametrize("case", GPU_CASES, ids=lambda c: c.id)
 def test_gpu_backend_matches_oracle(cuda_device: torch.device, name: str, case: Case) -> None:
     try:

@@ -38,7 +38,7 @@ K = "CUPTI_ACTIVITY_KIND_KERNEL"
 
 def _cfg(batches, **kw):
     base = dict(backends=["reference"], batches=batches, modes=("decode", "verify"), draft_tokens=(2,),
-                call_strategies=("full_cache",), presets=(TINY,), repeats=2, warmup=0, device="cpu",
+                buffer_scopes=("batch",), presets=(TINY,), repeats=2, warmup=0, device="cpu",
                 strategies=(), state_dtypes=("float32",), copy_mib=1)
     return sw.SweepConfig(**{**base, **kw})
 

@@ -58,18 +58,41 @@ def test_load_sweep_normalises_the_shipped_h100_sweep():
     assert len(df) == len(raw)
     assert "batch" in df.columns and "concurrency" not in df.columns and "rotate" not in df.columns
     assert (df["batch"].to_numpy() == raw["concurrency"].to_numpy()).all()
-    # strategy from the buffer scope
-    expect = raw["intermediate"].map({"none": "decode", "batch": "full_cache", "pool": "full_cache_pool_scoped"})
-    assert (df["strategy"].astype(str).to_numpy() == expect.to_numpy()).all()
+    # the buffer scope from the earlier "intermediate" column; call rows have no verify strategy
+    assert "intermediate" not in df.columns and df["strategy"].isna().all()
+    assert (df["buffer_scope"].astype(str).to_numpy() == raw["intermediate"].to_numpy()).all()
     # timing in the current vocabulary: one call per graph sample was "graph"
     assert set(df["timing"]) == {"single", "eager"}
     assert ((df["timing"] == "single").to_numpy() == (raw["timing"] == "graph").to_numpy()).all()
     # time values unchanged, row for row
     for col in ("time_us", "time_p10_us", "time_p90_us", "bw_gbps"):
         pd.testing.assert_series_equal(df[col], raw[col].astype("float64"), check_names=False)
-    assert df.groupby(["backend", "mode", "strategy", "timing"])["time_us"].median().notna().any()
+    assert df.groupby(["backend", "mode", "buffer_scope", "timing"])["time_us"].median().notna().all()
     assert df["git_commit"].isna().all() and df["git_dirty"].isna().all()
     assert str(df["git_dirty"].dtype) == "boolean" and str(df["batch"].dtype) == "Int64"
+
+
+H200 = SHIPPED.parent.parent / "h200" / "sweep.parquet"
+
+
+@pytest.mark.skipif(not H200.is_file(), reason="shipped H200 sweep not in this checkout")
+def test_load_sweep_moves_the_call_rows_strategy_of_the_shipped_h200_sweep_to_buffer_scope():
+    """An earlier file whose call rows stored their buffer in ``strategy`` (decode, full_cache,
+    full_cache_pool_scoped): ``strategy`` keeps the step rows' verify strategies only."""
+    raw = pd.read_parquet(H200)
+    df = load_sweep(H200)
+    assert len(df) == len(raw) and "intermediate" not in df.columns
+    call = (raw["measure"] == "call").to_numpy()
+    scope = {"decode": "none", "full_cache": "batch", "full_cache_pool_scoped": "pool"}
+    assert list(df.loc[call, "buffer_scope"]) == list(raw.loc[call, "strategy"].map(scope))
+    assert list(df.loc[call, "buffer_scope"]) == list(raw.loc[call, "intermediate"])
+    assert df.loc[call, "strategy"].isna().all() and df.loc[~call, "buffer_scope"].isna().all()
+    assert list(df.loc[~call, "strategy"]) == list(raw.loc[~call, "strategy"])
+    for col in ("time_us", "step_us", "verify_us", "commit_us"):        # values unchanged, row for row
+        pd.testing.assert_series_equal(df[col], raw[col].astype("float64"), check_names=False)
+    # every point keeps its own key, and the current schema reads back as it is
+    assert len({point_key(r) for r in df.to_dict("records")}) == len(df)
+    pd.testing.assert_frame_equal(normalize(df), df)
 
 
 # ------------------------------------------------------------------ earlier and other files
@@ -86,7 +109,7 @@ def test_earlier_columns_are_renamed_and_filled(tmp_path):
     old.to_csv(path, index=False)
     df = load_sweep(path)
     assert list(df["batch"]) == [16, 16] and list(df["draft_tokens"]) == [4, 1]
-    assert list(df["strategy"]) == ["full_cache_pool_scoped", "decode"]
+    assert list(df["buffer_scope"]) == ["pool", "none"] and df["strategy"].isna().all()
     assert list(df["timing"]) == ["amortised", "eager"]
     assert df["timing_method"].isna().all() and df["calls_per_sample"].isna().all()
     assert "verify_tokens" not in df.columns and "concurrency" not in df.columns

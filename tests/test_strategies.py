@@ -16,12 +16,13 @@ from gdnlab import roofline
 from gdnlab.errors import UnavailableError
 from gdnlab.inputs import make_inputs
 from gdnlab.shapes import GDNShape
-from gdnlab.strategies import STRATEGY_NAMES, available_strategies, get_strategy, strategy_names
+from gdnlab.strategies import STRATEGY_NAMES, available_strategies, get_strategy, registry, strategy_names
 from gdnlab.strategies.base import bookkeeping_index
 from gdnlab.strategies.check import check_strategy
 from gdnlab.strategies.host_sync import HostSyncError, allow_host_sync, check_capturable, forbid_host_sync, opaque
 from gdnlab.strategies.ops import TorchOps
 from gdnlab.strategies.recompute import Recompute
+from gdnlab.strategies.replay_ring import ring_fold_period
 from gdnlab.strategies.token_slots import default_slot_table
 from gdnlab.strategies.triton import STRATEGIES as TRITON_STRATEGIES
 
@@ -218,13 +219,13 @@ def test_strategy_bytes_formulas() -> None:
     B, T, a = 8, 4, 3.0
     S = 16 * 128 * 128 * 4
     e = 16 * (128 + 128 + 1) * 4
-    got = {n: roofline.strategy_bytes(sh, n, B, T, a, state_dtype="float32") for n in STRATEGY_NAMES}
+    got = {n: registry.strategy_bytes(sh, n, B, T, a, state_dtype="float32") for n in STRATEGY_NAMES}
     ss = {n: got[n].state_and_scratch / B for n in got}
     assert ss["full_cache"] == (T + 3) * S
     assert ss["token_slots"] == (T + 1) * S
     assert ss["recompute"] == 3 * S + (T + a) * e
     assert ss["recompute_fused"] == 2 * S + (T + a) * e
-    f = roofline.ring_fold_period(T, a)                   # R = 16: cursor 0, 3, 6, 9, 12 -> fold at 5th
+    f = ring_fold_period(T, a)                   # R = 16: cursor 0, 3, 6, 9, 12 -> fold at 5th
     assert f == 5
     assert ss["replay_ring"] == pytest.approx(S * (1 + 2 / f) + e * (a * (f - 1) / 2 + T + a))
     assert ss["replay_ring"] < ss["recompute_fused"] < ss["recompute"] < ss["token_slots"] < ss["full_cache"]
@@ -232,22 +233,22 @@ def test_strategy_bytes_formulas() -> None:
         assert b.total == pytest.approx(b.verify + b.commit + b.fold)
     base = roofline.gdn_bytes(sh, B, T, mode="verify", state_dtype="float32")
     assert got["full_cache"].inputs == base.inputs + 4 * B and got["full_cache"].output == base.output
-    pad = roofline.strategy_bytes(sh, "token_slots", B, T, a, state_dtype="float32", padding_rows=3)
+    pad = registry.strategy_bytes(sh, "token_slots", B, T, a, state_dtype="float32", padding_rows=3)
     assert pad.state_and_scratch == (B - 3) * (T + 1) * S
     # the fold cost depends on the accept length: short accepts fold less often
-    assert roofline.ring_fold_period(4, 1.0) == 13 and roofline.ring_fold_period(4, 4.0) == 4
-    assert roofline.ring_fold_period(4, 3.0, flush_min=8) == 3
+    assert ring_fold_period(4, 1.0) == 13 and ring_fold_period(4, 4.0) == 4
+    assert ring_fold_period(4, 3.0, flush_min=8) == 3
     # a strategy object's bytes_moved is the roofline's formula with its options
     s = get_strategy("replay_ring", ring_slots=32)
-    assert s.bytes_moved(sh, B, T, a, state_dtype="float32") == roofline.strategy_bytes(
+    assert s.bytes_moved(sh, B, T, a, state_dtype="float32") == registry.strategy_bytes(
         sh, "replay_ring", B, T, a, state_dtype="float32", ring_slots=32)
 
 
 def test_memory_bytes_count_token_slots_extra_slots() -> None:
     sh = SHAPE
     S = sh.state_bytes(torch.float32)
-    m = roofline.strategy_memory_bytes(sh, "token_slots", requests=10, batch=4, draft_tokens=3, state_dtype="float32")
-    assert m == (1 + 10 * 4) * S + roofline.strategy_scratch_bytes(sh, "token_slots", 4, 3, 41, state_dtype="float32")
+    m = registry.strategy_memory_bytes(sh, "token_slots", requests=10, batch=4, draft_tokens=3, state_dtype="float32")
+    assert m == (1 + 10 * 4) * S + registry.strategy_scratch_bytes(sh, "token_slots", 4, 3, 41, state_dtype="float32")
     assert get_strategy("token_slots").slots_per_request(3) == 4
 
 
@@ -256,7 +257,7 @@ def test_memory_bytes_count_token_slots_extra_slots() -> None:
     (dict(strategy="recompute", accept_len=0.5), "accept_len")])
 def test_strategy_bytes_rejects_bad_input(bad: dict, word: str) -> None:
     with pytest.raises(ValueError, match=word):
-        roofline.strategy_bytes(SHAPE, bad["strategy"], 4, 4, bad.get("accept_len", 2))
+        registry.strategy_bytes(SHAPE, bad["strategy"], 4, 4, bad.get("accept_len", 2))
 
 
 def test_default_slot_table_layout() -> None:

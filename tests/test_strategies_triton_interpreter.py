@@ -54,7 +54,7 @@ def _check_ops_all_flags() -> None:
         st = tuple(torch.full((5, 2 * T, *x.shape[2:]), 9.0) for x in ring)
         o = torch.zeros((B, T, HV, V), dtype=torch.bfloat16)
         ops.recurrent(pool, src, replay=Replay(*ring, row, cnt, write=True),
-                      tokens=Tokens(*inp.args(), K ** -0.5, o, dst=dst,
+                      tokens=Tokens(inp, K ** -0.5, o, dst=dst,
                                     stash=Stash(*st, torch.tensor([1, 2, 3], dtype=torch.int32),
                                                 torch.tensor([1, 0, 2], dtype=torch.int32))))
         out[ops.name] = (pool, o, st)

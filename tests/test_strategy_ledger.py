@@ -1,4 +1,4 @@
-"""The strategy ledger (gdnlab.strategies.ledger) and its figures (gdnlab.plots.strategies), on a small
+"""The strategy ledger (gdnlab.analysis.ledger) and its figures (gdnlab.plots.strategies), on a small
 synthetic sweep frame whose winners, ratios and targets are known by construction."""
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from gdnlab import results
+from gdnlab.analysis import ledger, strategy_traces
 from gdnlab.plots import strategies as sp
 from gdnlab.plots.style import strategy_color
-from gdnlab.strategies import ledger
+from gdnlab.strategies.registry import STRATEGY_NAMES
 from gdnlab.traces.synthetic import kernel_table
 
 BATCHES = (1, 16, 64, 256)
@@ -169,17 +170,17 @@ def test_trace_tables_and_busy_target():
     fast = _kernels(step * 3, [1000, 90_000, 1000, 20_000] * 3)
     slow = _kernels(step * 3, [1000, 9_000, 1000, 2_000] * 3)
     traces = {("triton", "full_cache"): fast, ("triton", "token_slots"): slow, ("flashinfer", "recompute"): None}
-    ph = ledger.trace_phases(traces)
+    ph = strategy_traces.trace_phases(traces)
     assert set(zip(ph["backend"], ph["strategy"])) == {("triton", "full_cache"), ("triton", "token_slots")}
-    summ = ledger.phase_summary(ph).set_index("strategy")
+    summ = strategy_traces.phase_summary(ph).set_index("strategy")
     assert summ.loc["full_cache", "verify_us"] == pytest.approx(90.0) and summ.loc["full_cache", "steps"] == 3
-    busy = ledger.trace_busy(traces).set_index("strategy")
+    busy = strategy_traces.trace_busy(traces).set_index("strategy")
     assert busy.loc["full_cache", "busy_pct_median"] == pytest.approx(100 * 112 / 116)
     tab = ledger.busy_targets(busy.reset_index()).set_index("strategy")
     assert tab.loc["full_cache", "met"] == "yes" and tab.loc["token_slots", "met"] == "no"
-    assert ledger.trace_paths("traces/h200", ["triton"], ["replay_ring"]) == \
+    assert strategy_traces.trace_paths("traces/h200", ["triton"], ["replay_ring"]) == \
         {("triton", "replay_ring"): "traces/h200/triton_c64_osl512_t4_replay_ring.sqlite"}
-    assert ledger.trace_phases({}).empty and ledger.trace_busy({}).empty
+    assert strategy_traces.trace_phases({}).empty and strategy_traces.trace_busy({}).empty
 
 
 def test_busy_uses_complete_steps_and_labels_eager_traces():
@@ -188,7 +189,8 @@ def test_busy_uses_complete_steps_and_labels_eager_traces():
     k.loc[4:, ["start_ns", "end_ns"]] += 50_000                    # a 50 µs host gap before step 1
     graph = k.assign(graph_node_id=range(len(k)))
     eager = k.assign(graph_node_id=None)
-    busy = ledger.trace_busy({("triton", "full_cache"): graph, ("triton", "recompute"): eager}).set_index("strategy")
+    busy = strategy_traces.trace_busy({("triton", "full_cache"): graph, ("triton", "recompute"): eager})
+    busy = busy.set_index("strategy")
     r = busy.loc["full_cache"]
     assert r["steps"] == 3 and r["complete_steps"] == 2 and r["launch"] == "CUDA graph"
     # step 0: 112 µs of kernels in 116 + 50 µs; step 1: 116 µs; the last step has no window
@@ -202,7 +204,7 @@ def test_busy_uses_complete_steps_and_labels_eager_traces():
 
 
 def _strategy_traces(fig):
-    return [t for t in fig.data if str(t.name).split(" · ")[0] in ledger.STRATEGY_ORDER]
+    return [t for t in fig.data if str(t.name).split(" · ")[0] in STRATEGY_NAMES]
 
 
 def test_figures_build_with_the_palette(led):
@@ -213,20 +215,20 @@ def test_figures_build_with_the_palette(led):
         assert "commit 0123456789" in fig.layout.meta["provenance"]
     flagged = [t for t in sp.step_time_figure(led).data if t.name == "check failed (correct = False)"]
     assert flagged and len(flagged[0].x) == 4                                     # shown, not hidden
-    win = sp.winners_figure(led)
+    win = sp.winners_figure(ledger.winners(led), led)
     squares = [t for t in win.data if t.marker.symbol == "square"]
-    assert {t.name for t in squares} <= set(ledger.STRATEGY_ORDER)
+    assert {t.name for t in squares} <= set(STRATEGY_NAMES)
     assert all(t.marker.color == strategy_color(t.name) for t in squares)
     faster = [t for t in win.data if t.marker.symbol == "circle-open"]      # the flagged flashinfer rows
     assert len(faster) == 1 and len(faster[0].x) == len(BATCHES)
     scr = sp.scratch_figure(ledger.served_scratch())
-    assert list(scr.data[0].marker.color) == [strategy_color(s) for s in ledger.STRATEGY_ORDER]
+    assert list(scr.data[0].marker.color) == [strategy_color(s) for s in STRATEGY_NAMES]
     assert scr.layout.meta["provenance"].startswith("projected")
     step = ["phase_marker_verify", "_strategy_recurrent", "phase_marker_commit", "_scatter_commit"] * 2
     traces = {("triton", "full_cache"): _kernels(step, [1000, 9000, 1000, 2000] * 2)}
-    ph = sp.phase_breakdown_figure(ledger.trace_phases(traces))
+    ph = sp.phase_breakdown_figure(strategy_traces.trace_phases(traces))
     assert all(t.marker.color == sp.PHASE_COLORS[t.name] for t in ph.data)
-    busy = sp.step_busy_figure(ledger.trace_busy(traces))
+    busy = sp.step_busy_figure(strategy_traces.trace_busy(traces))
     assert [t.marker.color for t in busy.data if t.type == "bar"] == [strategy_color("full_cache")]
     assert [t.name for t in busy.data if t.type == "scatter"] == ["kernels over the step's own span"]
     assert busy.layout.meta["provenance"].startswith("synthetic")                 # kernel tables say nothing
@@ -234,15 +236,17 @@ def test_figures_build_with_the_palette(led):
 
 def test_figures_say_when_there_is_nothing_to_draw():
     empty = ledger.strategy_ledger(results.to_frame([]))
-    for fig in (sp.step_time_figure(empty), sp.strategy_bandwidth_figure(empty), sp.winners_figure(empty),
-                sp.phase_breakdown_figure(ledger.trace_phases({})), sp.step_busy_figure(ledger.trace_busy({}))):
+    for fig in (sp.step_time_figure(empty), sp.strategy_bandwidth_figure(empty),
+                sp.winners_figure(ledger.winners(empty), empty),
+                sp.phase_breakdown_figure(strategy_traces.trace_phases({})),
+                sp.step_busy_figure(strategy_traces.trace_busy({}))):
         assert not fig.data and "no " in fig.layout.annotations[0].text
     with pytest.raises(ValueError, match="ledger"):
         sp.step_time_figure(pd.DataFrame({"x": [1]}))
 
 
 def test_phase_kernels_lists_each_kernel_under_its_phase():
-    from gdnlab import phases
+    from gdnlab.analysis import phases
 
     bk = "void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<int>>(int)"
     step = ["phase_marker_verify", bk, "_strategy_recurrent", "_strategy_recurrent", "phase_marker_commit", bk]
@@ -262,7 +266,7 @@ def test_phase_summary_separates_bookkeeping_from_strategy_kernels():
             "_strategy_recurrent", "phase_marker_commit", "vectorized_elementwise_kernel"]
     traces = {("triton", "full_cache"): _kernels(full * 2, [1000, 90_000, 1000, 30_000] * 2),
               ("triton", "replay_ring"): _kernels(ring * 2, [1000, 2000, 3000, 24_000, 1000, 5000] * 2)}
-    summ = ledger.phase_summary(ledger.trace_phases(traces)).set_index("strategy")
+    summ = strategy_traces.phase_summary(strategy_traces.trace_phases(traces)).set_index("strategy")
     r = summ.loc["replay_ring"]
     assert r["bookkeeping_us"] == pytest.approx(10.0) and r["strategy_kernel_us"] == pytest.approx(24.0)
     assert r["bookkeeping_pct"] == pytest.approx(100 * 10 / 36)

@@ -16,7 +16,7 @@ from gdnlab.kernels.reference import ReferenceBackend
 from gdnlab.results import COLUMNS, DTYPES, KEY_COLUMNS, load_sweep, point_key, staging_dir
 from gdnlab.roofline import gdn_bytes
 from gdnlab.shapes import GDNShape, preset
-from gdnlab.sweep import point as sweep_point
+from gdnlab.sweep import context as sweep_context
 
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)
 
@@ -56,7 +56,7 @@ def test_byte_formula_hand_computed():
 
 
 def test_sweep_rows_use_the_byte_formula():
-    df = sw.run_sweep(_cfg(batches=(3,), state_dtypes=("float32",), call_strategies=("full_cache",)), None,
+    df = sw.run_sweep(_cfg(batches=(3,), state_dtypes=("float32",), buffer_scopes=("batch",)), None,
                       progress=False)
     dec = df[df["mode"] == "decode"].iloc[0]
     # tiny (H=1, HV=2, K=V=16), decode B=3 fp32: inputs 3*(32+32+4)*2 + 2*2*4 + 3*4 = 436,
@@ -79,18 +79,19 @@ def test_tidy_schema_columns_and_dtypes(tmp_path):
     for col, dt in DTYPES.items():
         assert str(df[col].dtype) == dt, (col, df[col].dtype)
     assert "concurrency" not in df.columns and "rotate" not in df.columns
-    # 2 dtypes x (decode + verify T=2 x {full_cache, full_cache_pool_scoped}) x 2 batches
+    # 2 dtypes x (decode + verify T=2 x {batch-scoped, pool-sized buffer}) x 2 batches
     assert len(df) == 2 * 3 * 2 and (df["status"] == "ok").all()
-    assert set(df["intermediate"]) == {"none", "batch", "pool"}
-    assert set(zip(df["strategy"], df["intermediate"])) == {("decode", "none"), ("full_cache", "batch"),
-                                                            ("full_cache_pool_scoped", "pool")}
+    assert set(df["buffer_scope"]) == {"none", "batch", "pool"} and df["strategy"].isna().all()
+    assert set(zip(df["mode"], df["buffer_scope"])) == {("decode", "none"), ("verify", "batch"), ("verify", "pool")}
+    assert set(df["intermediate_call"]) == {"reference.decode", "reference.verify(intermediate=batch)",
+                                            "reference.verify(intermediate=pool-sized)"}
     assert df["correct"].all() and (df["max_abs_err"] <= 1e-5).all()
     assert (df["time_p10_us"] <= df["time_us"]).all() and (df["time_us"] <= df["time_p90_us"]).all()
     assert (df["timing_method"] == "cpu_wall").all() and df["gpu"].eq("cpu").all()
     assert (df["timing"] == "amortised").all() and (df["calls_per_sample"] >= 1).all()
     assert df["torch"].eq(torch.__version__).all() and df["timestamp"].notna().all()
     assert "git_commit" in df.columns and "git_dirty" in df.columns
-    pool = df[df["strategy"] == "full_cache_pool_scoped"]
+    pool = df[df["buffer_scope"] == "pool"]
     # the call pool holds CALL_POOL_ROW_SETS disjoint row sets of the largest batch (3) + slot 0
     assert pool["pool_rows_untouched"].all() and (pool["intermediate_rows"] == sw.CALL_POOL_ROW_SETS * 3 + 1).all()
     # loading again gives the same frame
@@ -190,7 +191,7 @@ def test_overwrite_keeps_the_old_file_until_the_new_run_completes(tmp_path, monk
 
     # a backend that cannot run here: refused before anything is touched
     with monkeypatch.context() as m:
-        m.setattr(sweep_point, "make_backend", unavailable)
+        m.setattr(sweep_context, "make_backend", unavailable)
         with pytest.raises(UnavailableError, match="flashinfer"):
             sw.run_sweep(_cfg(backends=["flashinfer"]), out, overwrite=True, progress=False)
     assert out.read_bytes() == before
@@ -274,13 +275,15 @@ def test_error_rejected_and_unsupported_statuses(monkeypatch):
             if intermediate.shape[0] != a[0].shape[0]:   # FlashInfer's bf16 MTP: a bare assert (no message)
                 raise AssertionError
 
-    monkeypatch.setattr(sweep_point, "make_backend", lambda name, engine=None, **options: PickyBackend())
+    monkeypatch.setattr(sweep_context, "make_backend", lambda name, engine=None, **options: PickyBackend())
     df = sw.run_sweep(_cfg(batches=(2,)), None, progress=False)
-    st = df.set_index(["state_dtype", "mode", "strategy"])["status"]
-    assert st[("float32", "verify", "full_cache_pool_scoped")].startswith(
+    st = df.set_index(["state_dtype", "mode", "buffer_scope"])["status"]
+    assert st[("float32", "verify", "pool")].startswith(
         "rejected: AssertionError: raise AssertionError (test_sweep.py:")
-    assert st[("bfloat16", "verify", "full_cache")].startswith("unsupported:")
-    assert st[("float32", "verify", "full_cache")] == "ok" and st[("bfloat16", "decode", "decode")] == "ok"
+    assert st[("bfloat16", "verify", "batch")].startswith("unsupported:")
+    assert st[("float32", "verify", "batch")] == "ok" and st[("bfloat16", "decode", "none")] == "ok"
+    rejected = df[df["status"].str.startswith("rejected")].iloc[0]
+    assert rejected["intermediate_call"] == "reference.verify_pool_scoped(intermediate=pool-sized)"
 
     def boom(self, *a, **k):
         raise RuntimeError("kernel exploded")
@@ -292,7 +295,8 @@ def test_error_rejected_and_unsupported_statuses(monkeypatch):
 
 @pytest.mark.parametrize("kw, match", [({"batches": (0,)}, "batches"), ({"modes": ("prefill",)}, "modes"),
                                        ({"draft_tokens": (1,)}, "draft_tokens"), ({"timings": ("cupti",)}, "timings"),
-                                       ({"call_strategies": ("recompute",)}, "call_strategies"),
+                                       ({"buffer_scopes": ("recompute",)}, "buffer_scopes"),
+                                       ({"buffer_scopes": ("none",)}, "buffer_scopes"),
                                        ({"modes": (), "strategies": ()}, "nothing to measure"),
                                        ({"state_dtypes": ("float16",)}, "state_dtypes"),
                                        ({"presets": ("nope@tp4",)}, "unknown preset"),
@@ -314,7 +318,7 @@ def test_cuda_device_without_cuda_is_unavailable():
 def test_amortised_times_several_row_sets_per_sample():
     # a long minimum sample asks for as many calls as the pool has disjoint row sets
     df = sw.run_sweep(_cfg(timings=("amortised", "single", "eager"), state_dtypes=("float32",),
-                           call_strategies=("full_cache",), min_sample_us=1e6), None, progress=False)
+                           buffer_scopes=("batch",), min_sample_us=1e6), None, progress=False)
     assert len(df) == 3 * 2 * 2 and (df["status"] == "ok").all()
     calls = df.set_index(["mode", "timing", "batch"])["calls_per_sample"]
     # capacity CALL_POOL_ROW_SETS x 3 (the largest batch): B=1 runs over that many disjoint rows,
@@ -327,7 +331,7 @@ def test_amortised_times_several_row_sets_per_sample():
 
 def test_amortised_verify_buffers_stay_within_the_budget():
     # one tiny verify buffer is 1*2*2*16*16*4 = 4096 bytes: a budget of 5e-6 GB allows one extra buffer
-    df = sw.run_sweep(_cfg(batches=(1,), modes=("verify",), state_dtypes=("float32",), call_strategies=("full_cache",),
+    df = sw.run_sweep(_cfg(batches=(1,), modes=("verify",), state_dtypes=("float32",), buffer_scopes=("batch",),
                            min_sample_us=1e6, buffer_budget_gb=5e-6, pool_capacity=8), None, progress=False)
     assert int(df.iloc[0]["calls_per_sample"]) == 2
 
@@ -337,7 +341,7 @@ def test_grid_default_and_keys():
     pts = sw.grid_points(cfg)
     calls = [p for p in pts if p.measure == "call"]
     steps = [p for p in pts if p.measure == "step"]
-    # per backend: 2 dtypes x 7 batches x (decode + 3 T x {full_cache, full_cache_pool_scoped})
+    # per backend: 2 dtypes x 7 batches x (decode + 3 T x {batch-scoped, pool-sized buffer})
     assert len(calls) == 2 * 2 * 7 * 7
     # per strategy backend: 2 dtypes x 5 strategies x 6 batches (T = 4, accept length 3.17)
     assert len(steps) == 2 * 2 * 5 * 6 and pts[: len(steps)] == steps      # the step grid runs first
@@ -347,7 +351,8 @@ def test_grid_default_and_keys():
     # token_slots keeps 1 + T pool rows per request
     assert {(p.strategy == "token_slots", p.pool_slots) for p in steps} == {(True, 1 + 256 * 5), (False, 257)}
     assert {p.draft_tokens for p in steps} == {4} and {p.accept_len for p in steps} == {3.17}
-    assert {p.mode for p in steps} == {"step"} and {p.intermediate for p in steps} == {None}
+    assert {p.mode for p in steps} == {"step"} and {p.buffer_scope for p in steps} == {None}
+    assert {p.strategy for p in calls} == {None} and {p.buffer_scope for p in calls} == {"none", "batch", "pool"}
     assert len({point_key(p.key_row()) for p in pts}) == len(pts)
 
 
@@ -432,7 +437,7 @@ def test_sweep_figures_carry_provenance():
     from gdnlab.plots import sweep as ps
 
     df = sw.run_sweep(_cfg(), None, progress=False)
-    df.loc[(df["intermediate"] == "pool") & (df["state_dtype"] == "bfloat16"), "status"] = "rejected: AssertionError"
+    df.loc[(df["buffer_scope"] == "pool") & (df["state_dtype"] == "bfloat16"), "status"] = "rejected: AssertionError"
     figs = [ps.time_vs_batch_figure(df), ps.bandwidth_figure(df), ps.intermediate_cost_figure(df)]
     for fig in figs:
         prov = fig.layout.meta["provenance"]

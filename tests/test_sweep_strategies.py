@@ -13,9 +13,9 @@ from gdnlab import sweep as sw
 from gdnlab.cli import main as cli_main
 from gdnlab.errors import InputError, UnavailableError
 from gdnlab.results import KEY_COLUMNS, load_sweep, point_key
-from gdnlab.roofline import strategy_bytes, strategy_memory_bytes, strategy_scratch_bytes
 from gdnlab.shapes import GDNShape, parse_preset
 from gdnlab.strategies import STRATEGY_NAMES, get_strategy
+from gdnlab.strategies.registry import strategy_bytes, strategy_memory_bytes, strategy_scratch_bytes
 
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)
 
@@ -41,7 +41,7 @@ def steps_df() -> pd.DataFrame:
 def test_step_rows_carry_every_column(steps_df):
     df = steps_df
     assert len(df) == len(STRATEGY_NAMES) * 2 * 2 * 2 and (df["status"] == "ok").all(), df["status"].unique()
-    assert set(df["measure"]) == {"step"} and set(df["mode"]) == {"step"} and df["intermediate"].isna().all()
+    assert set(df["measure"]) == {"step"} and set(df["mode"]) == {"step"} and df["buffer_scope"].isna().all()
     assert set(df["accept_len"]) == {1.5, 2.0}                       # 3.17 > T = 2: clipped to T
     for col in ("step_us", "verify_us", "commit_us", "time_us", "bytes", "bytes_verify", "bytes_commit",
                 "scratch_bytes", "memory_bytes", "copy_bw_gbps", "copy_floor_us", "verify_floor_us", "bw_gbps",
@@ -234,7 +234,7 @@ def test_copy_bandwidth_on_cpu_is_a_positive_number():
 
 
 @pytest.mark.parametrize("kw, match", [({"strategies": ("nope",)}, "strategies must be among"),
-                                       ({"strategies": ("full_cache_pool_scoped",)}, "call_strategies"),
+                                       ({"strategies": ("full_cache_pool_scoped",)}, "buffer_scopes"),
                                        ({"accept_lens": (0.5,)}, "accept_lens"),
                                        ({"accept_lens": ()}, "accept_lens"),
                                        ({"strategy_draft_tokens": (1,)}, "strategy_draft_tokens"),
@@ -268,15 +268,21 @@ def test_cli_step_flags():
     assert list(c.strategy_backends) == ["triton", "flashinfer"] and list(c.strategy_draft_tokens) == [2, 4, 8]
     assert list(c.strategy_batches) == [16, 256] and (c.check_batch, c.check_steps, c.steps_per_sample) == (64, 4, 32)
     assert list(c.modes) == [] and c.copy_mib == 256.0
-    none = cfg("--strategies", "none", "--call-strategies", "full_cache")
-    assert list(none.strategies) == [] and list(none.call_strategies) == ["full_cache"]
+    none = cfg("--strategies", "none", "--buffer-scopes", "pool")
+    assert list(none.strategies) == [] and list(none.buffer_scopes) == ["pool"]
     assert all(p.measure == "call" for p in sw.grid_points(none))
+    assert list(default.buffer_scopes) == ["batch", "pool"]
+    # --call-strategies is the earlier spelling, with the earlier names of the scopes
+    alias = cfg("--strategies", "none", "--call-strategies", "full_cache", "full_cache_pool_scoped")
+    assert list(alias.buffer_scopes) == ["batch", "pool"]
+    with pytest.raises(InputError, match="buffer_scopes"):
+        sw.grid_points(cfg("--call-strategies", "decode"))
 
 
 @pytest.mark.parametrize("argv, words", [(["--accept-len", "x"], "--accept-len"),
                                          (["--accept-len", "0.5"], "accept_lens"),
                                          (["--strategies", "nope"], "strategies must be among"),
-                                         (["--strategies", "full_cache_pool_scoped"], "call_strategies"),
+                                         (["--strategies", "full_cache_pool_scoped"], "buffer_scopes"),
                                          (["--strategy-batches", "1,x"], "--strategy-batches"),
                                          (["--modes", "none", "--strategies", "none"], "nothing to measure")])
 def test_cli_bad_step_input_is_one_line(tmp_path, capsys, argv, words):

@@ -1,6 +1,6 @@
 """gdnlab.workload on CPU with the reference backend and reference strategies: token counts, the
 acceptance draws, verify + commit == decoding the accepted tokens one by one (state-wise) for the
-backend path and every strategy, the phase markers and the phase rules of gdnlab.phases, the
+backend path and every strategy, the phase markers and the phase rules of gdnlab.analysis.phases, the
 timed-call factory, and the ``gdnlab workload`` command; on a GPU, the whole step in one CUDA graph."""
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import math
 import pytest
 import torch
 
-from gdnlab import phases
+from gdnlab import markers
 from gdnlab.acceptance import ChainAcceptance, accept_len_to_rate
+from gdnlab.analysis import phases
 from gdnlab.cli import main as cli_main
 from gdnlab.errors import InputError, UnavailableError
-from gdnlab.harness_calls import disjoint_calls
+from gdnlab.harness_calls import kernel_calls
 from gdnlab.instrument import time_calls
 from gdnlab.kernels import get_backend
 from gdnlab.shapes import GDNShape, preset
@@ -158,9 +159,9 @@ def test_cli_help_shows_every_option_with_help(capsys):
     assert "(default: 64)" in text and "(default: 512)" in text
 
 
-def test_disjoint_calls_time_through_the_harness():
+def test_kernel_calls_time_through_the_harness():
     be = get_backend("reference")
-    make = disjoint_calls(be, TINY, batch=2, draft_tokens=3, device="cpu")
+    make = kernel_calls(be, TINY, batch=2, draft_tokens=3, device="cpu")
     calls = make(3)
     assert len(calls) == 3
     o, inter = calls[1]()
@@ -168,13 +169,13 @@ def test_disjoint_calls_time_through_the_harness():
     t = time_calls(make, timing="amortised", min_sample_us=1e9, max_calls=3, warmup=0, repeats=2, device="cpu")
     assert t.calls_per_sample == 3 and t.method == "cpu_wall" and t.median_us > 0
     with pytest.raises(UnavailableError, match="state_dtype"):
-        disjoint_calls(get_backend("reference"), TINY, batch=1, state_dtype="float16", device="cpu")
+        kernel_calls(get_backend("reference"), TINY, batch=1, state_dtype="float16", device="cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA answer")
 def test_unrunnable_backend_or_device_is_unavailable(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    with pytest.raises(UnavailableError, match="backend='flashinfer'.*cannot run here"):
+    with pytest.raises(UnavailableError, match="backend 'flashinfer' cannot run here"):
         DecodeWorkload("flashinfer", TINY, 1, device="cpu")
     with pytest.raises(UnavailableError, match="device='cuda'"):
         _wl(device="cuda")
@@ -202,13 +203,15 @@ def _sequential_reference(wl, before, seen, draws):
     return out
 
 
+@pytest.mark.parametrize("step_plan", [True, False], ids=["step-plan", "per-layer"])
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
-def test_strategy_workload_matches_sequential_decodes(name):
-    """Every reference strategy (replay_ring with a 4-entry ring, so it folds) in the eager loop:
-    the committed states after the run equal decoding each step's accepted tokens one by one;
-    finished requests (padding rows) stop changing."""
+def test_strategy_workload_matches_sequential_decodes(name, step_plan):
+    """Every reference strategy (replay_ring with a 4-entry ring, so it folds) in the eager loop,
+    with the step's metadata computed once for all layers (a step plan) or per layer: the committed
+    states after the run equal decoding each step's accepted tokens one by one; finished requests
+    (padding rows) stop changing."""
     opts = {"ring_slots": 4} if name == "replay_ring" else None
-    wl = _wl(batch=3, draft_tokens=3, layers=2, seed=1, strategy=name, strategy_options=opts)
+    wl = _wl(batch=3, draft_tokens=3, layers=2, seed=1, strategy=name, strategy_options=opts, step_plan=step_plan)
     assert wl.pool.capacity == 3 * (4 if name == "token_slots" else 1)
     before = [wl.committed_state(i) for i in range(wl.L)]
     draws = [torch.tensor(x) for x in ([1, 3, 2], [3, 3, 1], [2, 1, 3])]
@@ -231,21 +234,73 @@ def test_strategy_workload_matches_sequential_decodes(name):
         assert float((got - before[layer]).abs().max()) > 1e-3          # the run did change the states
 
 
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_step_plan_computes_bookkeeping_once_per_step(name, monkeypatch):
+    """With a step plan the per-request bookkeeping (its index, cursor gathers and writes) runs once
+    per step whatever the layer count; without one, once per layer. Counted at its source,
+    gdnlab.strategies.base.bookkeeping_index, which every strategy's bookkeeping goes through."""
+    import gdnlab.strategies.base as base
+    import gdnlab.strategies.recompute as recompute
+    import gdnlab.strategies.replay_ring as ring
+    import gdnlab.strategies.token_slots as slots
+
+    calls = []
+    real = base.bookkeeping_index
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    for mod in (base, recompute, ring, slots):
+        monkeypatch.setattr(mod, "bookkeeping_index", counted)
+
+    def per_step(layers: int, step_plan: bool) -> int:
+        wl = _wl(batch=3, draft_tokens=3, layers=layers, seed=2, strategy=name, step_plan=step_plan)
+        wl.forward()
+        calls.clear()
+        wl.forward()
+        wl.commit(torch.tensor([2, 1, 3]))
+        return len(calls)
+
+    assert per_step(1, True) == per_step(3, True)
+    if per_step(1, False):                               # strategies with per-request bookkeeping
+        assert per_step(3, False) == 3 * per_step(1, False) and per_step(3, True) < per_step(3, False)
+
+
+def test_step_plan_refuses_layers_that_do_not_share_bookkeeping():
+    from gdnlab.inputs import make_inputs
+    from gdnlab.state import StatePool
+    from gdnlab.strategies import get_strategy
+    from gdnlab.strategies.base import StepPlan
+
+    s = get_strategy("replay_ring")
+    pool = StatePool(TINY, capacity=2, layers=2).randomize_(0)
+    idx = pool.alloc(2)
+    own = [s.allocate(pool.layer(i), 2, 3) for i in range(2)]
+    x = make_inputs(TINY, 2, 3)
+    plan = StepPlan()
+    s.verify(*x.args(), pool.layer(0), idx, own[0], plan=plan)
+    with pytest.raises(ValueError, match="share their bookkeeping"):
+        s.verify(*x.args(), pool.layer(1), idx, own[1], plan=plan)
+    with pytest.raises(ValueError, match="same T"):
+        s.allocate(pool.layer(1), 2, 4, share=own[0])
+
+
 def test_strategy_step_order_and_phase_markers(monkeypatch):
     """A step is: accepted lengths into the device buffer, marker, every layer's verify, marker,
-    every layer's commit reading that buffer (what gdnlab.phases expects)."""
+    every layer's commit reading that buffer (what gdnlab.analysis.phases expects)."""
     wl = _wl(batch=2, draft_tokens=2, layers=3, strategy="recompute")
     log = []
     s = wl.strategy
     verify, commit = s.verify, s.commit
     monkeypatch.setattr(s, "verify", lambda *a, **k: (log.append("verify"), verify(*a, **k))[1])
 
-    def logged_commit(pool, indices, scratch, accepted, validate=True):
+    def logged_commit(pool, indices, scratch, accepted, validate=True, plan=None):
         log.append(("commit", accepted.tolist(), validate))
-        return commit(pool, indices, scratch, accepted, validate=validate)
+        return commit(pool, indices, scratch, accepted, validate=validate, plan=plan)
 
     monkeypatch.setattr(s, "commit", logged_commit)
-    monkeypatch.setattr(phases, "launch_phase_marker", lambda phase, flag: log.append(f"marker:{phase}"))
+    monkeypatch.setattr(markers, "launch_phase_marker", lambda phase, flag: log.append(f"marker:{phase}"))
     wl.phase_markers = True
     wl.step(accepted=torch.tensor([2, 1]))
     assert log == ["marker:verify", "verify", "verify", "verify", "marker:commit",
@@ -290,7 +345,7 @@ def test_cli_strategy_flags(tmp_path, capsys):
     assert len(err) == 1 and "bogus" in err[0]
 
 
-# ------------------------------------------------------------------ gdnlab.phases
+# ------------------------------------------------------------------ gdnlab.analysis.phases
 
 
 def _kernels(names, durations_ns, gaps_ns=100):
@@ -315,7 +370,7 @@ def test_assign_phases_markers_fold_split_and_name_fallback():
     assert phases.phase_of_kernel("void flashinfer::gdn::gated_delta_rule_mtp_kernel<128>(float*)") == "verify"
     assert phases.phase_of_kernel("phase_marker_commit") == "marker" and phases.is_bookkeeping_kernel(BK)
     with pytest.raises(ValueError, match="unknown phase"):
-        phases.marker_name("sample")
+        markers.marker_name("sample")
 
 
 def test_phase_breakdown_and_step_busy():
@@ -359,11 +414,14 @@ def test_whole_step_cuda_graph_matches_eager_and_reports_busy(cuda_device, name,
         return wl
 
     eager = fixed(DecodeWorkload(backend, shape, 16, **kw))
+    per_layer = fixed(DecodeWorkload(backend, shape, 16, step_plan=False, **kw))
     graph = fixed(DecodeWorkload(backend, shape, 16, **kw))
     graph.enable_cuda_graph()
     assert graph.graph_scope == "step" and graph.phase_markers
     eager._step_body()        # the graph capture's warm-up ran one step (accepted = 1): do the same eagerly
+    per_layer._step_body()
     r_e = eager.run(24, warmup_steps=0)
+    per_layer.run(24, warmup_steps=0)
     r_g = graph.run(24, warmup_steps=0)
     assert r_g.steps == r_e.steps and r_g.tokens == r_e.tokens == 16 * 24
     assert r_g.cuda_graph and r_g.graph_scope == "step" and r_g.strategy == name
@@ -373,3 +431,5 @@ def test_whole_step_cuda_graph_matches_eager_and_reports_busy(cuda_device, name,
     for layer in range(3):
         diff = float((graph.committed_state(layer) - eager.committed_state(layer)).abs().max())
         assert diff <= 1e-6, f"{name} layer {layer}: graph vs eager differ by {diff}"
+        diff = float((per_layer.committed_state(layer) - eager.committed_state(layer)).abs().max())
+        assert diff <= 1e-6, f"{name} layer {layer}: step plan vs per-layer metadata differ by {diff}"

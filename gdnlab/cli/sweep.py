@@ -1,4 +1,4 @@
-"""``gdnlab sweep``: time backend kernel calls (batch x mode (decode / verify T x verify call) x state
+"""``gdnlab sweep``: time backend kernel calls (batch x mode (decode / verify T x buffer scope) x state
 dtype) and verify strategies' whole steps (strategy x batch x T x accept length x state dtype) into
 a parquet file (:mod:`gdnlab.sweep`), one row per point (:data:`gdnlab.results.COLUMNS`; ``measure``
 says which: ``call`` or ``step``).
@@ -71,7 +71,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The options of ``gdnlab sweep``."""
     from ..instrument import DEFAULT_MAX_CALLS, DEFAULT_MIN_SAMPLE_US
     from ..sweep import (
-        CALL_STRATEGIES,
         DEFAULT_ACCEPT_LEN,
         DEFAULT_BATCHES,
         DEFAULT_PRESET,
@@ -79,6 +78,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         MODES,
         STEP_STRATEGIES,
         TIMINGS,
+        VERIFY_BUFFER_SCOPES,
     )
 
     def lst(text: str) -> str:
@@ -93,9 +93,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                    help=lst("decode and/or verify; none: no call grid"))
     g.add_argument("--draft-tokens", nargs="+", metavar="T", default="2,4,8",
                    help=lst("draft tokens T of verify points (each >= 2)"))
-    g.add_argument("--call-strategies", nargs="+", metavar="NAME", default=",".join(CALL_STRATEGIES),
-                   help=lst("verify calls: full_cache (batch-scoped intermediate buffer) and/or "
-                            "full_cache_pool_scoped (pool-sized buffer, SGLang before PR #23273)"))
+    g.add_argument("--buffer-scopes", "--call-strategies", dest="buffer_scopes", nargs="+", metavar="SCOPE",
+                   default=",".join(VERIFY_BUFFER_SCOPES), help=lst("verify buffers: batch [B,T,HV,V,K] and/or pool "
+                   "(pool-sized; SGLang before #23273); alias --call-strategies full_cache,full_cache_pool_scoped"))
     s_ = parser.add_argument_group("step grid (one speculative step of a verify strategy per point)")
     s_.add_argument("--strategies", nargs="+", metavar="NAME", default="all",
                     help=lst(f"verify strategies: {', '.join(STEP_STRATEGIES)}; all; none: no step grid. A step "
@@ -176,6 +176,7 @@ def config_from_args(args: argparse.Namespace):
             raise InputError(f"{flag}: expected float32/bfloat16 (or fp32/bf16), got {','.join(_split(values))}") \
                 from None
 
+    from ..results import SCOPE_OF_CALL_STRATEGY
     from ..sweep import STEP_STRATEGIES
 
     backends = getattr(args, "backends", None)
@@ -183,7 +184,7 @@ def config_from_args(args: argparse.Namespace):
     return SweepConfig(
         backends=names(backends) if backends else None, batches=_ints("--batches", args.batches),
         modes=_names_or_none(args.modes), draft_tokens=_ints("--draft-tokens", args.draft_tokens),
-        call_strategies=names(args.call_strategies),
+        buffer_scopes=[SCOPE_OF_CALL_STRATEGY.get(s, s) for s in names(args.buffer_scopes)],
         strategies=_names_or_none(args.strategies, STEP_STRATEGIES),
         strategy_backends=names(sbackends) if sbackends else None,
         strategy_batches=_ints("--strategy-batches", args.strategy_batches),

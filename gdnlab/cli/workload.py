@@ -53,8 +53,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="replay each step from one CUDA graph: with a strategy the whole step (every "
                              "layer's verify and commit); with --strategy none or decode the verifies/decodes only")
     parser.add_argument("--no-phase-markers", action="store_true",
-                        help="do not launch the two phase marker kernels per step (gdnlab.phases: they split a "
+                        help="do not launch the two phase marker kernels per step (gdnlab.markers: they split a "
                              "trace of whole-step CUDA graph replays into verify / commit / fold)")
+    parser.add_argument("--no-step-plan", action="store_true",
+                        help="every layer computes its own per-request metadata (cursors, slot lists) instead of "
+                             "once per step for all layers as an engine does")
     parser.add_argument("--device", default=None, help="cpu | cuda[:N] (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the pool, the inputs and the acceptance draws")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the summary as JSON to this file")
@@ -170,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     wl = DecodeWorkload(backend, shape, args.batch, layers=args.layers, draft_tokens=args.draft_tokens,
                         accept_len=args.accept_len, state_dtype=args.state_dtype, act_dtype=args.act_dtype,
                         device=args.device, seed=args.seed, strategy=strategy_obj,
-                        phase_markers=False if args.no_phase_markers else None)
+                        phase_markers=False if args.no_phase_markers else None, step_plan=not args.no_step_plan)
     if args.cuda_graph:
         try:
             wl.enable_cuda_graph()

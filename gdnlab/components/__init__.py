@@ -17,10 +17,10 @@ from __future__ import annotations
 from .allreduce import allreduce_frame, allreduce_us
 from .compose import check_frame, predict_step_us
 from .dims import ComponentShapes, component_shapes, tiny_shapes
-from .layers import MODES, StepPoint
+from .layers import STEP_MODES, StepPoint
 from .slice import SyntheticSlice
 
-__all__ = ["ComponentShapes", "component_shapes", "tiny_shapes", "StepPoint", "MODES", "SyntheticSlice",
+__all__ = ["ComponentShapes", "component_shapes", "tiny_shapes", "StepPoint", "STEP_MODES", "SyntheticSlice",
            "check_frame", "predict_step_us", "allreduce_us", "allreduce_frame", "GridConfig", "run_grid"]
 
 

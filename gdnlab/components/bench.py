@@ -32,7 +32,7 @@ import torch
 
 from ..provenance import collect
 from .dims import ComponentShapes, component_shapes, tiny_shapes
-from .layers import MODES, Op, StepPoint, expert_capacity_note
+from .layers import STEP_MODES, Op, StepPoint, expert_capacity_note
 from .slice import SyntheticSlice
 
 __all__ = ["GridConfig", "run_grid", "time_ops", "launch_overhead", "estimate", "KV_COMPONENTS",
@@ -55,7 +55,7 @@ class GridConfig:
     tp: int = 4
     batches: tuple[int, ...] = (1, 4, 16, 64, 128, 256)
     kv_lens: tuple[int, ...] = (1024, 4096, 16384)
-    modes: tuple[str, ...] = MODES
+    modes: tuple[str, ...] = STEP_MODES
     draft_tokens: int = 4
     strategies: tuple[str, ...] = ("full_cache",)
     gdn_backend: str = "triton"

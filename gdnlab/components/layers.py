@@ -63,9 +63,11 @@ from .attention import AttentionKernel
 from .dims import ComponentShapes
 
 __all__ = ["StepPoint", "Op", "Bound", "GDNMixer", "AttentionMixer", "MoEBlock", "DecoderLayer", "LMHead",
-           "MTPDraft", "grouped_mm_available", "MODES"]
+           "MTPDraft", "grouped_mm_available", "STEP_MODES"]
 
-MODES: tuple[str, ...] = ("decode", "mtp")
+#: the decoder steps the component benchmarks time: a plain decode step (B tokens) or an MTP step
+#: (B rows x T draft tokens verified); not the kernel calls of the sweep (``gdnlab.sweep.MODES``)
+STEP_MODES: tuple[str, ...] = ("decode", "mtp")
 RMS_EPS = 1e-6
 
 
@@ -80,8 +82,8 @@ class StepPoint:
     kv_len: int = 1024
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}: expected one of {MODES}")
+        if self.mode not in STEP_MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {STEP_MODES}")
         if self.batch < 1 or self.draft_tokens < 1 or self.kv_len < self.tokens_per_row:
             raise ValueError(f"invalid step point {self}")
 

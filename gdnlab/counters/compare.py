@@ -69,7 +69,7 @@ def _load_sweep(sweep) -> pd.DataFrame:
     from gdnlab.results import load_sweep, normalize
 
     if isinstance(sweep, pd.DataFrame):
-        current = "strategy" in sweep and not {"concurrency", "rotate", "verify_tokens"} & set(sweep.columns)
+        current = "buffer_scope" in sweep and not {"concurrency", "rotate", "verify_tokens"} & set(sweep.columns)
         return sweep if current else normalize(sweep, source="the sweep frame")   # e.g. load_sweep's, concatenated
     if isinstance(sweep, (str, os.PathLike)):
         return load_sweep(sweep)
@@ -80,7 +80,8 @@ def _load_sweep(sweep) -> pd.DataFrame:
 
 def _kernel_rows(sweep: pd.DataFrame, time_col: str) -> pd.DataFrame:
     """Sweep rows comparable with one profiled call: measured (``status`` ok), decode or batch-scoped
-    verify (``strategy`` decode / full_cache: SGLang slices the intermediate buffer to the batch), timed
+    verify (``buffer_scope`` none / batch: SGLang slices the intermediate buffer to the batch; of step
+    rows, ``full_cache``'s), timed
     in CUDA graphs: ``timing`` single (one call per sample) when the sweep has such rows, else
     ``amortised`` (n calls on disjoint rows per sample, each as cold in L2 as a profiled call with
     ``--cache-control all``; the per-call time also holds the ~0.3-0.5 µs a graph takes to start the next
@@ -96,12 +97,14 @@ def _kernel_rows(sweep: pd.DataFrame, time_col: str) -> pd.DataFrame:
         keep &= timing.eq("single") if (keep & timing.eq("single")).any() else ~timing.eq("eager")
     if "timing_method" in s:                   # a graph that failed to capture was timed eagerly
         keep &= ~s["timing_method"].astype(str).eq("eager")
-    if "strategy" in s:                        # a strategy the file does not state is not excluded
-        keep &= s["strategy"].isna() | s["strategy"].astype(str).isin(["decode", "full_cache"])
+    if "buffer_scope" in s:                    # a scope or strategy the file does not state is not excluded
+        keep &= s["buffer_scope"].isna() | s["buffer_scope"].astype(str).isin(["none", "batch"])
+    if "strategy" in s:
+        keep &= s["strategy"].isna() | s["strategy"].astype(str).eq("full_cache")
     s = s[keep].copy()
     if s.empty:
         raise DataError("the sweep has no measured rows comparable with one profiled call (status 'ok', timed in "
-                        "CUDA graphs (timing single or amortised), strategy decode or full_cache)")
+                        "CUDA graphs (timing single or amortised), decode or a batch-scoped buffer)")
     s["sweep_time_us"] = pd.to_numeric(s[time_col], errors="coerce").astype(float)
     s["backend"] = s["backend"].astype(str)
     s["mode"] = s["mode"].astype(str)

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from .. import backends as _registry
+from ..errors import BackendUnavailable
 from .base import BackendStatus, GDNBackend, KernelPath
 
 __all__ = ["get_backend", "make_backend", "ENGINE_OPTIONS", "available_backends", "backend_names", "GDNBackend",
            "BackendStatus", "KernelPath", "BackendUnavailable"]
 
-#: name -> "module:Class"; modules are imported only when asked about.
-_REGISTRY: dict[str, str] = {
-    "reference": "gdnlab.kernels.reference:ReferenceBackend",
-    "triton": "gdnlab.kernels.triton:TritonBackend",
-    "flashinfer": "gdnlab.kernels.flashinfer:FlashInferBackend",
-}
+#: name -> "module:Class", read from the backend registry (:mod:`gdnlab.backends`); modules are
+#: imported only when asked about.
+_REGISTRY: dict[str, str] = {b.name: b.kernels for b in _registry.BACKENDS if b.kernels}
 
 #: engine -> backend -> constructor options that make the backend run what the engine runs.
 #: SGLang: FlashInfer's backend zeroes padding rows' outputs after a bf16-state call (one extra
@@ -31,10 +30,6 @@ ENGINE_OPTIONS: dict[str | None, dict[str, dict]] = {
     "sglang": {"flashinfer": {"zero_padding_output": False}},
     None: {},
 }
-
-
-class BackendUnavailable(RuntimeError):
-    """Raised by :func:`get_backend` for a known backend that cannot run here; says why."""
 
 
 def backend_names() -> list[str]:

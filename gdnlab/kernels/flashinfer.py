@@ -33,7 +33,7 @@ SM90 vs SM100: all four paths run on both. The bf16 kernels use scalar FMAs on S
 ``fma_packed_f32x2`` on SM100+ (bf16 L84; ``device_target.py`` L113 ``use_packed_fma=major >= 10``),
 recorded as ``detail["fma"]``. SGLang itself, in the versions read, runs SM90 decode through a
 gather/scatter around the non-pool kernel and has no bf16 verify on SM90 (its SM90 MTP entry is the
-fp32-only ``gated_delta_rule_mtp``); gdnlab uses the pool API everywhere, as the brief of PR #23273
+fp32-only ``gated_delta_rule_mtp``); gdnlab uses the pool API everywhere, as SGLang PR #23273
 does for SM100, and notes the difference in ``detail["sglang"]``. SM100-only features —
 ``cache_replayssm`` (gd L1635) and the tcgen05 ReplaySSM kernel, ``backend="rubin"`` (cc 10.7 only,
 gd L834) — raise a clear error on other GPUs instead of failing inside FlashInfer.
@@ -74,6 +74,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
@@ -85,7 +86,8 @@ from ..shapes import dtype_name
 from .base import GDNBackend, KernelPath
 from .validation import GDNCallDims, check_gdn_inputs, check_intermediate, check_scale
 
-__all__ = ["FlashInferBackend", "device_capability", "FI_BACKENDS", "SM100_ONLY"]
+__all__ = ["FlashInferBackend", "device_capability", "check_flashinfer", "FI_BACKENDS", "SM100_ONLY",
+           "KERNEL_MODULES"]
 
 #: ``backend=`` values of ``gated_delta_rule_decode_pretranspose`` this class accepts.
 #: ``"flashinfer"`` (default) always runs the generic CuTe-DSL kernels, so the recorded path is
@@ -103,6 +105,11 @@ SM100_ONLY: dict[str, tuple[frozenset[tuple[int, int]], str]] = {
 }
 
 _INSTALL_HINT = "pip install 'gdnlab[gpu]'"
+#: FlashInfer's GDN kernel modules this backend calls. ``flashinfer.gdn_decode`` swallows their import
+#: errors (its flags turn False and calls then fail with 'NoneType is not callable'), so an availability
+#: check imports them themselves.
+KERNEL_MODULES = ("flashinfer.gdn_kernels.gdn_decode_pretranspose", "flashinfer.gdn_kernels.gdn_decode_mtp",
+                  "flashinfer.gdn_kernels.gdn_decode_bf16_state", "flashinfer.gdn_decode")
 
 
 # ---------------------------------------------------------------------------------------------- seams
@@ -146,12 +153,34 @@ def _load_kernels() -> _Kernels:
                     bf16.gated_delta_rule_mtp, gd, bf16)
 
 
-def _flashinfer_version() -> str:
+def _flashinfer_version(import_module: Callable[[str], ModuleType] | None = None) -> str:
     try:
         return metadata.version("flashinfer-python")
     except Exception:  # noqa: BLE001 - bundles on PYTHONPATH may lack dist-info
-        mod = _import_module("flashinfer")
+        mod = (import_module or _import_module)("flashinfer")
         return str(getattr(mod, "__version__", "unknown"))
+
+
+def check_flashinfer(cc: tuple[int, int] | None, modules: Sequence[str], *,
+                     import_module: Callable[[str], ModuleType], failed: str) -> tuple[bool, str]:
+    """The one availability check of FlashInfer's GDN kernels on the current CUDA device of compute
+    capability ``cc`` (``None``: no CUDA device): every module of ``modules`` imports (by
+    ``import_module``), and the GPU is SM90+.
+
+    Returns ``(False, "no CUDA device")``, ``(False, "<failed>: <module>: <error>")``,
+    ``(False, "needs SM90+, found sm80")`` or ``(True, "flashinfer 0.7.4 on <GPU> (sm90)")``."""
+    if cc is None:
+        return False, "no CUDA device"
+    os.environ.setdefault("FLASHINFER_DISABLE_VERSION_CHECK", "1")  # as SGLang does
+    for mod in modules:
+        try:
+            import_module(mod)
+        except Exception as exc:  # noqa: BLE001 - any failure is the reason
+            return False, f"{failed}: {mod}: {type(exc).__name__}: {exc}"
+    if cc[0] < 9:
+        return False, f"needs SM90+, found {_sm(cc)}"
+    name = torch.cuda.get_device_name(torch.device("cuda", torch.cuda.current_device()))
+    return True, f"flashinfer {_flashinfer_version(import_module)} on {name} ({_sm(cc)})"
 
 
 class FlashInferBackend(GDNBackend):
@@ -210,30 +239,16 @@ class FlashInferBackend(GDNBackend):
             return False, "no CUDA device"
         if _find_spec("flashinfer") is None:
             return False, f"flashinfer-python not installed ({_INSTALL_HINT})"
+        ok, why = check_flashinfer(device_capability(torch.device("cuda", torch.cuda.current_device())),
+                                   ("cutlass", "cutlass.cute", *KERNEL_MODULES), import_module=_import_module,
+                                   failed="CuTe DSL failed to import")
+        if not ok:
+            return ok, why
         try:
-            _import_module("cutlass")
-            _import_module("cutlass.cute")
-        except Exception as exc:  # noqa: BLE001 - any failure is the reason
-            return False, f"CuTe DSL failed to import: {type(exc).__name__}: {exc}"
-        os.environ.setdefault("FLASHINFER_DISABLE_VERSION_CHECK", "1")
-        # flashinfer.gdn_decode swallows kernel-module import errors (its flags turn False and calls
-        # then fail with 'NoneType is not callable'), so import the kernel modules themselves.
-        for mod in ("flashinfer.gdn_kernels.gdn_decode_pretranspose", "flashinfer.gdn_kernels.gdn_decode_mtp",
-                    "flashinfer.gdn_kernels.gdn_decode_bf16_state", "flashinfer.gdn_decode"):
-            try:
-                _import_module(mod)
-            except Exception as exc:  # noqa: BLE001
-                return False, f"CuTe DSL failed to import: {mod}: {type(exc).__name__}: {exc}"
-        dev = torch.device("cuda", torch.cuda.current_device())
-        cc = device_capability(dev)
-        if cc is None or cc[0] < 9:
-            return False, f"needs SM90+, found {_sm(cc) if cc else 'no CUDA capability'}"
-        try:
-            cutlass_v = f", CuTe DSL {metadata.version('nvidia-cutlass-dsl')}"
-        except Exception:  # noqa: BLE001
-            cutlass_v = ""
-        return True, (f"flashinfer {_flashinfer_version()} on {torch.cuda.get_device_name(dev)} "
-                      f"({_sm(cc)}){cutlass_v}")
+            why += f", CuTe DSL {metadata.version('nvidia-cutlass-dsl')}"
+        except Exception:  # noqa: BLE001 - the version is a detail of the reason
+            pass
+        return ok, why
 
     # ------------------------------------------------------------------ contract entry points
     def decode(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scale: float | None = None,

@@ -35,7 +35,7 @@ from ._triton_interpret import interpret_enabled
 from .base import GDNBackend, KernelPath, _arch
 from .validation import GDNCallDims
 
-__all__ = ["TritonBackend", "auto_config", "interpret_enabled", "KERNEL_NAME"]
+__all__ = ["TritonBackend", "auto_config", "tiling", "check_bv", "launch_mode", "interpret_enabled", "KERNEL_NAME"]
 
 KERNEL_NAME = "gdnlab_triton_fused_recurrent"
 _POW2_WARPS = (1, 2, 4, 8, 16)
@@ -65,6 +65,31 @@ def auto_config(batch: int, HV: int, V: int, device: torch.device | None = None)
     return bv, 1, 3
 
 
+def tiling(batch: int, HV: int, V: int, device: torch.device, bv: int | None = None, num_warps: int | None = None,
+           num_stages: int | None = None) -> tuple[int, int, int]:
+    """``(BV, num_warps, num_stages)`` gdnlab's Triton kernels launch for ``batch`` rows of ``HV``
+    value heads of ``V`` rows on ``device``: :func:`auto_config`, each value overridden when given
+    (``bv`` capped at the next power of two of ``V``)."""
+    a_bv, a_nw, a_ns = auto_config(batch, HV, V, device)
+    return (min(bv, _next_pow2(V)) if bv is not None else a_bv), num_warps or a_nw, num_stages or a_ns
+
+
+def check_bv(bv: int | None) -> None:
+    """``ValueError`` unless ``bv`` (V rows per program) is ``None`` or a power of two >= 1."""
+    if bv is not None and (not isinstance(bv, int) or bv < 1 or bv & (bv - 1)):
+        raise ValueError(f"bv must be a power of two >= 1 (V rows per program), got {bv!r}")
+
+
+def launch_mode(device: torch.device, who: str) -> bool:
+    """Whether a launch on ``device`` runs in Triton's CPU interpreter (``TRITON_INTERPRET=1``).
+    ``ValueError`` naming ``who`` for tensors that are on neither a CUDA device nor the interpreter's CPU."""
+    interp = interpret_enabled()
+    if device.type != "cuda" and not interp:
+        raise ValueError(f"{who} got tensors on {device}: a CUDA device is needed, or TRITON_INTERPRET=1 for "
+                         "Triton's CPU interpreter")
+    return interp
+
+
 class TritonBackend(GDNBackend):
     """gdnlab's fused recurrent Triton kernel on the ``[P, HV, V, K]`` pool (SGLang semantics).
 
@@ -84,8 +109,7 @@ class TritonBackend(GDNBackend):
     def __init__(self, bv: int | None = None, num_warps: int | None = None, num_stages: int | None = None,
                  intermediate_dtype: torch.dtype | str | None = None) -> None:
         super().__init__()
-        if bv is not None and (not isinstance(bv, int) or bv < 1 or bv & (bv - 1)):
-            raise ValueError(f"bv must be a power of two >= 1 (V rows per program), got {bv!r}")
+        check_bv(bv)
         if num_warps is not None and num_warps not in _POW2_WARPS:
             raise ValueError(f"num_warps must be one of {_POW2_WARPS}, got {num_warps!r}")
         if num_stages is not None and (not isinstance(num_stages, int) or num_stages < 1):
@@ -137,17 +161,12 @@ class TritonBackend(GDNBackend):
     # ------------------------------------------------------------------ launch
     def config(self, dims: GDNCallDims, device: torch.device) -> tuple[int, int, int]:
         """``(BV, num_warps, num_stages)`` this backend launches for ``dims`` on ``device``."""
-        bv, nw, ns = auto_config(dims.B, dims.HV, dims.V, device)
-        bv = min(self.bv, _next_pow2(dims.V)) if self.bv is not None else bv
-        return bv, self.num_warps or nw, self.num_stages or ns
+        return tiling(dims.B, dims.HV, dims.V, device, self.bv, self.num_warps, self.num_stages)
 
     def _run(self, op, q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, intermediate):
         from . import _triton_gdn as tg
 
-        interp = interpret_enabled()
-        if q.device.type != "cuda" and not interp:
-            raise ValueError(f"triton backend got tensors on {q.device}: it needs a CUDA device, or "
-                             "TRITON_INTERPRET=1 for Triton's CPU interpreter")
+        interp = launch_mode(q.device, "triton backend")
         bv, nw, ns = self.config(dims, q.device)
         o = torch.empty((dims.B, dims.T, dims.HV, dims.V), dtype=q.dtype, device=q.device)
         grid = tg.launch(q, k, v, a, b, A_log, dt_bias, pool, indices, o, intermediate, scale,

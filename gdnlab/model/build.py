@@ -15,8 +15,8 @@ from ..results import load_sweep
 from .composed import ComposedStep, Overheads
 from .gdn_sweep import SweepGDN
 from .measured import ComponentTimes, load_components
-from .seed_check import seed_comparison, seed_step
 from .served import ServedModel
+from .validation import seed_comparison, seed_step
 
 __all__ = ["step_for_gpu", "step_from_times", "fitted_overheads"]
 

@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..provenance import label
 from .gdn_sweep import SweepGDN
 from .measured import ComponentTimes
-from .params import MTPConfig
+from .mtp import MTPConfig
 from .served import ServedModel
 
 __all__ = ["Overheads", "ComposedStep", "OVERHEAD_NAMES", "PARTS"]
@@ -93,6 +93,9 @@ class ComposedStep:
         gdn_scale: multiplies every GDN kernel time (what-if).
         allreduce_latency_us, busbw_gbps: projected TP all-reduce (defaults:
             :mod:`gdnlab.components.allreduce`; NVLink 5 900 GB/s on Blackwell).
+
+    A :class:`ComposedStep` is a :class:`gdnlab.model.serving.LinearStep` (:meth:`iteration_cost`,
+    :meth:`prefill_cost`): :func:`gdnlab.model.serving.simulate_serving` replays it.
     """
 
     #: SGLang ``--chunked-prefill-size`` of the seed's server command
@@ -228,13 +231,13 @@ class ComposedStep:
         parts["draft"] = self.draft_us(batch, kv, T) if T > 1 else 0.0
         return tuple(parts.items())
 
-    def iteration(self, backend: str, batch: float, ctx_tokens: float, mtp: MTPConfig | None = None,
-                  strategy: str = "full_cache") -> tuple[dict, np.ndarray]:
+    def features(self, backend: str, batch: float, ctx_tokens: float, mtp: MTPConfig | None = None,
+                 strategy: str = "full_cache") -> np.ndarray:
         """One engine iteration with ``batch`` running requests whose contexts sum to ``ctx_tokens``:
-        ``({}, features)`` with features ``[composed µs, batch]``; time = ``features @ params.vector()``
+        features ``[composed µs, batch]`` (float64 ``[2]``); time = ``features @ params.vector()``
         (:meth:`parts` gives the composed parts)."""
         parts = self.parts(backend, batch, ctx_tokens, mtp, strategy)
-        return {}, np.array([sum(parts.values()), float(batch)])
+        return np.array([sum(parts.values()), float(batch)])
 
     def parts(self, backend: str, batch: float, ctx_tokens: float, mtp: MTPConfig | None = None,
               strategy: str = "full_cache") -> dict[str, float]:
@@ -243,17 +246,29 @@ class ComposedStep:
         kv = ctx_tokens / batch + T if batch > 0 else 0.0
         return dict(self._iter(backend, float(batch), float(kv), T, strategy))
 
-    def prefill(self, backend: str, requests: float, tokens: float, mtp: MTPConfig | None = None
-                ) -> tuple[dict, np.ndarray]:
-        """One prefill pass of ``requests`` new requests with ``tokens`` prompt tokens: no constant
-        part; features ``[composed forward over the tokens (µs), requests]``."""
+    def prefill_features(self, backend: str, requests: float, tokens: float, mtp: MTPConfig | None = None
+                         ) -> np.ndarray:
+        """One prefill pass of ``requests`` new requests with ``tokens`` prompt tokens: features
+        ``[composed forward over the tokens (µs), requests]`` (no constant part)."""
         kv = max(tokens / max(requests, 1.0), 1.0)
         fwd = dict(self._iter(backend, float(tokens), float(kv), 1, "full_cache"))
         fwd.pop("draft", None)
         total = sum(fwd.values())
         if mtp is not None:
             total += self.times.net_us("mtp_draft", "mtp", float(tokens), kv_len=kv)
-        return {}, np.array([total, float(requests)])
+        return np.array([total, float(requests)])
+
+    # ------------------------------------------------------------------ serving simulation
+    def iteration_cost(self, backend: str, batch: float, ctx_tokens: float,
+                       mtp: MTPConfig | None = None) -> tuple[float, np.ndarray]:
+        """``(0 µs, features)`` for :func:`gdnlab.model.serving.simulate_serving`: every part of the step
+        is scaled or fitted (:class:`Overheads`), none is fixed."""
+        return 0.0, self.features(backend, batch, ctx_tokens, mtp)
+
+    def prefill_cost(self, backend: str, requests: float, tokens: float,
+                     mtp: MTPConfig | None = None) -> tuple[float, np.ndarray]:
+        """``(0 µs, features)`` of a prefill pass (:meth:`prefill_features`) for the serving simulation."""
+        return 0.0, self.prefill_features(backend, requests, tokens, mtp)
 
     # ------------------------------------------------------------------ steady state
     def _check(self, batch, ctx_per_request) -> None:
@@ -266,7 +281,7 @@ class ComposedStep:
                 strategy: str = "full_cache") -> float:
         """Time (µs) of one iteration with ``batch`` requests of ``ctx_per_request`` context tokens each."""
         self._check(batch, ctx_per_request)
-        _, f = self.iteration(backend, float(batch), float(batch) * ctx_per_request, mtp, strategy)
+        f = self.features(backend, float(batch), float(batch) * ctx_per_request, mtp, strategy)
         return float(f @ self.params.vector())
 
     def breakdown(self, backend: str, batch: float, ctx_per_request: float, mtp: MTPConfig | None = None,

@@ -6,7 +6,7 @@ projected to another GPU by the HBM-bandwidth ratio.
 * **call rows** (``measure == "call"``, or a frame without ``measure``): one kernel call, ``mode``
   ``decode`` or ``verify``; they give the decode kernel and, where no strategy row exists, the
   verify call alone (the caller adds a commit). Kept: what a CUDA-graph decode step sees
-  (:func:`gdnlab.model.costs.comparable_rows`: ``ok``, graph timing, batch-scoped intermediates).
+  (:func:`comparable_rows`: ``ok``, graph timing, batch-scoped intermediates).
 * **strategy step rows** (``measure == "step"``): one verify strategy's verify + commit per step and
   GDN layer (``step_us``; ``verify_us`` / ``commit_us`` beside). A strategy row is *eligible* to be
   priced only when ``status == "ok"``, its timing replays a CUDA graph (``timing_method`` not
@@ -33,15 +33,67 @@ import pandas as pd
 from ..errors import DataError, InputError
 from ..hardware import GPUSpec, spec_for
 from ..shapes import GDNShape, dtype_name
-from .costs import _timing_method, comparable_rows
-from .measured import _loglog
+from .numeric import loglog_interp
 
-__all__ = ["SweepGDN", "STEP_COLUMNS"]
+__all__ = ["SweepGDN", "STEP_COLUMNS", "comparable_rows", "GRAPH_TIMINGS"]
 
 _KEY = ["backend", "mode", "strategy", "draft_tokens", "state_dtype"]
 _SKEY = ["backend", "strategy", "draft_tokens", "state_dtype"]
 #: columns of :attr:`SweepGDN.steps`
 STEP_COLUMNS = _SKEY + ["batch", "step_us", "verify_us", "commit_us", "calls_per_sample", "checked"]
+
+
+#: timing methods that replay a CUDA graph (``gdnlab.instrument``: ``amortised`` = one graph of
+#: ``calls_per_sample`` calls, per call; ``single`` / older ``graph`` = a graph of one call)
+GRAPH_TIMINGS = ("graph", "amortised", "single")
+
+
+def _timing_method(s: pd.DataFrame) -> pd.Series | None:
+    """Each row's timing method (``timing_method``, else the older ``timing`` column), lower-case."""
+    cols = [c for c in ("timing_method", "timing") if c in s]
+    if not cols:
+        return None
+    m = s[cols[0]].astype("object")
+    for c in cols[1:]:
+        m = m.where(m.notna(), s[c].astype("object"))
+    return m.map(lambda v: "" if pd.isna(v) else str(v).strip().lower())
+
+
+def comparable_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """Sweep rows that stand for a GDN kernel inside a CUDA-graph decode step.
+
+    Kept: ``status == "ok"``; CUDA-graph timing (``timing_method``, or an older frame's ``timing``,
+    in :data:`GRAPH_TIMINGS` when the frame has graph rows: eager timing adds host launch overhead);
+    ``buffer_scope`` (``intermediate`` in earlier files) not ``"pool"`` (SGLang slices the buffer to
+    the batch since PR #23273); no ``rotate``. Each filter applies only when its column is present. An older frame with
+    ``concurrency`` and no ``batch`` column has it renamed to ``batch``. Keys are normalised:
+    ``backend`` / ``mode`` lower-case, ``state_dtype`` a dtype name (``"bfloat16"``), ``batch`` /
+    ``draft_tokens`` numbers. Raises ``ValueError`` when no row is left.
+    """
+    if not isinstance(rows, pd.DataFrame) or rows.empty:
+        raise ValueError("gdn_rows must be a non-empty pandas DataFrame of sweep results")
+    s = rows.rename(columns={"concurrency": "batch"}) if "batch" not in rows and "concurrency" in rows else rows
+    keep = pd.Series(True, index=s.index)
+    if "status" in s:
+        keep &= s["status"].astype(str).eq("ok")
+    method = _timing_method(s)
+    if method is not None and method.isin(GRAPH_TIMINGS).any():
+        keep &= method.isin(GRAPH_TIMINGS)
+    for scope in ("buffer_scope", "intermediate"):     # (the earlier name of buffer_scope)
+        if scope in s:
+            keep &= ~s[scope].astype(str).eq("pool")
+    if "rotate" in s:
+        keep &= ~s["rotate"].fillna(False).astype(bool)
+    s = s[keep].copy()
+    if s.empty:
+        raise ValueError("gdn_rows has no measured rows (status 'ok', CUDA-graph timed, batch-scoped "
+                         "intermediates) to build kernel costs from")
+    s["backend"] = s["backend"].astype(str).str.strip().str.lower()
+    s["mode"] = s["mode"].astype(str).str.strip().str.lower()
+    s["batch"] = pd.to_numeric(s["batch"], errors="coerce")
+    s["draft_tokens"] = pd.to_numeric(s["draft_tokens"], errors="coerce")
+    s["state_dtype"] = s["state_dtype"].map(lambda v: None if pd.isna(v) else dtype_name(v))
+    return s
 
 
 def _shape_filter(s: pd.DataFrame, shape: GDNShape | None) -> pd.DataFrame:
@@ -129,9 +181,10 @@ class SweepGDN:
         if s.empty:
             raise DataError(f"the GDN sweep has no call row of the per-GPU shape H={shape.H} HV={shape.HV} "
                             f"K={shape.K} V={shape.V}")
-        if "strategy" not in s:
-            s = s.assign(strategy=np.where(s["mode"] == "decode", "decode", "full_cache"))
-        s = s.assign(strategy=s["strategy"].fillna("full_cache").astype(str))
+        # call rows are keyed like the strategy they stand for: decode, or full_cache's verify call
+        # (an earlier frame read without load_sweep may still name it in ``strategy``)
+        strat = s["strategy"].astype("string") if "strategy" in s else pd.Series(pd.NA, index=s.index, dtype="string")
+        s = s.assign(strategy=np.where(s["mode"] == "decode", "decode", strat.fillna("full_cache").astype(str)))
         s = s.assign(step_us=np.nan,
                      calls_per_sample=pd.to_numeric(s["calls_per_sample"], errors="coerce").fillna(1.0)
                      if "calls_per_sample" in s else 1.0)
@@ -210,7 +263,7 @@ class SweepGDN:
     @staticmethod
     def _interp(s: pd.DataFrame, col: str, batch: float, overhead_us: float) -> float:
         net = s[col].to_numpy(float) - overhead_us / s["calls_per_sample"].to_numpy(float)
-        return _loglog(s["batch"].to_numpy(float), np.maximum(net, 1e-3), float(batch))
+        return loglog_interp(s["batch"].to_numpy(float), np.maximum(net, 1e-3), float(batch))
 
     def decode_us(self, backend: str, batch: float, state_dtype, *, overhead_us: float = 0.0) -> float:
         """One decode call (µs) at ``batch`` rows, less ``overhead_us / calls_per_sample`` (the

@@ -26,7 +26,6 @@ Bandwidths are datasheet peaks (:mod:`gdnlab.hardware`). Nothing here reads a fi
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +34,8 @@ import pandas as pd
 
 from ..errors import DataError, InputError
 from ..hardware import GPUSpec, spec_for
+from ..provenance import IDENTITY_COLUMNS
+from .numeric import linear_interp, loglog_interp
 
 __all__ = ["ComponentTimes", "load_components", "GEMM_COMPONENTS", "MEMORY_COMPONENTS", "GDN_COMPONENTS",
            "KV_COMPONENTS", "NVFP4_BYTES_PER_PARAM", "component_class"]
@@ -57,35 +58,6 @@ NVFP4_BYTES_PER_PARAM = 0.5625
 def component_class(name: str) -> str:
     """``"gemm"`` (weight streaming) or ``"memory"`` (bandwidth / latency bound)."""
     return "gemm" if name in GEMM_COMPONENTS else "memory"
-
-
-def _loglog(xs: np.ndarray, ys: np.ndarray, x: float) -> float:
-    """Interpolate ``y(x)`` in log-log; beyond the ends extrapolate the end segment (one point: y ∝ x)."""
-    order = np.argsort(xs)
-    xs, ys = np.log(xs[order]), np.log(np.maximum(ys[order], 1e-3))
-    lx = math.log(x)
-    if xs.size == 1:
-        return float(math.exp(ys[0]) * x / math.exp(xs[0]))
-    if lx < xs[0]:
-        return float(math.exp(ys[0] + (ys[1] - ys[0]) / (xs[1] - xs[0]) * (lx - xs[0])))
-    if lx > xs[-1]:
-        return float(math.exp(ys[-1] + (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) * (lx - xs[-1])))
-    return float(math.exp(np.interp(lx, xs, ys)))
-
-
-def _linear(xs: np.ndarray, ys: np.ndarray, x: float) -> float:
-    """Linear in ``x``, extrapolated with the end segments; clamped at >= 0."""
-    order = np.argsort(xs)
-    xs, ys = xs[order], ys[order]
-    if xs.size == 1:
-        return float(ys[0])
-    if x < xs[0]:
-        v = ys[0] + (ys[1] - ys[0]) / (xs[1] - xs[0]) * (x - xs[0])
-    elif x > xs[-1]:
-        v = ys[-1] + (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) * (x - xs[-1])
-    else:
-        v = np.interp(x, xs, ys)
-    return float(max(v, 0.0))
 
 
 @dataclass
@@ -119,7 +91,7 @@ class ComponentTimes:
 
     REQUIRED = ("component", "mode", "batch", "kv_len", "strategy", "median_us")
     #: run-wide provenance columns copied from the component rows into :attr:`provenance`
-    PROVENANCE_KEYS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "gdnlab", "git_commit")
+    PROVENANCE_KEYS = IDENTITY_COLUMNS
 
     @property
     def provenance(self) -> dict[str, str]:
@@ -242,10 +214,10 @@ class ComponentTimes:
             if kv_len is None:
                 raise InputError(f"{component!r} depends on the KV length: pass kv_len")
             xs = np.array([k for k, _, _ in tab])
-            ys = np.array([_loglog(b, t, batch) for _, b, t in tab])
-            return _linear(xs, ys, float(kv_len))
+            ys = np.array([loglog_interp(b, t, batch) for _, b, t in tab])
+            return linear_interp(xs, ys, float(kv_len))
         _, b, t = tab[0]
-        return _loglog(b, t, batch)
+        return loglog_interp(b, t, batch)
 
     def net_us(self, component: str, mode: str, batch: float, *, T: int | None = None, kv_len: float | None = None,
                strategy: str | None = None) -> float:

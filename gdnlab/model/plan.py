@@ -21,7 +21,7 @@ from ..acceptance import accept_len_to_rate, rate_to_accept_len
 from ..errors import InputError
 from ..shapes import dtype_name
 from .composed import ComposedStep
-from .params import MTPConfig
+from .mtp import MTPConfig
 
 __all__ = ["accept_lengths", "plan_candidates", "best_plan", "engine_settings", "ENGINE_SOURCES", "read_accept_table",
            "tokens_per_step_table", "speedup_table", "breakdown_by_batch"]

@@ -1,7 +1,9 @@
 """The served model as one GPU sees it: parameter counts, weight and KV-cache bytes.
 
 :class:`ServedModel` describes a hybrid GDN + full-attention + MoE model (default: the seed's
-Qwen3.5-397B-A17B-NVFP4 at TP 4); :mod:`gdnlab.model.step` turns its bytes into time.
+Qwen3.5-397B-A17B-NVFP4 at TP 4): layer counts, hidden size and TP degree for the component model
+(:class:`~gdnlab.model.composed.ComposedStep`), parameter and byte counts for the roofline model
+(:mod:`gdnlab.model.legacy`).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from ..shapes import GDNShape, dtype_name, preset
-from ._checks import pos_int
+from ._args import pos_int
 
 __all__ = ["ServedModel"]
 
@@ -20,7 +22,7 @@ __all__ = ["ServedModel"]
 class ServedModel:
     """Architecture of the served model as one GPU sees it (defaults: Qwen3.5-397B-A17B-NVFP4, TP 4).
 
-    Sources: GDN shape from :func:`gdnlab.shapes.preset` (research note §3). Full attention: 32 q
+    Sources: GDN shape from :func:`gdnlab.shapes.preset`. Full attention: 32 q
     heads, 2 KV heads, head_dim 256 (THUDM/slime ``scripts/models/qwen3.5-397B-A17B.sh``:
     ``--num-attention-heads 32 --num-query-groups 2 --kv-channels 256``; the Megatron-bridge
     Qwen3.5-397B-A17B test fixture agrees on 32 / 2), 15 of 60 layers (full_attention_interval 4),

@@ -1,4 +1,4 @@
-"""Serving simulation: a bench_serving run replayed through the step model (TPOT, throughput).
+"""Serving simulation: a bench_serving run replayed through a step model (TPOT, throughput).
 
 :func:`simulate_serving` replays a bench_serving run (:class:`ServingScenario`): requests arrive
 all at t=0 (``--request-rate inf``) or closed-loop (``--max-concurrency``); at most ``max_running``
@@ -11,6 +11,10 @@ dataset, ``randint(max(1, int(OSL * range_ratio)), OSL + 1)`` with SGLang's defa
 cost, so every benchmark metric is linear in the fitted parameters (throughput through its
 inverse): :class:`LinearRun` keeps that linear form, so a fit or a validation costs seconds.
 
+Any step model whose event times are affine in its fitted numbers can be replayed
+(:class:`LinearStep`): the component model (:class:`~gdnlab.model.composed.ComposedStep`) and the
+roofline model (:class:`gdnlab.model.legacy.StepModel`).
+
 (:class:`ServingScenario` is a serving benchmark's setting; the GPU decode loop that runs GDN
 kernels is :mod:`gdnlab.workload`.)
 """
@@ -18,14 +22,52 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from .params import SEED_MTP, FittedParams, MTPConfig
-from .step import StepModel
+from ..hardware import GPUSpec
+from .mtp import SEED_MTP, MTPConfig
 
-__all__ = ["ServingScenario", "ServingTrace", "LinearRun", "simulate_serving", "project"]
+__all__ = ["ServingScenario", "ServingTrace", "LinearRun", "LinearStep", "FittedNumbers", "simulate_serving",
+           "project"]
+
+
+class FittedNumbers(Protocol):
+    """A step model's fitted numbers (µs or dimensionless, >= 0) as one vector."""
+
+    def vector(self) -> np.ndarray:
+        """float64 ``[F]`` in the order of the step model's feature vectors."""
+        ...
+
+
+class LinearStep(Protocol):
+    """What :func:`simulate_serving` needs of a step model: every event's time is affine in the fitted
+    numbers, ``fixed_us + features @ params.vector()`` (µs).
+
+    ``iteration_cost(backend, batch, ctx_tokens, mtp)``: one decode / MTP iteration of ``batch``
+    running requests whose contexts sum to ``ctx_tokens``; ``prefill_cost(backend, requests, tokens,
+    mtp)``: one prefill pass of ``requests`` new requests with ``tokens`` prompt tokens. Both return
+    ``(fixed_us, features [F])``. ``kv_knots``: context tokens per request at which iterations are
+    evaluated (None: 0 and 1e6 tokens in all, a step linear in the context);
+    ``chunked_prefill_tokens``: the engine's ``--chunked-prefill-size``.
+    """
+
+    params: FittedNumbers
+    gpu: GPUSpec
+    kv_knots: tuple[float, ...] | None
+    chunked_prefill_tokens: int
+
+    def check_backend(self, backend: str) -> None: ...
+
+    def iteration_cost(self, backend: str, batch: float, ctx_tokens: float,
+                       mtp: MTPConfig | None) -> tuple[float, np.ndarray]: ...
+
+    def prefill_cost(self, backend: str, requests: float, tokens: float,
+                     mtp: MTPConfig | None) -> tuple[float, np.ndarray]: ...
+
+    def provenance(self, **extra: object) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -167,7 +209,7 @@ class LinearRun:
     """A simulated benchmark whose times are linear in the fitted parameters.
 
     ``duration`` and ``mean_tpot`` are ``(const_us, features)``: the value is
-    ``const_us + features @ params.vector()`` µs. ``parts_us`` sums the roofline parts over the run.
+    ``const_us + features @ params.vector()`` µs.
     """
 
     scenario: ServingScenario
@@ -179,17 +221,16 @@ class LinearRun:
     iterations: int
     prefill_passes: int
     mean_batch: float
-    parts_us: dict
 
-    def duration_s(self, params: FittedParams) -> float:
+    def duration_s(self, params: FittedNumbers) -> float:
         c, f = self.duration
         return (c + float(f @ params.vector())) / 1e6
 
-    def throughput(self, params: FittedParams) -> float:
+    def throughput(self, params: FittedNumbers) -> float:
         """Output throughput (tok/s): generated tokens / duration (bench_serving's definition)."""
         return self.output_tokens / self.duration_s(params)
 
-    def tpot_ms(self, params: FittedParams) -> float:
+    def tpot_ms(self, params: FittedNumbers) -> float:
         """Mean TPOT (ms): mean over requests with > 1 output token of (e2e - ttft) / (tokens - 1)."""
         c, f = self.mean_tpot
         return (c + float(f @ params.vector())) / 1e3
@@ -204,49 +245,37 @@ def _interp_rows(x: np.ndarray, knots: np.ndarray, vals: np.ndarray) -> np.ndarr
     return vals[idx] + (vals[idx + 1] - vals[idx]) * w
 
 
-def _cost(sm, backend: str, mtp: MTPConfig | None, tr: ServingTrace) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Per-event constant (µs) and features for a trace. Iterations are evaluated at a few context
-    sizes per batch size (``sm.kv_knots`` tokens per request, else 0 and 1e6 tokens in all: a step
-    linear in the context) and interpolated piecewise-linearly in the summed context."""
+def _cost(sm: LinearStep, backend: str, mtp: MTPConfig | None, tr: ServingTrace) -> tuple[np.ndarray, np.ndarray]:
+    """Per-event fixed time (µs) ``[E]`` and features ``[E, F]`` for a trace. Iterations are evaluated
+    at a few context sizes per batch size (``sm.kv_knots`` tokens per request, else 0 and 1e6 tokens
+    in all: a step linear in the context) and interpolated piecewise-linearly in the summed context."""
     E = tr.kind.size
-    n_feat = len(sm.params.vector())
     C = np.zeros(E)
-    F = np.zeros((E, n_feat))
-    parts_tot: dict[str, float] = {}
+    F = np.zeros((E, len(sm.params.vector())))
     it = tr.kind == 0
-    kv_knots = getattr(sm, "kv_knots", None)
+    kv_knots = sm.kv_knots
     for n in np.unique(tr.n[it]):
         sel = it & (tr.n == n)
         ctx_knots = np.array([0.0, 1e6]) if kv_knots is None else \
             np.unique(np.concatenate([[0.0], float(n) * np.asarray(kv_knots, float)]))
         if ctx_knots.size < 2:
             ctx_knots = np.array([0.0, float(n) * 1024.0])
-        evals = [sm.iteration(backend, float(n), float(c), mtp) for c in ctx_knots]
-        keys = list(evals[0][0])
-        P = np.array([[p[k] for k in keys] for p, _ in evals])
-        Fk = np.array([f for _, f in evals])
+        evals = [sm.iteration_cost(backend, float(n), float(c), mtp) for c in ctx_knots]
         x = tr.ctx[sel]
-        Pi = _interp_rows(x, ctx_knots, P)
-        C[sel] = Pi.sum(axis=1)
-        F[sel] = _interp_rows(x, ctx_knots, Fk)
-        for j, k in enumerate(keys):
-            parts_tot[k] = parts_tot.get(k, 0.0) + float(Pi[:, j].sum())
-    pf = np.flatnonzero(tr.kind == 1)
-    cache: dict[tuple[int, float], tuple[dict, np.ndarray]] = {}
-    for i in pf:
+        C[sel] = _interp_rows(x, ctx_knots, np.array([c for c, _ in evals]))
+        F[sel] = _interp_rows(x, ctx_knots, np.array([f for _, f in evals]))
+    cache: dict[tuple[int, float], tuple[float, np.ndarray]] = {}
+    for i in np.flatnonzero(tr.kind == 1):
         key = (int(tr.n[i]), float(tr.tokens[i]))
         if key not in cache:
-            cache[key] = sm.prefill(backend, *key, mtp)
-        p, f = cache[key]
-        C[i] = sum(p.values())
-        F[i] = f
-        parts_tot["prefill"] = parts_tot.get("prefill", 0.0) + C[i]
-    return C, F, parts_tot
+            cache[key] = sm.prefill_cost(backend, *key, mtp)
+        C[i], F[i] = cache[key]
+    return C, F
 
 
-def simulate_serving(sm, backend: str, scenario: ServingScenario,
+def simulate_serving(sm: LinearStep, backend: str, scenario: ServingScenario,
                      mtp: MTPConfig | None = None) -> LinearRun:
-    """Replay a bench_serving run through the step model.
+    """Replay a bench_serving run through the step model ``sm`` (:class:`LinearStep`).
 
     The acceptance enters as its mean (``mtp.accept_len`` tokens per request per step, capped at
     each request's length). Returns a :class:`LinearRun`; evaluate it with
@@ -258,9 +287,8 @@ def simulate_serving(sm, backend: str, scenario: ServingScenario,
         raise ValueError(f"mtp must be an MTPConfig or None, got {type(mtp).__name__}")
     sm.check_backend(backend)
     a = mtp.accept_len if mtp is not None else 1.0
-    chunk = getattr(sm, "chunked_prefill_tokens", None) or sm.roofline.chunked_prefill_tokens
-    tr = _trace(scenario, float(a), int(chunk))
-    C, F, parts = _cost(sm, backend, mtp, tr)
+    tr = _trace(scenario, float(a), int(sm.chunked_prefill_tokens))
+    C, F = _cost(sm, backend, mtp, tr)
     cumC, cumF = np.cumsum(C), np.cumsum(F, axis=0)
     multi = tr.osl > 1
     if multi.any():
@@ -272,10 +300,10 @@ def simulate_serving(sm, backend: str, scenario: ServingScenario,
         tpot = (float("nan"), np.full(len(sm.params.vector()), np.nan))
     it = tr.kind == 0
     return LinearRun(scenario, backend, mtp, float(tr.osl.sum()), (float(cumC[-1]), cumF[-1].copy()), tpot,
-                     int(it.sum()), int((~it).sum()), float(tr.n[it].mean()) if it.any() else 0.0, parts)
+                     int(it.sum()), int((~it).sum()), float(tr.n[it].mean()) if it.any() else 0.0)
 
 
-def project(sm: StepModel, *, backends=("flashinfer", "triton"), concurrencies=(1, 4, 16, 32, 64, 128),
+def project(sm: LinearStep, *, backends=("flashinfer", "triton"), concurrencies=(1, 4, 16, 32, 64, 128),
             osls=(512,), isl: int = 32, mtp_setups: dict | None = None, num_prompts: int | None = None,
             max_running: int = 128, range_ratio: float = 0.0) -> pd.DataFrame:
     """TPOT and output throughput from the model over backends x concurrency x OSL x MTP setups.
@@ -293,8 +321,8 @@ def project(sm: StepModel, *, backends=("flashinfer", "triton"), concurrencies=(
             for osl in osls:
                 for c in concurrencies:
                     npr = num_prompts or max(256, c or 0)
-                    sc = ServingScenario(isl=isl, osl=int(osl), num_prompts=npr, concurrency=c, max_running=max_running,
-                                  range_ratio=range_ratio)
+                    sc = ServingScenario(isl=isl, osl=int(osl), num_prompts=npr, concurrency=c,
+                                         max_running=max_running, range_ratio=range_ratio)
                     run = simulate_serving(sm, b, sc, sp)
                     rows.append({"backend": b, "setup": label_, "mtp": sp is not None, "concurrency": c,
                                  "effective_concurrency": sc.effective_concurrency, "isl": isl, "osl": int(osl),

@@ -15,7 +15,7 @@ and the composed step:
 * ``gdn_share`` — doubling every GDN kernel moves TPOT by the GDN kernels' share of the step.
 
 Nothing here fits anything: the seed's two numbers per software state are fitted on fit rows only
-(:mod:`gdnlab.model.seed_check`); held-out rows are only scored.
+(:func:`gdnlab.model.validation.seed_comparison`); held-out rows are only scored.
 """
 from __future__ import annotations
 
@@ -24,8 +24,13 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from ..results import load_sweep
+from .build import step_from_times
 from .composed import OVERHEAD_NAMES, ComposedStep
-from .params import MTPConfig
+from .gdn_sweep import SweepGDN
+from .measured import load_components
+from .mtp import MTPConfig
+from .validation import cross_gpu_rows, shipped_path, validate
 
 __all__ = ["target_summary", "H100_COPY_GBPS", "TARGET_COLUMNS"]
 
@@ -77,59 +82,34 @@ def _gdn_share_row(step: ComposedStep, batches: Iterable[int], backend: str, ctx
                       f"{max(shares):.1%} of the step ({step.gpu.name}, fitted {step.params.short()})"}
 
 
-def target_summary(v: pd.DataFrame | None = None, *, times=None, reference_sweep: pd.DataFrame | None = None,
-                   target_sweep: pd.DataFrame | None = None, step: ComposedStep | None = None, tol: float = 0.10,
-                   min_batch: int = 16, batches: Iterable[int] = (1, 16, 64, 256), backend: str = "triton",
-                   ctx_per_request: float = 1024.0, components_dir="traces/h200/components",
-                   reference_sweep_path="traces/h100/sweep.parquet",
-                   target_sweep_path="traces/h200/sweep.parquet") -> pd.DataFrame:
-    """One row per target (:data:`TARGET_COLUMNS`): ``value`` is the worst |relative error| (or,
-    for ``seed vs baselines``, the model's mean |error| minus the best baseline's; for
-    ``gdn_share`` the largest deviation from the identity), ``n`` points, ``n_within`` inside ``tol``.
+def _cross_gpu_rows(x: pd.DataFrame, times, reference_sweep: pd.DataFrame | None,
+                    target_sweep: pd.DataFrame | None, tol: float, min_batch: int) -> list[dict]:
+    """The cross-GPU target (datasheet bandwidth ratio) and, for comparison, the same check with the
+    measured copy-bandwidth ratio (H100 reference only)."""
+    pair = str(x["gpu"].iloc[0])
+    rows = [_cross_row(x, tol, min_batch, "cross_gpu", f"{pair}, datasheet bandwidth ratio")]
+    if reference_sweep is None or target_sweep is None:
+        return rows
+    copy = SweepGDN.from_sweep(target_sweep).copy_bw_gbps
+    ref_gpu = SweepGDN.from_sweep(reference_sweep).gpu.name
+    if np.isfinite(copy) and ref_gpu.startswith("H100"):
+        r = H100_COPY_GBPS / copy
+        alt = cross_gpu_rows(reference_sweep, times, target_sweep, min_batch=min_batch, ratio=r,
+                             ratio_source="measured copy bandwidths")
+        row = _cross_row(alt, tol, min_batch, "cross_gpu (copy-bandwidth ratio, not used)",
+                         f"ratio {H100_COPY_GBPS:g} / {copy:.0f} GB/s = {r:.3f}")
+        row["detail"] = ("not the model's reading: a ratio > 1 says the H200 moves fewer bytes per second "
+                         "than the H100, while its own GDN kernels run faster than the H100's at every "
+                         "B >= 16; " + row["detail"])
+        rows.append(row)
+    return rows
 
-    Inputs default to the shipped data (as :func:`gdnlab.model.validate`); pass ``v`` (its frame),
-    ``times``, the sweeps and ``step`` to reuse what a caller already has. ``attrs["provenance"]``
-    names the inputs."""
-    from ..results import load_sweep
-    from .build import step_from_times
-    from .check import _path, cross_gpu_rows, validate
-    from .gdn_sweep import SweepGDN
-    from .measured import load_components
 
-    if times is None:
-        times = load_components(_path(components_dir))
-    if reference_sweep is None and reference_sweep_path and _path(reference_sweep_path).is_file():
-        reference_sweep = load_sweep(_path(reference_sweep_path))
-    if target_sweep is None and target_sweep_path and _path(target_sweep_path).is_file():
-        target_sweep = load_sweep(_path(target_sweep_path))
-    if v is None:
-        v = validate(times, reference_sweep, target_sweep, target_sweep_path=None)
-    rows = []
-    s = v[v["check"] == "slice"]
-    worst, n, k = _within(s["rel_error"], tol)
-    rows.append({"target": "slice", "criterion": f"|error| <= {tol:.0%} at every point", "value": worst, "n": n,
-                 "n_within": k, "passed": bool(n and k == n),
-                 "detail": f"composed vs measured slice step ({times.gpu.name}); mean |error| "
-                           f"{s['rel_error'].abs().mean():.1%}" if n else "no slice rows"})
-    x = v[v["check"] == "cross_gpu"]
-    if not x.empty:
-        pair = str(x["gpu"].iloc[0])
-        rows.append(_cross_row(x, tol, min_batch, "cross_gpu", f"{pair}, datasheet bandwidth ratio"))
-        if reference_sweep is not None and target_sweep is not None:
-            copy = SweepGDN.from_sweep(target_sweep).copy_bw_gbps
-            ref_gpu = SweepGDN.from_sweep(reference_sweep).gpu.name
-            if np.isfinite(copy) and ref_gpu.startswith("H100"):
-                r = H100_COPY_GBPS / copy
-                alt = cross_gpu_rows(reference_sweep, times, target_sweep, min_batch=min_batch, ratio=r,
-                                     ratio_source="measured copy bandwidths")
-                row = _cross_row(alt, tol, min_batch, "cross_gpu (copy-bandwidth ratio, not used)",
-                                 f"ratio {H100_COPY_GBPS:g} / {copy:.0f} GB/s = {r:.3f}")
-                row["detail"] = ("not the model's reading: a ratio > 1 says the H200 moves fewer bytes per second "
-                                 "than the H100, while its own GDN kernels run faster than the H100's at every "
-                                 "B >= 16; " + row["detail"])
-                rows.append(row)
+def _seed_rows(v: pd.DataFrame, tol: float) -> list[dict]:
+    """Per seed software state: the held-out target and the model vs each trivial baseline."""
     seed = v[(v["check"] == "seed")]
     params = v.attrs.get("params", {})
+    rows = []
     for state in sorted(seed["note"].str.split(" · ").str[-1].unique()):
         h = seed[(seed["role"] == "heldout") & seed["note"].str.endswith(state)]
         worst, n, k = _within(h["rel_error"], tol)
@@ -153,9 +133,44 @@ def target_summary(v: pd.DataFrame | None = None, *, times=None, reference_sweep
                          "detail": f"model mean |error| {m:.1%} (max {sel['rel_error'].abs().max():.1%}) vs "
                                    f"baseline {base:.1%} (max {sel[b].abs().max():.1%}); n_within = rows where "
                                    f"the model is closer"})
+    return rows
+
+
+def target_summary(v: pd.DataFrame | None = None, *, times=None, reference_sweep: pd.DataFrame | None = None,
+                   target_sweep: pd.DataFrame | None = None, step: ComposedStep | None = None, tol: float = 0.10,
+                   min_batch: int = 16, batches: Iterable[int] = (1, 16, 64, 256), backend: str = "triton",
+                   ctx_per_request: float = 1024.0, components_dir="traces/h200/components",
+                   reference_sweep_path="traces/h100/sweep.parquet",
+                   target_sweep_path="traces/h200/sweep.parquet") -> pd.DataFrame:
+    """One row per target (:data:`TARGET_COLUMNS`): ``value`` is the worst |relative error| (or,
+    for ``seed vs baselines``, the model's mean |error| minus the best baseline's; for
+    ``gdn_share`` the largest deviation from the identity), ``n`` points, ``n_within`` inside ``tol``.
+
+    Inputs default to the shipped data (as :func:`gdnlab.model.validate`); pass ``v`` (its frame),
+    ``times``, the sweeps and ``step`` to reuse what a caller already has. ``attrs["provenance"]``
+    names the inputs."""
+    if times is None:
+        times = load_components(shipped_path(components_dir))
+    if reference_sweep is None and reference_sweep_path and shipped_path(reference_sweep_path).is_file():
+        reference_sweep = load_sweep(shipped_path(reference_sweep_path))
+    if target_sweep is None and target_sweep_path and shipped_path(target_sweep_path).is_file():
+        target_sweep = load_sweep(shipped_path(target_sweep_path))
+    if v is None:
+        v = validate(times, reference_sweep, target_sweep, target_sweep_path=None)
+    rows = []
+    s = v[v["check"] == "slice"]
+    worst, n, k = _within(s["rel_error"], tol)
+    rows.append({"target": "slice", "criterion": f"|error| <= {tol:.0%} at every point", "value": worst, "n": n,
+                 "n_within": k, "passed": bool(n and k == n),
+                 "detail": f"composed vs measured slice step ({times.gpu.name}); mean |error| "
+                           f"{s['rel_error'].abs().mean():.1%}" if n else "no slice rows"})
+    x = v[v["check"] == "cross_gpu"]
+    if not x.empty:
+        rows += _cross_gpu_rows(x, times, reference_sweep, target_sweep, tol, min_batch)
+    rows += _seed_rows(v, tol)
     if step is None:
         step = step_from_times(times, reference_sweep=reference_sweep,
-                               sweep_path=_path(target_sweep_path) if target_sweep_path else None)
+                               sweep_path=shipped_path(target_sweep_path) if target_sweep_path else None)
     rows.append(_gdn_share_row(step, list(batches), backend, ctx_per_request, tol))
     out = pd.DataFrame(rows, columns=TARGET_COLUMNS)
     out.attrs["provenance"] = (f"slice: measured ({times.gpu.name}); cross_gpu: projected vs measured sweeps; "

@@ -1,4 +1,4 @@
-"""Figures of the verify-strategy ledger (:mod:`gdnlab.strategies.ledger`) and of per-strategy traces.
+"""Figures of the verify-strategy ledger (:mod:`gdnlab.analysis.ledger`) and of per-strategy traces.
 
 * :func:`step_time_figure`: time per step and per accepted token vs B, a colour per strategy, a
   column per T;
@@ -9,7 +9,7 @@
 * :func:`phase_breakdown_figure`, :func:`step_busy_figure`: verify / commit / fold time per step and
   the GPU busy share of each strategy's decode-loop trace.
 
-Figures draw what they receive: the ledger tables come from :mod:`gdnlab.strategies.ledger`.
+Figures draw what they receive: the ledger tables come from :mod:`gdnlab.analysis.ledger`.
 Colours per strategy come from :func:`gdnlab.plots.style.strategy_color` (the same on every page),
 a line style per backend; flagged points (failed check, check not run, eager timing: the ledger's
 ``flag``) are drawn with a marker per flag, never hidden. Every figure carries a provenance footnote from the
@@ -23,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..analysis.ledger import FLAG_EAGER, FLAG_INCORRECT, FLAG_TEXT, FLAG_UNCHECKED, has_flag
 from ..provenance import label
-from ..strategies.ledger import FLAG_EAGER, FLAG_INCORRECT, FLAG_TEXT, FLAG_UNCHECKED, STRATEGY_ORDER, has_flag, winners
+from ..strategies.registry import BASELINE, strategy_order
 from .layout import legend_right
 from .provenance import add_provenance
 from .style import axis_title, strategy_color
@@ -34,7 +35,7 @@ __all__ = ["step_time_figure", "strategy_bandwidth_figure", "winners_figure", "s
 
 #: line style per strategy backend (the colour is the strategy's)
 BACKEND_DASH = {"triton": "solid", "flashinfer": "dash", "reference": "dot"}
-#: colour per phase of a step (gdnlab.phases.PHASES, plus the marker kernels and the rest)
+#: colour per phase of a step (gdnlab.analysis.phases.PHASES, plus the marker kernels and the rest)
 PHASE_COLORS = {"fold": "#ff7f0e", "verify": "#1f77b4", "commit": "#d62728", "marker": "#bcbd22",
                 "other": "#c7c7c7"}
 _BATCH_AXIS = axis_title("batch B", "requests")
@@ -44,18 +45,14 @@ def _dash(backend: str) -> str:
     return BACKEND_DASH.get(str(backend), "dashdot")
 
 
-def _rank(s: Any) -> int:
-    return STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER)
-
-
 def _check(led: Any, need: Sequence[str]) -> None:
     if not isinstance(led, pd.DataFrame):
-        raise ValueError(f"expected a ledger DataFrame (gdnlab.strategies.ledger.strategy_ledger), "
+        raise ValueError(f"expected a ledger DataFrame (gdnlab.analysis.ledger.strategy_ledger), "
                          f"got {type(led).__name__}")
     missing = [c for c in need if c not in led.columns]
     if missing:
         raise ValueError(f"the ledger lacks the columns {missing} (build it with "
-                         f"gdnlab.strategies.ledger.strategy_ledger)")
+                         f"gdnlab.analysis.ledger.strategy_ledger)")
 
 
 def _ok(led: pd.DataFrame) -> pd.DataFrame:
@@ -100,7 +97,7 @@ def _cond(d: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------------------------------ legend keys and flags
 
-#: marker drawn over a point per flag (``gdnlab.strategies.ledger.FLAG_TEXT`` names the legend entry)
+#: marker drawn over a point per flag (``gdnlab.analysis.ledger.FLAG_TEXT`` names the legend entry)
 FLAG_MARKERS = {FLAG_INCORRECT: {"symbol": "x", "size": 12, "color": "black"},
                 FLAG_UNCHECKED: {"symbol": "circle-open", "size": 14, "color": "black", "line": {"width": 2}},
                 FLAG_EAGER: {"symbol": "diamond-open", "size": 16, "color": "#8a5a00", "line": {"width": 2}}}
@@ -150,7 +147,7 @@ def _batch_ticks(fig, d: pd.DataFrame) -> None:
 
 def _keys(d: pd.DataFrame, *cols: str) -> pd.DataFrame:
     k = d[["strategy", "backend", *cols]].drop_duplicates()
-    return k.assign(_r=k["strategy"].map(_rank)).sort_values(["_r", "backend", *cols]).drop(columns="_r")
+    return k.assign(_r=k["strategy"].map(strategy_order)).sort_values(["_r", "backend", *cols]).drop(columns="_r")
 
 
 # ------------------------------------------------------------------------------------------ step time
@@ -191,7 +188,7 @@ def step_time_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title
                                   "<br>%{customdata[1]}<extra></extra>"), row=row, col=j)
             _flag_overlays(fig, g, "step_us", shown, row=1, col=j)
             _flag_overlays(fig, g, "per_token_us", shown, row=2, col=j)
-    _legend_keys(fig, sorted(d["strategy"].unique(), key=_rank), sorted(d["backend"].astype(str).unique()))
+    _legend_keys(fig, sorted(d["strategy"].unique(), key=strategy_order), sorted(d["backend"].astype(str).unique()))
     _log_y(fig)
     _batch_ticks(fig, d)
     for j in range(1, len(Ts) + 1):
@@ -250,7 +247,7 @@ def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = No
                                          hovertemplate=f"{name} {phase}<br>B=%{{x}}<br>%{{y:.3g}} % of peak"
                                                        "<extra></extra>"), row=2, col=col_i)
                 _flag_overlays(fig, g, col, shown, row=2, col=col_i)
-    _legend_keys(fig, sorted(d["strategy"].unique(), key=_rank), sorted(d["backend"].astype(str).unique()))
+    _legend_keys(fig, sorted(d["strategy"].unique(), key=strategy_order), sorted(d["backend"].astype(str).unique()))
     fig.add_hline(y=1.0, line={"color": "#888", "dash": "dot"}, row=1, col=2)
     if target_pct is not None:
         for c in (1, 2):
@@ -272,18 +269,20 @@ def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = No
 # ------------------------------------------------------------------------------------------ winners
 
 
-def winners_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: str | None = None):
-    """Which strategy is fastest at each B (:func:`gdnlab.strategies.ledger.winners`, flagged rows
-    never win): a square per (B, backend · T · accept length) in the winner's colour, labelled with
-    its speedup over ``full_cache`` (``2.5x``: full_cache's step time / the winner's); an open
-    circle beside a square where a flagged row (no check, failed check, eager-timed) was faster."""
+def winners_figure(win: pd.DataFrame, led: pd.DataFrame, *, state_dtype: str | None = None,
+                   title: str | None = None):
+    """Which strategy is fastest at each B: ``win`` is :func:`gdnlab.analysis.ledger.winners` of the
+    ledger ``led`` (flagged rows never win; ``led`` gives the figure's provenance). A square per (B,
+    backend · T · accept length) in the winner's colour, labelled with its speedup over the baseline
+    strategy (``2.5x``: full_cache's step time / the winner's); an open circle beside a square where a
+    flagged row (no check, failed check, eager-timed) was faster."""
     import plotly.graph_objects as go
 
     _check(led, ("strategy", "backend", "batch", "draft_tokens", "accept_len", "state_dtype", "status", "step_us"))
     title = title or "Which strategy wins where"
     sd = _pick_dtype(led, state_dtype)
     d = led[led["state_dtype"].astype("string") == sd] if sd else led.iloc[:0]
-    w = winners(d) if len(d) else pd.DataFrame()
+    w = win[win["state_dtype"].astype("string") == sd] if sd and len(win) else pd.DataFrame()
     if w.empty:
         return _nothing(title, "no step rows with status ok (and a passing check) to compare")
     w = w.assign(row=w["backend"].astype(str) + " · T=" + w["draft_tokens"].astype(str) + " · a="
@@ -291,7 +290,7 @@ def winners_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: 
                  x=w["batch"].astype(str),
                  text=w["speedup"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}x"))
     fig = go.Figure()
-    for s in sorted(w["winner"].unique(), key=_rank):
+    for s in sorted(w["winner"].unique(), key=strategy_order):
         g = w[w["winner"] == s]
         fig.add_trace(go.Scatter(
             x=g["x"], y=g["row"], mode="markers+text", name=s, text=g["text"], textposition="middle center",
@@ -313,7 +312,7 @@ def winners_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: 
     fig.update_xaxes(title_text=_BATCH_AXIS, type="category", categoryorder="array",
                      categoryarray=[str(b) for b in batches])
     fig.update_yaxes(title_text="backend · T · accept length", type="category", range=[-0.6, len(rows) - 0.4])
-    fig.update_layout(title=f"{title} · {sd} state (label: full_cache step / winner step)",
+    fig.update_layout(title=f"{title} · {sd} state (label: {BASELINE} step / winner step)",
                       template="plotly_white", height=max(300, 190 + 80 * len(rows)))
     legend_right(fig, title="fastest strategy")
     return add_provenance(fig, _provenance(d))
@@ -324,17 +323,17 @@ def winners_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title: 
 
 def scratch_figure(scratch: pd.DataFrame, *, title: str | None = None):
     """Scratch GiB (solid) and memory beyond a plain pool of one row per request (light) of each
-    strategy for the served model, all its GDN layers (:func:`gdnlab.strategies.ledger.served_scratch`);
+    strategy for the served model, all its GDN layers (:func:`gdnlab.analysis.ledger.served_scratch`);
     *projected* from :mod:`gdnlab.roofline`'s formulas."""
     import plotly.graph_objects as go
 
     need = ("strategy", "scratch_gib", "extra_gib", "memory_gib", "shape", "layers", "batch", "draft_tokens",
             "state_dtype")
     if not isinstance(scratch, pd.DataFrame) or any(c not in scratch.columns for c in need):
-        raise ValueError(f"scratch_figure needs gdnlab.strategies.ledger.served_scratch's table (columns {need})")
+        raise ValueError(f"scratch_figure needs gdnlab.analysis.ledger.served_scratch's table (columns {need})")
     if scratch.empty:
         return _nothing(title or "Scratch", "no strategies")
-    d = scratch.assign(_r=scratch["strategy"].map(_rank)).sort_values("_r")
+    d = scratch.assign(_r=scratch["strategy"].map(strategy_order)).sort_values("_r")
     colours = [strategy_color(s) for s in d["strategy"]]
     fig = go.Figure()
     fig.add_trace(go.Bar(y=d["strategy"], x=d["scratch_gib"], orientation="h", name="scratch",
@@ -373,7 +372,7 @@ def _trace_provenance(t: pd.DataFrame) -> str:
 
 def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
     """Kernel time per step by phase (fold, verify, commit, marker, other) of each strategy's trace
-    (:func:`gdnlab.strategies.ledger.trace_phases`): stacked bars, a strategy per bar, a panel per
+    (:func:`gdnlab.analysis.strategy_traces.trace_phases`): stacked bars, a strategy per bar, a panel per
     backend; the bar's label is the strategy (``(eager)`` for a trace launched without a CUDA
     graph), the hover gives µs and share."""
     import plotly.graph_objects as go
@@ -381,7 +380,7 @@ def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
 
     need = ("backend", "strategy", "phase", "time_per_step_us", "share_pct")
     if not isinstance(phases, pd.DataFrame) or any(c not in phases.columns for c in need):
-        raise ValueError(f"phase_breakdown_figure needs gdnlab.strategies.ledger.trace_phases's table "
+        raise ValueError(f"phase_breakdown_figure needs gdnlab.analysis.strategy_traces.trace_phases's table "
                          f"(columns {need})")
     title = title or "Per-phase breakdown of each strategy's decode-loop trace"
     if phases.empty:
@@ -395,7 +394,7 @@ def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
         d = phases[phases["backend"].astype(str) == be]
         if "launch" in d.columns:
             d = d.assign(strategy=[_trace_label(s, la) for s, la in zip(d["strategy"], d["launch"])])
-        strategies = sorted(d["strategy"].unique(), key=lambda v: _rank(str(v).split(" ")[0]))
+        strategies = sorted(d["strategy"].unique(), key=lambda v: strategy_order(str(v).split(" ")[0]))
         for p in order:
             g = d[d["phase"] == p].set_index("strategy").reindex(strategies)
             fig.add_trace(go.Bar(x=strategies, y=g["time_per_step_us"], name=p, legendgroup=p, showlegend=j == 1,
@@ -417,7 +416,7 @@ def _trace_label(strategy: str, launch: Any) -> str:
 
 
 def step_busy_figure(busy: pd.DataFrame, *, target_pct: float | None = 90.0, title: str | None = None):
-    """GPU busy share of a step in each strategy's trace (:func:`gdnlab.strategies.ledger.trace_busy`):
+    """GPU busy share of a step in each strategy's trace (:func:`gdnlab.analysis.strategy_traces.trace_busy`):
     a bar per trace in the strategy's colour, the median over complete steps of kernel time / the
     time from one verify marker to the next (host share included), min–median as an error bar; a
     black diamond for the kernel time over the step's own span on the device (verify marker to its
@@ -427,16 +426,16 @@ def step_busy_figure(busy: pd.DataFrame, *, target_pct: float | None = 90.0, tit
 
     need = ("backend", "strategy", "busy_pct_median", "busy_pct_min")
     if not isinstance(busy, pd.DataFrame) or any(c not in busy.columns for c in need):
-        raise ValueError(f"step_busy_figure needs gdnlab.strategies.ledger.trace_busy's table (columns {need})")
+        raise ValueError(f"step_busy_figure needs gdnlab.analysis.strategy_traces.trace_busy's table (columns {need})")
     title = title or "GPU busy share of a step in each strategy's trace"
     d = busy[pd.to_numeric(busy["busy_pct_median"], errors="coerce").notna()]
     if d.empty:
         return _nothing(title, "no trace with two or more phase markers (no complete step found)")
     launch = d["launch"] if "launch" in d.columns else pd.Series(None, index=d.index)
-    d = d.assign(_r=d["strategy"].map(_rank), _launch=launch,
+    d = d.assign(_r=d["strategy"].map(strategy_order), _launch=launch,
                  _x=[_trace_label(s, la) for s, la in zip(d["strategy"], launch)]).sort_values(["backend", "_r"])
     fig = go.Figure()
-    for s in sorted(d["strategy"].unique(), key=_rank):
+    for s in sorted(d["strategy"].unique(), key=strategy_order):
         g = d[d["strategy"] == s]
         eager = (g["_launch"] == "eager").to_numpy()
         low = (g["busy_pct_median"] - g["busy_pct_min"]).clip(lower=0)

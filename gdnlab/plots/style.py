@@ -2,25 +2,24 @@
 class, line styles, and the axis-title convention (units in brackets).
 
 Colours are fixed per name, not by rank within a figure, so one backend or kernel class has the
-same colour in every panel and on every page of a report. Unknown names get a colour from a stable
-hash of the name (the same on every run).
+same colour in every panel and on every page of a report: a backend's colour is declared by the
+backend (:mod:`gdnlab.backends`), a strategy's by its class (:mod:`gdnlab.strategies.registry`).
+Unknown names get a colour from a stable hash of the name (the same on every run).
 """
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
 
-__all__ = ["BACKEND_COLORS", "STRATEGY_COLORS", "STATE_DTYPE_DASH", "MODE_SYMBOL", "PALETTE", "color_for",
+__all__ = ["SEED_SERIES_COLORS", "STATE_DTYPE_DASH", "MODE_SYMBOL", "PALETTE", "color_for",
            "backend_color", "strategy_color", "kernel_class_color", "class_colors", "axis_title"]
 
 #: plotly's D3 palette (colour-blind friendly enough for 10 categories)
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 
-BACKEND_COLORS = {"flashinfer": "#1f77b4", "triton": "#ff7f0e", "reference": "#7f7f7f",
-                  "flashinfer_pre3147": "#17becf"}
-STRATEGY_COLORS = {"full_cache": "#1f77b4", "token_slots": "#2ca02c", "recompute": "#9467bd",
-                   "recompute_fused": "#e377c2", "replay_ring": "#d62728"}
+#: series labels of the seed's tables that are kernel states rather than backends (FlashInfer before #3147)
+SEED_SERIES_COLORS = {"flashinfer_pre3147": "#17becf"}
 #: kernel classes that appear in gdnlab's traces, fixed so the GDN kernel is always the same blue
 KERNEL_CLASS_COLORS = {"gdn": "#1f77b4", "commit": "#d62728", "index_elementwise_kernel": "#ff7f0e",
                        "vectorized_elementwise_kernel": "#2ca02c", "unrolled_elementwise_kernel": "#9467bd",
@@ -42,11 +41,17 @@ def color_for(name: str, known: dict[str, str] | None = None) -> str:
 
 
 def backend_color(name: str) -> str:
-    return color_for(name, BACKEND_COLORS)
+    """The colour the backend registry declares for ``name`` (a seed series' or a hashed one otherwise)."""
+    from ..backends import backend_color as registered
+
+    return registered(name) or color_for(name, SEED_SERIES_COLORS)
 
 
 def strategy_color(name: str) -> str:
-    return color_for(name, STRATEGY_COLORS)
+    """The colour the strategy's class declares (a hashed one for a name that is not a strategy)."""
+    from ..strategies.registry import strategy_color as registered
+
+    return registered(name) or color_for(name)
 
 
 def kernel_class_color(name: str) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..provenance import label
-from ..results import require_columns
+from ..provenance import IDENTITY_COLUMNS, label
+from ..results import SCOPE_OF_CALL_STRATEGY, require_columns
 from .layout import legend_right
 from .provenance import add_provenance, frame_status
 from .style import STATE_DTYPE_DASH, axis_title, backend_color
@@ -25,7 +25,7 @@ from .style import STATE_DTYPE_DASH, axis_title, backend_color
 __all__ = ["sweep_provenance_text", "time_vs_batch_figure", "bandwidth_figure", "intermediate_cost_figure",
            "seed_overlay_figure", "mode_label", "timing_label", "TIMING_PREFERENCE"]
 
-_PROV_COLS = ("gpu", "sm", "driver", "cuda", "torch", "triton", "flashinfer", "gdnlab", "git_commit", "git_dirty")
+_PROV_COLS = (*IDENTITY_COLUMNS, "git_dirty")
 #: timing methods, best first: the one figure that shows a single method picks the first present
 TIMING_PREFERENCE = ("amortised", "graph", "single", "eager")
 _TIMING_DASH = {"amortised": "solid", "graph": "solid", "single": "solid", "eager": "dot"}
@@ -67,12 +67,14 @@ def _check(df: pd.DataFrame, need: tuple[str, ...]) -> None:
     require_columns(df, need)
 
 
-def _with_intermediate(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows with an ``intermediate`` scope column (derived from ``strategy`` when absent)."""
-    if "intermediate" in df.columns:
+def _with_scope(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a ``buffer_scope`` column (:func:`gdnlab.results.load_sweep` gives one; for a frame
+    read otherwise, an earlier file's ``intermediate`` column or its call rows' ``strategy``)."""
+    if "buffer_scope" in df.columns:
         return df
-    scope = {"decode": "none", "full_cache": "batch", "full_cache_pool_scoped": "pool"}
-    return df.assign(intermediate=df["strategy"].map(lambda s: scope.get(str(s), str(s))))
+    if "intermediate" in df.columns:
+        return df.assign(buffer_scope=df["intermediate"])
+    return df.assign(buffer_scope=df["strategy"].map(lambda s: SCOPE_OF_CALL_STRATEGY.get(str(s), str(s))))
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -140,12 +142,12 @@ def _err(d: pd.DataFrame) -> dict:
                         "thickness": 1, "width": 2}}
 
 
-def time_vs_batch_figure(df: pd.DataFrame, *, intermediate: str = "batch", timing: str | None = None,
+def time_vs_batch_figure(df: pd.DataFrame, *, buffer_scope: str = "batch", timing: str | None = None,
                          modes: Sequence[str] | None = None, state_dtypes: Sequence[str] | None = None):
     """Median kernel time per call (µs, p10-p90 error bars) vs batch B: a panel per mode (columns) and
     state dtype (rows), one colour per backend and one line style per timing method; log-log axes.
 
-    ``intermediate``: which verify buffer rows to show (``"batch"``, the fixed path, by default);
+    ``buffer_scope``: which verify buffer rows to show (``"batch"``, the fixed path, by default);
     ``timing``: one timing method only (default: every method present); ``modes`` (``"decode"``,
     ``"verify T=4"``) and ``state_dtypes``: the panels to draw (default: all present).
     """
@@ -153,8 +155,8 @@ def time_vs_batch_figure(df: pd.DataFrame, *, intermediate: str = "batch", timin
     from plotly.subplots import make_subplots
 
     _check(df, ("status", "batch", "time_us", "backend", "mode", "draft_tokens", "state_dtype"))
-    d = _ok(_with_intermediate(df))
-    d = d[(d["mode"] == "decode") | (d["intermediate"] == intermediate)]
+    d = _ok(_with_scope(df))
+    d = d[(d["mode"] == "decode") | (d["buffer_scope"] == buffer_scope)]
     if timing is not None:
         d = d[d["timing_method"] == timing]
     if modes is not None:
@@ -162,7 +164,7 @@ def time_vs_batch_figure(df: pd.DataFrame, *, intermediate: str = "batch", timin
     if state_dtypes is not None:
         d = d[d["state_dtype"].isin(list(state_dtypes))]
     if d.empty:
-        raise ValueError(f"no ok rows for intermediate={intermediate!r}, timing={timing!r}, modes={modes!r}, "
+        raise ValueError(f"no ok rows for buffer_scope={buffer_scope!r}, timing={timing!r}, modes={modes!r}, "
                          f"state_dtypes={state_dtypes!r}")
     modes, dtypes = _modes(d), sorted(d["state_dtype"].unique())
     methods = sorted(d["timing_method"].astype(str).unique(),
@@ -197,7 +199,7 @@ def time_vs_batch_figure(df: pd.DataFrame, *, intermediate: str = "batch", timin
     return fig
 
 
-def bandwidth_figure(df: pd.DataFrame, *, intermediate: str = "batch", timing: str | None = None):
+def bandwidth_figure(df: pd.DataFrame, *, buffer_scope: str = "batch", timing: str | None = None):
     """Roofline view: achieved bandwidth (GB/s, top row) and % of the GPU's datasheet peak (bottom row)
     vs batch B, a column per mode (decode, verify T=…); one colour per backend, one line style per state
     dtype, so the legend has one entry per backend x state dtype. One timing method (``timing``, default
@@ -206,8 +208,8 @@ def bandwidth_figure(df: pd.DataFrame, *, intermediate: str = "batch", timing: s
     from plotly.subplots import make_subplots
 
     _check(df, ("status", "batch", "bw_gbps", "pct_of_peak_bw", "backend", "mode", "draft_tokens", "state_dtype"))
-    d = _ok(_with_intermediate(df))
-    d = d[(d["mode"] == "decode") | (d["intermediate"] == intermediate)].sort_values("batch")
+    d = _ok(_with_scope(df))
+    d = d[(d["mode"] == "decode") | (d["buffer_scope"] == buffer_scope)].sort_values("batch")
     d = _one_method(d, timing)
     modes = _modes(d)
     fig = make_subplots(rows=2, cols=len(modes), shared_xaxes=True, shared_yaxes="rows", horizontal_spacing=0.03,
@@ -261,22 +263,22 @@ def intermediate_cost_figure(df: pd.DataFrame, *, timing: str | None = None):
     from plotly.subplots import make_subplots
 
     _check(df, ("status", "batch", "time_us", "backend", "mode", "draft_tokens", "state_dtype"))
-    v = _with_intermediate(df)
+    v = _with_scope(df)
     v = v[v["mode"] == "verify"].copy()
     if "timing_method" not in v:
         v["timing_method"] = "unknown"
     v["timing_method"] = v["timing_method"].astype("object").where(v["timing_method"].notna(), "unknown")
     keys = ["backend", "draft_tokens", "state_dtype", "batch", "timing_method"]
     ok = v[v["status"] == "ok"]
-    rejected = v[(v["intermediate"] == "pool") & v["status"].astype(str).str.startswith("rejected")]
+    rejected = v[(v["buffer_scope"] == "pool") & v["status"].astype(str).str.startswith("rejected")]
     if not ok.empty:
         ok = _one_method(ok.assign(mode_label=""), timing)
     drawn = df.loc[df.index.isin(ok.index) | df.index.isin(rejected.index)]
-    batch = ok[ok["intermediate"] == "batch"].groupby(keys)["time_us"].median()
-    pool = ok[ok["intermediate"] == "pool"].groupby(keys)["time_us"].median()
+    batch = ok[ok["buffer_scope"] == "batch"].groupby(keys)["time_us"].median()
+    pool = ok[ok["buffer_scope"] == "pool"].groupby(keys)["time_us"].median()
     both = pd.DataFrame({"batch_us": batch, "pool_us": pool}).dropna().reset_index()
     if both.empty and rejected.empty:
-        raise ValueError("no verify rows with both intermediate='batch' and 'pool' (and none rejected)")
+        raise ValueError("no verify rows with both buffer_scope='batch' and 'pool' (and none rejected)")
     both["ratio"] = both["pool_us"] / both["batch_us"]
     panels = sorted(set(both["state_dtype"]) | set(rejected["state_dtype"]))
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04,

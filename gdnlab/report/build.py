@@ -122,7 +122,7 @@ def _kernel_env(extra_path: Path, allow_mixed: bool = False) -> Iterator[None]:
     """Kernels inherit os.environ: put the checkout on PYTHONPATH (gdnlab importable even when
     not installed) and silence tqdm (a live sweep's progress bar is noise in an HTML page); with
     ``allow_mixed``, :func:`gdnlab.results.load_sweep` in the notebooks loads mixed sweeps, labelled."""
-    from ..results_check import ALLOW_MIXED_ENV
+    from ..results_io import ALLOW_MIXED_ENV
 
     old = {k: os.environ.get(k) for k in ("PYTHONPATH", "TQDM_DISABLE", ALLOW_MIXED_ENV)}
     pp = os.environ.get("PYTHONPATH", "")

@@ -18,32 +18,28 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
-from ..errors import UnavailableError
-from .base import STRATEGY_NAMES, StrategyStatus, VerifyStrategy
+from .. import backends as _registry
+from ..errors import StrategyUnavailable
+from .base import StrategyStatus, VerifyStrategy
+from .registry import STRATEGY_NAMES, strategy_class
 
-__all__ = ["get_strategy", "available_strategies", "strategy_names", "backend_names", "VerifyStrategy",
-           "StrategyStatus", "STRATEGY_NAMES", "StrategyUnavailable"]
+__all__ = ["get_strategy", "strategy_backend_class", "available_strategies", "strategy_names", "backend_names",
+           "VerifyStrategy",
+           "StrategyStatus", "STRATEGY_NAMES", "StrategyUnavailable", "strategy_class"]
 
-#: backend -> module following the contract in :mod:`gdnlab.strategies.base`
-_BACKENDS: dict[str, str] = {
-    "reference": "gdnlab.strategies.reference",
-    "triton": "gdnlab.strategies.triton",
-    "flashinfer": "gdnlab.strategies.flashinfer",
-}
-
-
-class StrategyUnavailable(UnavailableError):
-    """A known strategy that cannot run here (the message says why)."""
+#: backend -> module following the contract in :mod:`gdnlab.strategies.base` (from :mod:`gdnlab.backends`)
+_BACKENDS: dict[str, str] = {b.name: b.strategies for b in _registry.BACKENDS if b.strategies}
 
 
 def backend_names() -> list[str]:
+    """Backends that implement verify strategies (available here or not)."""
     return list(_BACKENDS)
 
 
 def _module(backend: str) -> tuple[ModuleType | None, str]:
     try:
         return import_module(_BACKENDS[backend]), ""
-    except Exception as exc:  # noqa: BLE001 - any failure to import a backend module is a reason
+    except Exception as exc:  # noqa: BLE001 - any failure to import a backend module is the reason it is unavailable
         return None, f"{_BACKENDS[backend]} failed to import: {type(exc).__name__}: {exc}"
 
 
@@ -57,7 +53,7 @@ def _statuses(backend: str) -> dict[tuple[str, str], StrategyStatus]:
                 for n in STRATEGY_NAMES}
     try:
         ok, reason = mod.availability()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a failing availability check is the reason it is unavailable
         ok, reason = False, f"availability check failed: {type(exc).__name__}: {exc}"
     out = {}
     for name in list(dict.fromkeys([*STRATEGY_NAMES, *strategies])):
@@ -69,7 +65,7 @@ def _statuses(backend: str) -> dict[tuple[str, str], StrategyStatus]:
         if s_ok:
             try:
                 s_ok, extra = cls.availability()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a failing availability check is the reason it is unavailable
                 s_ok, extra = False, f"availability check failed: {type(exc).__name__}: {exc}"
             s_reason = reason if extra in ("", "ok") else (extra if not s_ok else f"{reason}; {extra}")
         out[(name, backend)] = StrategyStatus(name, backend, bool(s_ok), s_reason)
@@ -98,6 +94,21 @@ def _backend_key(backend: str) -> str:
     if key not in _BACKENDS:
         raise ValueError(f"unknown strategy backend {backend!r}; known: {', '.join(_BACKENDS)}")
     return key
+
+
+def strategy_backend_class(name: str, backend: str) -> type[VerifyStrategy]:
+    """The class of strategy ``name`` as ``backend`` implements it, without instantiating it (its
+    ``launches``, ``supports``): ``ValueError`` for an unknown strategy or backend or a strategy the
+    backend does not implement, :class:`StrategyUnavailable` when its module cannot be imported."""
+    key = _backend_key(backend)
+    nm = strategy_class(name).name
+    mod, why = _module(key)
+    if mod is None:
+        raise StrategyUnavailable(f"strategy {nm!r} on backend {key!r}: {why}")
+    cls = getattr(mod, "STRATEGIES", {}).get(nm)
+    if cls is None:
+        raise ValueError(f"strategy {nm!r} is not implemented by the {key} backend")
+    return cls
 
 
 def get_strategy(name: str, backend: str = "reference", **options) -> VerifyStrategy:

@@ -40,27 +40,66 @@ Semantics shared by all strategies:
 * Pool slots a strategy's kernels may overwrite besides its requests' own (padding rows redirected
   to a sacrificial slot) are declared by :meth:`VerifyStrategy.scratch_slots_for`; default none.
 
-Backend modules (``gdnlab.strategies.reference``, ``.triton``, ``.flashinfer``) follow one small
-contract: a module exposes ``STRATEGIES: dict[str, type[VerifyStrategy]]`` (name -> class, the
-class's ``backend`` attribute names the module's backend) and ``availability() -> (bool, reason)``.
-A class may add its own ``availability()`` classmethod for conditions of that strategy alone.
+**One step over many layers, as an engine runs it** (:class:`StepPlan`): the per-request metadata
+of a step (bookkeeping indices, cursors, slot lists, accepted counts) is the same for every layer,
+so an engine computes it once per step. Allocate the layers' scratches with
+``allocate(pool_l, B, T, share=scratch_0)`` (their bookkeeping tensors are then one set), make one
+``plan = StepPlan()`` per step and pass it to every layer's ``verify`` and ``commit``: the first
+layer computes each bookkeeping value and the others reuse it; bookkeeping writes run once per
+step. Without a plan every call computes its own (a step of one layer). A plan spans one step of
+layers that share bookkeeping; using it with a scratch that does not share raises ``ValueError``.
+
+**The class is the one home of a strategy's facts** (read through :mod:`gdnlab.strategies.registry`,
+never by comparing names elsewhere): ``name``, ``summary``, ``color`` (every figure), ``launches``
+and ``bookkeeping_ops`` per phase, ``main_kernel_phases`` (the phases its main kernel serves: how a
+trace is split), ``separable_verify`` (its verify, run without the commit, is a steady-state
+verify: timed alone by the sweep), ``folds`` (it has an amortised fold), the byte formulas
+(:meth:`row_bytes` per live row and phase, :meth:`step_bytes`, :meth:`scratch_formula`,
+:meth:`memory_formula`, :meth:`slots_per_request`), ``engine_runs`` (which released engines run it
+and with which flags, :class:`gdnlab.engines.EngineRun`) and :meth:`supports` (configurations a
+backend's class cannot run).
+
+Backend modules (``gdnlab.strategies.reference``, ``.triton``, ``.flashinfer``: the ``strategies``
+entry of :mod:`gdnlab.backends`) follow one small contract: a module exposes
+``STRATEGIES: dict[str, type[VerifyStrategy]]`` (name -> class, the class's ``backend`` attribute
+names the module's backend) and ``availability() -> (bool, reason)``. A class may add its own
+``availability()`` classmethod for conditions of that strategy alone.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
 
+from ..engines import EngineRun
 from ..kernels.validation import GDNCallDims, check_gdn_inputs, check_indices
-from ..shapes import GDNShape, dtype_from_name
+from ..roofline import RowBytes, StrategyBytes, assemble_step_bytes, dtype_size, entry_bytes, gdn_bytes
+from ..shapes import GDNShape, dtype_from_name, dtype_name
 from .ops import RecurrentOps, Replay
 
-__all__ = ["VerifyStrategy", "StrategyStatus", "Scratch", "STRATEGY_NAMES", "bookkeeping_index"]
+__all__ = ["VerifyStrategy", "StrategyStatus", "Scratch", "ByteUnits", "StepPlan", "bookkeeping_index"]
 
-#: strategies every backend is asked about (a backend may add more)
-STRATEGY_NAMES: tuple[str, ...] = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
+
+@dataclass(frozen=True)
+class ByteUnits:
+    """The sizes a strategy's byte formula is written in (bytes, one row of one layer): ``S`` one
+    state ``[HV, V, K]`` in the state dtype, ``Si`` the same in the intermediate dtype, ``e`` one
+    stash/ring entry ``u [HV, V] + k [HV, K] + g [HV]`` in the stash dtype (:func:`gdnlab.roofline.entry_bytes`)."""
+
+    S: int
+    Si: int
+    e: int
+
+    @classmethod
+    def of(cls, shape: GDNShape, state_dtype: torch.dtype | str | None = None,
+           intermediate_dtype: torch.dtype | str | None = None,
+           stash_dtype: torch.dtype | str | None = None) -> ByteUnits:
+        sd = shape.state_dtype if state_dtype is None else state_dtype
+        n = shape.HV * shape.V * shape.K
+        return cls(n * dtype_size(sd), n * dtype_size(intermediate_dtype or sd), entry_bytes(shape, stash_dtype))
 
 
 @dataclass(frozen=True)
@@ -100,6 +139,48 @@ class Scratch:
         return sum(t.numel() * t.element_size() for t in self.tensors().values())
 
 
+class StepPlan:
+    """Per-request metadata of one speculative step, computed once and shared by every layer.
+
+    Strategies read metadata through :meth:`memo` (computed by the first layer that needs it, reused
+    by the others) and write bookkeeping through :meth:`once` (run by the first layer only). All of
+    it happens on the device and is recorded like any other op in a CUDA graph: a graph of a whole
+    step holds one set of bookkeeping kernels instead of one per layer. A plan belongs to one step
+    (make a new one for the next step) and to scratches that share their bookkeeping tensors
+    (``allocate(..., share=...)``); :meth:`bind` checks the latter on the host (no device read).
+    """
+
+    __slots__ = ("_values", "_done", "_book")
+
+    def __init__(self) -> None:
+        self._values: dict[str, object] = {}
+        self._done: set[str] = set()
+        self._book: int | None = None
+
+    def memo(self, key: str, fn):
+        """``fn()`` the first time ``key`` is asked for in this step, the same value afterwards."""
+        if key not in self._values:
+            self._values[key] = fn()
+        return self._values[key]
+
+    def once(self, key: str, fn) -> None:
+        """Run ``fn()`` (a bookkeeping write) the first time ``key`` is seen in this step only."""
+        if key not in self._done:
+            self._done.add(key)
+            fn()
+
+    def bind(self, scratch: Scratch, fields: tuple[str, ...]) -> None:
+        """Check that ``scratch`` holds the same bookkeeping tensors (``fields``) as the scratches the
+        plan has served so far; ``ValueError`` otherwise (its bookkeeping would not be updated)."""
+        tensors = [getattr(scratch, f, None) for f in fields]
+        key = hash(tuple(t.data_ptr() if isinstance(t, torch.Tensor) else id(t) for t in tensors))
+        if self._book is None:
+            self._book = key
+        elif key != self._book:
+            raise ValueError("a step plan serves layers whose scratches share their bookkeeping: allocate "
+                             "them with allocate(..., share=first_scratch), or make one plan per layer")
+
+
 def bookkeeping_index(indices: torch.Tensor, pool_slots: int) -> torch.Tensor:
     """``indices`` as int64 with padding rows mapped to the dummy entry ``P`` of a ``[P+1]`` table."""
     idx = indices.long()
@@ -119,6 +200,19 @@ class VerifyStrategy(ABC):
     backend: ClassVar[str] = "base"
     #: one line saying where the T states live and what commit does
     summary: ClassVar[str] = ""
+    #: its colour in every figure (hex)
+    color: ClassVar[str] = "#7f7f7f"
+    #: the phases its main (GDN) kernel serves; a commit-only scatter kernel is recognised by name
+    main_kernel_phases: ClassVar[tuple[str, ...]] = ("verify",)
+    #: its verify, run without the commit, is a steady-state verify (the sweep times it alone)
+    separable_verify: ClassVar[bool] = True
+    #: it has an amortised fold of pending work into the pool (timed as the rest of the step)
+    folds: ClassVar[bool] = False
+    #: the released engines that run this strategy and the flags that select it
+    engine_runs: ClassVar[tuple[EngineRun, ...]] = ()
+    #: scratch fields that hold per-request bookkeeping (cursors, slot tables): shared by the layers of
+    #: one model (``allocate(..., share=...)``) and written once per step under a :class:`StepPlan`
+    bookkeeping_fields: ClassVar[tuple[str, ...]] = ()
     #: kernel launches per step by phase (custom kernels; tiny bookkeeping torch ops not counted)
     launches: ClassVar[dict[str, int]] = {}
     #: bookkeeping torch ops per step by phase (elementwise gathers/scatters on [B] int tensors)
@@ -142,21 +236,35 @@ class VerifyStrategy(ABC):
         self.ops = ops
 
     # ------------------------------------------------------------------ public contract
-    def allocate(self, pool: torch.Tensor, max_batch: int, T: int) -> Scratch:
+    def allocate(self, pool: torch.Tensor, max_batch: int, T: int, *, share: Scratch | None = None) -> Scratch:
         """Allocate the strategy's buffers for batches of up to ``max_batch`` rows of ``T`` tokens
-        on ``pool`` (``[P, HV, V, K]``); everything starts empty (no request has pending work)."""
+        on ``pool`` (``[P, HV, V, K]``); everything starts empty (no request has pending work).
+        ``share``: another layer's scratch of this strategy whose per-request bookkeeping
+        (:attr:`bookkeeping_fields`) this one uses too (one model's layers; see :class:`StepPlan`)."""
         if not isinstance(pool, torch.Tensor) or pool.dim() != 4:
             raise ValueError("pool must be a 4-D tensor [P, HV, V, K]")
         if pool.dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"pool has dtype {pool.dtype}, expected float32 or bfloat16")
         if int(max_batch) < 1 or int(T) < 1:
             raise ValueError(f"need max_batch >= 1 and T >= 1, got max_batch={max_batch}, T={T}")
-        return self._allocate(pool, int(max_batch), int(T))
+        scratch = self._allocate(pool, int(max_batch), int(T))
+        if share is not None:
+            self._share(scratch, share)
+        return scratch
+
+    def _share(self, scratch: Scratch, share: Scratch) -> None:
+        if type(share) is not type(scratch) or (share.T, share.max_batch, share.pool_slots) != (
+                scratch.T, scratch.max_batch, scratch.pool_slots):
+            raise ValueError(f"share= must be a scratch of {self.name} allocated for the same T, max_batch and "
+                             "pool size")
+        for f in self.bookkeeping_fields:
+            setattr(scratch, f, getattr(share, f))
 
     def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch: Scratch,
-               scale: float | None = None, *, validate: bool = True) -> torch.Tensor:
+               scale: float | None = None, *, validate: bool = True, plan: StepPlan | None = None) -> torch.Tensor:
         """Run the T tokens of every row from its committed state; return ``o [B,T,HV,V]`` in
-        q's dtype. No request's committed state changes (pending work may be folded in first)."""
+        q's dtype. No request's committed state changes (pending work may be folded in first).
+        ``plan``: the step's :class:`StepPlan` shared by every layer (default: this call's own)."""
         dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=False,
                                 validate_values=validate)
         self._check_scratch(scratch, pool, dims.B, dims.T)
@@ -164,15 +272,46 @@ class VerifyStrategy(ABC):
             self._check_slots(indices, scratch)
         scale = float(dims.K) ** -0.5 if scale is None else float(scale)
         o = torch.empty((dims.B, dims.T, dims.HV, dims.V), dtype=q.dtype, device=q.device)
-        self._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
+        with self._planned(plan, scratch):
+            self._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
         return o
 
     def commit(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch, accepted: torch.Tensor,
-               *, validate: bool = True) -> None:
-        """Keep the first ``accepted[i]`` (1..T) tokens of the last verify of row ``i``."""
+               *, validate: bool = True, plan: StepPlan | None = None) -> None:
+        """Keep the first ``accepted[i]`` (1..T) tokens of the last verify of row ``i``. ``plan``:
+        the step's :class:`StepPlan` (the one its verify had)."""
         B = self._check_commit(pool, indices, scratch, accepted, validate)
         if B:
-            self._commit(pool, indices, scratch, accepted)
+            with self._planned(plan, scratch):
+                self._commit(pool, indices, scratch, accepted)
+
+    @contextmanager
+    def _planned(self, plan: StepPlan | None, scratch: Scratch):
+        """Make ``plan`` (or a plan of this call alone) the one :meth:`_memo` and :meth:`_once` use."""
+        if plan is not None:
+            plan.bind(scratch, self.bookkeeping_fields)
+        self._plan = plan if plan is not None else StepPlan()
+        try:
+            yield
+        finally:
+            self._plan = None
+
+    def _memo(self, key: str, fn):
+        """A per-request value of this step (:meth:`StepPlan.memo`); outside a step, computed afresh."""
+        plan = getattr(self, "_plan", None)
+        return fn() if plan is None else plan.memo(key, fn)
+
+    def _once(self, key: str, fn) -> None:
+        """A bookkeeping write, once per step (:meth:`StepPlan.once`); outside a step, run now."""
+        plan = getattr(self, "_plan", None)
+        if plan is None:
+            fn()
+        else:
+            plan.once(key, fn)
+
+    def _bk(self, indices: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+        """:func:`bookkeeping_index` of this step's rows (computed once per step)."""
+        return self._memo("bk", lambda: bookkeeping_index(indices, scratch.pool_slots))
 
     def state(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch) -> torch.Tensor:
         """Each row's committed state, materialised as float32 ``[B, HV, V, K]`` (zeros for padding
@@ -197,27 +336,93 @@ class VerifyStrategy(ABC):
     def scratch_bytes(self, shape: GDNShape, batch: int, T: int, pool_slots: int,
                       state_dtype: torch.dtype | str | None = None) -> int:
         """Bytes this strategy keeps besides the pool for ``batch`` rows, ``T`` tokens and a pool of
-        ``pool_slots`` rows (:func:`gdnlab.roofline.strategy_scratch_bytes`)."""
-        from ..roofline import strategy_scratch_bytes
-        return strategy_scratch_bytes(shape, self.name, batch, T, pool_slots, state_dtype=state_dtype,
-                                      **self.roofline_options())
+        ``pool_slots`` rows (:meth:`scratch_formula` with this instance's options)."""
+        return self.scratch_formula(shape, batch, T, pool_slots, state_dtype=state_dtype, **self.roofline_options())
 
     def bytes_moved(self, shape: GDNShape, batch: int, T: int, accept_len: float, *,
                     state_dtype: torch.dtype | str | None = None, act_dtype: torch.dtype | str = torch.bfloat16,
-                    padding_rows: int = 0):
-        """Bytes one step (verify + commit + amortised fold) moves (:func:`gdnlab.roofline.strategy_bytes`)."""
-        from ..roofline import strategy_bytes
-        return strategy_bytes(shape, self.name, batch, T, accept_len, state_dtype=state_dtype,
-                              act_dtype=act_dtype, padding_rows=padding_rows, **self.roofline_options())
+                    padding_rows: int = 0) -> StrategyBytes:
+        """Bytes one step (verify + commit + amortised fold) moves (:meth:`step_bytes` with this
+        instance's options)."""
+        return self.step_bytes(shape, batch, T, accept_len, state_dtype=state_dtype, act_dtype=act_dtype,
+                               padding_rows=padding_rows, **self.roofline_options())
 
     def scratch_slots_for(self, state_dtype: torch.dtype | str) -> tuple[int, ...]:
         """Pool slots a step on a ``state_dtype`` pool may overwrite besides its requests' own slots
         (their contents are garbage afterwards; they must hold no request): :attr:`scratch_slots`."""
         return tuple(self.scratch_slots)
 
-    def slots_per_request(self, T: int) -> int:
+    # ------------------------------------------------------------------ facts: byte formulas
+    @classmethod
+    def slots_per_request(cls, T: int) -> int:
         """Pool rows one request occupies (1; ``token_slots``: 1 + T)."""
         return 1
+
+    @classmethod
+    def row_bytes(cls, u: ByteUnits, T: int, accept_len: float, **options) -> dict[str, RowBytes]:
+        """Bytes one live row moves per phase (``"verify"``, ``"commit"``, ``"fold"``; a phase left
+        out moves nothing) in one step of ``T`` tokens keeping ``accept_len`` on average, in the
+        units ``u``. ``options``: the strategy's byte options (``ring_slots``, ``flush_min``)."""
+        raise NotImplementedError(f"{cls.__name__} states no byte formula")
+
+    @classmethod
+    def scratch_formula(cls, shape: GDNShape, batch: int, T: int, pool_slots: int, *,
+                        state_dtype: torch.dtype | str | None = None,
+                        intermediate_dtype: torch.dtype | str | None = None,
+                        stash_dtype: torch.dtype | str | None = None, ring_slots: int | None = None,
+                        flush_min: int | None = None) -> int:
+        """Bytes the strategy allocates besides the pool for batches of ``batch`` rows of ``T`` tokens
+        on a pool of ``pool_slots`` = P rows (slot 0 included)."""
+        if batch < 1 or T < 1 or pool_slots < 1:
+            raise ValueError(f"need batch, draft_tokens, pool_slots >= 1; got {batch}, {T}, {pool_slots}")
+        u = ByteUnits.of(shape, state_dtype, intermediate_dtype, stash_dtype)
+        return int(cls._scratch(u, batch, T, pool_slots, ring_slots=ring_slots))
+
+    @classmethod
+    def _scratch(cls, u: ByteUnits, B: int, T: int, P: int, *, ring_slots: int | None) -> int:
+        raise NotImplementedError(f"{cls.__name__} states no scratch formula")
+
+    @classmethod
+    def step_bytes(cls, shape: GDNShape, batch: int, draft_tokens: int, accept_len: float, *,
+                   state_dtype: torch.dtype | str | None = None, act_dtype: torch.dtype | str = torch.bfloat16,
+                   intermediate_dtype: torch.dtype | str | None = None,
+                   stash_dtype: torch.dtype | str | None = None, ring_slots: int | None = None,
+                   flush_min: int | None = None, padding_rows: int = 0) -> StrategyBytes:
+        """Minimum bytes one step (verify + commit + amortised fold) moves for ``batch`` rows
+        (``padding_rows`` of them padding) of ``draft_tokens`` = T tokens keeping ``accept_len`` = a
+        on average: the inputs and output of one verify call (:func:`gdnlab.roofline.gdn_bytes`, plus
+        ``accepted`` int32) and :meth:`row_bytes` per live row."""
+        B, T, a = batch, draft_tokens, float(accept_len)
+        if B < 0 or T < 1 or not 0 <= padding_rows <= B or not 1 <= a <= T:
+            raise ValueError(f"need batch >= 0, draft_tokens >= 1, 0 <= padding_rows <= batch, 1 <= accept_len <= "
+                             f"draft_tokens; got batch={B}, draft_tokens={T}, padding_rows={padding_rows}, "
+                             f"accept_len={accept_len}")
+        sd = shape.state_dtype if state_dtype is None else state_dtype
+        base = gdn_bytes(shape, B, T, mode="verify", state_dtype=sd, act_dtype=act_dtype, padding_rows=padding_rows)
+        rows = cls.row_bytes(ByteUnits.of(shape, sd, intermediate_dtype, stash_dtype), T, a,
+                             ring_slots=ring_slots, flush_min=flush_min)
+        return assemble_step_bytes(base.inputs + B * 4, base.output, B - padding_rows, rows)
+
+    @classmethod
+    def memory_formula(cls, shape: GDNShape, requests: int, batch: int, T: int, *,
+                       state_dtype: torch.dtype | str | None = None, **options) -> int:
+        """Device memory (bytes, one layer) to serve ``requests`` concurrent requests: the pool (slot 0
+        plus :meth:`slots_per_request` rows per request) plus :meth:`scratch_formula`."""
+        P = 1 + int(requests) * cls.slots_per_request(T)
+        sd = shape.state_dtype if state_dtype is None else state_dtype
+        return P * ByteUnits.of(shape, sd).S + cls.scratch_formula(shape, batch, T, P, state_dtype=sd, **options)
+
+    # ------------------------------------------------------------------ facts: constraints
+    @classmethod
+    def supports(cls, state_dtype: torch.dtype | str | None = None, T: int | None = None,
+                 batch: int | None = None, sm: int | str | tuple[int, int] | None = None, *,
+                 HV: int | None = None, K: int | None = None, V: int | None = None,
+                 act_dtype: torch.dtype | str | None = None) -> tuple[bool, str]:
+        """Whether this class runs that configuration (``None``: not asked), and why not. The
+        strategy logic runs any; a backend's class narrows it (FlashInfer's kernels)."""
+        if state_dtype is not None and dtype_from_name(state_dtype) not in (torch.float32, torch.bfloat16):
+            return False, f"state dtype {dtype_name(dtype_from_name(state_dtype))} is not float32 or bfloat16"
+        return True, "ok"
 
     def roofline_options(self) -> dict:
         """Options of this instance that change its byte counts (dtypes, ring size)."""

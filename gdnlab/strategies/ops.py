@@ -25,10 +25,11 @@ float32; reads replay counts back to the host, which is fine for the oracle);
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
+from ..inputs import GDNInputs
 from ..kernels.reference import gdn_gates, l2norm
 
 __all__ = ["RecurrentOps", "TorchOps", "Replay", "Tokens", "Stash"]
@@ -60,25 +61,27 @@ class Stash:
     base: torch.Tensor
 
 
+_INPUT_FIELDS = frozenset(f.name for f in fields(GDNInputs))
+
+
 @dataclass
 class Tokens:
-    """The T new tokens of each row (q, k ``[B,T,H,K]``; v ``[B,T,HV,V]``; a, b ``[B,T,HV]``;
-    A_log, dt_bias ``[HV]``), ``scale`` for q, the output ``o [B,T,HV,V]`` to fill, and optional
-    per-token state writes: ``inter [>=B, >=T, HV, V, K]`` (batch-scoped), ``dst [B, T]`` pool slots,
-    ``stash``."""
+    """The T new tokens of each row (``x``: :class:`gdnlab.inputs.GDNInputs`, whose fields read
+    through: ``tokens.q`` is ``tokens.x.q``), ``scale`` for q, the output ``o [B,T,HV,V]`` to fill,
+    and optional per-token state writes: ``inter [>=B, >=T, HV, V, K]`` (batch-scoped), ``dst [B, T]``
+    pool slots, ``stash``."""
 
-    q: torch.Tensor
-    k: torch.Tensor
-    v: torch.Tensor
-    a: torch.Tensor
-    b: torch.Tensor
-    A_log: torch.Tensor
-    dt_bias: torch.Tensor
+    x: GDNInputs
     scale: float
     o: torch.Tensor
     inter: torch.Tensor | None = None
     dst: torch.Tensor | None = None
     stash: Stash | None = None
+
+    def __getattr__(self, name: str):
+        if name in _INPUT_FIELDS:
+            return getattr(self.x, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
 
 class RecurrentOps(ABC):

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Scratch, VerifyStrategy, _dtype_opt, bookkeeping_index
+from ..inputs import GDNInputs
+from ..roofline import RowBytes
+from .base import ByteUnits, Scratch, VerifyStrategy, _dtype_opt, bookkeeping_index
 from .ops import Replay, Stash, Tokens
 
 __all__ = ["Recompute", "RecomputeFused", "StashScratch", "FusedStashScratch", "stash_buffers"]
@@ -72,7 +74,22 @@ class Recompute(VerifyStrategy):
 
     name = "recompute"
     summary = "verify output-only, stashes (u, k, g); commit replays the accepted tokens, writes S once"
+    color = "#9467bd"
     launches = {"verify": 1, "commit": 1}
+    main_kernel_phases = ("verify", "commit")
+    #: no released engine runs it (SGLang's ``--gdn-mtp-cache-mode none`` is not in 0.5.23)
+    engine_runs = ()
+
+    @classmethod
+    def row_bytes(cls, u: ByteUnits, T: int, accept_len: float, **options) -> dict[str, RowBytes]:
+        """verify reads S, writes T e; commit reads S and a e, writes S: ``3 S + (T + a) e``."""
+        return {"verify": RowBytes(state_read=u.S, scratch_write=T * u.e),
+                "commit": RowBytes(state_read=u.S, state_write=u.S, scratch_read=accept_len * u.e)}
+
+    @classmethod
+    def _scratch(cls, u: ByteUnits, B: int, T: int, P: int, *, ring_slots: int | None) -> int:
+        """stash ``B T e`` + two ``[B]`` int32 row tables."""
+        return B * T * u.e + 2 * B * 4
 
     def __init__(self, ops=None, stash_dtype: torch.dtype | str | None = None) -> None:
         super().__init__(ops)
@@ -90,7 +107,7 @@ class Recompute(VerifyStrategy):
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
         B = dims.B
         st = Stash(scratch.u, scratch.k, scratch.g, scratch.rows[:B], scratch.zeros[:B])
-        self.ops.recurrent(pool, indices, tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, stash=st))
+        self.ops.recurrent(pool, indices, tokens=Tokens(GDNInputs(q, k, v, a, b, A_log, dt_bias), scale, o, stash=st))
 
     def _commit(self, pool, indices, scratch, accepted):
         B = indices.shape[0]
@@ -103,8 +120,26 @@ class RecomputeFused(Recompute):
 
     name = "recompute_fused"
     summary = "commit records accepted counts; the next verify replays them (writes S once) then verifies"
+    color = "#8c564b"
     launches = {"verify": 1, "commit": 0}
     bookkeeping_ops = {"verify": 4, "commit": 1}
+    main_kernel_phases = ("verify",)
+    bookkeeping_fields = ("pending", "parity")
+    #: its verify replays the previous step's accepted tokens: run alone it is not a steady-state verify
+    separable_verify = False
+    engine_runs = ()
+
+    @classmethod
+    def row_bytes(cls, u: ByteUnits, T: int, accept_len: float, **options) -> dict[str, RowBytes]:
+        """verify reads S and the a pending entries, writes S once and T e: ``2 S + (T + a) e``
+        (steady state: every step has pending steps)."""
+        return {"verify": RowBytes(state_read=u.S, state_write=u.S, scratch_read=accept_len * u.e,
+                                   scratch_write=T * u.e)}
+
+    @classmethod
+    def _scratch(cls, u: ByteUnits, B: int, T: int, P: int, *, ring_slots: int | None) -> int:
+        """double-buffered pool-scoped stash ``2 P T e`` + pending and parity ``2 (P + 1)`` + one ``[B]`` int32."""
+        return 2 * P * T * u.e + 2 * (P + 1) * 4 + B * 4
 
     def _allocate(self, pool, max_batch, T):
         P = pool.shape[0]
@@ -124,17 +159,24 @@ class RecomputeFused(Recompute):
         return bk, par, rows, scratch.pending[bk]
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
-        bk, par, rows, pend = self._pending(indices, scratch)
+        bk, par, rows, pend = self._memo("pending", lambda: self._pending(indices, scratch))
+        new_rows = self._memo("new_rows", lambda: rows + 1 - 2 * par)
         rp = Replay(scratch.u, scratch.k, scratch.g, rows, pend, write=True)
-        st = Stash(scratch.u, scratch.k, scratch.g, rows + 1 - 2 * par, scratch.zeros[:dims.B])
+        st = Stash(scratch.u, scratch.k, scratch.g, new_rows, scratch.zeros[:dims.B])
         self.ops.recurrent(pool, indices, replay=rp,
-                           tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, stash=st))
-        scratch.pending.index_fill_(0, bk, 0)    # not pending[bk] = 0: that copies a host scalar
-        scratch.parity[bk] = 1 - par
+                           tokens=Tokens(GDNInputs(q, k, v, a, b, A_log, dt_bias), scale, o, stash=st))
+
+        def consume() -> None:
+            scratch.pending.index_fill_(0, bk, 0)    # not pending[bk] = 0: that copies a host scalar
+            scratch.parity[bk] = 1 - par
+        self._once("consume_pending", consume)
 
     def _commit(self, pool, indices, scratch, accepted):
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        scratch.pending[bk] = accepted.to(torch.int32)
+        bk = self._bk(indices, scratch)
+
+        def record() -> None:
+            scratch.pending[bk] = accepted.to(torch.int32)
+        self._once("record_pending", record)
 
     def fold(self, pool, indices, scratch, force: bool = False) -> None:
         """Replay pending steps into the pool rows now (``force``); without ``force`` nothing is due:

@@ -6,11 +6,8 @@ from __future__ import annotations
 import torch
 
 from .base import VerifyStrategy
-from .full_cache import FullCache
 from .ops import TorchOps
-from .recompute import Recompute, RecomputeFused
-from .replay_ring import ReplayRing
-from .token_slots import TokenSlots
+from .registry import STRATEGY_CLASSES
 
 __all__ = ["STRATEGIES", "availability", "BACKEND"]
 
@@ -27,5 +24,4 @@ def _bind(cls: type[VerifyStrategy]) -> type[VerifyStrategy]:
                                                     "__doc__": f"{cls.__doc__}\n\nBackend: PyTorch reference."})
 
 
-STRATEGIES: dict[str, type[VerifyStrategy]] = {
-    c.name: _bind(c) for c in (FullCache, TokenSlots, Recompute, RecomputeFused, ReplayRing)}
+STRATEGIES: dict[str, type[VerifyStrategy]] = {c.name: _bind(c) for c in STRATEGY_CLASSES}

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import Scratch, VerifyStrategy, bookkeeping_index
+from ..engines import ENGINE_VERSIONS, EngineRun
+from ..inputs import GDNInputs
+from ..roofline import RowBytes
+from .base import ByteUnits, Scratch, VerifyStrategy, bookkeeping_index
 from .ops import Tokens
 
 __all__ = ["TokenSlots", "TokenSlotsScratch", "default_slot_table"]
@@ -58,16 +61,43 @@ class TokenSlots(VerifyStrategy):
 
     name = "token_slots"
     summary = "verify writes state t into the request's slot t; commit moves the current-slot pointer"
+    color = "#2ca02c"
     launches = {"verify": 1, "commit": 0}
     bookkeeping_ops = {"verify": 3, "commit": 2}
+    main_kernel_phases = ("verify",)
+    bookkeeping_fields = ("current", "slot_table")
+    engine_runs = (
+        EngineRun("vllm", ENGINE_VERSIONS["vllm"], (), backends=("vllm_cuda",),
+                  env=(("VLLM_GDN_DECODE_KERNEL", "cuda"),), max_draft_tokens=8,
+                  source="vllm-project/vllm v0.33.0 vllm/envs.py VLLM_GDN_DECODE_KERNEL (default cuda): "
+                         "_C.fused_gdn_decode_post_conv_mtp, one state slot per draft position (PR #51674)",
+                  note="vLLM's default compiled op; per-token state slots as gdnlab's token_slots"),
+        EngineRun("vllm", ENGINE_VERSIONS["vllm"], (), backends=("vllm_triton",),
+                  env=(("VLLM_GDN_DECODE_KERNEL", "triton"),),
+                  source="vllm-project/vllm v0.33.0 vllm/envs.py VLLM_GDN_DECODE_KERNEL=triton: "
+                         "vllm/model_executor/layers/fla/ops fused_sigmoid_gating_delta_rule_update (IS_SPEC_DECODING)",
+                  note="vLLM's Triton path of the same strategy"),
+    )
 
-    def slots_per_request(self, T: int) -> int:
+    @classmethod
+    def slots_per_request(cls, T: int) -> int:
         return T + 1
 
-    def allocate(self, pool: torch.Tensor, max_batch: int, T: int,
-                 slot_table: torch.Tensor | None = None) -> TokenSlotsScratch:
+    @classmethod
+    def row_bytes(cls, u: ByteUnits, T: int, accept_len: float, **options) -> dict[str, RowBytes]:
+        """verify reads S and writes T states into their slots; commit moves a pointer: ``(T + 1) S``."""
+        return {"verify": RowBytes(state_read=u.S, state_write=T * u.S)}
+
+    @classmethod
+    def _scratch(cls, u: ByteUnits, B: int, T: int, P: int, *, ring_slots: int | None) -> int:
+        """slot table ``P (T+1)`` + cursor ``P + 1`` int32 — its T extra states per request live in
+        the pool (:meth:`memory_formula`)."""
+        return P * (T + 1) * 4 + (P + 1) * 4
+
+    def allocate(self, pool: torch.Tensor, max_batch: int, T: int, slot_table: torch.Tensor | None = None, *,
+                 share: TokenSlotsScratch | None = None) -> TokenSlotsScratch:
         """As :meth:`VerifyStrategy.allocate`; ``slot_table [P, T+1]`` overrides the default layout."""
-        scratch = super().allocate(pool, max_batch, T)
+        scratch = super().allocate(pool, max_batch, T, share=share)
         if slot_table is not None:
             P = pool.shape[0]
             if not isinstance(slot_table, torch.Tensor) or tuple(slot_table.shape) != (P, T + 1):
@@ -104,9 +134,13 @@ class TokenSlots(VerifyStrategy):
         scratch.current.index_fill_(0, bookkeeping_index(s, scratch.pool_slots), 0)
 
     def _slots(self, indices, scratch):
-        """``(src [B], dst [B, T])``: committed slot and the T slots verify writes (-1 for padding)."""
+        """``(src [B], dst [B, T])``: committed slot and the T slots verify writes (-1 for padding);
+        once per step (:class:`~gdnlab.strategies.base.StepPlan`)."""
+        return self._memo("slots", lambda: self._compute_slots(indices, scratch))
+
+    def _compute_slots(self, indices, scratch):
         T = scratch.T
-        bk = bookkeeping_index(indices, scratch.pool_slots)
+        bk = self._bk(indices, scratch)
         live = indices >= 0
         base = indices.long().clamp(min=0)
         c = scratch.current[bk].long()
@@ -117,13 +151,16 @@ class TokenSlots(VerifyStrategy):
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
         src, dst = self._slots(indices, scratch)
-        self.ops.recurrent(pool, src, tokens=Tokens(q, k, v, a, b, A_log, dt_bias, scale, o, dst=dst))
+        self.ops.recurrent(pool, src, tokens=Tokens(GDNInputs(q, k, v, a, b, A_log, dt_bias), scale, o, dst=dst))
 
     def _commit(self, pool, indices, scratch, accepted):
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        new = (scratch.current[bk] + accepted.to(torch.int32)) % (scratch.T + 1)
-        scratch.current[bk] = new.to(torch.int32)
+        bk = self._bk(indices, scratch)
+
+        def move() -> None:
+            new = (scratch.current[bk] + accepted.to(torch.int32)) % (scratch.T + 1)
+            scratch.current[bk] = new.to(torch.int32)
+        self._once("move_current", move)
 
     def _state(self, pool, indices, scratch):
-        src, _ = self._slots(indices, scratch)
+        src, _ = self._compute_slots(indices, scratch)
         return pool[src.long().clamp(min=0)].float()

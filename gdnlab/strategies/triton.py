@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels.triton import TritonBackend, _next_pow2, auto_config
+from ..kernels.triton import TritonBackend, _next_pow2, check_bv, launch_mode, tiling
 from .base import VerifyStrategy
-from .full_cache import FullCache
 from .ops import RecurrentOps, Replay, Tokens
-from .recompute import Recompute, RecomputeFused
-from .replay_ring import ReplayRing
-from .token_slots import TokenSlots
+from .registry import STRATEGY_CLASSES
 
 __all__ = ["STRATEGIES", "availability", "TritonOps", "BACKEND"]
 
@@ -39,24 +36,16 @@ class TritonOps(RecurrentOps):
     name = "triton"
 
     def __init__(self, bv: int | None = None, num_warps: int | None = None, num_stages: int | None = None) -> None:
-        if bv is not None and (not isinstance(bv, int) or bv < 1 or bv & (bv - 1)):
-            raise ValueError(f"bv must be a power of two >= 1 (V rows per program), got {bv!r}")
+        check_bv(bv)
         self.bv, self.num_warps, self.num_stages = bv, num_warps, num_stages
         self.last_launch: dict = {}
 
-    def _config(self, B: int, HV: int, V: int, device: torch.device) -> tuple[int, int, int]:
-        bv, nw, ns = auto_config(B, HV, V, device)
-        bv = min(self.bv, _next_pow2(V)) if self.bv is not None else bv
-        return bv, self.num_warps or nw, self.num_stages or ns
-
-    @staticmethod
-    def _interp(device: torch.device) -> bool:
-        from ..kernels._triton_interpret import interpret_enabled
-        interp = interpret_enabled()
-        if device.type != "cuda" and not interp:
-            raise ValueError(f"triton strategies got tensors on {device}: they need a CUDA device, or "
-                             "TRITON_INTERPRET=1 for Triton's CPU interpreter")
-        return interp
+    def _launch(self, B: int, pool: torch.Tensor) -> tuple[bool, int, int, int, int]:
+        """``(interpreter, BV, num_warps, num_stages, NV)`` of a launch over ``B`` rows of ``pool``."""
+        interp = launch_mode(pool.device, "triton strategies")
+        _, HV, V, _ = pool.shape
+        bv, nw, ns = tiling(B, HV, V, pool.device, self.bv, self.num_warps, self.num_stages)
+        return interp, bv, nw, ns, -(-V // bv)
 
     def recurrent(self, pool, src, *, replay: Replay | None = None, tokens: Tokens | None = None) -> None:
         from . import _triton_kernels as tk
@@ -64,9 +53,7 @@ class TritonOps(RecurrentOps):
         _, HV, V, K = pool.shape
         if B == 0:
             return
-        interp = self._interp(pool.device)
-        bv, nw, ns = self._config(B, HV, V, pool.device)
-        NV = -(-V // bv)
+        interp, bv, nw, ns, NV = self._launch(B, pool)
         dummy_i = src
         rp = replay
         if rp is not None:
@@ -120,9 +107,7 @@ class TritonOps(RecurrentOps):
         _, HV, V, K = pool.shape
         if B == 0:
             return
-        interp = self._interp(pool.device)
-        bv, nw, _ = self._config(B, HV, V, pool.device)
-        NV = -(-V // bv)
+        interp, bv, nw, _, NV = self._launch(B, pool)
         _, kern = tk.get_kernels(interp)
         kern[(NV * B * HV,)](pool, indices, inter, accepted, *pool.stride()[:3], *inter.stride()[:4],
                              HV=HV, K=K, V=V, BK=_next_pow2(K), BV=bv, NV=NV, num_warps=nw)
@@ -142,5 +127,4 @@ def _bind(cls: type[VerifyStrategy]) -> type[VerifyStrategy]:
         "__doc__": f"{cls.__doc__}\n\nBackend: gdnlab's Triton kernels; also takes bv, num_warps, num_stages."})
 
 
-STRATEGIES: dict[str, type[VerifyStrategy]] = {
-    c.name: _bind(c) for c in (FullCache, TokenSlots, Recompute, RecomputeFused, ReplayRing)}
+STRATEGIES: dict[str, type[VerifyStrategy]] = {c.name: _bind(c) for c in STRATEGY_CLASSES}

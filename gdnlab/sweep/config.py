@@ -3,14 +3,17 @@
 A point (:class:`SweepPoint`) is one row of the result. Two grids, one file:
 
 **Call grid** (``measure="call"``): one backend kernel call (:mod:`gdnlab.kernels`): preset, backend,
-mode, strategy, draft tokens T, batch B, state dtype, timing. ``mode="decode"`` has T = 1 and
-strategy ``"decode"``; ``mode="verify"`` runs every T of ``draft_tokens`` with every verify call
-of ``call_strategies`` (the buffer the backend's verify writes):
+mode, buffer scope, draft tokens T, batch B, state dtype, timing. ``mode="decode"`` has T = 1 and
+buffer scope ``"none"``; ``mode="verify"`` runs every T of ``draft_tokens`` with every buffer scope
+of ``buffer_scopes`` (the intermediate buffer the backend's verify writes, as the full-cache
+strategy hands it over):
 
-* ``full_cache``: the state after each token written to a batch-scoped ``[B, T, HV, V, K]`` buffer
+* ``batch``: the state after each token written to a batch-scoped ``[B, T, HV, V, K]`` buffer
   (SGLang after PR #23273's ``[:batch_size]`` slice);
-* ``full_cache_pool_scoped``: the pool-sized ``[pool_slots, T, HV, V, K]`` buffer handed over
-  unsliced, as SGLang did before that fix.
+* ``pool``: the pool-sized ``[pool_slots, T, HV, V, K]`` buffer handed over unsliced, as SGLang did
+  before that fix.
+
+Call points have no verify strategy (``strategy`` is empty); step points no buffer scope.
 
 Both grids go to one file; the step grid runs first. **Step grid** (``measure="step"``,
 ``mode="step"``): one speculative step of a verify strategy of
@@ -33,13 +36,14 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
+from ..harness_calls import VERIFY_BUFFER_SCOPES
 from ..instrument import DEFAULT_MAX_CALLS, DEFAULT_MIN_SAMPLE_US
 from ..shapes import GDNShape, dtype_from_name, dtype_name, parse_preset
-from ..strategies.base import STRATEGY_NAMES
+from ..strategies.registry import STRATEGY_NAMES, strategy_class
 
 __all__ = ["SweepConfig", "SweepPoint", "grid_points", "default_backends", "default_strategy_backends",
            "DEFAULT_BATCHES", "DEFAULT_STRATEGY_BATCHES", "DEFAULT_ACCEPT_LEN", "DEFAULT_PRESET", "MODES",
-           "CALL_STRATEGIES", "STEP_STRATEGIES", "TIMINGS", "INTERMEDIATE_OF_STRATEGY", "MEASURES"]
+           "VERIFY_BUFFER_SCOPES", "STEP_STRATEGIES", "TIMINGS", "MEASURES"]
 
 DEFAULT_BATCHES = (1, 4, 16, 32, 64, 128, 256)
 #: batches of the step grid (a smaller default: each step point times three CUDA graphs)
@@ -49,18 +53,15 @@ DEFAULT_ACCEPT_LEN = 3.17
 DEFAULT_PRESET = "qwen3.5-397b-a17b@tp4"
 #: disjoint row sets of the largest batch that the call grid's default pool holds
 CALL_POOL_ROW_SETS = 4
+#: the two backend calls of the call grid (the kernel contract's decode and verify)
 MODES = ("decode", "verify")
 #: what a row times: one backend call, or one speculative step of a strategy
 MEASURES = ("call", "step")
-#: verify calls of the call grid (decode points have strategy "decode")
-CALL_STRATEGIES = ("full_cache", "full_cache_pool_scoped")
 #: verify strategies of the step grid (:data:`gdnlab.strategies.STRATEGY_NAMES`)
 STEP_STRATEGIES = STRATEGY_NAMES
 #: ``amortised``: n calls on disjoint pool rows captured in one CUDA graph, time per call = sample / n;
 #: ``single``: one call per CUDA-graph sample; ``eager``: one call per sample, no graph (host launch included)
 TIMINGS = ("amortised", "single", "eager")
-#: the ``intermediate`` column (buffer scope) of each strategy
-INTERMEDIATE_OF_STRATEGY = {"decode": "none", "full_cache": "batch", "full_cache_pool_scoped": "pool"}
 
 
 @dataclass
@@ -73,7 +74,8 @@ class SweepConfig:
         batches: batch sizes B (rows per call) of the call grid.
         modes: ``decode`` and/or ``verify`` (empty: no call grid).
         draft_tokens: T values of verify points (each >= 2).
-        call_strategies: verify calls of the call grid (:data:`CALL_STRATEGIES`).
+        buffer_scopes: intermediate buffers the call grid's verify calls write
+            (:data:`VERIFY_BUFFER_SCOPES`: ``batch`` and/or ``pool``).
         strategies: verify strategies of the step grid (:data:`STEP_STRATEGIES`; empty: no step grid).
         strategy_backends: strategy backends (:func:`gdnlab.strategies.backend_names`); ``None``: every
             one with an available strategy except ``reference`` (``reference`` alone when none is).
@@ -113,7 +115,7 @@ class SweepConfig:
     batches: Sequence[int] = DEFAULT_BATCHES
     modes: Sequence[str] = MODES
     draft_tokens: Sequence[int] = (2, 4, 8)
-    call_strategies: Sequence[str] = CALL_STRATEGIES
+    buffer_scopes: Sequence[str] = VERIFY_BUFFER_SCOPES
     strategies: Sequence[str] = STEP_STRATEGIES
     strategy_backends: Sequence[str] | None = None
     strategy_batches: Sequence[int] = DEFAULT_STRATEGY_BATCHES
@@ -154,10 +156,10 @@ class SweepConfig:
         if "verify" in self.modes:
             if not self.draft_tokens or any(not _is_int(t) or t < 2 for t in self.draft_tokens):
                 raise InputError(f"draft_tokens must be integers >= 2 for verify, got {list(self.draft_tokens)}")
-            if set(self.call_strategies) & (set(STEP_STRATEGIES) - set(CALL_STRATEGIES)):
-                raise InputError(f"call_strategies must be among {', '.join(CALL_STRATEGIES)}; got "
-                                 f"{list(self.call_strategies)} (step strategies go in strategies)")
-            _among("call_strategies", self.call_strategies, CALL_STRATEGIES)
+            if set(self.buffer_scopes) & set(STEP_STRATEGIES):
+                raise InputError(f"buffer_scopes must be among {', '.join(VERIFY_BUFFER_SCOPES)}; got "
+                                 f"{list(self.buffer_scopes)} (verify strategies go in strategies)")
+            _among("buffer_scopes", self.buffer_scopes, VERIFY_BUFFER_SCOPES)
         if self.strategies:
             self._validate_steps()
         for d in self.state_dtypes or [None]:
@@ -189,7 +191,7 @@ class SweepConfig:
     def _validate_steps(self) -> None:
         bad = [s for s in self.strategies if s not in STEP_STRATEGIES]
         if bad:
-            hint = (" (full_cache_pool_scoped is a verify call of the call grid: call_strategies)"
+            hint = (" (full_cache_pool_scoped is the pool-sized buffer of the call grid: buffer_scopes pool)"
                     if "full_cache_pool_scoped" in bad else "")
             raise InputError(f"strategies must be among {', '.join(STEP_STRATEGIES)}; got {list(self.strategies)}"
                              f"{hint}")
@@ -254,7 +256,7 @@ class SweepPoint:
     shape: GDNShape
     backend: str
     mode: str
-    strategy: str
+    strategy: str | None
     draft_tokens: int
     batch: int
     state_dtype: str
@@ -264,20 +266,19 @@ class SweepPoint:
     pool_slots: int
     measure: str = "call"
     accept_len: float | None = None
+    #: a call point's intermediate buffer (``none`` for decode, ``batch``, ``pool``); ``None`` for a
+    #: step point (its scratch is the strategy's)
+    buffer_scope: str | None = None
 
     @property
     def preset(self) -> str:
         return self.shape.name.partition("@")[0]
 
-    @property
-    def intermediate(self) -> str | None:
-        """Buffer scope of a call point; ``None`` for a step point (its scratch is the strategy's)."""
-        return INTERMEDIATE_OF_STRATEGY[self.strategy] if self.measure == "call" else None
-
     def key_row(self) -> dict:
         """The grid columns of this point's row."""
         return {"preset": self.preset, "tp": self.shape.tp, "backend": self.backend, "mode": self.mode,
-                "strategy": self.strategy, "draft_tokens": self.draft_tokens, "batch": self.batch,
+                "strategy": self.strategy, "buffer_scope": self.buffer_scope, "draft_tokens": self.draft_tokens,
+                "batch": self.batch,
                 "state_dtype": self.state_dtype, "timing": self.timing, "l2_flush": self.l2_flush,
                 "act_dtype": self.act_dtype, "pool_slots": self.pool_slots, "measure": self.measure,
                 "accept_len": self.accept_len}
@@ -291,7 +292,7 @@ class SweepPoint:
         if self.measure == "step":
             return (f"{self.backend} step {self.strategy} T={self.draft_tokens} a={self.accept_len:g} "
                     f"{self.state_dtype} B={self.batch}")
-        m = "decode" if self.mode == "decode" else f"verify T={self.draft_tokens} {self.strategy}"
+        m = "decode" if self.mode == "decode" else f"verify T={self.draft_tokens} {self.buffer_scope} buffer"
         return f"{self.backend} {m} {self.state_dtype} {self.timing} B={self.batch}"
 
 
@@ -327,7 +328,7 @@ def grid_points(cfg: SweepConfig) -> list[SweepPoint]:
         for p, sd, be, name, t, a, b in itertools.product(cfg.presets, cfg.state_dtypes, backends, cfg.strategies,
                                                           cfg.strategy_draft_tokens, cfg.accept_lens,
                                                           cfg.strategy_batches):
-            per_req = int(t) + 1 if name == "token_slots" else 1   # VerifyStrategy.slots_per_request
+            per_req = strategy_class(name).slots_per_request(int(t))
             pt = SweepPoint(shape=parse_preset(p), backend=be, mode="step", strategy=name, draft_tokens=int(t),
                             batch=int(b), state_dtype=dtype_name(sd), timing="amortised",
                             l2_flush=bool(cfg.l2_flush), act_dtype=act, pool_slots=1 + cap * per_req,
@@ -340,12 +341,13 @@ def grid_points(cfg: SweepConfig) -> list[SweepPoint]:
         modes: list[tuple[str, int, str]] = []
         for m in cfg.modes:
             if m == "decode":
-                modes.append(("decode", 1, "decode"))
+                modes.append(("decode", 1, "none"))
             else:
-                modes += [("verify", t, s) for t in cfg.draft_tokens for s in cfg.call_strategies]
-        points += [SweepPoint(shape=parse_preset(p), backend=str(be).strip().lower(), mode=mode, strategy=strat,
+                modes += [("verify", t, s) for t in cfg.draft_tokens for s in cfg.buffer_scopes]
+        points += [SweepPoint(shape=parse_preset(p), backend=str(be).strip().lower(), mode=mode, strategy=None,
                               draft_tokens=int(t), batch=int(b), state_dtype=dtype_name(sd), timing=timing,
-                              l2_flush=bool(cfg.l2_flush), act_dtype=act, pool_slots=cfg.capacity + 1)
-                   for p, sd, be, (mode, t, strat), timing, b in itertools.product(
+                              l2_flush=bool(cfg.l2_flush), act_dtype=act, pool_slots=cfg.capacity + 1,
+                              buffer_scope=scope)
+                   for p, sd, be, (mode, t, scope), timing, b in itertools.product(
                        cfg.presets, cfg.state_dtypes, backends, modes, cfg.timings, cfg.batches)]
     return points

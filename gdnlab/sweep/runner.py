@@ -38,13 +38,15 @@ import pandas as pd
 import torch
 
 from ..errors import InputError, Interrupted, UnavailableError
+from ..instrument import resolve_device
 from ..outputs import Terminated, stop_on_sigterm
 from ..results import SweepWriter, point_key, resolve_output, to_frame
-from .config import SweepConfig, default_backends, default_strategy_backends, grid_points
-from .point import MeasureContext, measure_point
+from .config import SweepConfig, SweepPoint, default_backends, default_strategy_backends, grid_points
+from .context import MeasureContext
+from .point import measure_point
 from .step import copy_bandwidth, measure_step_point
 
-__all__ = ["run_sweep", "resolve_device", "summary_table", "SweepInterrupted"]
+__all__ = ["run_sweep", "summary_table", "SweepInterrupted"]
 
 _STICKY = ("illegal memory access", "illegal address", "unspecified launch failure", "device-side assert",
            "misaligned address")
@@ -53,29 +55,6 @@ _STICKY = ("illegal memory access", "illegal address", "unspecified launch failu
 class SweepInterrupted(Interrupted):
     """The sweep stopped early (a sticky CUDA error); the completed points are stored, ``--resume``
     continues in a fresh process."""
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``"cuda"``, ``"cuda:N"``, ``"cpu"`` or ``None`` (CUDA when available) as a concrete device.
-
-    Raises :class:`~gdnlab.errors.InputError` for another device kind and
-    :class:`~gdnlab.errors.UnavailableError` for CUDA on a machine without it."""
-    if name is None:
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cuda", "cpu"):
-        raise InputError(f"device must be cuda, cuda:N or cpu, got {name!r}")
-    if dev.type == "cpu":
-        return dev
-    if not torch.cuda.is_available():
-        raise UnavailableError(f"device={name!r} asks for CUDA, but no CUDA device is available here")
-    index = torch.cuda.current_device() if dev.index is None else dev.index
-    if index >= torch.cuda.device_count():
-        raise UnavailableError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return torch.device("cuda", index)
 
 
 def _sweep_id() -> str:
@@ -110,10 +89,6 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
         SweepInterrupted: SIGTERM (or a sticky CUDA error); the completed points are stored. Ctrl-C
             stops the same way and raises ``KeyboardInterrupt``.
     """
-    from ..hardware import detect
-    from ..kernels import BackendUnavailable
-    from ..provenance import collect
-
     if resume and overwrite:
         raise InputError("pass resume or overwrite, not both")
     points = grid_points(cfg)
@@ -121,27 +96,16 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
     path = resolve_output(out) if out is not None else None
     if path is not None and path.exists() and not (resume or overwrite):
         raise InputError(f"{path} exists: pass --resume to continue it or --overwrite to replace it")
-    prov = collect(device.index if device.type == "cuda" else None)
-    if device.type != "cuda":
-        prov = {**prov, "gpu": "cpu", "sm": None, "driver": None}
-    spec = detect(device.index) if device.type == "cuda" else None
-    ctx = MeasureContext(cfg=cfg, device=device, prov=prov, sweep_id=_sweep_id(),
-                         peak_gbps=float(spec.peak_hbm_gbps) if spec else float("nan"))
-    for name in dict.fromkeys(p.backend for p in points if p.measure == "call"):   # fail before measuring on a
-        try:                                                                        # backend that cannot run
-            ctx.backend(name)
-        except BackendUnavailable as exc:
-            raise UnavailableError(f"{exc} (available here: {', '.join(default_backends())})") from None
-    _check_strategy_backends(points)
+    ctx = _context(cfg, device, points)
     with stop_on_sigterm():
         writer = None
         if path is not None:
-            writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new", gpu=prov["gpu"],
-                                 commit=prov.get("git_commit"), allow_mixed=allow_mixed)
+            writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new",
+                                 gpu=ctx.prov["gpu"], commit=ctx.prov.get("git_commit"), allow_mixed=allow_mixed)
         try:
             done = writer.done_keys(retry_failed) if (writer is not None and resume) else set()
             todo = [p for p in points if point_key(p.key_row()) not in done]
-            rows = _measure(todo, ctx, writer, on_row, progress)
+            rows = _measure_points(ctx, todo, writer, on_row, progress)
         except Terminated:
             raise SweepInterrupted("stopped by SIGTERM; the completed points are stored: run again with --resume "
                                    "to continue") from None
@@ -155,14 +119,34 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
     return df
 
 
-def _measure(todo: list, ctx: MeasureContext, writer: SweepWriter | None, on_row: Callable[[dict], None] | None,
-             progress: bool) -> list[dict]:
-    """Measure ``todo`` (points) in order, storing each row with ``writer`` (or returning them when
-    ``writer`` is None); the writer is finished (compacted) whatever happens."""
+def _context(cfg: SweepConfig, device: torch.device, points: list[SweepPoint]) -> MeasureContext:
+    """The run's :class:`MeasureContext` (provenance, datasheet peak, the reference backend), after
+    checking that every backend of the grid can run here (before anything is measured or written)."""
+    from ..hardware import detect
+    from ..kernels import BackendUnavailable
     from ..kernels.reference import ReferenceBackend
+    from ..provenance import collect
 
-    cfg, device = ctx.cfg, ctx.device
+    prov = collect(device.index if device.type == "cuda" else None)
+    if device.type != "cuda":
+        prov = {**prov, "gpu": "cpu", "sm": None, "driver": None}
+    spec = detect(device.index) if device.type == "cuda" else None
+    ctx = MeasureContext(cfg=cfg, device=device, prov=prov, sweep_id=_sweep_id(),
+                         peak_gbps=float(spec.peak_hbm_gbps) if spec else float("nan"))
+    for name in dict.fromkeys(p.backend for p in points if p.measure == "call"):   # fail before measuring on a
+        try:                                                                        # backend that cannot run
+            ctx.backend(name)
+        except BackendUnavailable as exc:
+            raise UnavailableError(f"{exc} (available here: {', '.join(default_backends())})") from None
+    _check_strategy_backends(points)
     ctx.reference = ReferenceBackend()
+    return ctx
+
+
+def _measure_points(ctx: MeasureContext, todo: list[SweepPoint], writer: SweepWriter | None,
+                    on_row: Callable[[dict], None] | None, progress: bool) -> list[dict]:
+    """Measure ``todo`` in order (the copy bandwidth first), storing each row as it completes (rows
+    in memory when there is no ``writer``); the writer is finished however the loop ends."""
     rows: list[dict] = []
     bar = None
     if progress:
@@ -170,22 +154,18 @@ def _measure(todo: list, ctx: MeasureContext, writer: SweepWriter | None, on_row
         bar = tqdm(total=len(todo), desc="gdnlab sweep", unit="pt", file=sys.stderr, dynamic_ncols=True,
                    mininterval=0.1 if sys.stderr.isatty() else 10.0)   # a log file gets a line every 10 s
         ctx.log = lambda msg: tqdm.write(msg, file=sys.stderr)
+    if todo:
+        cfg, device = ctx.cfg, ctx.device
+        mib = cfg.copy_mib if cfg.copy_mib is not None else (1024.0 if device.type == "cuda" else 16.0)
+        ctx.copy_bw_gbps = copy_bandwidth(device, int(mib * 2**20), l2_flush=cfg.l2_flush)
+        ctx.log(f"device-to-device copy of {mib:g} MiB: {ctx.copy_bw_gbps:.0f} GB/s "
+                f"(datasheet peak {ctx.peak_gbps:.0f} GB/s)")
     complete = False
     try:
-        if todo:
-            mib = cfg.copy_mib if cfg.copy_mib is not None else (1024.0 if device.type == "cuda" else 16.0)
-            ctx.copy_bw_gbps = copy_bandwidth(device, int(mib * 2**20), l2_flush=cfg.l2_flush)
-            ctx.log(f"device-to-device copy of {mib:g} MiB: {ctx.copy_bw_gbps:.0f} GB/s "
-                    f"(datasheet peak {ctx.peak_gbps:.0f} GB/s)")
         for pt in todo:
             if bar is not None:
                 bar.set_postfix_str(pt.label())
-            row = (measure_step_point if pt.measure == "step" else measure_point)(pt, ctx)
-            status = str(row.get("status", ""))
-            if status == "oom" or status.startswith("error"):
-                gc.collect()                      # the point's tensors are gone now: give memory back
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+            row = _measure_one(ctx, pt)
             if writer is not None:
                 writer.append(row)
             else:
@@ -194,6 +174,7 @@ def _measure(todo: list, ctx: MeasureContext, writer: SweepWriter | None, on_row
                 bar.update(1)
             if on_row is not None:
                 on_row(row)
+            status = str(row.get("status", ""))
             if any(m in status.lower() for m in _STICKY):
                 raise SweepInterrupted(f"sticky CUDA error at {pt.label()}: {status}; the completed points are "
                                        f"stored: run again with --resume (a fresh process)")
@@ -204,6 +185,17 @@ def _measure(todo: list, ctx: MeasureContext, writer: SweepWriter | None, on_row
         if writer is not None:
             writer.finish(complete)
     return rows
+
+
+def _measure_one(ctx: MeasureContext, pt: SweepPoint) -> dict:
+    """One point's row; after a failed point its memory goes back to the device."""
+    row = (measure_step_point if pt.measure == "step" else measure_point)(pt, ctx)
+    status = str(row.get("status", ""))
+    if status == "oom" or status.startswith("error"):
+        gc.collect()                      # the point's tensors are gone now: give memory back
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return row
 
 
 def _check_strategy_backends(points) -> None:
@@ -220,7 +212,7 @@ def _check_strategy_backends(points) -> None:
 
 
 def summary_table(df: pd.DataFrame) -> str:
-    """A compact text table: median µs per call (backend, mode, T, state dtype, strategy, timing) x
+    """A compact text table: median µs per call (backend, mode, T, state dtype, buffer scope, timing) x
     batch for call rows; for step rows, µs per step by (backend, strategy) x batch for the first T,
     state dtype and accept length, with the ratio to ``full_cache`` and the checks' verdicts."""
     if df.empty:
@@ -232,7 +224,7 @@ def summary_table(df: pd.DataFrame) -> str:
                                               df["status"].str.split(":").str[0].value_counts().items())]
     fmt = ("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.1f}".format)
     if not calls.empty:
-        piv = calls.pivot_table(index=["backend", "mode", "draft_tokens", "state_dtype", "strategy", "timing"],
+        piv = calls.pivot_table(index=["backend", "mode", "draft_tokens", "state_dtype", "buffer_scope", "timing"],
                                 columns="batch", values="time_us", aggfunc="median")
         with pd.option_context(*fmt):
             lines.append("median µs per call:\n" + piv.to_string())
@@ -244,7 +236,7 @@ def summary_table(df: pd.DataFrame) -> str:
         lines += _step_summary(steps)
     for _, r in df[df["status"] != "ok"].head(12).iterrows():
         what = (f"step {r['strategy']} a={r['accept_len']:g}" if r.get("measure") == "step"
-                else f"{r['mode']} {r['strategy']}")
+                else f"{r['mode']} ({r['buffer_scope']} buffer)" if r.get("mode") == "verify" else str(r["mode"]))
         lines.append(f"  {r['backend']} {what} T={r['draft_tokens']} {r['state_dtype']} B={r['batch']}: "
                      f"{r['status']}")
     return "\n".join(lines)

@@ -6,7 +6,7 @@ backend, strategy, B, T, state dtype, accept length). :func:`measure_step_point`
 1. makes the strategy once per run (:func:`gdnlab.strategies.get_strategy`); a strategy that cannot
    run here, or declines these conditions (``supports(...)`` of FlashInfer's wrappers), gives a row
    with status ``"unsupported: <reason>"``;
-2. writes the byte formulas (:meth:`VerifyStrategy.bytes_moved`, :func:`gdnlab.roofline.strategy_bytes`
+2. writes the byte formulas (:meth:`VerifyStrategy.bytes_moved`, :meth:`VerifyStrategy.step_bytes`
    at the point's accept length) and the memory (:meth:`VerifyStrategy.scratch_bytes` + the pool);
 3. checks correctness once per (preset, backend, strategy, state dtype, T) — not per point — with
    :func:`gdnlab.strategies.check.check_strategy` (``check_steps`` consecutive steps against the
@@ -57,15 +57,25 @@ from typing import Any
 
 import torch
 
-from ..shapes import GDNShape, dtype_from_name, dtype_name
+from ..harness_calls import RowSets, disjoint_calls
+from ..shapes import dtype_from_name, dtype_name
+from ..strategies.registry import strategy_class
 from .config import SweepPoint
+from .context import MeasureContext
+from .rows import (
+    base_row,
+    describe,
+    first_call,
+    floors,
+    point_inputs,
+    recorded_outcome,
+    row_sets,
+    time_point,
+    timing_columns,
+)
 
-__all__ = ["measure_step_point", "copy_bandwidth", "StrategyCheckResult", "SEPARABLE_VERIFY"]
+__all__ = ["measure_step_point", "copy_bandwidth", "StrategyCheckResult"]
 
-#: strategies whose verify, run without its commit, is a steady-state verify (timed alone)
-SEPARABLE_VERIFY = ("full_cache", "token_slots", "recompute", "replay_ring")
-#: strategies with a fold of their own (timed as the rest of the step)
-FOLDING = ("replay_ring",)
 
 
 @dataclass
@@ -112,25 +122,24 @@ def _supports(s, pt: SweepPoint, ctx, sd: torch.dtype, act: torch.dtype) -> tupl
     return fn(sd, pt.draft_tokens, pt.batch, sm, HV=sh.HV, K=sh.K, V=sh.V, act_dtype=act)
 
 
-def _roofline(row: dict, s, shape: GDNShape, pt: SweepPoint, sd: torch.dtype, act: torch.dtype,
-              peak_gbps: float, copy_gbps: float) -> Any:
+def _step_roofline(row: dict, s, pt: SweepPoint, sd: torch.dtype, act: torch.dtype, ctx: MeasureContext) -> Any:
+    """Bytes of one step at the point's accept length (:meth:`VerifyStrategy.bytes_moved`), scratch and
+    memory, FLOPs, and the floors (whole step, verify and commit at the copy bandwidth)."""
     from ..roofline import gdn_flops
 
-    B, T = pt.batch, pt.draft_tokens
+    shape, B, T = pt.shape, pt.batch, pt.draft_tokens
     by = s.bytes_moved(shape, B, T, pt.accept_len, state_dtype=sd, act_dtype=act)
     scratch = int(s.scratch_bytes(shape, B, T, pt.pool_slots, state_dtype=sd))
     pool = pt.pool_slots * shape.HV * shape.V * shape.K * torch.empty((), dtype=sd).element_size()
     row.update(bytes=int(round(by.total)), bytes_state=int(round(by.state_read + by.state_write)),
                bytes_intermediate=int(round(by.scratch_read + by.scratch_write)), bytes_verify=float(by.verify),
                bytes_commit=float(by.commit), bytes_fold=float(by.fold), scratch_bytes=scratch,
-               memory_bytes=int(pool + scratch), flops=gdn_flops(shape, B, T), peak_bw_gbps=peak_gbps,
-               copy_bw_gbps=copy_gbps)
-    if peak_gbps == peak_gbps and peak_gbps > 0:
-        row["floor_us"] = by.total / (peak_gbps * 1e9) * 1e6
-    if copy_gbps == copy_gbps and copy_gbps > 0:
-        row["copy_floor_us"] = by.total / (copy_gbps * 1e9) * 1e6
-        row["verify_floor_us"] = by.verify / (copy_gbps * 1e9) * 1e6
-        row["commit_floor_us"] = by.commit / (copy_gbps * 1e9) * 1e6
+               memory_bytes=int(pool + scratch), flops=gdn_flops(shape, B, T))
+    copy = ctx.copy_bw_gbps
+    floors(row, by.total, ctx.peak_gbps, copy)
+    if copy == copy and copy > 0:
+        row["verify_floor_us"] = by.verify / (copy * 1e9) * 1e6
+        row["commit_floor_us"] = by.commit / (copy * 1e9) * 1e6
     return by
 
 
@@ -173,20 +182,13 @@ def run_check(pt: SweepPoint, ctx, s, sd: torch.dtype, act: torch.dtype) -> Stra
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded; the points still run (and say what fails)
-        from .point import _describe
-        res.summary = f"check failed: {_describe(exc)}"
+        res.summary = f"check failed: {describe(exc)}"
     res.seconds = time.perf_counter() - t0
     ctx.checks[key] = res
     verdict = {True: "ok", False: "MISMATCH", None: "not run"}[res.ok]
     ctx.log(f"check {pt.backend}/{pt.strategy} {pt.state_dtype} T={pt.draft_tokens} B={B} x{cfg.check_steps} "
             f"steps: {verdict} ({res.seconds:.1f} s) {res.summary[:160]}")
     return res
-
-
-def _timing_row(row: dict, tm) -> None:
-    row.update(time_us=tm.median_us, time_p10_us=tm.p10_us, time_p90_us=tm.p90_us, time_mean_us=tm.mean_us,
-               time_min_us=tm.min_us, repeats=tm.repeats, calls_per_sample=int(tm.calls_per_sample),
-               timing_method=tm.method, timing_note=tm.note or None, step_us=tm.median_us)
 
 
 def _bandwidths(row: dict, by, peak: float) -> None:
@@ -204,109 +206,127 @@ def _bandwidths(row: dict, by, peak: float) -> None:
                 row[dst] = 100.0 * row[src] / peak
 
 
-def measure_step_point(pt: SweepPoint, ctx) -> dict:
+def measure_step_point(pt: SweepPoint, ctx: MeasureContext) -> dict:
     """Run one step point and return its row (:data:`gdnlab.results.COLUMNS`); see the module
     docstring. Never raises for a failing strategy (``KeyboardInterrupt`` excepted)."""
-    from ..acceptance import sample_accepted
-    from ..inputs import make_inputs
-    from .point import _base_row, _describe, _time_calls, recorded_outcome
-
-    cfg, shape = ctx.cfg, pt.shape
-    row = _base_row(pt, ctx)
-    row["copy_bw_gbps"] = ctx.copy_bw_gbps
-    sd, act = dtype_from_name(pt.state_dtype), dtype_from_name(pt.act_dtype)
-    B, T, name = pt.batch, pt.draft_tokens, pt.strategy
+    row = base_row(pt, ctx)
     with recorded_outcome(row):
-        s, why = ctx.strategy(pt.backend, name)
-        if s is None:
-            row["status"] = f"unsupported: {why}"
-            return row
-        row["backend_options"] = json.dumps({**s.roofline_options(), **cfg.strategy_options.get(pt.backend, {})},
-                                            sort_keys=True, default=str)
-        ok, why = _supports(s, pt, ctx, sd, act)
-        if not ok:
-            row["status"] = f"unsupported: {why}"
-            return row
-        by = _roofline(row, s, shape, pt, sd, act, ctx.peak_gbps, ctx.copy_bw_gbps)
-        if cfg.check:
-            chk = run_check(pt, ctx, s, sd, act)
-            row.update(correct=chk.ok, tol_ratio=chk.tol_ratio, max_abs_err=chk.output_err, state_drift=chk.drift,
-                       check_batch=chk.batch, check_steps=chk.steps, check_summary=chk.summary or None)
+        _measure(pt, ctx, row)
+    return row
 
-        # ---- pool, row sets, scratch, inputs, accepted vectors
-        pool = ctx.step_pool(shape, sd, pt.pool_slots)
-        cap = cfg.strategy_capacity
-        n_steps = cfg.steps_per_sample
-        R = max(1, min(n_steps, cap // B))
-        gen = torch.Generator().manual_seed(cfg.seed * 7919 + B)
-        perm = torch.randperm(cap, generator=gen) + 1              # base slots 1..capacity, scattered
-        sets = [perm[j * B:(j + 1) * B].to(torch.int32).to(ctx.device) for j in range(R)]
-        row["row_sets"] = R
+
+def _measure(pt: SweepPoint, ctx: MeasureContext, row: dict) -> None:
+    cfg = ctx.cfg
+    sd, act = dtype_from_name(pt.state_dtype), dtype_from_name(pt.act_dtype)
+    s, why = ctx.strategy(pt.backend, pt.strategy)
+    if s is None:
+        row["status"] = f"unsupported: {why}"
+        return
+    row["backend_options"] = json.dumps({**s.roofline_options(), **cfg.strategy_options.get(pt.backend, {})},
+                                        sort_keys=True, default=str)
+    ok, why = _supports(s, pt, ctx, sd, act)
+    if not ok:
+        row["status"] = f"unsupported: {why}"
+        return
+    by = _step_roofline(row, s, pt, sd, act, ctx)
+    if cfg.check:
+        chk = run_check(pt, ctx, s, sd, act)
+        row.update(correct=chk.ok, tol_ratio=chk.tol_ratio, max_abs_err=chk.output_err, state_drift=chk.drift,
+                   check_batch=chk.batch, check_steps=chk.steps, check_summary=chk.summary or None)
+    run = _StepRun.make(pt, ctx, s, sd, act)
+    row["row_sets"] = len(run.rows)
+    row["intermediate_call"] = f"{pt.backend} {pt.strategy}: verify + commit (validate=False)"
+    inter = getattr(run.scratch, "intermediate", None)
+    if isinstance(inter, torch.Tensor):
+        row["intermediate_dtype"] = dtype_name(inter.dtype)
+        row["intermediate_rows"] = int(inter.shape[0])
+    if not first_call(row, run.first_step, ctx.device)[0]:
+        return
+    row["kernel"] = f"{pt.backend}:{pt.strategy}"
+    row["kernel_path"] = _kernel_path(s)
+    _time_phases(pt, ctx, row, run)
+    _bandwidths(row, by, ctx.peak_gbps)
+    row["status"] = "ok"
+
+
+@dataclass
+class _StepRun:
+    """A step point's strategy on its pool: row sets (rotating), scratch, inputs and one accepted
+    vector per step of a sample; builds the calls of :func:`gdnlab.harness_calls.disjoint_calls`."""
+
+    s: Any
+    pool: torch.Tensor
+    rows: RowSets
+    scratch: Any
+    args: tuple
+    accepted: list
+
+    @classmethod
+    def make(cls, pt: SweepPoint, ctx: MeasureContext, s, sd: torch.dtype, act: torch.dtype) -> _StepRun:
+        """Pool of ``capacity`` requests, ``min(steps, capacity // B)`` disjoint sets of B requests
+        (scattered), a fresh scratch, the inputs and the accepted vectors (drawn on the device)."""
+        from ..acceptance import sample_accepted
+
+        cfg, B, T = ctx.cfg, pt.batch, pt.draft_tokens
+        pool = ctx.step_pool(pt.shape, sd, pt.pool_slots)
+        cap, n_steps = cfg.strategy_capacity, cfg.steps_per_sample
+        rows = row_sets(ctx, cap, B, count=max(1, min(n_steps, cap // B)), rotate=True)
         scratch = s.allocate(pool, max_batch=B, T=T)
-        x = make_inputs(shape, B, T, act_dtype=act, device=ctx.device, seed=cfg.seed + 31 * B + T)
-        args = x.args()
         dgen = torch.Generator(device=ctx.device).manual_seed(cfg.seed + 17 * B + T)
         accepted = [sample_accepted(B, T, pt.accept_len, dgen) for _ in range(n_steps)]
-        row["intermediate_call"] = f"{pt.backend} {name}: verify + commit (validate=False)"
-        if hasattr(scratch, "intermediate") and isinstance(scratch.intermediate, torch.Tensor):
-            row["intermediate_dtype"] = dtype_name(scratch.intermediate.dtype)
-            row["intermediate_rows"] = int(scratch.intermediate.shape[0])
+        return cls(s, pool, rows, scratch, point_inputs(pt, ctx), accepted)
 
-        # ---- one validated eager step (JIT compilation happens here)
-        t0 = time.perf_counter()
-        try:
-            s.verify(*args, pool, sets[0], scratch)
-            s.commit(pool, sets[0], scratch, accepted[0])
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-        except (NotImplementedError, ValueError) as exc:
-            row["status"] = f"unsupported: {_describe(exc)}"
-            return row
-        row["first_call_ms"] = (time.perf_counter() - t0) * 1e3
-        row["kernel"] = f"{pt.backend}:{name}"
-        row["kernel_path"] = _kernel_path(s)
+    def first_step(self) -> None:
+        """One validated eager step on the first row set (JIT compilation happens here)."""
+        self.s.verify(*self.args, self.pool, self.rows[0], self.scratch)
+        self.s.commit(self.pool, self.rows[0], self.scratch, self.accepted[0])
 
-        def steps(n: int) -> list[Callable[[], None]]:
-            def one(j: int) -> Callable[[], None]:
-                rows, acc = sets[j % R], accepted[j % n_steps]
+    def step(self, rows: torch.Tensor, j: int) -> Callable[[], None]:
+        """Step ``j``: verify, then commit accepted vector ``j`` (capturable)."""
+        s, acc = self.s, self.accepted[j % len(self.accepted)]
 
-                def call() -> None:
-                    s.verify(*args, pool, rows, scratch, validate=False)
-                    s.commit(pool, rows, scratch, acc, validate=False)
-                return call
-            return [one(j) for j in range(n)]
+        def call() -> None:
+            s.verify(*self.args, self.pool, rows, self.scratch, validate=False)
+            s.commit(self.pool, rows, self.scratch, acc, validate=False)
+        return call
 
-        def verifies(n: int) -> list[Callable[[], Any]]:
-            return [(lambda r=sets[j % R]: s.verify(*args, pool, r, scratch, validate=False)) for j in range(n)]
+    def verify(self, rows: torch.Tensor, j: int) -> Callable[[], Any]:
+        return lambda: self.s.verify(*self.args, self.pool, rows, self.scratch, validate=False)
 
-        def commits(n: int) -> list[Callable[[], None]]:
-            return [(lambda r=sets[j % R], a=accepted[j % n_steps]: s.commit(pool, r, scratch, a, validate=False))
-                    for j in range(n)]
+    def commit(self, rows: torch.Tensor, j: int) -> Callable[[], None]:
+        acc = self.accepted[j % len(self.accepted)]
+        return lambda: self.s.commit(self.pool, rows, self.scratch, acc, validate=False)
 
-        from ..instrument import time_calls
-        tm = time_calls(steps, timing="amortised", min_sample_us=1e12, max_calls=n_steps, warmup=cfg.warmup,
-                        repeats=cfg.repeats, l2_flush=pt.l2_flush, device=ctx.device)
-        _timing_row(row, tm)
-        if name in SEPARABLE_VERIFY:
-            row["verify_us"] = _time_calls(pt, ctx, verifies, cfg.max_calls).median_us
-        row["commit_us"] = _time_calls(pt, ctx, commits, cfg.max_calls).median_us    # last: see module docstring
-        method = "step: graph of consecutive steps; commit: graph of commits alone; "
-        if name in SEPARABLE_VERIFY:
-            method += "verify: graph of verifies alone"
-            if name in FOLDING:
-                rest = row["step_us"] - row["verify_us"] - row["commit_us"]
-                if rest >= 0:
-                    row["fold_us"] = rest
-                    method += " (no fold due); fold: step - verify - commit"
-                else:  # e.g. FlashInfer's ring kernel folds inside its verify: nothing left to attribute
-                    method += f"; fold: not separable (step - verify - commit = {rest:.1f} us < 0)"
-        else:
-            row["verify_us"] = row["step_us"] - row["commit_us"]
-            method += "verify: step - commit (its verify replays what the previous commit accepted)"
-        row["split_method"] = method
-        _bandwidths(row, by, ctx.peak_gbps)
-        row["status"] = "ok"
-    return row
+
+def _time_phases(pt: SweepPoint, ctx: MeasureContext, row: dict, run: _StepRun) -> None:
+    """``step_us`` (a graph of consecutive steps), ``verify_us`` and ``commit_us`` (graphs of each
+    alone, or the rest of the step), ``fold_us`` and ``split_method`` (module docstring)."""
+    from ..instrument import time_calls
+
+    cfg, name = ctx.cfg, pt.strategy
+    tm = time_calls(disjoint_calls(run.step, run.rows), timing="amortised", min_sample_us=1e12,
+                    max_calls=cfg.steps_per_sample, warmup=cfg.warmup, repeats=cfg.repeats, l2_flush=pt.l2_flush,
+                    device=ctx.device)
+    timing_columns(row, tm)
+    row["step_us"] = tm.median_us
+    facts = strategy_class(name)
+    if facts.separable_verify:
+        row["verify_us"] = time_point(pt, ctx, disjoint_calls(run.verify, run.rows), cfg.max_calls).median_us
+    row["commit_us"] = time_point(pt, ctx, disjoint_calls(run.commit, run.rows), cfg.max_calls).median_us  # last
+    method = "step: graph of consecutive steps; commit: graph of commits alone; "
+    if facts.separable_verify:
+        method += "verify: graph of verifies alone"
+        if facts.folds:
+            rest = row["step_us"] - row["verify_us"] - row["commit_us"]
+            if rest >= 0:
+                row["fold_us"] = rest
+                method += " (no fold due); fold: step - verify - commit"
+            else:  # e.g. FlashInfer's ring kernel folds inside its verify: nothing left to attribute
+                method += f"; fold: not separable (step - verify - commit = {rest:.1f} us < 0)"
+    else:
+        row["verify_us"] = row["step_us"] - row["commit_us"]
+        method += "verify: step - commit (its verify replays what the previous commit accepted)"
+    row["split_method"] = method
 
 
 def _kernel_path(s) -> str:

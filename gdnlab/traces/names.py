@@ -21,15 +21,17 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from .. import backends
+
 __all__ = ["short_kernel_name", "kernel_class", "kernel_classes", "DEFAULT_CLASS_RULES", "GDN_KERNEL_PATTERN",
            "is_gdn_kernel"]
 
-#: a kernel whose name matches this (case-insensitive) is a GDN kernel: FlashInfer's CuTe-DSL decode/MTP
-#: kernels, gdnlab's Triton kernels, and the Triton/fla kernels SGLang uses. The one pattern gdnlab uses.
-GDN_KERNEL_PATTERN = r"gdn|gated_delta|fused_recurrent|fused_sigmoid_gating|strategy_recurrent"
+#: a kernel whose name matches this (case-insensitive) is a GDN kernel: the union of the patterns the
+#: backends declare (:func:`gdnlab.backends.gdn_kernel_pattern`). The one pattern gdnlab uses.
+GDN_KERNEL_PATTERN = backends.gdn_kernel_pattern()
 
 #: a verify strategy's commit kernel (gdnlab's fused scatter, SGLang's ``fused_mamba_state_scatter_with_mask``)
-COMMIT_KERNEL_PATTERN = r"scatter_commit|state_scatter"
+COMMIT_KERNEL_PATTERN = backends.commit_kernel_pattern()
 
 DEFAULT_CLASS_RULES: tuple[tuple[str, str], ...] = (
     ("commit", COMMIT_KERNEL_PATTERN),

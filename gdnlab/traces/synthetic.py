@@ -174,7 +174,7 @@ DECODE_KERNELS = (
 
 def kernel_table(names: Sequence[str], durations_ns: Sequence[int], gap_ns: int = 100) -> pd.DataFrame:
     """A bare kernel table (``name``, ``start_ns``, ``end_ns``, ``duration_ns``) of kernels run one after
-    another from t = 0 with ``gap_ns`` between them: the input of :mod:`gdnlab.phases` and the ledger's
+    another from t = 0 with ``gap_ns`` between them: the input of :mod:`gdnlab.analysis.phases` and the ledger's
     trace tables, without writing a trace file."""
     rows, t = [], 0
     for n, d in zip(names, durations_ns, strict=True):

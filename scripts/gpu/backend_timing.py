@@ -7,7 +7,7 @@ For each backend, op (decode T=1, verify T=4), state dtype (float32, bfloat16) a
    DSL or Triton; FlashInfer also keeps a disk cache in ~/.cache/flashinfer for the machine's life)
    and the second call ``second_call_ms`` (the same call warm: host overhead + kernel);
 2. steady state by :func:`gdnlab.instrument.time_calls` with its defaults: n calls on disjoint pool
-   rows (:func:`gdnlab.harness_calls.disjoint_calls`) in one CUDA graph, n chosen so a sample lasts
+   rows (:func:`gdnlab.harness_calls.kernel_calls`) in one CUDA graph, n chosen so a sample lasts
    >= 50 µs, L2 flushed before each replay, µs per call = replay / n; median, p10, p90 reported with
    ``timing_method`` and ``calls_per_sample``. If capture fails, the row says so in ``method`` /
    ``note``.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from gdnlab.harness_calls import disjoint_calls
+from gdnlab.harness_calls import kernel_calls
 from gdnlab.instrument import time_calls
 from gdnlab.kernels import available_backends, get_backend
 from gdnlab.provenance import collect
@@ -61,7 +61,7 @@ def time_case(backend, shape, op: str, dtype: torch.dtype, batch: int, tokens: i
     if intermediate not in ("pool", "backend"):
         raise ValueError(f"intermediate must be 'pool' or 'backend', got {intermediate!r}")
     T = 1 if op == "decode" else tokens
-    make = disjoint_calls(backend, shape, batch=batch, draft_tokens=T, state_dtype=dtype, device=device,
+    make = kernel_calls(backend, shape, batch=batch, draft_tokens=T, state_dtype=dtype, device=device,
                           intermediate_dtype=dtype if intermediate == "pool" else None, check=False)
     call = make(1)[0]
     first = first_call_ms(call)          # JIT compile (or cache load) + run

@@ -127,7 +127,7 @@ def check_correctness(device) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- timing
 def time_one(op: str, dname: str, B: int, cname: str, device, reps: int) -> dict:
-    from gdnlab.harness_calls import disjoint_calls
+    from gdnlab.harness_calls import kernel_calls
     from gdnlab.instrument import time_calls
     from gdnlab.roofline import gdn_bytes
 
@@ -135,7 +135,7 @@ def time_one(op: str, dname: str, B: int, cname: str, device, reps: int) -> dict
     T = 1 if op == "decode" else 4
     be = TritonBackend(**CONFIGS[cname])
     inter_dt = torch.float32 if dt == torch.float32 else dt
-    make = disjoint_calls(be, SHAPE, batch=B, draft_tokens=T, state_dtype=dt, device=device, seed=1,
+    make = kernel_calls(be, SHAPE, batch=B, draft_tokens=T, state_dtype=dt, device=device, seed=1,
                           intermediate_dtype=inter_dt if op == "verify" else None)
     t = time_calls(make, repeats=reps, device=device)
     nbytes = gdn_bytes(SHAPE, B, T, mode=op, state_dtype=dt, act_dtype=torch.bfloat16,

@@ -34,7 +34,7 @@ import torch
 from gdnlab.components.allreduce import allreduce_frame
 from gdnlab.components.bench import GridConfig, estimate, run_grid
 from gdnlab.components.compose import DEFAULT_TOLERANCE, check_frame
-from gdnlab.components.layers import MODES, grouped_mm_available
+from gdnlab.components.layers import STEP_MODES, grouped_mm_available
 
 FULL = {"batches": (1, 4, 16, 64, 128, 256), "kv_lens": (1024, 4096, 16384)}
 QUICK = {"batches": (1, 16, 64, 256), "kv_lens": (1024, 16384)}
@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help=f"smaller grid: B {QUICK['batches']}, KV {QUICK['kv_lens']}")
     p.add_argument("--batches", type=_ints, default=None, help="batch sizes B (comma list; default per --quick)")
     p.add_argument("--kv-lens", type=_ints, default=None, help="KV lengths in tokens (comma list)")
-    p.add_argument("--modes", type=_names, default=MODES, help="step modes: decode, mtp")
+    p.add_argument("--modes", type=_names, default=STEP_MODES, help="step modes: decode, mtp")
     p.add_argument("--draft-tokens", type=int, default=4, help="draft tokens T verified per row in an MTP step")
     p.add_argument("--strategies", type=_names, default=("full_cache",),
                    help="verify strategies; the first runs in the slice, the others are timed as components")
@@ -94,9 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.kv_lens = args.kv_lens or grid["kv_lens"]
     if args.quick:
         args.repeats = min(args.repeats, 15)
-    bad = [m for m in args.modes if m not in MODES]
+    bad = [m for m in args.modes if m not in STEP_MODES]
     if bad:
-        p.error(f"--modes: unknown {bad}; expected {MODES}")
+        p.error(f"--modes: unknown {bad}; expected {STEP_MODES}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device here (use --device cpu --tiny)")
     return args

@@ -125,7 +125,7 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except Exception:  # noqa: BLE001 - print everything the lead needs from one run
+    except Exception:  # noqa: BLE001 - one failing configuration must not hide the others' results
         traceback.print_exc()
         print(f"FAILED after {time.time() - T0:.0f} s")
         sys.exit(1)

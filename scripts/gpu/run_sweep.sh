@@ -31,7 +31,7 @@ run_tests() {
 
 run_sweep() {
   # default grid: every available backend except reference (flashinfer, triton) x batch
-  # 1,4,16,32,64,128,256 x {decode, verify T=2,4,8 x strategy full_cache|full_cache_pool_scoped} x state
+  # 1,4,16,32,64,128,256 x {decode, verify T=2,4,8 x buffer scope batch|pool} x state
   # float32|bfloat16, qwen3.5-397b-a17b@tp4; amortised timing (n calls on disjoint pool rows in one CUDA
   # graph, >= 50 µs per sample), L2 flushed, 5 warm-up + 40 timed replays per point.
   timeout --signal=INT --kill-after=20 "${SWEEP_TIMEOUT:-400}" \

@@ -25,7 +25,7 @@ import pandas as pd
 
 from gdnlab.errors import InputError
 from gdnlab.shapes import GDNShape
-from gdnlab.strategies.base import STRATEGY_NAMES
+from gdnlab.strategies.registry import STRATEGY_NAMES
 from gdnlab.sweep import DEFAULT_ACCEPT_LEN, SweepConfig, run_sweep
 
 DEFAULT_TILINGS = "auto,8:1,16:1,32:1,16:2,32:2,32:4,64:4,64:8"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from importlib import metadata
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -19,7 +18,7 @@ import torch
 
 from ...errors import UnavailableError
 from ...kernels.base import KernelPath
-from ...kernels.flashinfer import FlashInferBackend, device_capability
+from ...kernels.flashinfer import FlashInferBackend, check_flashinfer, device_capability
 from ...kernels.validation import GDNCallDims
 from ...shapes import dtype_from_name, dtype_name
 from ..base import VerifyStrategy
@@ -82,22 +81,10 @@ def _as_cc(sm: int | str | tuple[int, int] | None) -> tuple[int, int] | None:
 
 def availability() -> tuple[bool, str]:
     """``(False, "no CUDA device")``, ``(False, "flashinfer not importable: <error>")``,
-    ``(False, "needs SM90+, found sm80")`` or ``(True, "flashinfer 0.7.4 on <GPU> (sm90)")``."""
-    cc = _current_cc()
-    if cc is None:
-        return False, "no CUDA device"
-    for mod in ("cutlass.cute", _GD, _MTP, _BF16):
-        try:
-            _import_module(mod)
-        except Exception as exc:  # noqa: BLE001 - any failure is the reason
-            return False, f"flashinfer not importable: {mod}: {type(exc).__name__}: {exc}"
-    if cc[0] < 9:
-        return False, f"needs SM90+, found {_sm_name(cc)}"
-    try:
-        version = metadata.version("flashinfer-python")
-    except Exception:  # noqa: BLE001 - bundles on PYTHONPATH may lack dist-info
-        version = str(getattr(_import_module("flashinfer"), "__version__", "unknown"))
-    return True, f"flashinfer {version} on {torch.cuda.get_device_name()} ({_sm_name(cc)})"
+    ``(False, "needs SM90+, found sm80")`` or ``(True, "flashinfer 0.7.4 on <GPU> (sm90)")``
+    (:func:`gdnlab.kernels.flashinfer.check_flashinfer` with this module's seams)."""
+    return check_flashinfer(_current_cc(), ("cutlass.cute", _GD, _MTP, _BF16), import_module=_import_module,
+                            failed="flashinfer not importable")
 
 
 # ---------------------------------------------------------------------------------------------- ops
@@ -240,12 +227,11 @@ class _FlashInferStrategy(VerifyStrategy):
         """``o`` when a kernel can write it directly (bf16, contiguous), else ``None``."""
         return o if (o.dtype == torch.bfloat16 and o.is_contiguous()) else None
 
-    @staticmethod
-    def _emit(o: torch.Tensor, out: torch.Tensor, indices: torch.Tensor) -> None:
+    def _emit(self, o: torch.Tensor, out: torch.Tensor, indices: torch.Tensor) -> None:
         """Copy a kernel's output into ``o`` (unless it wrote ``o``) and zero padding rows."""
         if out is not o:
             o.copy_(out)
-        o.masked_fill_((indices < 0).view(-1, 1, 1, 1), 0)
+        o.masked_fill_(self._memo("padding", lambda: (indices < 0).view(-1, 1, 1, 1)), 0)
 
     def _kernel_name(self, cc, dims: GDNCallDims, bf16: bool) -> tuple[str, dict]:
         return self.fi._verify_kernel(cc, dims, bf16)  # kernel choice as FlashInfer's dispatch makes it

@@ -144,6 +144,7 @@ class FlashInferRecomputeFused(_FlashInferStrategy, RecomputeFused):
 
     summary = "one bf16 MTP launch replays the pending accepted tokens, writes S once, then verifies"
     constant_gates = True
+    bookkeeping_fields = ("pending",)
     kernel_modules = (_GD, _BF16)
     state_dtypes = (torch.bfloat16,)
     constraints = "state bfloat16; T >= 2; B * HV >= 128 (wide_vec kernel)"
@@ -182,10 +183,14 @@ class FlashInferRecomputeFused(_FlashInferStrategy, RecomputeFused):
         scratch.pa = torch.zeros((n, T2, v.shape[2]), **z)
         scratch.pb = torch.zeros((n, T2, v.shape[2]), **z)
 
+    def _pending_rows(self, indices, scratch):
+        """``(bk, pending [B])``: bookkeeping index and stashed tokens to replay (0 for padding rows)."""
+        bk = bookkeeping_index(indices, scratch.pool_slots)
+        return bk, torch.where(indices >= 0, scratch.pending[bk], torch.zeros_like(scratch.pending[bk]))
+
     def _stashed(self, indices, scratch):
         """``(bk, pending [B], k, v, a, b)`` of each row's stash (masked: rejected tokens)."""
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        pend = torch.where(indices >= 0, scratch.pending[bk], torch.zeros_like(scratch.pending[bk]))
+        bk, pend = self._memo("fi_pending", lambda: self._pending_rows(indices, scratch))
         return bk, pend, scratch.k[bk], scratch.v[bk], scratch.a[bk], scratch.b[bk]
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
@@ -193,7 +198,8 @@ class FlashInferRecomputeFused(_FlashInferStrategy, RecomputeFused):
         self._ensure(scratch, q, v)
         B, T = dims.B, dims.T
         bk, pend, sk, sv, sa, sb = self._stashed(indices, scratch)
-        keep = (torch.arange(T, device=q.device)[None, :] < pend.long()[:, None])[..., None]   # [B, T, 1]
+        keep = self._memo("fi_keep", lambda: (torch.arange(T, device=q.device)[None, :]
+                                              < pend.long()[:, None])[..., None])   # [B, T, 1]
         pq, pk, pv, pa, pb = (t[:B] for t in (scratch.pq, scratch.pk, scratch.pv, scratch.pa, scratch.pb))
         pk[:, :T].copy_(sk)
         pv[:, :T].copy_(sv)
@@ -201,14 +207,15 @@ class FlashInferRecomputeFused(_FlashInferStrategy, RecomputeFused):
         pb[:, :T].copy_(torch.where(keep, sb, torch.full_like(sb, MASK_LOGIT)))
         for dst, src in ((pq, q), (pk, k), (pv, v), (pa, a), (pb, b)):
             dst[:, T:].copy_(src)
-        steps = (pend.clamp(min=1) - 1).to(torch.int32).contiguous()
+        steps = self._memo("fi_steps", lambda: (pend.clamp(min=1) - 1).to(torch.int32).contiguous())
         A, dt = self._gates(A_log, dt_bias)
         tile = self._module(_BF16)._select_wide_vec_tile_v(B, dims.HV)
         self._path("verify", "bf16_wide_vec_mtp", cc, dims, pool.dtype, tile_v=tile, fused_recovery=True,
                    fi_api="gdn_kernels.gdn_decode_bf16_state.gated_delta_rule_mtp", packed_tokens=2 * T)
         out = self.fi.kernels.mtp_bf16(
             A_log=A, a=pa, dt_bias=dt, softplus_beta=1.0, softplus_threshold=20.0, q=pq, k=pk, v=pv, b=pb,
-            initial_state_source=pool, initial_state_indices=indices.to(torch.int32).contiguous(),
+            initial_state_source=pool, initial_state_indices=self._memo(
+                "fi_idx", lambda: indices.to(torch.int32).contiguous()),
             accepted_steps=steps, disable_state_update=False, use_qk_l2norm_in_kernel=True, scale=scale)
         self._emit(o, out[:, T:], indices)
         # stash the new tokens by pool slot (padding rows -> dummy row P); the kernel read the packed copy
@@ -216,11 +223,15 @@ class FlashInferRecomputeFused(_FlashInferStrategy, RecomputeFused):
             dst.index_copy_(0, bk, src.to(dst.dtype))
         scratch.A_log.copy_(A_log)
         scratch.dt_bias.copy_(dt_bias)
-        scratch.pending.index_fill_(0, bk, 0)    # not pending[bk] = 0: that copies a host scalar
+        # not pending[bk] = 0: that copies a host scalar
+        self._once("fi_consume_pending", lambda: scratch.pending.index_fill_(0, bk, 0))
 
     def _commit(self, pool, indices, scratch, accepted):
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        scratch.pending[bk] = torch.where(indices >= 0, accepted, torch.zeros_like(accepted)).to(torch.int32)
+        bk = self._bk(indices, scratch)
+
+        def record() -> None:
+            scratch.pending[bk] = torch.where(indices >= 0, accepted, torch.zeros_like(accepted)).to(torch.int32)
+        self._once("fi_record_pending", record)
         self.last_path = KernelPath("commit", "pending_record", self.last_path.arch, {"strategy": self.name})
 
     def reset(self, scratch, slots) -> None:

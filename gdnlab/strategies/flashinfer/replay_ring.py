@@ -10,6 +10,7 @@ from ...errors import UnavailableError
 from ...kernels.base import KernelPath
 from ..base import Scratch, bookkeeping_index
 from ..ops import RecurrentOps
+from ..replay_ring import ReplayRing
 from ._common import _UF, _FlashInferStrategy
 
 # the ucache-flush ring (uf L316-L323): 16-row live window, 32 physical slots
@@ -32,7 +33,7 @@ class UCacheRingScratch(Scratch):
     flush_min: int = 0
 
 
-class FlashInferReplayRing(_FlashInferStrategy):
+class FlashInferReplayRing(_FlashInferStrategy, ReplayRing):
     """``replay_ring`` on FlashInfer's ``gated_delta_rule_mtp_ucache_flush`` (ReplaySSM).
 
     verify: one launch; rows with ``hist >= flush_min`` fold their window into the checkpoint
@@ -52,6 +53,7 @@ class FlashInferReplayRing(_FlashInferStrategy):
     launches = {"verify": 1, "commit": 0}
     bookkeeping_ops = {"verify": 6, "commit": 3}
     kernel_modules = (_UF,)
+    bookkeeping_fields = ("hist", "base")
     state_dtypes = (torch.bfloat16,)
     constraints = "state bfloat16; T in {4, 8}; K = V = 128"
 
@@ -108,9 +110,8 @@ class FlashInferReplayRing(_FlashInferStrategy):
             raise UnavailableError(f"this FlashInfer's ucache ring has {mod.RING_SLOTS} slots / window "
                                    f"{mod.W_RING}; gdnlab reads 0.7.4's {_RING_SLOTS} / {_W_RING}")
         live = indices >= 0
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        hist = scratch.hist[bk].contiguous()
-        base = scratch.base[bk].contiguous()
+        bk = self._bk(indices, scratch)
+        hist, base = self._memo("fi_ring", lambda: (scratch.hist[bk].contiguous(), scratch.base[bk].contiguous()))
         kernel = "ucache_flush_hmma"
         why = getattr(mod, "_umma_unavailable_reason", None)
         if self.ring_backend != "hmma" and why is not None:
@@ -124,21 +125,28 @@ class FlashInferReplayRing(_FlashInferStrategy):
         out = mod.gated_delta_rule_mtp_ucache_flush(
             A_log=A_log, a=a.contiguous(), dt_bias=dt_bias, softplus_beta=1.0, softplus_threshold=20.0,
             q=q.contiguous(), k=k.contiguous(), v=v.contiguous(), b=b.contiguous(), initial_state_source=pool,
-            initial_state_indices=indices.to(torch.int32).contiguous(), use_qk_l2norm_in_kernel=True, scale=scale,
+            initial_state_indices=self._memo("fi_idx", lambda: indices.to(torch.int32).contiguous()),
+            use_qk_l2norm_in_kernel=True, scale=scale,
             output=self._out_arg(o), k_cache=scratch.k_cache, u_cache=scratch.u_cache, g_cache=scratch.g_cache,
             hist_len=hist, cache_base=base, flush_min=scratch.flush_min, restart_hist_on_flush=False,
             backend=self.ring_backend)
         self._emit(o, out, indices)  # the kernel retires padding rows' CTAs (uf L511-L530): zero their outputs
-        flushed = live & (hist >= scratch.flush_min)
-        zero = torch.zeros_like(hist)
-        scratch.base[bk] = torch.where(flushed, (base + hist) & (_RING_SLOTS - 1), torch.where(live, base, zero))
-        scratch.hist[bk] = torch.where(flushed | ~live, zero, hist)
+
+        def slide() -> None:
+            flushed = live & (hist >= scratch.flush_min)
+            zero = torch.zeros_like(hist)
+            scratch.base[bk] = torch.where(flushed, (base + hist) & (_RING_SLOTS - 1), torch.where(live, base, zero))
+            scratch.hist[bk] = torch.where(flushed | ~live, zero, hist)
+        self._once("fi_slide", slide)
 
     def _commit(self, pool, indices, scratch, accepted):
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        live = indices >= 0
-        new = scratch.hist[bk] + accepted.to(torch.int32)
-        scratch.hist[bk] = torch.where(live, new, torch.zeros_like(new))
+        bk = self._bk(indices, scratch)
+
+        def advance() -> None:
+            live = indices >= 0
+            new = scratch.hist[bk] + accepted.to(torch.int32)
+            scratch.hist[bk] = torch.where(live, new, torch.zeros_like(new))
+        self._once("fi_advance", advance)
         self.last_path = KernelPath("commit", "cursor_move", self.last_path.arch, {"strategy": self.name})
 
     def _window_state(self, pool, indices, scratch) -> torch.Tensor:

@@ -23,9 +23,7 @@ class FlashInferTokenSlots(_FlashInferStrategy, TokenSlots):
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o):
         cc = self._prepare(q, pool, dims)
-        src, dst = self._slots(indices, scratch)
-        src = src.to(torch.int32).contiguous()
-        dst = dst.clamp(min=0).to(torch.int32).contiguous()
+        src, dst = self._memo("fi_slots", lambda: self._kernel_slots(indices, scratch))
         bf16 = pool.dtype == torch.bfloat16
         kernel, detail = self._kernel_name(cc, dims, bf16)
         self._path("verify", kernel, cc, dims, pool.dtype, ssm_state_indices=True, **detail)
@@ -42,6 +40,12 @@ class FlashInferTokenSlots(_FlashInferStrategy, TokenSlots):
                 scale=scale, output=self._out_arg(o), intermediate_states_buffer=None, ssm_state_indices=dst,
                 disable_state_update=False, use_qk_l2norm=True)
         self._emit(o, out, indices)
+
+    def _kernel_slots(self, indices, scratch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kernel's ``initial_state_indices [B]`` and ``ssm_state_indices [B, T]`` (int32; padding
+        rows' per-token slots -> slot 0)."""
+        src, dst = self._slots(indices, scratch)
+        return src.to(torch.int32).contiguous(), dst.clamp(min=0).to(torch.int32).contiguous()
 
     def _commit(self, pool, indices, scratch, accepted):
         super()._commit(pool, indices, scratch, accepted)

@@ -3,7 +3,7 @@
 Inputs are what gdnlab already wrote: sweep rows (:func:`gdnlab.results.load_sweep`; step rows have
 ``measure == "step"``, one per backend, strategy, state dtype, T, accept length and B, timed as
 :mod:`gdnlab.sweep.step` describes) and decode-loop traces of one strategy each (their kernel
-tables, split by :mod:`gdnlab.phases`). Nothing here measures, plots or reads files:
+tables, split by :mod:`gdnlab.analysis.phases`). Nothing here measures, plots or reads files:
 
 * :func:`step_rows` / :func:`strategy_ledger`: the step rows with the derived columns
   ``per_token_us`` (= ``step_us / accept_len``: time per accepted token), ``vs_full_cache`` (step
@@ -20,30 +20,27 @@ tables, split by :mod:`gdnlab.phases`). Nothing here measures, plots or reads fi
   Qwen3.5-397B-A17B at TP 4, all its GDN layers) at one B, from :mod:`gdnlab.roofline`;
 * :func:`targets`, :func:`busy_targets`: measured value, goal and met (yes / no / no data) of the
   strategy targets (:class:`Targets`);
-* :func:`trace_paths`, :func:`trace_phases`, :func:`trace_busy`: per-strategy traces' file names
-  and their verify / commit / fold breakdown and GPU busy share.
+
+Per-strategy traces (their file names, verify / commit / fold breakdown and GPU busy share) are
+:mod:`gdnlab.analysis.strategy_traces`; :func:`busy_targets` judges the latter.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
 
 from ..results import require_columns
-from ..roofline import strategy_memory_bytes, strategy_scratch_bytes
 from ..shapes import GDNShape, dtype_from_name, dtype_name, preset
+from ..strategies.registry import BASELINE, STRATEGY_NAMES, strategy_class, strategy_order
 
-__all__ = ["STRATEGY_ORDER", "GROUP", "Targets", "step_rows", "strategy_ledger", "ledger_table", "winners",
-           "served_scratch", "options_from_rows", "targets", "busy_targets", "trace_paths", "trace_phases",
-           "trace_busy", "phase_summary", "SERVED_PRESET", "SERVED_TP", "FLAG_INCORRECT", "FLAG_UNCHECKED",
-           "FLAG_EAGER", "FLAG_TEXT", "has_flag", "MET_NOT_COMPARABLE"]
+__all__ = ["GROUP", "Targets", "step_rows", "strategy_ledger", "ledger_table", "winners",
+           "served_scratch", "options_from_rows", "targets", "busy_targets", "SERVED_PRESET", "SERVED_TP",
+           "FLAG_INCORRECT", "FLAG_UNCHECKED", "FLAG_EAGER", "FLAG_TEXT", "has_flag", "MET_NOT_COMPARABLE"]
 
-#: strategies in the order tables and legends list them (the baseline first)
-STRATEGY_ORDER = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
 #: columns that, with ``batch``, identify one step point of a sweep
 GROUP = ("backend", "state_dtype", "draft_tokens", "accept_len")
 #: the served model the scratch table is for (``gdnlab.shapes.preset(SERVED_PRESET, tp=SERVED_TP)``)
@@ -96,10 +93,6 @@ class Targets:
 # ------------------------------------------------------------------------------------------ step rows
 
 
-def _strategy_rank(s: Any) -> int:
-    return STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER)
-
-
 def _need(df: Any, cols: Iterable[str], what: str = "sweep rows") -> None:
     require_columns(df, cols, what=what)
 
@@ -121,7 +114,7 @@ def step_rows(df: pd.DataFrame) -> pd.DataFrame:
 
     keys = [c for c in KEY_COLUMNS if c in out.columns]
     out = out[~out[keys].astype("string").fillna("<NA>").duplicated(keep="last")]
-    out["_rank"] = out["strategy"].map(_strategy_rank)
+    out["_rank"] = out["strategy"].map(strategy_order)
     out = out.sort_values(["backend", "state_dtype", "draft_tokens", "accept_len", "_rank", "batch"], kind="stable")
     return out.drop(columns="_rank").reset_index(drop=True)
 
@@ -167,7 +160,7 @@ def strategy_ledger(df: pd.DataFrame) -> pd.DataFrame:
     led["commit_floor_ratio"] = _ratio(_num(led["commit_us"]).where(ok.fillna(False).astype(bool)),
                                        led["commit_floor_us"])
     led["flag"] = _flags(led, ok.fillna(False).astype(bool))
-    base = led.assign(_step=step)[led["strategy"] == "full_cache"]
+    base = led.assign(_step=step)[led["strategy"] == BASELINE]
     keys = [*GROUP, "batch"]
     base = base[keys + ["_step"]].dropna(subset=["_step"]).drop_duplicates(keys, keep="last")
     base = base.rename(columns={"_step": "_full_cache_step"})
@@ -232,7 +225,7 @@ def winners(led: pd.DataFrame) -> pd.DataFrame:
     for key, g in _contenders(led).groupby(keys, sort=True, dropna=False):
         g = g.assign(_t=_num(g["step_us"])).sort_values(["_t"], kind="stable")
         best = g.iloc[0]
-        fc = g.loc[g["strategy"] == "full_cache", "_t"]
+        fc = g.loc[g["strategy"] == BASELINE, "_t"]
         fc_t = float(fc.iloc[0]) if len(fc) else math.nan
         bad = flagged
         for c, v in zip(keys, key):
@@ -254,7 +247,7 @@ def _flag_list(bad: pd.DataFrame) -> str | None:
     if bad.empty:
         return None
     pairs = bad[["strategy", "flag"]].astype(str).drop_duplicates()
-    pairs = pairs.assign(_r=pairs["strategy"].map(_strategy_rank)).sort_values("_r")
+    pairs = pairs.assign(_r=pairs["strategy"].map(strategy_order)).sort_values("_r")
     return "; ".join(f"{s} ({f})" for s, f, _ in pairs.itertuples(index=False))
 
 
@@ -293,7 +286,7 @@ def options_from_rows(led: pd.DataFrame, backend: str) -> dict[str, dict]:
 
 def served_scratch(shape: GDNShape | None = None, *, batch: int = 256, draft_tokens: int = 4,
                    state_dtype: str = "bfloat16", layers: int | None = None, requests: int | None = None,
-                   strategies: Sequence[str] = STRATEGY_ORDER,
+                   strategies: Sequence[str] = STRATEGY_NAMES,
                    options: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Scratch and memory of each strategy for a served model, all its GDN layers, at one B.
 
@@ -308,8 +301,8 @@ def served_scratch(shape: GDNShape | None = None, *, batch: int = 256, draft_tok
 
     Returns:
         one row per strategy: ``pool_slots`` (rows of one layer's pool),
-        ``scratch_bytes_per_layer`` (:func:`gdnlab.roofline.strategy_scratch_bytes`),
-        ``memory_bytes_per_layer`` (:func:`~gdnlab.roofline.strategy_memory_bytes`: pool + scratch),
+        ``scratch_bytes_per_layer`` (the strategy class's ``scratch_formula``),
+        ``memory_bytes_per_layer`` (its ``memory_formula``: pool + scratch),
         ``scratch_gib`` / ``memory_gib`` (times ``layers``, GiB = 2^30 bytes), ``extra_gib``
         (memory beyond a pool of one row per request: what the strategy costs over plain decode;
         ``token_slots`` keeps its T extra states per request in the pool), and the conditions.
@@ -323,10 +316,10 @@ def served_scratch(shape: GDNShape | None = None, *, batch: int = 256, draft_tok
     rows = []
     for s in strategies:
         opts = dict((options or {}).get(s, {}))
-        per_req = draft_tokens + 1 if s == "token_slots" else 1
-        P = 1 + R * per_req
-        scratch = strategy_scratch_bytes(shape, s, batch, draft_tokens, P, state_dtype=sd, **opts)
-        memory = strategy_memory_bytes(shape, s, R, batch, draft_tokens, state_dtype=sd, **opts)
+        cls = strategy_class(s)
+        P = 1 + R * cls.slots_per_request(draft_tokens)
+        scratch = cls.scratch_formula(shape, batch, draft_tokens, P, state_dtype=sd, **opts)
+        memory = cls.memory_formula(shape, R, batch, draft_tokens, state_dtype=sd, **opts)
         rows.append({"strategy": s, "shape": shape.name, "layers": L, "batch": batch, "requests": R,
                      "draft_tokens": draft_tokens, "state_dtype": sd, "pool_slots": P,
                      "scratch_bytes_per_layer": int(scratch), "memory_bytes_per_layer": int(memory),
@@ -385,15 +378,15 @@ def targets(led: pd.DataFrame, goals: Targets = Targets(), *, status: str | None
         mine = at[at["backend"].astype(str) == be]
         ok = _contenders(mine)
         # 1. full_cache's commit against its byte floor at B
-        fc = mine[(mine["strategy"] == "full_cache") & (mine["batch"] == g.batch)]
+        fc = mine[(mine["strategy"] == BASELINE) & (mine["batch"] == g.batch)]
         v = _num(fc["commit_floor_ratio"]).dropna()
-        out.append(_row("full_cache commit / its byte floor", be, "full_cache", v.iloc[0] if len(v) else None, "x",
+        out.append(_row(f"{BASELINE} commit / its byte floor", be, BASELINE, v.iloc[0] if len(v) else None, "x",
                         f"<= {g.commit_floor_max:g}x", bool(len(v)) and v.iloc[0] <= g.commit_floor_max,
                         f"B={g.batch}, {cond}; floor = commit bytes / measured copy bandwidth", fc))
         # 2. the best other strategy's step against full_cache's, at B
         at_b = ok[ok["batch"] == g.batch]
-        fc_t = _num(at_b.loc[at_b["strategy"] == "full_cache", "step_us"])
-        others = at_b[at_b["strategy"] != "full_cache"].assign(_t=lambda d: _num(d["step_us"])).sort_values("_t")
+        fc_t = _num(at_b.loc[at_b["strategy"] == BASELINE, "step_us"])
+        others = at_b[at_b["strategy"] != BASELINE].assign(_t=lambda d: _num(d["step_us"])).sort_values("_t")
         best = str(others.iloc[0]["strategy"]) if len(others) else None
         ratio = float(others.iloc[0]["_t"]) / float(fc_t.iloc[0]) if best and len(fc_t) else None
         bad = mine[mine["flag"].notna() & (mine["batch"] == g.batch)]
@@ -406,7 +399,7 @@ def targets(led: pd.DataFrame, goals: Targets = Targets(), *, status: str | None
         # 3. that strategy ahead of full_cache at every B >= ahead_from_batch
         out.append(_ahead_row(ok, best, g, cond, be))
         # 4. each strategy's verify and commit bandwidth at B >= bw_from_batch
-        for s in sorted(mine["strategy"].dropna().astype(str).unique(), key=_strategy_rank):
+        for s in sorted(mine["strategy"].dropna().astype(str).unique(), key=strategy_order):
             out.append(_bw_row(mine[mine["strategy"] == s], be, s, g, cond))
     table = pd.DataFrame(out, columns=_TARGET_COLUMNS)
     if status:
@@ -422,7 +415,7 @@ def _ahead_row(ok: pd.DataFrame, best: str | None, g: Targets, cond: str, be: st
     t = big.assign(_t=_num(big["step_us"])).pivot_table(index="batch", columns="strategy", values="_t", aggfunc="last")
     batches = [int(b) for b in t.index]
     have = t[best] if best in t else pd.Series(math.nan, index=t.index)
-    base = t["full_cache"] if "full_cache" in t else pd.Series(math.nan, index=t.index)
+    base = t[BASELINE] if BASELINE in t else pd.Series(math.nan, index=t.index)
     r = (have / base)
     gaps = [b for b, v in zip(batches, r) if pd.isna(v)]
     behind = [b for b, v in zip(batches, r) if pd.notna(v) and v >= 1.0]
@@ -483,138 +476,3 @@ def busy_targets(busy: pd.DataFrame, goals: Targets = Targets()) -> pd.DataFrame
             row["detail"] = "eager trace (no CUDA graph): not comparable; " + detail
         out.append(row)
     return pd.DataFrame(out, columns=_TARGET_COLUMNS)
-
-
-# ------------------------------------------------------------------------------------------ traces
-
-
-def trace_paths(folder: str, backends: Sequence[str], strategies: Sequence[str] = STRATEGY_ORDER, *,
-                batch: int = 64, osl: int = 512, draft_tokens: int = 4) -> dict[tuple[str, str], str]:
-    """``{(backend, strategy): path}`` of the per-strategy decode-loop traces in ``folder``, named
-    as the GPU session writes them: ``<backend>_c<B>_osl<OSL>_t<T>_<strategy>.sqlite``."""
-    return {(be, s): str(PurePosixPath(str(folder)) / f"{be}_c{batch}_osl{osl}_t{draft_tokens}_{s}.sqlite")
-            for be in backends for s in strategies}
-
-
-def _kernels_of(obj: Any) -> pd.DataFrame | None:
-    k = getattr(obj, "kernels", obj)
-    return k if isinstance(k, pd.DataFrame) else None
-
-
-def _launch(k: pd.DataFrame) -> str | None:
-    """``"CUDA graph"`` when most kernels of a trace were graph nodes, ``"eager"`` when none or few
-    were, ``None`` when the kernel table cannot tell (no ``graph_node_id`` / ``launch_api``)."""
-    if "graph_node_id" in k.columns and len(k):
-        share = float(k["graph_node_id"].notna().mean())
-    elif "launch_api" in k.columns and len(k):
-        share = float(k["launch_api"].astype("string").str.contains("Graph", case=False).fillna(False).mean())
-    else:
-        return None
-    return "CUDA graph" if share >= 0.5 else "eager"
-
-
-def _trace_fields(obj: Any) -> dict:
-    gpu = getattr(obj, "gpu", None) if not isinstance(obj, pd.DataFrame) else None
-    md = getattr(obj, "metadata", None) if not isinstance(obj, pd.DataFrame) else None
-    path = getattr(obj, "path", None)
-    return {"status": getattr(obj, "status", None) if isinstance(getattr(obj, "status", None), str) else None,
-            "gpu": (gpu or {}).get("name") if isinstance(gpu, dict) else None,
-            "sm": (gpu or {}).get("sm") if isinstance(gpu, dict) else None,
-            "nsys": (md or {}).get("nsys_version") if isinstance(md, dict) else None,
-            "file": getattr(path, "name", None)}
-
-
-def _traces(traces: Mapping[Any, Any]) -> list[tuple[str, str, Any, pd.DataFrame]]:
-    """``(backend, strategy, object, kernels)`` of the entries that have a kernel table (a missing
-    trace, e.g. :class:`gdnlab.report.Missing`, is left out)."""
-    out = []
-    for key, obj in traces.items():
-        k = _kernels_of(obj)
-        if k is None:
-            continue
-        be, s = key if isinstance(key, tuple) else ("", str(key))
-        out.append((str(be), str(s), obj, k))
-    return out
-
-
-def trace_phases(traces: Mapping[Any, Any]) -> pd.DataFrame:
-    """:func:`gdnlab.phases.phase_breakdown` of each trace (``{(backend, strategy): Trace or kernel
-    table}``), stacked: ``backend``, ``strategy``, ``phase``, ``kernels``, ``time_us``,
-    ``time_per_step_us``, ``bookkeeping_us``, ``share_pct``, ``steps`` and the trace's
-    ``status``, ``gpu``, ``sm``, ``nsys``, ``file``. Entries without a kernel table are left out."""
-    from ..phases import phase_breakdown, step_busy
-
-    frames = []
-    for be, s, obj, k in _traces(traces):
-        b = phase_breakdown(k, s, backend=be or None)
-        frames.append(b.assign(backend=be, strategy=s, steps=len(step_busy(k)), launch=_launch(k),
-                               **_trace_fields(obj)))
-    cols = ["backend", "strategy", "phase", "kernels", "time_us", "time_per_step_us", "bookkeeping_us", "share_pct",
-            "steps", "launch", "status", "gpu", "sm", "nsys", "file"]
-    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
-
-
-def trace_busy(traces: Mapping[Any, Any]) -> pd.DataFrame:
-    """GPU busy share of each trace's steps (:func:`gdnlab.phases.step_busy`): ``backend``,
-    ``strategy``, ``steps`` (verify markers), ``complete_steps`` (those a next marker closes),
-    ``busy_pct_median`` / ``busy_pct_min`` (kernel time over verify marker to the next, complete
-    steps), ``span_busy_pct_median`` (kernel time over the step's own span on the device),
-    ``window_us_median``, ``span_us_median``, ``kernel_us_median`` (µs), ``launch`` (``"CUDA
-    graph"`` / ``"eager"``, from the kernels' graph node ids) and the trace's provenance fields."""
-    from ..phases import step_busy
-
-    def med(b: pd.DataFrame, col: str, how: str = "median") -> float:
-        v = pd.to_numeric(b[col], errors="coerce").dropna() if len(b) else pd.Series(dtype=float)
-        return float(getattr(v, how)()) if len(v) else math.nan
-
-    rows = []
-    for be, s, obj, k in _traces(traces):
-        b = step_busy(k)
-        rows.append({"backend": be, "strategy": s, "steps": len(b),
-                     "complete_steps": int(b["complete"].sum()) if len(b) else 0,
-                     "busy_pct_median": med(b, "busy_pct"), "busy_pct_min": med(b, "busy_pct", "min"),
-                     "span_busy_pct_median": med(b, "span_busy_pct"), "window_us_median": med(b, "window_us"),
-                     "span_us_median": med(b, "span_us"), "kernel_us_median": med(b, "kernel_us"),
-                     "launch": _launch(k), **_trace_fields(obj)})
-    cols = ["backend", "strategy", "steps", "complete_steps", "busy_pct_median", "busy_pct_min",
-            "span_busy_pct_median", "window_us_median", "span_us_median", "kernel_us_median", "launch", "status",
-            "gpu", "sm", "nsys", "file"]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def phase_summary(phases: pd.DataFrame) -> pd.DataFrame:
-    """:func:`trace_phases` one row per trace: µs per step of each phase (``fold_us``,
-    ``verify_us``, ``commit_us``, ``marker_us``, ``other_us``, where present), ``kernel_us`` (their
-    sum), the verify / commit / fold shares of it (``*_pct``), ``bookkeeping_us`` (per step: the small
-    torch kernels run per layer around the strategy's own kernels — gdnlab's index bookkeeping on
-    ``[B]`` tensors such as cursor gathers, and torch ops inside a library's Python wrapper; an engine
-    computes such metadata once per step, not per layer), ``bookkeeping_pct`` (of ``kernel_us``),
-    ``strategy_kernel_us`` (``kernel_us`` without bookkeeping and markers: the strategy's own
-    kernels), ``strategy_kernel_vs_full_cache``
-    (that over the same backend's ``full_cache`` trace), ``steps``, ``launch``, ``status`` and ``file``."""
-    cols = ["backend", "strategy"]
-    if phases.empty:
-        return pd.DataFrame(columns=[*cols, "kernel_us", "bookkeeping_us", "bookkeeping_pct", "strategy_kernel_us",
-                                     "strategy_kernel_vs_full_cache", "steps", "status", "file"])
-    w = phases.pivot_table(index=cols, columns="phase", values="time_per_step_us", aggfunc="sum", sort=False)
-    order = [p for p in ("fold", "verify", "commit", "marker", "other") if p in w.columns]
-    w = w[order + [c for c in w.columns if c not in order]]
-    w.columns = [f"{c}_us" for c in w.columns]
-    w["kernel_us"] = w.sum(axis=1)
-    for p in ("fold", "verify", "commit"):
-        if f"{p}_us" in w.columns:
-            w[f"{p}_pct"] = 100.0 * w[f"{p}_us"] / w["kernel_us"]
-    per_step = phases["time_per_step_us"] / phases["time_us"].where(phases["time_us"] > 0)
-    bk = (phases["bookkeeping_us"] * per_step.fillna(0.0)).groupby([phases[c] for c in cols], sort=False).sum()
-    w["bookkeeping_us"] = bk.reindex(w.index).fillna(0.0)
-    w["bookkeeping_pct"] = 100.0 * w["bookkeeping_us"] / w["kernel_us"]
-    w["strategy_kernel_us"] = w["kernel_us"] - w["bookkeeping_us"] - w.get("marker_us", 0.0).fillna(0.0)
-    ref = w["strategy_kernel_us"].xs("full_cache", level="strategy") if "full_cache" in set(
-        w.index.get_level_values("strategy")) else pd.Series(dtype=float)
-    w["strategy_kernel_vs_full_cache"] = [v / ref[be] if be in ref.index and ref[be] > 0 else math.nan
-                                          for (be, _), v in w["strategy_kernel_us"].items()]
-    info = phases.drop_duplicates(cols).set_index(cols)[[c for c in ("steps", "launch", "status", "file")
-                                                          if c in phases.columns]]
-    out = w.join(info).reset_index()
-    out["_r"] = out["strategy"].map(_strategy_rank)
-    return out.sort_values(["backend", "_r"]).drop(columns="_r").reset_index(drop=True)

@@ -1,4 +1,5 @@
-"""Time of one engine iteration of a hybrid (GDN + full-attention + MoE) model on one GPU.
+"""The roofline step model: time of one engine iteration of a hybrid (GDN + full-attention + MoE)
+model on one GPU, from documented numbers plus five per-event costs fitted on the seed.
 
 One iteration (per GPU; all TP ranks run in lock-step): plain decode with ``batch`` running
 requests is one target forward of ``batch`` tokens. An MTP/NEXTN step (topk 1) is ``num_steps``
@@ -9,12 +10,14 @@ forward of ``batch * T`` tokens, and the commit (scatter) of the kept GDN state.
 ``t = roofline(documented parameters) + theta . features``
 
 * **roofline** (µs) from documented numbers (:class:`~gdnlab.model.served.ServedModel`,
-  :class:`~gdnlab.model.params.RooflineParams`, :mod:`gdnlab.model.costs`, :mod:`gdnlab.hardware`):
+  :class:`~gdnlab.model.legacy.params.RooflineParams`, :mod:`gdnlab.model.legacy.gdn_costs`,
+  :mod:`gdnlab.hardware`):
 
   - GDN layers: per layer ``launch + gdn_bytes(...).total / (eff * HBM peak)`` with
     :func:`gdnlab.roofline.gdn_bytes` (decode: state read + write; verify: state read + T
     intermediate writes; commit: one read + one write of the kept state, one launch for all
-    layers), or log-log interpolation of measured sweep rows (:class:`~gdnlab.model.costs.MeasuredGDN`);
+    layers), or log-log interpolation of measured sweep rows
+    (:class:`~gdnlab.model.legacy.gdn_costs.MeasuredGDN`);
   - full-attention layers: KV-cache bytes (context = ISL + tokens generated so far) / (eff * HBM),
     read once per forward (a T-token verify reads the cache once);
   - weights: dense + lm_head + the experts the forward's ``m`` tokens touch (uniform top-k routing:
@@ -22,7 +25,7 @@ forward of ``batch * T`` tokens, and the commit (scatter) of the kept GDN state.
     time when longer;
   - TP all-reduce: two per layer, ``latency + 2 (tp-1)/tp * bytes / NVLink``.
 
-* **theta** (fitted, all >= 0, :class:`~gdnlab.model.params.FittedParams`): what the roofline does
+* **theta** (fitted, all >= 0, :class:`~gdnlab.model.legacy.params.FittedParams`): what the roofline does
   not see — per forward pass (kernel-chain and all-reduce latency, graph replay, sync; a draft pass
   counts ``draft_weight`` = 2/61 of a 60-layer target pass), per running request per iteration
   (host: scheduling, sampling, output processing), per token of a forward (MoE dispatch,
@@ -40,13 +43,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ..hardware import GPUSpec, spec_for
-from ..provenance import label
-from ..roofline import gdn_bytes
-from ._checks import nonneg, pos_int
-from .costs import GDN_KERNELS, GDNKernel, MeasuredGDN
-from .params import FEATURES, NVLINK_GBPS, PEAK_DENSE_TFLOPS, FittedParams, MTPConfig, RooflineParams
-from .served import ServedModel
+from ...hardware import GPUSpec, spec_for
+from ...provenance import label
+from ...roofline import gdn_bytes
+from .._args import nonneg, pos_int
+from ..mtp import MTPConfig
+from ..served import ServedModel
+from .gdn_costs import GDN_KERNELS, GDNKernel, MeasuredGDN
+from .params import FEATURES, NVLINK_GBPS, PEAK_DENSE_TFLOPS, FittedParams, RooflineParams
 
 __all__ = ["StepModel"]
 
@@ -59,14 +63,18 @@ class StepModel:
             (default ``"GB200"``, the seed's GPU; ``"H100-SXM"`` etc. project SM90).
         model: the served model (:class:`ServedModel`).
         roofline: documented efficiencies (:class:`RooflineParams`).
-        params: fitted per-event costs (:class:`FittedParams`); see :func:`gdnlab.model.seed_model`.
+        params: fitted per-event costs (:class:`FittedParams`); see :func:`gdnlab.model.legacy.seed_model`.
         gdn_rows: measured GDN sweep rows (:class:`MeasuredGDN`); without them GDN kernel time comes
             from the bandwidth model of ``kernels``.
-        kernels: backend name -> :class:`GDNKernel` (default :data:`~gdnlab.model.costs.GDN_KERNELS`).
+        kernels: backend name -> :class:`GDNKernel` (default :data:`~gdnlab.model.legacy.gdn_costs.GDN_KERNELS`).
 
     ``batch`` below is the number of running requests (B); ``T`` the draft tokens (verify
-    positions); ``mtp`` an :class:`MTPConfig` or None for plain decode.
+    positions); ``mtp`` an :class:`MTPConfig` or None for plain decode. A :class:`StepModel` is a
+    :class:`gdnlab.model.serving.LinearStep`: :func:`gdnlab.model.simulate_serving` replays it.
     """
+
+    #: iterations are linear in the context: the serving simulation evaluates them at two sizes
+    kv_knots = None
 
     def __init__(self, gpu: GPUSpec | str = "GB200", model: ServedModel | None = None,
                  roofline: RooflineParams | None = None, params: FittedParams | None = None,
@@ -94,6 +102,11 @@ class StepModel:
         return new
 
     @property
+    def chunked_prefill_tokens(self) -> int:
+        """SGLang ``--chunked-prefill-size`` (:attr:`RooflineParams.chunked_prefill_tokens`)."""
+        return self.roofline.chunked_prefill_tokens
+
+    @property
     def hbm_bps(self) -> float:
         return self.gpu.peak_hbm_gbps * 1e9
 
@@ -119,7 +132,8 @@ class StepModel:
         gdn <source>`` then ``extra`` as ``key value``; ``gdn`` names the measured sweep when the model
         uses one (:class:`MeasuredGDN`), else the bandwidth model."""
         prov = {"gpu": f"{self.gpu.name} {self.gpu.peak_hbm_gbps:g} GB/s", "sm": self.gpu.sm}
-        gdn = self.measured.source if self.measured is not None else "bandwidth model (gdnlab.model.GDN_KERNELS)"
+        gdn = self.measured.source if self.measured is not None else \
+            "bandwidth model (gdnlab.model.legacy.GDN_KERNELS)"
         return label(prov, "projected", model=self.model.describe(), fitted=self.params.short(),
                      params=self.params.source, gdn=gdn, **extra)
 
@@ -239,6 +253,18 @@ class StepModel:
             parts["draft"] = self.draft_forward_us(requests, tokens, 0.0)
         return parts, np.array([0.0, 0.0, tokens * (1.0 + (w if mtp is not None else 0.0)), 0.0, 1.0])
 
+    def iteration_cost(self, backend: str, batch: float, ctx_tokens: float,
+                       mtp: MTPConfig | None = None) -> tuple[float, np.ndarray]:
+        """:meth:`iteration` as ``(roofline µs, features)`` for the serving simulation."""
+        parts, feats = self.iteration(backend, batch, ctx_tokens, mtp)
+        return float(sum(parts.values())), feats
+
+    def prefill_cost(self, backend: str, requests: float, tokens: float,
+                     mtp: MTPConfig | None = None) -> tuple[float, np.ndarray]:
+        """:meth:`prefill` as ``(roofline µs, features)`` for the serving simulation."""
+        parts, feats = self.prefill(backend, requests, tokens, mtp)
+        return float(sum(parts.values())), feats
+
     # ---------------------------------------------------------------- steady state
     def _check_point(self, backend: str, batch: float, ctx_per_request: float) -> None:
         self.check_backend(backend)
@@ -259,7 +285,7 @@ class StepModel:
     def steady_tpot_ms(self, backend: str, batch: float, ctx_per_request: float,
                        mtp: MTPConfig | None = None) -> float:
         """Decode-only TPOT (ms/token) at a steady batch: step time / tokens per step (no prefill
-        interruptions; :func:`gdnlab.model.simulate_serving` adds those)."""
+        interruptions; :func:`gdnlab.model.serving.simulate_serving` adds those)."""
         a = mtp.accept_len if mtp is not None else 1.0
         return self.step_us(backend, batch, ctx_per_request, mtp) / a / 1e3
 

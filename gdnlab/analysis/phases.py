@@ -45,14 +45,15 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["PHASES", "MARKER_PREFIX", "marker_name", "is_marker_kernel", "marker_phase", "is_bookkeeping_kernel",
-           "phase_of_kernel", "assign_phases", "with_phases", "phase_breakdown", "phase_kernels", "step_busy",
-           "launch_phase_marker",
-           "markers_available"]
+from .. import backends
+from ..markers import MARKER_PREFIX
+from ..roofline import STEP_PHASES as PHASES
+from ..strategies import strategy_backend_class
+from ..strategies.registry import strategy_class
+from ..traces.names import is_gdn_kernel, short_kernel_name
 
-#: phases of a step, in the order they run
-PHASES: tuple[str, ...] = ("fold", "verify", "commit")
-MARKER_PREFIX = "phase_marker_"
+__all__ = ["PHASES", "is_marker_kernel", "marker_phase", "is_bookkeeping_kernel", "phase_of_kernel",
+           "assign_phases", "with_phases", "phase_breakdown", "phase_kernels", "step_busy"]
 
 #: torch / CUB kernels: the strategies' small bookkeeping ops on ``[B]`` int tensors, copies, fills
 _BOOKKEEPING = re.compile(
@@ -60,23 +61,13 @@ _BOOKKEEPING = re.compile(
     r"reduce_kernel|CatArrayBatchedCopy|Device(Reduce|Select|Compact|Scan)|fill_kernel|scatter_gather|"
     r"index_put|masked_fill", re.IGNORECASE)
 
-#: kernels that only ever commit (gdnlab's fused scatter, SGLang's equivalent)
-_COMMIT_ONLY = re.compile(r"_scatter_commit|state_scatter", re.IGNORECASE)
-#: gdnlab's Triton strategy kernel (verify, commit replay and fold share it)
-_SHARED = re.compile(r"_strategy_recurrent", re.IGNORECASE)
-#: strategies whose main kernel (other than the commit scatter) serves one phase only
-_ONE_PHASE_MAIN = {"full_cache": "verify", "token_slots": "verify", "recompute_fused": "verify"}
-
-
-def marker_name(phase: str) -> str:
-    """The marker kernel's name for ``phase`` (``"phase_marker_verify"``)."""
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; known: {', '.join(PHASES)}")
-    return MARKER_PREFIX + phase
+#: kernels that only ever commit (a strategy's scatter of the accepted state; declared by the backends)
+_COMMIT_ONLY = re.compile(backends.commit_kernel_pattern(), re.IGNORECASE)
+#: kernels a backend launches in several phases (gdnlab's Triton strategy kernel: verify, commit replay, fold)
+_SHARED = re.compile(backends.multi_phase_kernel_pattern(), re.IGNORECASE)
 
 
 def _short(name: str) -> str:
-    from .traces.names import short_kernel_name
     return short_kernel_name(str(name))
 
 
@@ -101,15 +92,13 @@ def phase_of_kernel(name: str, strategy: str | None = None) -> str | None:
     """The phase of a kernel from its name alone, or ``None`` when the name cannot tell.
 
     ``"marker"`` for marker kernels; ``"commit"`` for commit-only kernels (``_scatter_commit``);
-    the main kernel of a strategy that launches it in one phase only (``full_cache``,
-    ``token_slots``, ``recompute_fused``: ``"verify"``); GDN kernels of other engines
+    the main kernel of a strategy that launches it in one phase only (its class's
+    ``main_kernel_phases``, e.g. ``full_cache``: ``"verify"``); GDN kernels of other engines
     (:func:`gdnlab.traces.names.is_gdn_kernel`) when no strategy is named: ``"verify"``.
     ``None`` for torch bookkeeping and for kernels a strategy launches in several phases
     (``recompute``: verify and commit; ``replay_ring``: fold and verify) — use
-    :func:`assign_phases` on a trace with markers for those.
+    :func:`assign_phases` on a trace with markers for those. An unknown strategy raises ``ValueError``.
     """
-    from .traces.names import is_gdn_kernel
-
     if is_marker_kernel(name):
         return "marker"
     short = _short(name)
@@ -118,7 +107,8 @@ def phase_of_kernel(name: str, strategy: str | None = None) -> str | None:
     if is_bookkeeping_kernel(name):
         return None
     if strategy is not None:
-        return _ONE_PHASE_MAIN.get(str(strategy))
+        main = strategy_class(strategy).main_kernel_phases
+        return main[0] if len(main) == 1 else None
     if _SHARED.search(short):
         return None
     return "verify" if is_gdn_kernel(name) else None
@@ -135,15 +125,11 @@ def _fold_first(launches: Mapping[str, int] | None) -> tuple[int, int] | None:
 
 
 def _strategy_launches(strategy: str | None, backend: str | None) -> Mapping[str, int] | None:
+    """The launches per phase of ``strategy`` as ``backend`` (default ``triton``) implements it;
+    ``None`` when no strategy is named. Unknown names raise ``ValueError``."""
     if strategy is None:
         return None
-    try:
-        from importlib import import_module
-        mod = import_module(f"gdnlab.strategies.{backend or 'triton'}")
-        cls = getattr(mod, "STRATEGIES", {}).get(str(strategy))
-        return dict(cls.launches) if cls is not None else None
-    except Exception:  # noqa: BLE001 - unknown strategy/backend: no fold split
-        return None
+    return dict(strategy_backend_class(strategy, backend or "triton").launches)
 
 
 def assign_phases(names: Sequence[str], strategy: str | None = None, *, backend: str | None = None,
@@ -278,52 +264,3 @@ def step_busy(kernels: pd.DataFrame) -> pd.DataFrame:
                      "busy_pct": 100.0 * busy / window if window > 0 else float("nan"), "complete": not last})
     return pd.DataFrame(rows, columns=["step", "kernel_us", "span_us", "span_busy_pct", "window_us", "busy_pct",
                                        "complete"])
-
-
-# ------------------------------------------------------------------------------- marker kernels
-# Module-level so triton.jit can read their source; the body does nothing. Each is one program.
-
-def phase_marker_fold(flag_ptr):
-    pass
-
-
-def phase_marker_verify(flag_ptr):
-    pass
-
-
-def phase_marker_commit(flag_ptr):
-    pass
-
-
-_MARKERS: dict[str, object] = {}
-_MARKER_ERROR: list[str] = []
-
-
-def markers_available(device=None) -> tuple[bool, str]:
-    """Whether marker kernels can be launched on ``device`` (a CUDA device and Triton), and why not."""
-    import torch
-
-    dev = torch.device(device) if device is not None else None
-    if dev is not None and dev.type != "cuda":
-        return False, f"markers are launched on CUDA devices only, got {dev}"
-    if not torch.cuda.is_available():
-        return False, "no CUDA device"
-    if _MARKER_ERROR:
-        return False, _MARKER_ERROR[0]
-    try:
-        import triton  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - any import failure is the reason
-        return False, f"triton not importable: {type(exc).__name__}: {exc}"
-    return True, "ok"
-
-
-def launch_phase_marker(phase: str, flag) -> None:
-    """Launch the marker kernel of ``phase`` (one program, no work) on the current stream;
-    ``flag`` is any CUDA tensor (passed as the kernel's only pointer, never touched).
-    Capturable in a CUDA graph."""
-    kern = _MARKERS.get(phase)
-    if kern is None:
-        import triton
-        fn = {"fold": phase_marker_fold, "verify": phase_marker_verify, "commit": phase_marker_commit}[phase]
-        kern = _MARKERS[phase] = triton.jit(fn)
-    kern[(1,)](flag, num_warps=1)

@@ -1,4 +1,11 @@
-"""Checks of a sweep file's content, run by :func:`gdnlab.results.load_sweep` before any number is used.
+"""Reading sweep files, and checking their content, for :func:`gdnlab.results.load_sweep` (nothing
+here knows the schema: :mod:`gdnlab.results` passes it in).
+
+:func:`read_any` reads a ``.parquet``, ``.csv`` or ``.jsonl`` file, or the ``part-*.parquet`` files
+of an unfinished run's folder (:func:`read_parts`), refusing what is not one with a
+:class:`~gdnlab.errors.DataError` that names the file.
+
+The checks run before any number is used.
 
 :func:`check_types` looks at the file as read (before columns are cast, which would turn text into
 missing values in silence): numeric columns hold numbers, integer columns integers, boolean columns
@@ -20,16 +27,20 @@ types and wrong units are never waived.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import DataError
 
-__all__ = ["ALLOW_MIXED_ENV", "allow_mixed_default", "check_types", "check_sweep", "check_same_commit",
-           "UNIT_TOLERANCE", "WALL_TOLERANCE", "MAX_PEAK_MULTIPLE", "DUPLICATE_SPREAD"]
+__all__ = ["read_any", "read_parts", "ALLOW_MIXED_ENV", "allow_mixed_default", "check_types", "check_sweep",
+           "check_same_commit", "UNIT_TOLERANCE", "WALL_TOLERANCE", "MAX_PEAK_MULTIPLE", "DUPLICATE_SPREAD"]
 
 #: ``GDNLAB_ALLOW_MIXED=1`` makes ``allow_mixed`` the default (the command line and notebook kernels)
 ALLOW_MIXED_ENV = "GDNLAB_ALLOW_MIXED"
@@ -45,6 +56,67 @@ DUPLICATE_SPREAD = 10.0
 #: earlier column names, read before :func:`gdnlab.results.normalize` renames them
 _OLD_NAMES = {"concurrency": "Int64", "verify_tokens": "Int64"}
 _BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed writer
+    return pd.DataFrame(rows)
+
+
+def read_parts(folder: Path) -> pd.DataFrame:
+    """The rows of every ``part-*.parquet`` in ``folder`` (an unfinished run), in part order."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat([_read_parquet(p) for p in parts], ignore_index=True)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
+
+
+def read_any(path: Path) -> pd.DataFrame:
+    """A sweep file (``.parquet``, ``.csv``, ``.jsonl``) or an unfinished run's folder, as read."""
+    if path.is_dir():
+        return read_parts(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".jsonl":
+            return _read_jsonl(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text {suffix[1:].upper()} file (it is not UTF-8; a sweep is "
+                        f"parquet or CSV)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path} is not a readable {suffix[1:].upper()} file ({exc})") from None
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PAR1":
+        raise DataError(f"{path} is not a parquet file (it does not start with the parquet magic bytes); a sweep "
+                        f"is a .parquet (or .csv) file written by gdnlab sweep")
+    return _read_parquet(path)
+
+
+# ------------------------------------------------------------------------------------------- checks
 
 
 def allow_mixed_default(allow_mixed: bool | None) -> bool:

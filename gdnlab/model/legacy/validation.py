@@ -1,4 +1,4 @@
-"""The step model against the seed: fit on part of the seed's rows, predict the rest.
+"""The roofline step model against the seed: fit on part of the seed's rows, predict the rest.
 
 :func:`validate_against_seed` compares every predicted number with the reported one (fit and
 held-out rows marked); :func:`sensitivity` re-fits under alternative readings of what the seed
@@ -10,9 +10,10 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from ..seed import load_seed
-from .seed_fit import SeedAssumptions, check_seed_df, fit_to_seed, kernel_for, seed_roles, seed_run, seed_variants
-from .step import StepModel
+from ...seed import load_seed
+from ..seed_runs import SeedAssumptions, check_seed_df, seed_roles, seed_run, seed_variants
+from .fit import fit_to_seed, kernel_for
+from .iteration import StepModel
 
 __all__ = ["validate_against_seed", "sensitivity"]
 
@@ -81,7 +82,22 @@ def validate_against_seed(seed_df: pd.DataFrame | None = None, assumptions: Seed
         rows.append({"metric": str(row["metric"]), "predicted": pred, "reported": float(row["value"]),
                      "role": roles[i], "table": row["table"], "backend": row["backend"], "mtp": bool(row["mtp"]),
                      "x_name": x_name, "x": x, "kernel_state": row["kernel_state"], "unit": unit})
-    # derived held-out metrics: MTP speedup, backend ratios
+    rows += _derived_rows(pred_val)
+    out = pd.DataFrame(rows)
+    out["rel_error"] = (out["predicted"] - out["reported"]) / out["reported"]
+    out["status"] = "projected vs reported (seed, GB200)"
+    out = out[["metric", "predicted", "reported", "rel_error", "role", "table", "backend", "mtp", "x_name", "x",
+               "kernel_state", "unit", "status"]]
+    out.attrs["params"] = {"before_fix": fit.before.as_dict(), "fixed": fit.fixed.as_dict()}
+    out.attrs["assumptions"] = asdict(a)
+    out.attrs["gpu"] = sm.gpu.as_dict()
+    return out
+
+
+def _derived_rows(pred_val: dict) -> list[dict]:
+    """Held-out rows derived from predicted and reported pairs ``{(table, backend, mtp, x): (p, r)}``:
+    the MTP speedup per OSL, FlashInfer/Triton throughput and Triton/FlashInfer TPOT ratios."""
+    rows = []
     for (tab, be, mtp, x), (p, r) in list(pred_val.items()):
         if tab == "osl_sweep" and be == "flashinfer" and mtp and (tab, be, False, x) in pred_val:
             p0, r0 = pred_val[(tab, be, False, x)]
@@ -99,15 +115,7 @@ def validate_against_seed(seed_df: pd.DataFrame | None = None, assumptions: Seed
                          "role": "heldout", "table": tab, "backend": "triton/flashinfer", "mtp": mtp,
                          "x_name": "concurrency", "x": x,
                          "kernel_state": "fixed" if tab.endswith("fixed") else "before_fix", "unit": "ratio"})
-    out = pd.DataFrame(rows)
-    out["rel_error"] = (out["predicted"] - out["reported"]) / out["reported"]
-    out["status"] = "projected vs reported (seed, GB200)"
-    out = out[["metric", "predicted", "reported", "rel_error", "role", "table", "backend", "mtp", "x_name", "x",
-               "kernel_state", "unit", "status"]]
-    out.attrs["params"] = {"before_fix": fit.before.as_dict(), "fixed": fit.fixed.as_dict()}
-    out.attrs["assumptions"] = asdict(a)
-    out.attrs["gpu"] = sm.gpu.as_dict()
-    return out
+    return rows
 
 
 def sensitivity(variants: dict[str, SeedAssumptions] | None = None) -> pd.DataFrame:

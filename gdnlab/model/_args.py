@@ -1,4 +1,5 @@
-"""Argument checks shared by the model modules: one-line ``ValueError`` naming the argument."""
+"""Argument parsing for the model modules (and :mod:`gdnlab.model.legacy`): each returns the value
+converted, or raises a one-line ``ValueError`` naming the argument."""
 from __future__ import annotations
 
 import math

@@ -1,11 +1,11 @@
-"""Documented and fitted parameters of the step model, and the speculative (MTP) setup.
+"""Documented and fitted parameters of the roofline step model.
 
 * :class:`RooflineParams` — efficiencies and latencies taken from documentation (not fitted);
   :data:`NVLINK_GBPS` / :data:`PEAK_DENSE_TFLOPS` — datasheet numbers per GPU.
 * :class:`FittedParams` — the per-event costs the roofline does not see (fitted on the seed by
-  :func:`gdnlab.model.fit_to_seed`, or set by hand); :data:`FEATURES` is their vector order.
-* :class:`MTPConfig` — draft tokens ``T``, draft steps and the acceptance (glossary of
-  :mod:`gdnlab.acceptance`); :data:`SEED_MTP` is the seed's setting.
+  :func:`gdnlab.model.legacy.fit_to_seed`, or set by hand); :data:`FEATURES` is their vector order.
+
+The speculative setup (:class:`~gdnlab.model.mtp.MTPConfig`) is shared with the component model.
 """
 from __future__ import annotations
 
@@ -13,12 +13,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..acceptance import AcceptanceModel, as_model
-from ..seed import SEED_ACCEPT_LEN, SEED_DRAFT_TOKENS, SEED_NUM_STEPS
-from ._checks import nonneg, pos_int
+from .._args import nonneg
 
-__all__ = ["NVLINK_GBPS", "PEAK_DENSE_TFLOPS", "RooflineParams", "FEATURES", "FittedParams", "MTPConfig",
-           "SEED_MTP"]
+__all__ = ["NVLINK_GBPS", "PEAK_DENSE_TFLOPS", "RooflineParams", "FEATURES", "FittedParams"]
 
 #: Per-GPU NVLink bandwidth, one direction, GB/s: H100/H200 SXM NVLink 4 = 900 GB/s bidirectional
 #: (NVIDIA H100/H200 datasheets); B200/GB200 NVLink 5 = 1.8 TB/s bidirectional (NVIDIA GB200 NVL72
@@ -104,35 +101,3 @@ class FittedParams:
     def short(self) -> str:
         """Compact text for figure footnotes."""
         return ", ".join(f"{f}={getattr(self, f):.4g}" for f in FEATURES)
-
-
-@dataclass(frozen=True)
-class MTPConfig:
-    """Speculative decoding setup (MTP / NEXTN / EAGLE, topk 1).
-
-    Attributes:
-        draft_tokens: ``T``, verify positions per step (``--speculative-num-draft-tokens``).
-        acceptance: an :class:`gdnlab.acceptance.AcceptanceModel`, or a number read as a fixed mean
-            accept length (1..T, SGLang convention).
-        num_steps: draft forwards per step (``--speculative-num-steps``); None = ``T - 1`` (the
-            topk-1 chain; at least 1).
-    """
-
-    draft_tokens: int = SEED_DRAFT_TOKENS
-    acceptance: AcceptanceModel | float = sum(SEED_ACCEPT_LEN) / 2
-    num_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        pos_int("MTPConfig.draft_tokens", self.draft_tokens)
-        steps = max(self.draft_tokens - 1, 1) if self.num_steps is None else self.num_steps
-        object.__setattr__(self, "num_steps", pos_int("MTPConfig.num_steps", steps))
-        object.__setattr__(self, "acceptance", as_model(self.acceptance))
-
-    @property
-    def accept_len(self) -> float:
-        """Expected tokens per step (mean accepted length, 1..T)."""
-        return self.acceptance.mean(self.draft_tokens)
-
-
-#: the seed's speculative setup: 3 steps, 4 draft tokens, acc len 3.13-3.22 (midpoint 3.175)
-SEED_MTP = MTPConfig(draft_tokens=SEED_DRAFT_TOKENS, acceptance=sum(SEED_ACCEPT_LEN) / 2, num_steps=SEED_NUM_STEPS)

@@ -1,10 +1,12 @@
-"""GDN kernel costs per call: a bandwidth model from documented numbers, or measured sweep rows.
+"""GDN kernel costs per call of the roofline model: a bandwidth model from documented numbers, or
+measured sweep rows.
 
 * :class:`GDNKernel` / :data:`GDN_KERNELS` — ``time = launch + bytes / (eff * HBM peak)`` per call,
   efficiencies from FlashInfer's PR texts.
 * :class:`MeasuredGDN` — medians of measured kernel times, interpolated in log(batch)-log(time).
   It takes a DataFrame (as :func:`gdnlab.results.load_sweep` returns) and never reads files itself.
-  :func:`comparable_rows` keeps the rows that stand for a kernel inside a CUDA-graph decode step.
+  :func:`gdnlab.model.gdn_sweep.comparable_rows` keeps the rows that stand for a kernel inside a
+  CUDA-graph decode step.
 """
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..shapes import GDNShape, dtype_name
-from ._checks import nonneg
+from ...shapes import GDNShape, dtype_name
+from .._args import nonneg
+from ..gdn_sweep import comparable_rows
 
-__all__ = ["GDNKernel", "GDN_KERNELS", "comparable_rows", "MeasuredGDN"]
+__all__ = ["GDNKernel", "GDN_KERNELS", "MeasuredGDN"]
 
 
 @dataclass(frozen=True)
@@ -52,58 +55,6 @@ GDN_KERNELS: dict[str, GDNKernel] = {
     "triton": GDNKernel("triton", 0.82 / 1.35, 0.77 / 1.13, 3.0,
                         "flashinfer PR #2405 FlashInfer-vs-Triton ratios applied to the FlashInfer numbers"),
 }
-
-
-#: timing methods that replay a CUDA graph (``gdnlab.instrument``: ``amortised`` = one graph of
-#: ``calls_per_sample`` calls, per call; ``single`` / older ``graph`` = a graph of one call)
-GRAPH_TIMINGS = ("graph", "amortised", "single")
-
-
-def _timing_method(s: pd.DataFrame) -> pd.Series | None:
-    """Each row's timing method (``timing_method``, else the older ``timing`` column), lower-case."""
-    cols = [c for c in ("timing_method", "timing") if c in s]
-    if not cols:
-        return None
-    m = s[cols[0]].astype("object")
-    for c in cols[1:]:
-        m = m.where(m.notna(), s[c].astype("object"))
-    return m.map(lambda v: "" if pd.isna(v) else str(v).strip().lower())
-
-
-def comparable_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Sweep rows that stand for a GDN kernel inside a CUDA-graph decode step.
-
-    Kept: ``status == "ok"``; CUDA-graph timing (``timing_method``, or an older frame's ``timing``,
-    in :data:`GRAPH_TIMINGS` when the frame has graph rows: eager timing adds host launch overhead);
-    ``intermediate`` not ``"pool"`` (SGLang slices the buffer to the batch since PR #23273); no
-    ``rotate``. Each filter applies only when its column is present. An older frame with
-    ``concurrency`` and no ``batch`` column has it renamed to ``batch``. Keys are normalised:
-    ``backend`` / ``mode`` lower-case, ``state_dtype`` a dtype name (``"bfloat16"``), ``batch`` /
-    ``draft_tokens`` numbers. Raises ``ValueError`` when no row is left.
-    """
-    if not isinstance(rows, pd.DataFrame) or rows.empty:
-        raise ValueError("gdn_rows must be a non-empty pandas DataFrame of sweep results")
-    s = rows.rename(columns={"concurrency": "batch"}) if "batch" not in rows and "concurrency" in rows else rows
-    keep = pd.Series(True, index=s.index)
-    if "status" in s:
-        keep &= s["status"].astype(str).eq("ok")
-    method = _timing_method(s)
-    if method is not None and method.isin(GRAPH_TIMINGS).any():
-        keep &= method.isin(GRAPH_TIMINGS)
-    if "intermediate" in s:
-        keep &= ~s["intermediate"].astype(str).eq("pool")
-    if "rotate" in s:
-        keep &= ~s["rotate"].fillna(False).astype(bool)
-    s = s[keep].copy()
-    if s.empty:
-        raise ValueError("gdn_rows has no measured rows (status 'ok', CUDA-graph timed, batch-scoped "
-                         "intermediates) to build kernel costs from")
-    s["backend"] = s["backend"].astype(str).str.strip().str.lower()
-    s["mode"] = s["mode"].astype(str).str.strip().str.lower()
-    s["batch"] = pd.to_numeric(s["batch"], errors="coerce")
-    s["draft_tokens"] = pd.to_numeric(s["draft_tokens"], errors="coerce")
-    s["state_dtype"] = s["state_dtype"].map(lambda v: None if pd.isna(v) else dtype_name(v))
-    return s
 
 
 class MeasuredGDN:

@@ -1,0 +1,152 @@
+"""The backend registry: one line per GDN backend, the one place its facts live.
+
+A *backend* is one implementation of the GDN kernels: gdnlab's PyTorch ``reference`` (the oracle),
+gdnlab's own ``triton`` kernels, FlashInfer's CuTe-DSL kernels (``flashinfer``), and, where their
+packages are installed, a serving engine's own code paths. Each :class:`Backend` says where its
+kernel-contract class and its verify-strategy module live (imported only when asked about), which
+package versions its rows record (the provenance columns), how its kernels are named in a trace,
+and its colour and label in figures. Everything else reads these facts from here:
+
+* :mod:`gdnlab.kernels` and :mod:`gdnlab.strategies` find each backend's code (``kernels``,
+  ``strategies``);
+* :mod:`gdnlab.provenance` records one version column per ``version_column`` (:func:`version_columns`);
+* :mod:`gdnlab.traces.names` recognises GDN and commit kernels by the union of the patterns
+  (:func:`gdn_kernel_pattern`, :func:`commit_kernel_pattern`, :func:`multi_phase_kernel_pattern`);
+* :mod:`gdnlab.plots.style` colours and labels each backend (:func:`backend_color`).
+
+Adding a backend is its module(s) plus one :class:`Backend` line in :data:`BACKENDS`. An unknown
+name raises ``ValueError`` (:func:`get`); nothing falls through to a default. This module imports
+nothing heavy (no torch), so the command line's help and the trace readers can read it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Backend", "BACKENDS", "get", "names", "kernel_backend_names", "strategy_backend_names",
+           "version_columns", "gdn_kernel_pattern", "commit_kernel_pattern", "multi_phase_kernel_pattern",
+           "backend_color", "backend_label"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The facts of one backend.
+
+    Attributes:
+        name: registry key, also the ``backend`` column of every row (``"flashinfer"``).
+        label: name in figures and tables (``"FlashInfer"``).
+        color: its colour in every figure (hex).
+        kernels: ``"module:Class"`` of its kernel-contract class (:class:`gdnlab.kernels.base.GDNBackend`),
+            or ``None`` when it implements verify strategies only.
+        strategies: module of its verify strategies (``STRATEGIES`` dict + ``availability()``, see
+            :mod:`gdnlab.strategies.base`), or ``None``.
+        packages: distributions whose installed version its rows record, first found wins
+            (``("flashinfer-python", "flashinfer")``); empty for gdnlab's own code on torch alone.
+        version_column: provenance column holding that version (``"flashinfer"``), or ``None``.
+        kernel_pattern: regular expression (case-insensitive) matching its GDN kernels' names in a trace.
+        commit_pattern: its commit-only kernels (a verify strategy's scatter of the accepted state), or ``""``.
+        multi_phase_pattern: its kernels that serve several phases of a step (one kernel for a
+            strategy's verify, commit replay and fold), whose phase only the trace's markers can tell; or ``""``.
+        engine: the serving engine whose own code this backend runs (``"sglang"``), ``None`` for a
+            kernel library or gdnlab's own kernels.
+        summary: one line for ``gdnlab backends``.
+        module: a top-level module whose ``__version__`` gives the version where no distribution
+            metadata does (a bundle unpacked onto ``PYTHONPATH``), or ``None``.
+    """
+
+    name: str
+    label: str
+    color: str
+    kernels: str | None
+    strategies: str | None
+    packages: tuple[str, ...]
+    version_column: str | None
+    kernel_pattern: str
+    commit_pattern: str = ""
+    multi_phase_pattern: str = ""
+    engine: str | None = None
+    summary: str = ""
+    module: str | None = None
+
+
+#: every backend, in display order: one line each
+BACKENDS: tuple[Backend, ...] = (
+    Backend("reference", "reference", "#7f7f7f", "gdnlab.kernels.reference:ReferenceBackend",
+            "gdnlab.strategies.reference", (), None, kernel_pattern=r"$^",
+            summary="pure PyTorch, float32 arithmetic: the oracle every other backend is checked against"),
+    Backend("triton", "gdnlab Triton", "#ff7f0e", "gdnlab.kernels.triton:TritonBackend",
+            "gdnlab.strategies.triton", ("triton",), "triton",
+            kernel_pattern=r"gdnlab_triton|strategy_recurrent",
+            commit_pattern=r"scatter_commit", multi_phase_pattern=r"_strategy_recurrent",
+            summary="gdnlab's own Triton kernels with SGLang's semantics (not SGLang's kernels)"),
+    Backend("flashinfer", "FlashInfer", "#1f77b4", "gdnlab.kernels.flashinfer:FlashInferBackend",
+            "gdnlab.strategies.flashinfer", ("flashinfer-python", "flashinfer"), "flashinfer", module="flashinfer",
+            kernel_pattern=r"gdn|gated_delta",
+            summary="FlashInfer's CuTe-DSL GDN decode and MTP kernels (flashinfer-python)"),
+)
+
+#: kernels of the engines' GDN code that no registered backend runs but traces of engines contain
+#: (SGLang's and vLLM's Triton/fla kernels, SGLang's state scatter): recognised as GDN / commit kernels
+_ENGINE_KERNELS = r"fused_recurrent|fused_sigmoid_gating"
+_ENGINE_COMMITS = r"state_scatter"
+
+_BY_NAME = {b.name: b for b in BACKENDS}
+
+
+def get(name: str) -> Backend:
+    """The backend called ``name`` (case and surrounding blanks ignored); ``ValueError`` naming the
+    known backends for any other name."""
+    key = str(name).strip().lower()
+    if key not in _BY_NAME:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(_BY_NAME)}")
+    return _BY_NAME[key]
+
+
+def names() -> tuple[str, ...]:
+    """Every backend name, in display order."""
+    return tuple(_BY_NAME)
+
+
+def kernel_backend_names() -> tuple[str, ...]:
+    """Backends that implement the kernel contract (decode / verify / commit)."""
+    return tuple(b.name for b in BACKENDS if b.kernels)
+
+
+def strategy_backend_names() -> tuple[str, ...]:
+    """Backends that implement verify strategies."""
+    return tuple(b.name for b in BACKENDS if b.strategies)
+
+
+def version_columns() -> tuple[str, ...]:
+    """Provenance columns of the backends' package versions (``triton``, ``flashinfer``, ...), once each."""
+    return tuple(dict.fromkeys(b.version_column for b in BACKENDS if b.version_column))
+
+
+def _union(parts) -> str:
+    return "|".join(dict.fromkeys(p for p in parts if p))
+
+
+def gdn_kernel_pattern() -> str:
+    """A kernel whose name matches this (case-insensitive) is a GDN kernel of some backend or engine."""
+    return _union([*(b.kernel_pattern for b in BACKENDS if b.kernel_pattern != r"$^"), _ENGINE_KERNELS])
+
+
+def commit_kernel_pattern() -> str:
+    """Kernels that only ever commit (a strategy's scatter of the accepted state)."""
+    return _union([*(b.commit_pattern for b in BACKENDS), _ENGINE_COMMITS])
+
+
+def multi_phase_kernel_pattern() -> str:
+    """Kernels one backend launches in several phases of a step (only markers tell their phase)."""
+    return _union(b.multi_phase_pattern for b in BACKENDS) or r"$^"
+
+
+def backend_color(name: str) -> str | None:
+    """The registered colour of a backend, ``None`` for a name that is not a backend."""
+    b = _BY_NAME.get(str(name).strip().lower())
+    return b.color if b else None
+
+
+def backend_label(name: str) -> str:
+    """The figure label of a backend (the name itself when it is not registered)."""
+    b = _BY_NAME.get(str(name).strip().lower())
+    return b.label if b else str(name)
