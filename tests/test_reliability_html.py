@@ -5,7 +5,7 @@ message a notebook raises) and every name a trace carries must reach the HTML as
 built from toy notebooks, one per way in (a heading, a table, a data-source note, a missing-data
 message, a figure, a trace's kernel names, an error); each case parses the built page with the
 standard library's HTML parser and asserts that no element, attribute, link or script came from the
-hostile strings, and that the strings are still shown (escaped, not dropped). The reviewer's case runs
+hostile strings, and that the strings are still shown (escaped, not dropped). The reported case runs
 the real ``02_nsight_traces`` notebook through ``gdnlab report``.
 """
 from __future__ import annotations
@@ -169,7 +169,7 @@ def test_report_json_keeps_the_strings_verbatim(built):
 
 
 def test_real_notebook_labels_parameter_is_escaped(tmp_path):
-    """The reviewer's case: ``gdnlab report -n 02 -p 'labels=["<img src=x onerror=alert(6)>", ...]'``."""
+    """The reported case: ``gdnlab report -n 02 -p 'labels=["<img src=x onerror=alert(6)>", ...]'``."""
     out = tmp_path / "rep"
     labels = ["<img src=x onerror=alert(6)>", "<b onclick=alert(7)>triton</b>"]
     done = subprocess.run([sys.executable, "-m", "gdnlab", "report", "-n", "02", "-j", "1", "--out", str(out),
