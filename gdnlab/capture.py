@@ -9,8 +9,10 @@ workload (``python -m gdnlab workload ... --capture-steps 8``) under::
     nsys export --type sqlite -o OUT.sqlite --force-overwrite=true OUT.nsys-rep
 
 and leaves ``OUT.nsys-rep`` and ``OUT.sqlite`` (open it with :func:`gdnlab.traces.load`). nsys writes
-to temporary names next to them; an earlier ``OUT.nsys-rep`` / ``OUT.sqlite`` is replaced only when
-the new one was written, so a failed capture loses nothing.
+to temporary names next to them; an earlier ``OUT.nsys-rep`` / ``OUT.sqlite`` pair is replaced, both
+together, only when the profiled command succeeded and the export was written, so a failed capture
+loses nothing (its report is kept aside as ``OUT.failed.nsys-rep``). One capture per ``OUT`` at a
+time; Ctrl-C and SIGTERM stop nsys and the command it profiles, and leave no temporary files.
 ``--sample=none --cpuctxsw=none`` keep the report small (without them a tiny script produced 2 GB);
 ``--capture-range=cudaProfilerApi`` records only what runs between cudaProfilerStart/Stop (the
 workload wraps its first ``--capture-steps`` measured steps); ``--cuda-graph-trace=node`` shows each
@@ -23,15 +25,16 @@ kernel of a CUDA graph instead of one graph launch (with the workload's phase ma
 """
 from __future__ import annotations
 
+import glob
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UnavailableError
+from .errors import Interrupted, UnavailableError
+from .outputs import output_lock, real_path, replace_together, run_child, signal_name, stop_on_sigterm
 from .tools import ToolNotFoundError, find_tool
 
 __all__ = ["find_nsys", "capture", "profile_command", "export_command", "workload_command", "CaptureResult",
@@ -63,13 +66,16 @@ class CaptureError(UnavailableError):
 @dataclass(frozen=True)
 class CaptureResult:
     """Outcome of :func:`capture`. ``returncode`` is the profiled command's (nsys passes it through);
-    ``sqlite_path`` is ``None`` when the export was skipped. ``command`` is the ``nsys profile`` argv."""
+    ``sqlite_path`` is ``None`` when the export was skipped or failed. ``command`` is the ``nsys profile``
+    argv. ``replaced``: the files went to ``OUT.nsys-rep`` / ``OUT.sqlite``; when False (the command
+    failed) they are ``OUT.failed.*`` and the earlier ``OUT.*`` are as they were."""
 
     rep_path: Path
     sqlite_path: Path | None
     returncode: int
     command: list[str]
     export_command: list[str] | None = None
+    replaced: bool = True
 
 
 _INSTALL_HINT = ("Install Nsight Systems (https://developer.nvidia.com/nsight-systems, or the CUDA toolkit's "
@@ -183,50 +189,74 @@ def capture(cmd: list[str], out: str | Path, *, capture_range: str | None = "cud
     """Run ``cmd`` under ``nsys profile`` writing ``OUT.nsys-rep`` (``out`` with or without suffix;
     its folder is created), then ``nsys export`` it to ``OUT.sqlite`` when ``export_sqlite``.
 
-    nsys writes to temporary names in the same folder; ``OUT.nsys-rep`` and ``OUT.sqlite`` are
-    replaced only by a report (export) that was written, so a failed run keeps the earlier files.
+    nsys writes to temporary names in the same folder. ``OUT.nsys-rep`` and ``OUT.sqlite`` are replaced
+    together, and only when the profiled command exited with 0 and the export succeeded (without
+    ``export_sqlite`` an earlier ``OUT.sqlite``, which described the replaced report, is removed).
+    Otherwise the earlier pair stays as it was and this run's report (and export) is kept aside as
+    ``OUT.failed.nsys-rep`` (``OUT.failed.sqlite``), named by the result and the error. One capture at a
+    time per ``OUT`` (:func:`gdnlab.outputs.output_lock`). Ctrl-C or SIGTERM stops nsys and the command
+    it profiles (:func:`gdnlab.outputs.run_child`), removes the temporary files and raises
+    :class:`~gdnlab.errors.Interrupted`.
 
-    Raises :class:`NsysNotFoundError` without nsys, and :class:`CaptureError` (when ``check``) if no
-    report was written (e.g. the command never called cudaProfilerStart under the default capture
-    range) or the export failed. A non-zero exit of ``cmd`` itself is reported in ``returncode``.
+    Raises :class:`NsysNotFoundError` without nsys, :class:`~gdnlab.outputs.OutputBusyError` when
+    another capture writes ``OUT``, and :class:`CaptureError` (when ``check``) if no report was written
+    (e.g. the command never called cudaProfilerStart under the default capture range) or the export
+    failed. A non-zero exit of ``cmd`` itself is reported in ``returncode`` (``replaced`` is then False).
     """
     exe = nsys or find_nsys()
     base = out_base(out)
     base.parent.mkdir(parents=True, exist_ok=True)
-    partial = base.with_name(f"{base.name}-partial-{os.getpid()}")
-    argv = profile_command(cmd, partial, nsys=exe, capture_range=capture_range, trace=trace,
+    argv = profile_command(cmd, _partial(base), nsys=exe, capture_range=capture_range, trace=trace,
                            cuda_graph_trace=cuda_graph_trace, extra_args=extra_args)
-    rep = base.with_name(base.name + ".nsys-rep")
-    partial_rep = partial.with_name(partial.name + ".nsys-rep")
-    partial_rep.unlink(missing_ok=True)
-    try:
-        proc = subprocess.run(argv, check=False)
-        if not partial_rep.exists():
-            if check:
-                hint = (" With --capture-range=cudaProfilerApi only work between cudaProfilerStart/Stop is "
-                        "recorded: did the command call them (the workload does with --capture-steps N > 0)?"
-                        if capture_range and capture_range != "none" else "")
-                kept = f" The earlier {rep.name} is kept." if rep.exists() else ""
-                raise CaptureError(f"nsys profile exited with {proc.returncode} and wrote no {rep}.{hint}{kept}")
-            return CaptureResult(rep, None, proc.returncode, argv)
-        partial_rep.replace(rep)
-    finally:
-        partial_rep.unlink(missing_ok=True)
-    sqlite = None
-    exp = None
-    if export_sqlite:
-        sqlite = base.with_name(base.name + ".sqlite")
-        partial_sqlite = partial.with_name(partial.name + ".sqlite")
-        exp = export_command(rep, partial_sqlite, nsys=exe)
+    with output_lock(base, command="gdnlab capture"), stop_on_sigterm():
         try:
-            done = subprocess.run(exp, check=False)
-            if done.returncode == 0 and partial_sqlite.exists():
-                partial_sqlite.replace(sqlite)
-            else:
-                if check:
-                    raise CaptureError(f"nsys export exited with {done.returncode}; no {sqlite} "
-                                       f"(command: {shlex.join(exp)})")
-                sqlite = None
+            return _capture(argv, base, exe, export_sqlite=export_sqlite, check=check,
+                            ranged=bool(capture_range and capture_range != "none"))
+        except KeyboardInterrupt as exc:
+            raise Interrupted(f"stopped by {signal_name(exc)}: nsys and the profiled command were stopped; "
+                              f"{_suffixed(base, '.nsys-rep').name} and {_suffixed(base, '.sqlite').name} are as "
+                              f"they were") from None
         finally:
-            partial_sqlite.unlink(missing_ok=True)
-    return CaptureResult(rep, sqlite, proc.returncode, argv, exp)
+            for leftover in base.parent.glob(glob.escape(_partial(base).name) + ".*"):
+                leftover.unlink(missing_ok=True)
+
+
+def _suffixed(base: Path, suffix: str) -> Path:
+    return base.with_name(base.name + suffix)
+
+
+def _partial(base: Path) -> Path:
+    """The base nsys writes to before the files are moved into place."""
+    return base.with_name(f"{base.name}-partial-{os.getpid()}")
+
+
+def _capture(argv: list[str], base: Path, exe: str, *, export_sqlite: bool, check: bool,
+             ranged: bool) -> CaptureResult:
+    """Profile, export and move the files into place (see :func:`capture`)."""
+    out_rep, out_sqlite = _suffixed(base, ".nsys-rep"), _suffixed(base, ".sqlite")
+    rep, sqlite = real_path(out_rep), real_path(out_sqlite)        # a link stays a link
+    failed_rep, failed_sqlite = _suffixed(base, ".failed.nsys-rep"), _suffixed(base, ".failed.sqlite")
+    new_rep, new_sqlite = _suffixed(_partial(base), ".nsys-rep"), _suffixed(_partial(base), ".sqlite")
+    rc = run_child(argv)
+    if not new_rep.exists():
+        if check:
+            hint = (" With --capture-range=cudaProfilerApi only work between cudaProfilerStart/Stop is "
+                    "recorded: did the command call them (the workload does with --capture-steps N > 0)?"
+                    if ranged else "")
+            kept = f" The earlier {rep.name} is kept." if rep.exists() else ""
+            raise CaptureError(f"nsys profile exited with {rc} and wrote no {out_rep}.{hint}{kept}")
+        return CaptureResult(out_rep, None, rc, argv, replaced=False)
+    exp, exp_rc = None, None
+    if export_sqlite:
+        exp = export_command(new_rep, new_sqlite, nsys=exe)
+        exp_rc = run_child(exp)
+    exported = exp_rc == 0 and new_sqlite.exists()
+    if rc == 0 and (exported or not export_sqlite):
+        replace_together([(new_rep, rep), (new_sqlite, sqlite) if exported else (sqlite, None),
+                          (failed_rep, None), (failed_sqlite, None)])
+        return CaptureResult(out_rep, out_sqlite if exported else None, rc, argv, exp)
+    replace_together([(new_rep, failed_rep), (new_sqlite, failed_sqlite) if exported else (failed_sqlite, None)])
+    if export_sqlite and not exported and check:
+        raise CaptureError(f"nsys export exited with {exp_rc}; no {out_sqlite}: the earlier files are kept, this "
+                           f"run's report is {failed_rep} (command: {shlex.join(exp or [])})")
+    return CaptureResult(failed_rep, failed_sqlite if exported else None, rc, argv, exp, replaced=False)

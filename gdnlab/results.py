@@ -26,10 +26,14 @@ complete or absent). When the run completes, the parts (plus, when resuming, the
 the output) are compacted into one file written beside the output and moved over it with
 ``os.replace`` (atomic). So a killed run keeps every completed point (in the parts; ``--resume``
 picks them up and skips those points), an ``--overwrite`` run that fails or is stopped leaves the
-earlier file untouched, and the cost per point is constant (no rewrite of the whole file).
+earlier file untouched, and the cost per point is constant (no rewrite of the whole file). The writer
+holds the output's lock (:func:`gdnlab.outputs.output_lock`: a second run on it is refused) and follows
+symbolic links. The resume key (:data:`KEY_COLUMNS`) is the measured point: the pool size is a
+property of the run. :func:`load_sweep` checks what it reads (:mod:`gdnlab.results_io`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -43,6 +47,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DataError
+from .outputs import output_lock, real_path
+from .results_io import allow_mixed_default, check_same_commit, check_sweep, check_types, read_any, read_parts
 
 __all__ = ["require_columns", "Column", "COLUMNS", "SCHEMA", "DTYPES", "KEY_COLUMNS", "REQUIRED_COLUMNS",
            "BUFFER_SCOPES", "SCOPE_OF_CALL_STRATEGY", "DEFAULT_MEASURE",
@@ -180,9 +186,10 @@ COLUMNS: tuple[Column, ...] = (
 
 #: the sweep schema as an arrow schema (column units and meanings in the field metadata)
 SCHEMA: pa.Schema = pa.schema([pa.field(c.name, c.type, metadata={"unit": c.unit, "doc": c.doc}) for c in COLUMNS])
-#: the grid columns: together they identify a point (resume key)
+#: the grid columns that identify a measured point (resume key); ``pool_slots`` is not one of them: the
+#: pool's size is a property of the run (it follows the grid's largest batch), not of the point
 KEY_COLUMNS: tuple[str, ...] = ("preset", "tp", "backend", "mode", "strategy", "buffer_scope", "draft_tokens", "batch",
-                                "state_dtype", "timing", "l2_flush", "act_dtype", "pool_slots", "measure", "accept_len")
+                                "state_dtype", "timing", "l2_flush", "act_dtype", "measure", "accept_len")
 #: ``measure`` of a row that does not state one (every row of earlier files times one call)
 DEFAULT_MEASURE = "call"
 #: columns without which a file is not a sweep (after normalisation)
@@ -307,8 +314,9 @@ def _scope_and_strategy(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(buffer_scope=scope.where(call, na), strategy=strat.mask(call, na))
 
 
-def normalize(df: pd.DataFrame, source: str = "frame") -> pd.DataFrame:
-    """An earlier (or current) sweep frame in the current schema (see the module docstring).
+def normalize(df: pd.DataFrame, source: str = "frame", *, dedupe: bool = True) -> pd.DataFrame:
+    """An earlier (or current) sweep frame in the current schema (see the module docstring); with
+    ``dedupe`` one row per point (the last stored).
 
     Raises :class:`~gdnlab.errors.DataError` naming ``source`` when the frame is not a sweep."""
     df = df.copy()
@@ -343,72 +351,19 @@ def normalize(df: pd.DataFrame, source: str = "frame") -> pd.DataFrame:
         df["timing"] = timing.mask(timing == "graph", rotate.map({True: "amortised", False: "single"}).astype("string"))
     if "rotate" in df.columns:
         df = df.drop(columns="rotate")
-    return _dedupe(to_frame(df))
+    out = to_frame(df)
+    return _dedupe(out) if dedupe else out
 
 
-# ------------------------------------------------------------------------------------------- reading
-
-
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed writer
-    return pd.DataFrame(rows)
-
-
-def _read_parts(folder: Path) -> pd.DataFrame:
-    parts = sorted(folder.glob("part-*.parquet"))
-    if not parts:
-        return pd.DataFrame()
-    return pd.concat([_read_parquet(p) for p in parts], ignore_index=True)
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            raise
-        raise DataError(f"{path} is not a readable parquet file ({type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") from None
-
-
-def _read_any(path: Path) -> pd.DataFrame:
-    if path.is_dir():
-        return _read_parts(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix == ".jsonl":
-            return _read_jsonl(path)
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a text {suffix[1:].upper()} file (it is not UTF-8; a sweep is "
-                        f"parquet or CSV)") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path} is not a readable {suffix[1:].upper()} file ({exc})") from None
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head != b"PAR1":
-        raise DataError(f"{path} is not a parquet file (it does not start with the parquet magic bytes); a sweep "
-                        f"is a .parquet (or .csv) file written by gdnlab sweep")
-    return _read_parquet(path)
-
-
-def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
+def load_sweep(path: str | os.PathLike, *, allow_mixed: bool | None = None) -> pd.DataFrame:
     """A sweep file as a DataFrame in the current schema (:data:`COLUMNS`; pandas nullable dtypes).
 
     Args:
         path: a ``.parquet`` (or ``.csv`` / ``.jsonl``) file written by ``gdnlab sweep``; a directory
             means its ``sweep.parquet``, or, without one, the completed points of an unfinished run
             (its ``part-*.parquet`` files).
+        allow_mixed: load rows of several GPUs or commits, or a point stored twice with times 10x
+            apart, labelled in ``attrs["mixed"]`` (default: ``$GDNLAB_ALLOW_MIXED``, else refused).
 
     Returns:
         one row per point (a key stored twice keeps its last row), columns in schema order, then any
@@ -416,7 +371,8 @@ def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: nothing at ``path``.
-        DataError: the file is not parquet/CSV, or not a sweep (names the file and what is missing).
+        DataError: the file is not parquet/CSV, not a sweep (names the file and what is missing), or
+            fails a check of :mod:`gdnlab.results_io` (names the column and the first bad value).
     """
     p = Path(path)
     if p.is_dir():
@@ -426,7 +382,18 @@ def load_sweep(path: str | os.PathLike) -> pd.DataFrame:
         p = found or p
     elif not p.exists():
         raise FileNotFoundError(f"no sweep results at {p}")
-    return normalize(_read_any(p), source=str(p))
+    return _checked(read_any(p), str(p), allow_mixed)
+
+
+def _checked(raw: pd.DataFrame, source: str, allow_mixed: bool | None) -> pd.DataFrame:
+    """``raw`` (a file as read) checked (:mod:`gdnlab.results_io`), normalised, one row per point."""
+    check_types(raw, source, DTYPES)
+    df = normalize(raw, source=source, dedupe=False)
+    mixed = check_sweep(df, source, allow_mixed=allow_mixed_default(allow_mixed), key=point_key)
+    df = _dedupe(df)
+    if mixed:
+        df.attrs["mixed"] = mixed
+    return df
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -471,22 +438,44 @@ class SweepWriter:
 
     ``mode``: ``"new"`` (``path`` must not exist), ``"resume"`` (keep the rows in ``path`` and the
     completed points of an unfinished run; the run appends) or ``"overwrite"`` (the result replaces
-    ``path`` only when :meth:`finish` is called with ``complete=True``). ``gpu``: the GPU this run
-    measures on; resuming into a file (or unfinished run) of another GPU is a :class:`DataError`.
+    ``path`` only when :meth:`finish` is called with ``complete=True``). ``gpu`` / ``commit``: the GPU
+    and git commit this run measures with; resuming into rows of another GPU (or, unless
+    ``allow_mixed``, another commit) is a :class:`DataError`. The writer holds the output's lock
+    (:func:`gdnlab.outputs.output_lock`) from construction until :meth:`finish` or :meth:`close`;
+    a symbolic link at ``path`` is followed (the file it names is written, the link stays).
     """
 
-    def __init__(self, path: str | os.PathLike, mode: str = "new", *, gpu: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, mode: str = "new", *, gpu: str | None = None,
+                 commit: str | None = None, allow_mixed: bool | None = None) -> None:
         if mode not in ("new", "resume", "overwrite"):
             raise ValueError(f"mode must be new, resume or overwrite, got {mode!r}")
         self.path = resolve_output(path)
-        self.parts = staging_dir(self.path)
-        self.gpu = gpu
+        self.target = real_path(self.path)      # where the rows go: the file a link names
+        self.parts = staging_dir(self.target)
+        self.gpu, self.commit, self.allow_mixed = gpu, commit, allow_mixed
         self.base = "overwrite" if mode == "overwrite" else "append"
         self.stored = to_frame([])       # rows already stored before this run (file and/or earlier parts)
         self._next = 0
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(output_lock(self.target, command="gdnlab sweep"))
+        try:
+            self._open(mode)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the output's lock (the writer is done; :meth:`finish` calls it)."""
+        self._lock.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _open(self, mode: str) -> None:
         manifest = self.parts / "run.json"
         if mode == "new":
-            if self.path.exists():
+            if self.target.exists():
                 raise ValueError(f"{self.path} exists: pass --resume to continue it or --overwrite to replace it")
             if self.parts.exists():
                 raise ValueError(f"{self.parts} holds the completed points of an unfinished run into {self.path}: "
@@ -498,16 +487,17 @@ class SweepWriter:
             if self.parts.exists() and manifest.is_file():
                 self.base = json.loads(manifest.read_text(encoding="utf-8")).get("base", "append")
             frames = []
-            if self.base == "append" and self.path.exists():
-                frames.append(load_sweep(self.path))
+            if self.base == "append" and self.target.exists():
+                frames.append(load_sweep(self.target, allow_mixed=self.allow_mixed))
             if self.parts.exists():
-                frames.append(normalize(_read_parts(self.parts), source=str(self.parts)))
+                frames.append(normalize(read_parts(self.parts), source=str(self.parts)))
                 self._next = 1 + max((int(p.stem.split("-")[1]) for p in self.parts.glob("part-*.parquet")),
                                      default=-1)
             frames = [f for f in frames if not f.empty]
             if frames:
                 self.stored = _dedupe(to_frame(pd.concat(frames, ignore_index=True)))
             self._check_gpu()
+            check_same_commit(self.stored, self.commit, str(self.path), self.allow_mixed)
 
     def _check_gpu(self) -> None:
         if self.gpu is None or self.stored.empty:
@@ -541,7 +531,7 @@ class SweepWriter:
         """Every row the output will hold: stored ones, then this run's (a key stored twice keeps its last)."""
         frames = [self.stored]
         if self.parts.exists():
-            new = _read_parts(self.parts)
+            new = read_parts(self.parts)
             if not new.empty:
                 frames.append(to_frame(new))
         frames = [f for f in frames if not f.empty]
@@ -549,17 +539,21 @@ class SweepWriter:
 
     def finish(self, complete: bool = True) -> Path | None:
         """Compact into :attr:`path` (atomic replace) and drop the parts; returns the path written.
+        Releases the lock.
 
         An incomplete ``overwrite`` run writes nothing (the earlier file stays, the parts stay for
         ``--resume``); an incomplete appending run compacts what it has (``--resume`` continues)."""
-        if not complete and self.base == "overwrite":
-            return None
-        if not self.parts.exists() and self.path.exists() and self.base == "append":
+        try:
+            if not complete and self.base == "overwrite":
+                return None
+            if not self.parts.exists() and self.target.exists() and self.base == "append":
+                return self.path
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            rows = self.rows()
+            _write_atomic(_table(rows), self.target)
+            if self.parts.exists():
+                shutil.rmtree(self.parts)
+            self.stored = rows
             return self.path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        rows = self.rows()
-        _write_atomic(_table(rows), self.path)
-        if self.parts.exists():
-            shutil.rmtree(self.parts)
-        self.stored = rows
-        return self.path
+        finally:
+            self.close()

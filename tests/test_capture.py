@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -89,47 +88,48 @@ def test_workload_command_adds_capture_steps():
     assert cap.workload_command(["--capture-steps=8"], python="p")[-1] == "--capture-steps=8"
 
 
-# ------------------------------------------------------------------ capture() with subprocess mocked
+# ------------------------------------------------------------------ capture() with run_child mocked
 
 class FakeRun:
-    """Stands in for subprocess.run: records argv, writes what nsys would write."""
+    """Stands in for gdnlab.outputs.run_child: records argv, writes what nsys would write, returns the
+    exit code."""
 
     def __init__(self, *, write_rep=True, write_sqlite=True, rc=0, export_rc=0):
         self.calls: list[list[str]] = []
         self.write_rep, self.write_sqlite, self.rc, self.export_rc = write_rep, write_sqlite, rc, export_rc
 
-    def __call__(self, argv, check=False, **kw):
+    def __call__(self, argv, **kw):
         self.calls.append(list(argv))
         if argv[1] == "profile":
             out = argv[argv.index("-o") + 1]
             if self.write_rep:
                 Path(out + ".nsys-rep").write_bytes(b"rep")
-            return subprocess.CompletedProcess(argv, self.rc)
+            return self.rc
         if argv[1] == "export":
             if self.write_sqlite:
                 Path(argv[argv.index("-o") + 1]).write_bytes(b"db")
-            return subprocess.CompletedProcess(argv, self.export_rc)
+            return self.export_rc
         raise AssertionError(argv)
 
 
 def test_capture_profiles_then_exports(tmp_path, monkeypatch):
     fake = FakeRun()
-    monkeypatch.setattr(cap.subprocess, "run", fake)
+    monkeypatch.setattr(cap, "run_child", fake)
     out = tmp_path / "traces" / "h100" / "fi_c64"
     res = cap.capture(["python", "x.py"], out, nsys="/opt/nsys")
     assert res.rep_path == out.with_name("fi_c64.nsys-rep") and res.rep_path.exists()
     assert res.sqlite_path == out.with_name("fi_c64.sqlite") and res.sqlite_path.exists()
     assert res.returncode == 0 and res.command == fake.calls[0]
     exp = fake.calls[1]
-    assert exp[:5] == ["/opt/nsys", "export", "--type", "sqlite", "-o"] \
-        and exp[6:] == ["--force-overwrite=true", str(res.rep_path)]
-    assert Path(exp[5]).parent == out.parent and exp[5].endswith(".sqlite")     # a temporary name, then renamed
+    assert exp[:5] == ["/opt/nsys", "export", "--type", "sqlite", "-o"] and exp[6] == "--force-overwrite=true"
+    assert Path(exp[5]).parent == out.parent and exp[5].endswith(".sqlite")     # temporary names, then renamed
+    assert exp[7] == fake.calls[0][fake.calls[0].index("-o") + 1] + ".nsys-rep" and "-partial-" in exp[7]
     assert sorted(p.name for p in out.parent.iterdir()) == ["fi_c64.nsys-rep", "fi_c64.sqlite"]   # no leftovers
 
 
 def test_capture_uses_find_nsys(tmp_path, monkeypatch):
     fake = FakeRun()
-    monkeypatch.setattr(cap.subprocess, "run", fake)
+    monkeypatch.setattr(cap, "run_child", fake)
     monkeypatch.setattr(cap, "find_nsys", lambda: "/found/nsys")
     cap.capture(["x"], tmp_path / "o", export_sqlite=False)
     assert [c[0] for c in fake.calls] == ["/found/nsys"]        # no export call
@@ -142,14 +142,14 @@ def test_capture_without_nsys_raises(tmp_path, monkeypatch):
     real = cap.find_nsys
     monkeypatch.setattr(cap, "find_nsys", lambda: real(globs=()))
     calls = FakeRun()
-    monkeypatch.setattr(cap.subprocess, "run", calls)
+    monkeypatch.setattr(cap, "run_child", calls)
     with pytest.raises(cap.NsysNotFoundError, match="NSYS"):
         cap.capture(["x"], tmp_path / "o")
     assert calls.calls == []
 
 
 def test_capture_no_report_explains_capture_range(tmp_path, monkeypatch):
-    monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_rep=False, rc=1))
+    monkeypatch.setattr(cap, "run_child", FakeRun(write_rep=False, rc=1))
     with pytest.raises(cap.CaptureError, match="cudaProfilerStart"):
         cap.capture(["x"], tmp_path / "o", nsys="nsys")
 
@@ -157,7 +157,7 @@ def test_capture_no_report_explains_capture_range(tmp_path, monkeypatch):
 def test_capture_stale_report_is_not_taken_for_a_new_one(tmp_path, monkeypatch):
     (tmp_path / "o.nsys-rep").write_bytes(b"old report")
     (tmp_path / "o.sqlite").write_bytes(b"old db")
-    monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_rep=False, rc=1))
+    monkeypatch.setattr(cap, "run_child", FakeRun(write_rep=False, rc=1))
     with pytest.raises(cap.CaptureError, match="wrote no"):
         cap.capture(["x"], tmp_path / "o", nsys="nsys")
     # a failed capture loses nothing: the earlier report and export are still there
@@ -167,15 +167,16 @@ def test_capture_stale_report_is_not_taken_for_a_new_one(tmp_path, monkeypatch):
 
 def test_capture_failed_export_keeps_earlier_sqlite(tmp_path, monkeypatch):
     (tmp_path / "o.sqlite").write_bytes(b"old db")
-    monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_sqlite=False, export_rc=1))
-    with pytest.raises(cap.CaptureError, match="nsys export"):
+    monkeypatch.setattr(cap, "run_child", FakeRun(write_sqlite=False, export_rc=1))
+    with pytest.raises(cap.CaptureError, match="nsys export exited with 1.*o.failed.nsys-rep"):
         cap.capture(["x"], tmp_path / "o", nsys="nsys")
     assert (tmp_path / "o.sqlite").read_bytes() == b"old db"
-    assert (tmp_path / "o.nsys-rep").read_bytes() == b"rep"                   # the new report is kept
+    assert not (tmp_path / "o.nsys-rep").exists()                    # no new report beside the old export
+    assert (tmp_path / "o.failed.nsys-rep").read_bytes() == b"rep"   # the new report is kept aside
 
 
 def test_capture_failed_export(tmp_path, monkeypatch):
-    monkeypatch.setattr(cap.subprocess, "run", FakeRun(write_sqlite=False, export_rc=1))
+    monkeypatch.setattr(cap, "run_child", FakeRun(write_sqlite=False, export_rc=1))
     with pytest.raises(cap.CaptureError, match="nsys export"):
         cap.capture(["x"], tmp_path / "o", nsys="nsys")
     res = cap.capture(["x"], tmp_path / "o", nsys="nsys", check=False)
@@ -183,8 +184,19 @@ def test_capture_failed_export(tmp_path, monkeypatch):
 
 
 def test_capture_passes_command_returncode(tmp_path, monkeypatch):
-    monkeypatch.setattr(cap.subprocess, "run", FakeRun(rc=3))
-    assert cap.capture(["x"], tmp_path / "o", nsys="nsys").returncode == 3
+    monkeypatch.setattr(cap, "run_child", FakeRun(rc=3))
+    res = cap.capture(["x"], tmp_path / "o", nsys="nsys")
+    assert res.returncode == 3 and not res.replaced and res.rep_path == tmp_path / "o.failed.nsys-rep"
+    assert not (tmp_path / "o.nsys-rep").exists()
+
+
+def test_capture_without_export_drops_the_earlier_export_of_the_replaced_report(tmp_path, monkeypatch):
+    (tmp_path / "o.nsys-rep").write_bytes(b"old report")
+    (tmp_path / "o.sqlite").write_bytes(b"old db")
+    monkeypatch.setattr(cap, "run_child", FakeRun())
+    res = cap.capture(["x"], tmp_path / "o", nsys="nsys", export_sqlite=False)
+    assert res.replaced and res.sqlite_path is None
+    assert (tmp_path / "o.nsys-rep").read_bytes() == b"rep" and not (tmp_path / "o.sqlite").exists()
 
 
 # ------------------------------------------------------------------ CLI
@@ -197,7 +209,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def test_cli_workload_one_command(tmp_path, monkeypatch, capsys):
     fake = FakeRun()
-    monkeypatch.setattr(cap.subprocess, "run", fake)
+    monkeypatch.setattr(cap, "run_child", fake)
     monkeypatch.setattr(cap, "find_nsys", lambda: "/n/nsys")
     out = tmp_path / "traces" / "h100" / "fi_c64"
     args = _parse(["--workload", "--backend", "flashinfer", "--concurrency", "64", "--osl", "512",
@@ -270,14 +282,14 @@ def test_cli_strategies_dry_run_and_placement(capsys):
 
 def test_cli_strategies_continue_after_a_failure(tmp_path, monkeypatch, capsys):
     class FailFirst(FakeRun):
-        def __call__(self, argv, check=False, **kw):
+        def __call__(self, argv, **kw):
             if argv[1] == "profile" and "full_cache" in argv[-3]:
                 self.calls.append(list(argv))
-                return subprocess.CompletedProcess(argv, 1)          # no report written
-            return super().__call__(argv, check, **kw)
+                return 1                                             # no report written
+            return super().__call__(argv, **kw)
 
     fake = FailFirst()
-    monkeypatch.setattr(cap.subprocess, "run", fake)
+    monkeypatch.setattr(cap, "run_child", fake)
     monkeypatch.setattr(cap, "find_nsys", lambda: "/n/nsys")
     out = tmp_path / "tr"
     rc = cli_cap.run(_parse(["--strategies", "full_cache,replay_ring", "--out", str(out), "--workload", "-c", "4"]))

@@ -254,6 +254,26 @@ def test_build_report_keeps_partial_outputs_and_names_the_failure(tmp_path):
     assert (out / "good.ipynb").exists() and not list(tmp_path.glob(".rep.building-*"))
 
 
+def test_mixed_sweep_fails_the_notebook_unless_allowed_then_is_labelled(tmp_path):
+    """A sweep of two GPUs is refused by the notebook's load_sweep; --allow-mixed loads it, and the
+    index's source line says what it mixes."""
+    from gdnlab import results
+
+    df = results.load_sweep(report.REPO_ROOT / "traces/h100/sweep.parquet")
+    df.loc[df.index[::2], "gpu"] = "NVIDIA H200"
+    mixed = tmp_path / "mixed.parquet"
+    df.to_parquet(mixed, index=False)
+    code = f"from gdnlab import report, results\nreport.load(results.load_sweep, {str(mixed)!r}, what='s')"
+    nb = _write(tmp_path / "m.ipynb", _nb(("code", code)))
+    with pytest.raises(report.ReportError, match="measured on 2 GPUs"):
+        report.build_report(tmp_path / "a", notebooks=[nb], jobs=1, log=lambda s: None)
+    report.build_report(tmp_path / "b", notebooks=[nb], jobs=1, log=lambda s: None, allow_mixed=True)
+    src = json.loads((tmp_path / "b" / "report.json").read_text())["notebooks"][0]["sources"][0]
+    assert src["mixed"] == "2 GPUs (NVIDIA H100 80GB HBM3, NVIDIA H200)"
+    index = (tmp_path / "b" / "index.html").read_text()
+    assert "mixed 2 GPUs" in index and "allowed (--allow-mixed)" in index
+
+
 def test_ctrl_c_keeps_built_pages_and_writes_the_index(tmp_path, monkeypatch):
     """Ctrl-C while the second notebook runs: the first page stays, the index is written and names the
     interrupted and the not-run notebooks, and the build raises Interrupted (exit 130 on the CLI)."""

@@ -2,6 +2,10 @@
 load_sweep's checks and normalisation of earlier files (the shipped H100 sweep among them)."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -190,16 +194,20 @@ def test_writer_appends_parts_and_compacts_once(tmp_path):
     assert list(df["batch"]) == [1, 2, 3] and pq.read_schema(path).names == SCHEMA.names
 
 
-def test_killed_writer_keeps_every_completed_point(tmp_path):
+def test_killed_writer_keeps_every_completed_point(tmp_path, capsys):
     path = tmp_path / "s.parquet"
-    w = SweepWriter(path)
-    w.append(_row(1))
-    w.append(_row(2))
-    # killed: no finish(); a part being written when the kill came is a hidden temporary file
+    # a writer killed after two points: no finish(), no cleanup (its lock file stays behind)
+    code = ("import json, os, sys\nfrom gdnlab.results import SweepWriter\nw = SweepWriter(sys.argv[1])\n"
+            "for r in json.loads(sys.argv[2]):\n    w.append(r)\nos._exit(9)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SHIPPED.parents[2]), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, "-c", code, str(path), json.dumps([_row(1), _row(2)])], env=env)
+    assert killed.returncode == 9 and (tmp_path / ".s.parquet.lock").exists()
+    # a part being written when the kill came is a hidden temporary file
     (staging_dir(path) / ".part-000002.parquet.123.tmp").write_bytes(b"PAR1 half")
     assert len(load_sweep(staging_dir(path))) == 2
     with pytest.raises(ValueError, match="unfinished run"):
         SweepWriter(path)
+    assert "taking over the stale lock" in capsys.readouterr().err      # the dead writer's lock, said so
     r = SweepWriter(path, "resume", gpu="cpu")
     assert r.done_keys() == {point_key(_row(1)), point_key(_row(2))}
     r.append(_row(3))

@@ -1,7 +1,8 @@
 """A corpus of broken traces, generated here from :mod:`gdnlab.traces.synthetic` (so the repository
 keeps no binary fixtures): every reader refuses what would give wrong numbers with one clear error
 naming the file and the problem, or loads with a visible warning that reaches the provenance line;
-nothing the user had is changed or lost; nothing hangs.
+nothing the user had is changed or lost; nothing hangs. (Traces that are valid row by row but not
+physical, and a gzip bomb, are in tests/test_reliability_numbers.py.)
 """
 from __future__ import annotations
 
@@ -136,6 +137,11 @@ ERRORS: dict[str, tuple[Callable[[Path], Path], str]] = {
                                  r"user_annotation / range / API events whose 'ts' is negative"),
     "kineto_no_runtime": (lambda d: _kineto(d / "noruntime.json", _without("cuda_runtime", "cuda_driver")),
                           r"none of the \d+ kernels can be linked"),
+    "kineto_kernel_dur_beyond_int64_ns": (lambda d: _kineto(d / "hugedur.json", _set("kernel", "dur", 1e17)),
+                                          r"whose 'dur' is too large for a time \(beyond int64 ns\)"),
+    "nsys_kernel_end_absurd": (
+        lambda d: _nsys(d / "absurd.sqlite", f"UPDATE {K} SET end = {2**62} WHERE start = 90000"),
+        r"1 of \d+ kernels end at an absurd time \(first: 'void bar\(int\)'"),
 }
 
 #: name -> (builder(dir) -> path, warning fragment): loads, every frame reads, a warning says what is wrong
@@ -161,6 +167,15 @@ WARNINGS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "kineto_no_runtime_no_ranges": (
         lambda d: _kineto(d / "bare.json", _without("cuda_runtime", "cuda_driver", "user_annotation")),
         "no cuda_runtime / cuda_driver events"),
+    "nsys_api_rows_twice": (lambda d: _nsys(d / "api2.sqlite", f"INSERT INTO {R} SELECT * FROM {R}"),
+                            f"{len(tg.handmade().runtime)} CUDA API call rows are stored twice"),
+    "nsys_kernels_overlap_on_one_stream": (
+        lambda d: _nsys(d / "overlap.sqlite", f"UPDATE {K} SET start = 94500, end = 97000 WHERE start = 90000"),
+        "1 kernels on stream 7 (device 0) start while the previous one on that stream still runs (up to 2.0 µs"),
+    "nsys_unclosed_range_with_sentinel_end": (
+        lambda d: _nsys(d / "sentinel.sqlite", f"INSERT INTO {N} (start, end, eventType, text, globalTid) "
+                                               f"VALUES (5, {2**62}, 59, 'open', {GTID})"),
+        "1 NVTX range(s) end at an absurd time (first: 'open'"),
 }
 
 

@@ -106,14 +106,16 @@ def _capture_one(cmd: list[str], out, opts: dict, extra: tuple, nsys: str) -> in
     if res.sqlite_path:
         print(f"sqlite: {res.sqlite_path}  (gdnlab.traces.load({str(res.sqlite_path)!r}))")
     if res.returncode:
-        print(f"gdnlab capture: the captured command exited with {res.returncode}", file=sys.stderr)
+        kept = "" if res.replaced else (f"; the earlier {res.rep_path.name.replace('.failed', '')} is kept, this "
+                                        f"run's report is {res.rep_path.name}")
+        print(f"gdnlab capture: the captured command exited with {res.returncode}{kept}", file=sys.stderr)
     return res.returncode
 
 
 def run(args: argparse.Namespace) -> int:
     """Returns the profiled command's exit code (0 on success; with --strategies the first failure's)."""
     from ..capture import strategy_captures, workload_command
-    from ..errors import GdnlabError, InputError
+    from ..errors import GdnlabError, InputError, Interrupted
 
     opts, workload, cmd = _split_args(args)
     if workload is not None and cmd:
@@ -144,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"gdnlab capture: {label}{o}", flush=True)
         try:
             rc = _capture_one(c, o, opts, extra, nsys)
+        except Interrupted:                 # Ctrl-C / SIGTERM stops them all
+            raise
         except GdnlabError as exc:          # one strategy's failure must not stop the others
             print(f"gdnlab capture: {label}failed: {exc}", file=sys.stderr)
             rc = 1

@@ -77,6 +77,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=positive_float, default=600.0, help="limit per notebook cell, s")
     option(parser, "--jobs", "-j", type=positive_int, default=None, shown_default="one per CPU core",
            help="notebooks run at once, each in its own kernel")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="let the notebooks load sweeps that mix GPUs or git commits (labelled in the index) "
+                             "instead of refusing them")
     parser.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line on stderr (there is none when stderr is not a terminal); the line "
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     kwargs = dict(out_dir=args.out, notebooks=args.notebook, hide_code=args.hide_code,
                   parameters=parameters_of(args.parameter), kernel_name=args.kernel, timeout=args.timeout,
-                  jobs=args.jobs)
+                  jobs=args.jobs, **({"allow_mixed": True} if args.allow_mixed else {}))
     try:
         index = _build_with_progress(args, kwargs) if progress_on(args) else build_report(**kwargs)
     except ReportError as exc:

@@ -10,8 +10,12 @@ write ``index.html`` (a jinja2 template) and ``report.json``.
 * Output is staged: pages are written beside the report folder and moved in (``os.replace``) as each
   notebook finishes, ``index.html`` and ``report.json`` last, so nothing in the folder is lost until
   its replacement is complete. The folder must be new, empty or an earlier report.
-* Ctrl-C stops the running notebooks within seconds (their kernels shut down), keeps the pages
-  already built, writes the index and raises :class:`~gdnlab.errors.Interrupted`.
+* A page is replaced only by a notebook that ran: a failed (or stopped) re-run of a notebook whose
+  earlier page was good writes ``NAME.failed.html`` beside it, and the index links both. The index
+  merges the earlier build's entries whose pages are still there (``report -n 01`` keeps 02 and 03
+  listed). One build per folder at a time (:func:`gdnlab.outputs.output_lock`).
+* Ctrl-C or SIGTERM stops the running notebooks within seconds (their kernels shut down), keeps the
+  pages already built, writes the index and raises :class:`~gdnlab.errors.Interrupted`.
 * Pages open offline: figures are stored once in each executed notebook (the plotly mimetype) and
   drawn with one shared ``plotly.min.js`` (plotly's own bundle) copied next to ``index.html``.
 
@@ -36,13 +40,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, Interrupted
+from ..outputs import Terminated, output_lock, replace_together, signal_name, stop_on_sigterm
 from .catalog import (
+    FAILED_SUFFIX,
     NOTEBOOKS,
     NotebookResult,
     Parameter,
     ReportError,
     check_parameters,
     declared_parameters,
+    earlier_results,
+    keeps_earlier_page,
+    merge_results,
     notebook_parameters,
     notebook_path,
     notebooks_dir,
@@ -109,14 +118,19 @@ def ensure_kernel(kernel_name: str | None = None) -> str:
 
 
 @contextmanager
-def _kernel_env(extra_path: Path) -> Iterator[None]:
+def _kernel_env(extra_path: Path, allow_mixed: bool = False) -> Iterator[None]:
     """Kernels inherit os.environ: put the checkout on PYTHONPATH (gdnlab importable even when
-    not installed) and silence tqdm (a live sweep's progress bar is noise in an HTML page)."""
-    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "TQDM_DISABLE")}
+    not installed) and silence tqdm (a live sweep's progress bar is noise in an HTML page); with
+    ``allow_mixed``, :func:`gdnlab.results.load_sweep` in the notebooks loads mixed sweeps, labelled."""
+    from ..results_io import ALLOW_MIXED_ENV
+
+    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "TQDM_DISABLE", ALLOW_MIXED_ENV)}
     pp = os.environ.get("PYTHONPATH", "")
     if str(extra_path) not in pp.split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (str(extra_path), pp) if x)
     os.environ.setdefault("TQDM_DISABLE", "1")
+    if allow_mixed:
+        os.environ[ALLOW_MIXED_ENV] = "1"
     try:
         yield
     finally:
@@ -205,9 +219,11 @@ def _check_out_dir(out: Path) -> None:
 
 
 def _run_one(src: str, staging: str, out: str, params: dict, kernel: str, timeout: float | None, hide_code: bool,
-             meta: dict) -> NotebookResult:
+             meta: dict, keep_earlier: bool = False) -> NotebookResult:
     """Execute one notebook into ``staging``, export it, move both files into ``out``. Never raises for
-    the notebook's own failure or a stop (Ctrl-C): the result says what happened; what ran is kept."""
+    the notebook's own failure or a stop (Ctrl-C, SIGTERM): the result says what happened; what ran is
+    kept. With ``keep_earlier`` (``out`` holds a good page of this notebook) a run that did not
+    succeed writes ``NAME.failed.html`` / ``.ipynb`` and leaves the good page in place."""
     src_p, stage_p, out_p = Path(src), Path(staging), Path(out)
     name = src_p.stem
     nb_tmp, html_tmp = stage_p / f"{name}.ipynb", stage_p / f"{name}.html"
@@ -215,26 +231,37 @@ def _run_one(src: str, staging: str, out: str, params: dict, kernel: str, timeou
     error, stopped = None, False
     try:
         execute_notebook(src_p, nb_tmp, params, kernel, timeout=timeout)
-    except KeyboardInterrupt:
-        error, stopped = "interrupted (Ctrl-C)", True
+    except KeyboardInterrupt as exc:
+        error, stopped = f"interrupted ({signal_name(exc)})", True
     except Exception as exc:  # noqa: BLE001 - any failure is reported, the others still run
         error = _error_line(exc)
     res = NotebookResult(name=name, source=short_path(src_p), ok=error is None, seconds=0.0, error=error,
-                         interrupted=stopped, parameters=_json_safe(params))
+                         interrupted=stopped, parameters=_json_safe(params), built=meta.get("built"))
     if nb_tmp.exists():
         res.sources = _collect_sources(nb_tmp)
         try:
             export_html(nb_tmp, html_tmp, hide_code=hide_code, banner=_banner(meta, res))
             copy_plotlyjs(out_p)
-            os.replace(html_tmp, out_p / html_tmp.name)
-            res.html = html_tmp.name
         except Exception as exc:  # noqa: BLE001
             res.ok = False
             res.error = (res.error + "; " if res.error else "") + "HTML export: " + _error_line(exc)
-        os.replace(nb_tmp, out_p / nb_tmp.name)
-        res.ipynb = nb_tmp.name
+        _place(res, nb_tmp, html_tmp, out_p, aside=keep_earlier and not res.ok)
     res.seconds = round(time.perf_counter() - t0, 2)
     return res
+
+
+def _place(res: NotebookResult, nb_tmp: Path, html_tmp: Path, out: Path, *, aside: bool) -> None:
+    """Move a run's executed notebook and page into ``out``: as ``NAME.*``, or (``aside``) as
+    ``NAME.failed.*``; a page written as ``NAME.*`` removes a stale ``NAME.failed.*``."""
+    stem = f"{res.name}{FAILED_SUFFIX}" if aside else res.name
+    moves: list[tuple[Path, Path | None]] = [(nb_tmp, out / f"{stem}.ipynb")]
+    res.ipynb = f"{stem}.ipynb"
+    if html_tmp.exists():
+        moves.append((html_tmp, out / f"{stem}.html"))
+        res.html = f"{stem}.html"
+    if not aside:
+        moves += [(out / f"{res.name}{FAILED_SUFFIX}.html", None), (out / f"{res.name}{FAILED_SUFFIX}.ipynb", None)]
+    replace_together(moves)
 
 
 def _stop_on_term(signum, frame) -> None:
@@ -265,20 +292,23 @@ def _not_run(task: tuple, why: str) -> NotebookResult:
     return NotebookResult(name=src.stem, source=short_path(src), ok=False, seconds=0.0, error=why, interrupted=True)
 
 
-def _run_workers(tasks: list[tuple], jobs: int, done: Callable[[NotebookResult], None]) -> bool:
+def _run_workers(tasks: list[tuple], jobs: int, done: Callable[[NotebookResult], None]) -> str | None:
     """Run ``tasks`` in up to ``jobs`` worker processes, calling ``done`` with each result.
 
-    Ctrl-C (SIGINT) only sets a flag here, so no result already sent is lost; the loop then stops the
-    running workers (SIGTERM: each stops its notebook and exports what ran), waits a few seconds for
-    their results, kills what is left and reports the tasks not started. Returns whether it was stopped.
+    Ctrl-C (SIGINT) and SIGTERM only set a flag here, so no result already sent is lost; the loop then
+    stops the running workers (SIGTERM: each stops its notebook and exports what ran), waits a few seconds for
+    their results, kills what is left and reports the tasks not started. Returns what stopped it
+    (``"Ctrl-C"``, ``"SIGTERM"``) or ``None``.
     """
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")
     pending, running, finished = list(tasks), {}, []
-    stop: list[bool] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.append(True))
+    stop: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    why = lambda: "SIGTERM" if stop and stop[0] == signal.SIGTERM else "Ctrl-C"
     try:
         while (pending or running) and not stop:
             while pending and len(running) < jobs and not stop:
@@ -314,23 +344,25 @@ def _run_workers(tasks: list[tuple], jobs: int, done: Callable[[NotebookResult],
                     except EOFError:
                         res = None
                 finished.append(proc)
-                done(res or _not_run(task, "interrupted (Ctrl-C)"))
+                done(res or _not_run(task, f"interrupted ({why()})"))
             for task in pending:
-                done(_not_run(task, "not run: interrupted (Ctrl-C)"))
+                done(_not_run(task, f"not run: interrupted ({why()})"))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for proc in finished + [p for p, _ in running.values()]:
             proc.join(2)
             if proc.is_alive():
                 proc.kill()
                 proc.join(2)
-    return bool(stop)
+    return why() if stop else None
 
 
 def build_report(out_dir: str | os.PathLike = "reports", notebooks: Iterable[str] | str | None = None,
                  hide_code: bool = False, parameters: Mapping[str, Any] | None = None,
                  kernel_name: str | None = None, *, timeout: float | None = 600, jobs: int | None = None,
-                 raise_on_error: bool = True, log: Callable[[str], None] | None = None) -> Path:
+                 raise_on_error: bool = True, log: Callable[[str], None] | None = None,
+                 allow_mixed: bool = False) -> Path:
     """Execute the notebooks and write ``<out_dir>/index.html`` plus one HTML page per notebook.
 
     Args:
@@ -347,13 +379,16 @@ def build_report(out_dir: str | os.PathLike = "reports", notebooks: Iterable[str
             per CPU core, or ``$GDNLAB_REPORT_JOBS``); ``1`` runs them one after another here.
         raise_on_error: raise :class:`ReportError` (after writing everything) if any notebook failed.
         log: progress, one line per notebook (default: stderr).
+        allow_mixed: the notebooks load sweeps that mix GPUs or commits (labelled as such) instead of
+            refusing them (:func:`gdnlab.results.load_sweep`).
 
     Returns:
         Path of ``index.html``.
 
     Raises:
         InputError: bad parameters, notebooks, kernel or report folder (before anything runs).
-        Interrupted: Ctrl-C; the pages already built and the index are written.
+        Interrupted: Ctrl-C or SIGTERM; the pages already built and the index are written.
+        OutputBusyError: another build writes ``out_dir`` (:func:`gdnlab.outputs.output_lock`).
         ReportError: some notebooks failed (with ``raise_on_error``).
     """
     say = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -365,49 +400,62 @@ def build_report(out_dir: str | os.PathLike = "reports", notebooks: Iterable[str
     jobs = _jobs(jobs, len(paths))
     meta = _build_meta(kernel, hide_code, _json_safe(dict(parameters or {})))
     meta["jobs"] = jobs
-    out.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.building-{os.getpid()}"
-    staging.mkdir(exist_ok=True)
-    tasks = [(str(src), str(staging), str(out), per_notebook[src.stem], kernel, timeout, hide_code, meta)
-             for src in paths]
-    results: list[NotebookResult] = []
-    t_all = time.perf_counter()
+    if allow_mixed:
+        meta["allow_mixed"] = True
+    with output_lock(out, command="gdnlab report"), stop_on_sigterm():
+        earlier = earlier_results(out)
+        out.mkdir(parents=True, exist_ok=True)
+        staging = out.parent / f".{out.name}.building-{os.getpid()}"
+        staging.mkdir(exist_ok=True)
+        tasks = [(str(src), str(staging), str(out), per_notebook[src.stem], kernel, timeout, hide_code, meta,
+                  keeps_earlier_page(out, earlier, src.stem)) for src in paths]
+        results: list[NotebookResult] = []
+        t_all = time.perf_counter()
 
-    def done(res: NotebookResult) -> None:
-        results.append(res)
-        state = "ok" if res.ok else ("interrupted" if res.interrupted else "FAILED")
-        say(f"gdnlab report: {res.name:<24} {state} ({res.seconds:.1f} s)"
-            + (f" — {res.error}" if res.error and not res.interrupted else ""))
+        def done(res: NotebookResult) -> None:
+            results.append(res)
+            state = "ok" if res.ok else ("interrupted" if res.interrupted else "FAILED")
+            say(f"gdnlab report: {res.name:<24} {state} ({res.seconds:.1f} s)"
+                + (f" — {res.error}" if res.error and not res.interrupted else ""))
 
-    stopped = False
-    try:
-        with _kernel_env(REPO_ROOT):
-            if jobs == 1:
-                for i, t in enumerate(tasks):
-                    try:
-                        res = _run_one(*t)
-                    except KeyboardInterrupt:
-                        res = _not_run(t, "interrupted (Ctrl-C)")
-                    done(res)
-                    if res.interrupted:
-                        for rest in tasks[i + 1:]:
-                            done(_not_run(rest, "not run: interrupted (Ctrl-C)"))
-                        raise KeyboardInterrupt
-            elif _run_workers(tasks, jobs, done):
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        stopped = True
-    finally:
-        order = {p.stem: i for i, p in enumerate(paths)}
-        results.sort(key=lambda r: order.get(r.name, len(order)))
-        meta["seconds"] = round(time.perf_counter() - t_all, 2)
-        meta["interrupted"] = stopped
-        index = write_index(out, results, meta)
-        shutil.rmtree(staging, ignore_errors=True)
+        stopped = None
+        try:
+            with _kernel_env(REPO_ROOT, allow_mixed):
+                _execute(tasks, jobs, done)
+        except KeyboardInterrupt as exc:
+            stopped = signal_name(exc)
+        finally:
+            order = {p.stem: i for i, p in enumerate(paths)}
+            results.sort(key=lambda r: order.get(r.name, len(order)))
+            meta["seconds"] = round(time.perf_counter() - t_all, 2)
+            meta["interrupted"] = stopped is not None
+            index = write_index(out, merge_results(out, earlier, results), meta)
+            shutil.rmtree(staging, ignore_errors=True)
     if stopped:
         n_ok = sum(r.ok for r in results)
-        raise Interrupted(f"stopped by Ctrl-C: {n_ok} of {len(results)} notebooks built; partial report: {index}")
+        raise Interrupted(f"stopped by {stopped}: {n_ok} of {len(results)} notebooks built; partial report: {index}")
     failed = {r.name: r.error or "failed" for r in results if not r.ok}
     if failed and raise_on_error:
         raise ReportError(index, failed)
     return index
+
+
+def _execute(tasks: list[tuple], jobs: int, done: Callable[[NotebookResult], None]) -> None:
+    """Run ``tasks`` (here one after another, or in ``jobs`` workers), calling ``done`` with each
+    result; a stop (Ctrl-C, SIGTERM) reports the rest as not run and is raised again."""
+    if jobs != 1:
+        why = _run_workers(tasks, jobs, done)
+        if why:
+            raise Terminated() if why == "SIGTERM" else KeyboardInterrupt()
+        return
+    for i, t in enumerate(tasks):
+        try:
+            res = _run_one(*t)
+        except KeyboardInterrupt as exc:
+            res = _not_run(t, f"interrupted ({signal_name(exc)})")
+        done(res)
+        if res.interrupted:
+            why = "SIGTERM" if "SIGTERM" in (res.error or "") else "Ctrl-C"
+            for rest in tasks[i + 1:]:
+                done(_not_run(rest, f"not run: interrupted ({why})"))
+            raise Terminated() if why == "SIGTERM" else KeyboardInterrupt()

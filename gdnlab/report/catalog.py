@@ -5,15 +5,18 @@
 * :class:`Parameter`, :func:`declared_parameters`, :func:`check_parameters`: the parameters cell of
   each notebook, read with :mod:`ast`; a name no selected notebook declares, a value of the wrong type
   or one below a stated bound is an :class:`~gdnlab.errors.InputError` before anything runs.
-* :class:`NotebookResult`, :class:`ReportError`: what a build returns.
+* :class:`NotebookResult`, :class:`ReportError`: what a build returns; :func:`earlier_results` and
+  :func:`merge_results`: a build's index lists the notebooks of earlier builds into the same folder
+  whose pages are still there, and names the earlier good page that a failed re-run left in place.
 """
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,8 @@ from ..errors import InputError
 from .notebook import REPO_ROOT
 
 __all__ = ["NOTEBOOKS", "ReportError", "NotebookResult", "Parameter", "notebooks_dir", "notebook_path",
-           "resolve_notebooks", "declared_parameters", "notebook_parameters", "check_parameters"]
+           "resolve_notebooks", "declared_parameters", "notebook_parameters", "check_parameters", "earlier_results",
+           "merge_results", "keeps_earlier_page", "FAILED_SUFFIX"]
 
 #: The notebooks of the report, in order (file stems under ``notebooks/``).
 NOTEBOOKS: tuple[str, ...] = ("01_kernel_sweep", "02_nsight_traces", "03_acceptance_length")
@@ -39,10 +43,17 @@ class ReportError(RuntimeError):
         super().__init__(f"{len(self.failed)} notebook(s) failed ({lines}); partial report at {self.index}")
 
 
+#: a failed re-run's page goes to ``NAME.failed.html`` while the earlier good ``NAME.html`` stays
+FAILED_SUFFIX = ".failed"
+
+
 @dataclass
 class NotebookResult:
     """Outcome of one notebook: paths are relative to the report folder; ``seconds`` is the
-    wall time of execution + export (s); ``interrupted``: stopped by Ctrl-C (or never started)."""
+    wall time of execution + export (s); ``interrupted``: stopped by Ctrl-C or SIGTERM (or never
+    started). ``built``: when the build that made it started (UTC, ISO 8601); ``carried``: listed
+    from an earlier build (this build did not run it); ``earlier``: for a failed run, the earlier
+    good page kept in place (``{"html", "ipynb", "built", "ok"}``)."""
 
     name: str
     source: str
@@ -54,6 +65,57 @@ class NotebookResult:
     interrupted: bool = False
     sources: list[dict] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+    built: str | None = None
+    carried: bool = False
+    earlier: dict[str, Any] | None = None
+
+
+def earlier_results(folder: Path) -> list[NotebookResult]:
+    """The notebooks ``folder/report.json`` lists (an earlier build), as results; ``[]`` when there is
+    none or it cannot be read (a damaged manifest only loses the earlier index entries, no page)."""
+    try:
+        data = json.loads((Path(folder) / "report.json").read_text(encoding="utf-8"))
+        entries, built = data["notebooks"], data.get("meta", {}).get("built")
+        names = {f.name for f in fields(NotebookResult)}
+        out = []
+        for e in entries:
+            kw = {k: v for k, v in e.items() if k in names}
+            kw.setdefault("built", built)
+            out.append(NotebookResult(**{"source": "", "seconds": 0.0, **kw}))
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def _page_exists(folder: Path, name: str | None) -> bool:
+    return bool(name) and (folder / str(name)).is_file()
+
+
+def merge_results(folder: Path, earlier: Sequence[NotebookResult],
+                  results: Sequence[NotebookResult]) -> list[NotebookResult]:
+    """This build's ``results`` merged into the ``earlier`` build's list (its order kept, new notebooks
+    appended): an earlier notebook this build did not run stays listed while its page exists; a
+    notebook that failed now, where the earlier build had a good page, names that page (``earlier``)."""
+    now = {r.name: r for r in results}
+    merged: list[NotebookResult] = []
+    for e in earlier:
+        if e.name in now:
+            r = now.pop(e.name)
+            if not r.ok and e.ok and e.html == f"{e.name}.html" and _page_exists(folder, e.html):
+                r.earlier = {"html": e.html, "ipynb": e.ipynb, "built": e.built, "ok": True}
+            elif not r.ok and e.earlier and _page_exists(folder, e.earlier.get("html")):
+                r.earlier = e.earlier
+            merged.append(r)
+        elif _page_exists(folder, e.html):
+            e.carried = True
+            merged.append(e)
+    return merged + [r for r in results if r.name in now]
+
+
+def keeps_earlier_page(folder: Path, earlier: Sequence[NotebookResult], name: str) -> bool:
+    """Whether ``folder`` holds a good page of notebook ``name`` from an earlier build (a failed re-run
+    then writes its page beside it, as ``NAME.failed.html``)."""
+    return any(e.name == name and (e.ok or e.earlier) and _page_exists(folder, f"{name}.html") for e in earlier)
 
 
 # ---------------------------------------------------------------------------------------------

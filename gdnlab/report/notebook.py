@@ -74,7 +74,7 @@ class Missing:
                 + "</div>")
 
     def _repr_markdown_(self) -> str:
-        return f"**⚠ {self.what}**" + (f"  \n{self.hint}" if self.hint else "")
+        return f"**⚠ {html.escape(self.what)}**" + (f"  \n{inline_code(self.hint)}" if self.hint else "")
 
 
 def inline_code(text: str) -> str:
@@ -257,6 +257,8 @@ def describe(obj: Any) -> dict[str, Any]:
     cols = getattr(obj, "columns", None)
     if cols is not None and hasattr(obj, "__len__"):
         out["rows"] = len(obj)
+        if getattr(obj, "attrs", {}).get("mixed"):     # gdnlab.results.load_sweep(allow_mixed=True)
+            out["mixed"] = str(obj.attrs["mixed"])
         for key in _PROV_KEYS:
             if key in cols:
                 vals = sorted({str(v)[:10] if key == "git_commit" else str(v) for v in obj[key].dropna().unique()})
@@ -406,9 +408,12 @@ def show(what: Any, *args: Any, heading: str | None = None, **kwargs: Any) -> No
 
 
 def _display_heading(title: str) -> None:
+    """A small title: HTML built from the escaped text (`backticks` become <code>), never Markdown or
+    HTML taken from ``title`` itself (a notebook parameter may end up in it)."""
     if _is_ipython_kernel():
-        from IPython.display import Markdown, display
+        from IPython.display import display
 
-        display(Markdown(f"#### {title}"))
+        display({"text/html": f'<h4 class="gdnlab-heading">{inline_code(str(title))}</h4>',
+                 "text/plain": str(title)}, raw=True)
     else:
         print(f"== {title} ==")

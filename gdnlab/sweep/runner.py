@@ -39,6 +39,7 @@ import torch
 
 from ..errors import InputError, Interrupted, UnavailableError
 from ..instrument import resolve_device
+from ..outputs import Terminated, stop_on_sigterm
 from ..results import SweepWriter, point_key, resolve_output, to_frame
 from .config import SweepConfig, SweepPoint, default_backends, default_strategy_backends, grid_points
 from .context import MeasureContext
@@ -62,22 +63,31 @@ def _sweep_id() -> str:
 
 def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume: bool = False,
               overwrite: bool = False, retry_failed: bool = False, on_row: Callable[[dict], None] | None = None,
-              progress: bool = True) -> pd.DataFrame:
+              progress: bool = True, allow_mixed: bool | None = None) -> pd.DataFrame:
     """Run the grid; return every row of the output (stored ones included when resuming).
 
     Args:
         cfg: the grid and timing settings.
         out: a ``.parquet`` path or a directory (``sweep.parquet`` in it); ``None``: rows in memory only.
+            The run holds ``out``'s lock (:func:`gdnlab.outputs.output_lock`) while it writes: a second
+            run on the same file is refused (:class:`gdnlab.outputs.OutputBusyError`).
         resume: continue ``out``: skip points already stored (in it or in an unfinished run into it).
+            A point is its grid values without the pool size (:data:`gdnlab.results.KEY_COLUMNS`).
         overwrite: replace ``out`` once this run completes. Without ``resume`` or ``overwrite`` an
             existing ``out`` is an error.
         retry_failed: with ``resume``, run again points stored as ``oom``/``error``.
         on_row: called with each row after it was stored (tests use it to simulate a kill).
         progress: show a tqdm progress bar on stderr.
+        allow_mixed: with ``resume``, allow rows of another git commit in ``out``
+            (:func:`gdnlab.results.load_sweep`).
 
     Returns:
         the rows (:func:`gdnlab.results.load_sweep` of ``out``); ``attrs["sweep_id"]`` names this run
         and ``attrs["points_run"]`` counts its points.
+
+    Raises:
+        SweepInterrupted: SIGTERM (or a sticky CUDA error); the completed points are stored. Ctrl-C
+            stops the same way and raises ``KeyboardInterrupt``.
     """
     if resume and overwrite:
         raise InputError("pass resume or overwrite, not both")
@@ -87,12 +97,21 @@ def run_sweep(cfg: SweepConfig, out: str | os.PathLike | None = None, *, resume:
     if path is not None and path.exists() and not (resume or overwrite):
         raise InputError(f"{path} exists: pass --resume to continue it or --overwrite to replace it")
     ctx = _context(cfg, device, points)
-    writer = None
-    if path is not None:
-        writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new", gpu=ctx.prov["gpu"])
-    done = writer.done_keys(retry_failed) if (writer is not None and resume) else set()
-    todo = [p for p in points if point_key(p.key_row()) not in done]
-    rows = _measure_points(ctx, todo, writer, on_row, progress)
+    with stop_on_sigterm():
+        writer = None
+        if path is not None:
+            writer = SweepWriter(path, "resume" if resume else "overwrite" if overwrite else "new",
+                                 gpu=ctx.prov["gpu"], commit=ctx.prov.get("git_commit"), allow_mixed=allow_mixed)
+        try:
+            done = writer.done_keys(retry_failed) if (writer is not None and resume) else set()
+            todo = [p for p in points if point_key(p.key_row()) not in done]
+            rows = _measure_points(ctx, todo, writer, on_row, progress)
+        except Terminated:
+            raise SweepInterrupted("stopped by SIGTERM; the completed points are stored: run again with --resume "
+                                   "to continue") from None
+        finally:
+            if writer is not None:
+                writer.close()
     df = writer.rows() if writer is not None else to_frame(rows)
     df.attrs["sweep_id"] = ctx.sweep_id
     df.attrs["points_run"] = len(todo)

@@ -23,7 +23,7 @@ import pandas as pd
 from gdnlab.errors import InputError
 from gdnlab.provenance import STATUSES
 
-from . import analysis
+from . import analysis, checks
 from .errors import TraceDataError
 from .files import regular_file
 from .kineto import GZIP_MAGIC, KinetoSource
@@ -91,9 +91,11 @@ class Trace:
       can be linked to its launch: every range would show 0 GPU time.
     * ``metadata``: dict: source, file, gpus (name, sm, compute_capability, sm_count, memory_bytes,
       memory_bandwidth_bytes_per_s, ...), nsys_version / schema_version, capture start, counts,
-      gdnlab_capture (the trace says gdnlab made it), synthetic (the generator's marker, or None).
-    * ``warnings``: what the trace lacks or what was left out (list of str); shown in
-      :meth:`provenance`.
+      gdnlab_capture (the trace says gdnlab made it), synthetic (the generator's marker, or None),
+      checks (what the physical-consistency checks of :mod:`.checks` found, filled as frames are read).
+    * ``warnings``: what the trace lacks or what was left out, and the checks' findings (list of
+      str); shown in :meth:`provenance`. A trace no GPU could have produced (kernels of one stream
+      overlapping, absurd end times) is refused when its kernels are read.
     * ``status``: ``measured`` / ``synthetic`` / ... (see the module docstring), ``status_reason``.
     """
 
@@ -103,6 +105,7 @@ class Trace:
         self.kind: str = source.kind
         self._status = status
         self._warnings: list[str] = []
+        self._checks: list[str] = []
 
     def __repr__(self) -> str:
         return f"Trace({self.kind}, {self.path.name!r})"
@@ -113,11 +116,20 @@ class Trace:
         return self.path.name
 
     # ------------------------------------------------------------------ frames
+    def _check(self, warning: str | None) -> None:
+        """Record what a physical-consistency check (:mod:`.checks`) found."""
+        if warning and warning not in self._checks:
+            self._checks.append(warning)
+
     @cached_property
     def _kernels_and_runtime(self) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-        k = self._source.read_kernels()
-        a = self._source.read_api_calls()
+        k, dup_k = checks.drop_duplicates(self._source.read_kernels(), checks.KERNEL_KEY, "kernel")
+        a, dup_a = checks.drop_duplicates(self._source.read_api_calls(), checks.API_KEY, "CUDA API call")
+        checks.check_kernel_ends(self.path, k, checks.absurd_limit(k, a))
+        for w in (dup_k, dup_a, *checks.check_streams(self.path, k)):
+            self._check(w)
         k, idx = link_frames(k, a)
+        self._check(checks.kernels_before_launch(k))
         lost = int((idx < 0).sum())
         if lost and len(a):
             self._warnings.append(f"{lost} of {len(k)} kernels have no launching CUDA call in the trace "
@@ -138,7 +150,11 @@ class Trace:
 
     @cached_property
     def nvtx(self) -> pd.DataFrame:
-        return nvtx_frame(self._nvtx_raw[0])
+        k, a, _ = self._kernels_and_runtime
+        raw = self._nvtx_raw[0]
+        raw, absurd = checks.drop_absurd_ranges(raw, checks.absurd_limit(k, a, raw))
+        self._check(absurd)
+        return nvtx_frame(raw)
 
     @cached_property
     def gpu_ranges(self) -> pd.DataFrame:
@@ -156,13 +172,15 @@ class Trace:
         md["file"] = self.path.name
         md["path"] = str(self.path)
         md["nvtx_unclosed"] = self._nvtx_raw[1]
+        md["checks"] = self._checks          # filled as the frames are read (``warnings`` reads them all)
         return md
 
     @property
     def warnings(self) -> list[str]:
-        """What the trace lacks or what was left out (reads the frames, so the list is complete)."""
-        _ = self._kernels_and_runtime, self._nvtx_raw
-        return [*self._source.warnings, *self._warnings]
+        """What the trace lacks, what was left out and what its physical-consistency checks found (reads
+        the frames, so the list is complete)."""
+        _ = self._kernels_and_runtime, self.nvtx
+        return [*self._source.warnings, *self._warnings, *self._checks]
 
     # ------------------------------------------------------------------ provenance
     @property
