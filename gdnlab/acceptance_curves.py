@@ -41,8 +41,8 @@ import numpy as np
 from .acceptance import AcceptanceModel, chain_pmf
 from .errors import DataError, InputError
 
-__all__ = ["AcceptanceCurve", "reported_curves", "read_curve_file", "parse_vllm_log", "parse_vllm_prometheus",
-           "parse_sglang_log", "curves_table", "CURVE_STATUSES"]
+__all__ = ["AcceptanceCurve", "reported_curves", "read_curve_file", "curve_by_name", "parse_vllm_log",
+           "parse_vllm_prometheus", "parse_sglang_log", "curves_table", "CURVE_STATUSES"]
 
 CURVE_STATUSES = ("reported", "measured", "synthetic")
 
@@ -165,6 +165,8 @@ def _curves_from_frame(df, what: str, default_status: str, default_source: str) 
     if not need <= set(df.columns):
         raise DataError(f"{what} needs columns draft_tokens, accept_len; has {list(df.columns)}")
     df = df.copy()
+    if "curve" not in df.columns and "curve_id" in df.columns:     # the anchors' table names the column curve_id
+        df = df.rename(columns={"curve_id": "curve"})
     df["curve"] = df["curve"].astype(str) if "curve" in df.columns else "curve"
     if "context_bucket" in df.columns:
         df["curve"] = df["curve"] + df["context_bucket"].map(lambda b: "" if b != b else f"@ctx{b}")
@@ -212,6 +214,22 @@ def read_curve_file(path: str | Path) -> dict[str, AcceptanceCurve]:
     except Exception as exc:  # noqa: BLE001 - any unreadable table is one DataError naming the file
         raise DataError(f"cannot read acceptance curve file {p}: {type(exc).__name__}: {exc}") from None
     return _curves_from_frame(df, f"acceptance curve file {p}", "measured", str(p))
+
+
+def curve_by_name(spec: str | Path) -> AcceptanceCurve:
+    """A reported curve by name (:func:`reported_curves`) or the one curve of a file
+    (:func:`read_curve_file`); ``InputError`` naming the known curves otherwise."""
+    known = reported_curves()
+    if str(spec) in known:
+        return known[str(spec)]
+    p = Path(spec)
+    if p.suffix in (".csv", ".parquet") or p.exists():
+        got = read_curve_file(p)
+        if len(got) != 1:
+            raise InputError(f"acceptance curve file {p} holds {len(got)} curves ({', '.join(got)}); give a file "
+                             "with one curve")
+        return next(iter(got.values()))
+    raise InputError(f"unknown acceptance curve {str(spec)!r}; known: {', '.join(known)} (or a CSV/parquet file)")
 
 
 # ---------------------------------------------------------------------------------------------- engine logs

@@ -389,3 +389,23 @@ def test_sweep_passes_strategy_options_and_records_them(tmp_path):
     assert row["status"].startswith("unsupported") and "no_such_option" in row["status"]
     with pytest.raises(InputError, match="strategy_options"):
         sw.run_sweep(sw.SweepConfig(**{**cfg.__dict__, "strategy_options": {"reference": 3}}), None, progress=False)
+
+
+def test_accept_curve_sets_each_t_level(monkeypatch, tmp_path):
+    """--accept-curve measures each T at the curve's accept length; with --accept-len too, both."""
+    import pandas as pd
+
+    from gdnlab.sweep.config import step_accept_lens
+
+    f = tmp_path / "curve.csv"
+    pd.DataFrame({"draft_tokens": [2, 4, 8], "accept_len": [1.9, 3.3, 5.0]}).to_csv(f, index=False)
+    only = sw.SweepConfig(strategy_draft_tokens=(2, 4, 8), accept_lens=(), accept_curve=str(f), modes=(),
+                          strategies=("full_cache",), strategy_backends=("reference",), strategy_batches=(1,))
+    assert step_accept_lens(only) == [(2, 1.9), (4, 3.3), (8, 5.0)]
+    both = sw.SweepConfig(strategy_draft_tokens=(2, 4), accept_lens=(3.17,), accept_curve=str(f), modes=(),
+                          strategies=("full_cache",), strategy_backends=("reference",), strategy_batches=(1,))
+    assert step_accept_lens(both) == [(2, 2.0), (2, 1.9), (4, 3.17), (4, 3.3)]
+    with pytest.raises(InputError, match="unknown acceptance curve"):
+        step_accept_lens(sw.SweepConfig(accept_curve="no-such-curve", modes=(), strategies=("full_cache",)))
+    with pytest.raises(InputError, match="accept_lens"):
+        sw.SweepConfig(accept_lens=(), modes=(), strategies=("full_cache",)).validate()

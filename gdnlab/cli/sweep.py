@@ -46,6 +46,13 @@ def _names_or_none(values: str | Iterable[str], all_names: Iterable[str] = ()) -
     return items
 
 
+def _accept_lens(args: argparse.Namespace) -> list[float]:
+    """``--accept-len``'s values; without it the default, or none when ``--accept-curve`` names the levels."""
+    if args.accept_len is None:
+        return [] if args.accept_curve else [R.SWEEP_DEFAULT_ACCEPT_LEN]
+    return parse_list(args.accept_len, float, flag="--accept-len")
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The options of ``gdnlab sweep`` (lists: commas, or spaces as earlier scripts give them)."""
     def lst(group, flag: str, metavar: str, **kw) -> None:
@@ -70,9 +77,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         shown_default="every one with an available strategy except reference", help="strategy backends")
     lst(s_, "--strategy-batches", "B", default=R.SWEEP_DEFAULT_STRATEGY_BATCHES, help="batch sizes B of step points")
     lst(s_, "--strategy-draft-tokens", "T", default=(4,), help="draft tokens T of step points (each >= 2)")
-    lst(s_, "--accept-len", "A", default=(R.SWEEP_DEFAULT_ACCEPT_LEN,),
+    lst(s_, "--accept-len", "A", default=None, shown_default=(R.SWEEP_DEFAULT_ACCEPT_LEN,),
         help="mean accept lengths (tokens kept per step, 1..T; above T: clipped to T) the accepted vectors are "
              "drawn with")
+    s_.add_argument("--accept-curve", default=None, metavar="CURVE",
+                    help="also measure each T at this acceptance curve's accept length: a reported curve's name "
+                         "(gdnlab/data/acceptance_curves.csv) or a CSV/parquet file (draft_tokens, accept_len); "
+                         "without --accept-len only the curve's")
     s_.add_argument("--steps-per-sample", type=int, default=16,
                     help="consecutive steps in one timed CUDA graph (time per step = sample / steps)")
     s_.add_argument("--check-steps", type=int, default=8,
@@ -149,7 +160,7 @@ def config_from_args(args: argparse.Namespace):
         strategy_backends=names(sbackends) if sbackends else None,
         strategy_batches=parse_list(args.strategy_batches, int, flag="--strategy-batches"),
         strategy_draft_tokens=parse_list(args.strategy_draft_tokens, int, flag="--strategy-draft-tokens"),
-        accept_lens=parse_list(args.accept_len, float, flag="--accept-len"), steps_per_sample=args.steps_per_sample,
+        accept_lens=_accept_lens(args), accept_curve=args.accept_curve, steps_per_sample=args.steps_per_sample,
         check_steps=args.check_steps, check_batch=getattr(args, "check_batch", None),
         copy_mib=getattr(args, "copy_mib", None),
         state_dtypes=dtypes("--state-dtypes", args.state_dtypes),

@@ -82,6 +82,9 @@ class SweepConfig:
         strategy_batches: batch sizes B of the step grid.
         strategy_draft_tokens: T values of the step grid (each >= 2).
         accept_lens: mean accept lengths (>= 1) the step grid draws accepted vectors with.
+        accept_curve: an acceptance curve (a reported curve's name, :func:`gdnlab.acceptance_curves.reported_curves`,
+            or a curve file): each T of the step grid is also measured at the curve's accept length at that T
+            (``accept_lens`` may then be empty).
         steps_per_sample: consecutive steps captured in one timed CUDA graph (the fold of
             ``replay_ring`` happens every few steps; the time per step is sample / steps).
         check_steps: steps of the correctness check of each (backend, strategy, state dtype, T).
@@ -121,6 +124,7 @@ class SweepConfig:
     strategy_batches: Sequence[int] = DEFAULT_STRATEGY_BATCHES
     strategy_draft_tokens: Sequence[int] = (4,)
     accept_lens: Sequence[float] = (DEFAULT_ACCEPT_LEN,)
+    accept_curve: str | None = None
     steps_per_sample: int = 16
     check_steps: int = 8
     check_batch: int | None = None
@@ -202,8 +206,8 @@ class SweepConfig:
             acc = [float(a) for a in self.accept_lens]
         except (TypeError, ValueError):
             acc = []
-        if not acc or any(not a >= 1.0 or a != a or a == float("inf") for a in acc) or \
-                any(isinstance(a, bool) for a in self.accept_lens):
+        if (not acc and self.accept_curve is None) or any(not a >= 1.0 or a != a or a == float("inf") for a in acc) \
+                or any(isinstance(a, bool) for a in self.accept_lens):
             raise InputError(f"accept_lens must be numbers >= 1 (mean accepted tokens per step), got "
                              f"{list(self.accept_lens)}")
         if not _is_int(self.steps_per_sample) or self.steps_per_sample < 1:
@@ -314,6 +318,21 @@ def default_strategy_backends() -> list[str]:
     return avail or ["reference"]
 
 
+def step_accept_lens(cfg: SweepConfig) -> list[tuple[int, float]]:
+    """``(T, accept length)`` pairs of the step grid: every T with every ``accept_lens`` value (clipped
+    to T) and, with ``accept_curve``, the curve's accept length at that T (4 decimals)."""
+    from ..acceptance_curves import curve_by_name
+
+    curve = curve_by_name(cfg.accept_curve) if cfg.accept_curve is not None else None
+    out: list[tuple[int, float]] = []
+    for t in cfg.strategy_draft_tokens:
+        levels = [min(float(a), float(t)) for a in cfg.accept_lens]
+        if curve is not None:
+            levels.append(round(curve.mean(int(t)), 4))
+        out += [(int(t), round(a, 9)) for a in dict.fromkeys(levels)]
+    return out
+
+
 def grid_points(cfg: SweepConfig) -> list[SweepPoint]:
     """Every point, in run order: the step grid (preset, state dtype, backend, strategy, T, accept
     length, batch), then the call grid (preset, state dtype, backend, mode, timing, batch). Steps come
@@ -325,14 +344,14 @@ def grid_points(cfg: SweepConfig) -> list[SweepPoint]:
         backends = [str(b).strip().lower() for b in (cfg.strategy_backends or default_strategy_backends())]
         cap = cfg.strategy_capacity
         seen: set[tuple] = set()
-        for p, sd, be, name, t, a, b in itertools.product(cfg.presets, cfg.state_dtypes, backends, cfg.strategies,
-                                                          cfg.strategy_draft_tokens, cfg.accept_lens,
-                                                          cfg.strategy_batches):
+        per_t = step_accept_lens(cfg)
+        for p, sd, be, name, (t, a), b in itertools.product(cfg.presets, cfg.state_dtypes, backends, cfg.strategies,
+                                                            per_t, cfg.strategy_batches):
             per_req = strategy_class(name).slots_per_request(int(t))
             pt = SweepPoint(shape=parse_preset(p), backend=be, mode="step", strategy=name, draft_tokens=int(t),
                             batch=int(b), state_dtype=dtype_name(sd), timing="amortised",
                             l2_flush=bool(cfg.l2_flush), act_dtype=act, pool_slots=1 + cap * per_req,
-                            measure="step", accept_len=round(min(float(a), float(t)), 9))
+                            measure="step", accept_len=a)
             if pt not in seen:                 # accept lengths clipped to T may coincide
                 seen.add(pt)
                 points.append(pt)
