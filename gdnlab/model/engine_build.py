@@ -79,7 +79,8 @@ def gdn_sweep_for(gpu: str, sweep_path: str | None = None) -> tuple[SweepGDN, in
 
 
 def engine_rows(gpu: str, tp: int, folder: str | Path | None = None) -> pd.DataFrame | None:
-    """The ``ok`` engine-grade component rows of ``gpu`` at ``tp`` (``None`` when there is no run)."""
+    """The engine-grade component rows of ``gpu`` at ``tp`` that ran (``outcome == ok``) and passed
+    their numerics check at their own batch (``check_ok``); ``None`` when there is no run or none left."""
     p = _root_path(str(folder or ENGINE_COMPONENTS.format(gpu=gpu_key(gpu))))
     f = p / "components.parquet"
     if not f.is_file():
@@ -89,6 +90,8 @@ def engine_rows(gpu: str, tp: int, folder: str | Path | None = None) -> pd.DataF
     if not need <= set(df.columns):
         raise DataError(f"{f}: engine component rows need columns {sorted(need)}")
     df = df[(df["outcome"] == "ok") & (pd.to_numeric(df["tp"], errors="coerce") == tp)]
+    if "check_ok" in df:
+        df = df[df["check_ok"].astype("boolean").fillna(True)]
     return df if not df.empty else None
 
 
@@ -111,7 +114,7 @@ def engine_step_for(gpu: str, tp: int = 4, ep: int = 1, weights: str = "fp8_bloc
             lab = f"measured ({GPU_NAMES[key]}, gdnlab engine-grade components, {len(rows)} rows)"
             ops = ops.with_measured(rows, lab)
             notes.append(f"ops measured by gdnlab replace the tables for: "
-                         f"{sorted({p for (_, p), s in ops.sources.items() if s == lab})}")
+                         f"{sorted({f'{k}.{p}' for (k, p), s in ops.sources.items() if s.startswith(lab)})}")
     gdn, hv, note = gdn_sweep_for(key, sweep_path)
     notes.append(note)
     model = ServedModel(name=f"Qwen3.5-397B-A17B-{weights}", tp=tp, gdn=preset("qwen3.5-397b-a17b", tp=tp))

@@ -26,19 +26,20 @@ import pandas as pd
 from ..errors import InputError
 from .aic_steps import LAYERS, PARTS, load_step_ops
 
-__all__ = ["StepOps", "step_ops_for", "MEASURED_PARTS"]
+__all__ = ["StepOps", "step_ops_for", "MEASURED_PARTS", "FP8_COMPONENTS"]
 
-#: gdnlab component names (engine-grade runs, :mod:`gdnlab.components.engine`) -> (layer kind, part)
-#: they replace, with the number of such ops per layer
-MEASURED_PARTS: dict[str, tuple[str, str, int]] = {
-    "eng.attention": ("full", "attention", 1),
-    "eng.moe": ("*", "moe", 1),
-    "eng.gdn_in_proj": ("gdn", "proj", 1),
-    "eng.gdn_out_proj": ("gdn", "proj", 1),
-    "eng.attn_qkv_proj": ("full", "proj", 1),
-    "eng.attn_o_proj": ("full", "proj", 1),
-    "eng.lm_head": ("model", "lm_head", 1),
+#: (layer kind, part) -> the engine-grade components (:mod:`gdnlab.components.engine`) whose sum
+#: replaces AIConfigurator's part, per layer; a part is replaced only when every one is measured
+MEASURED_PARTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("gdn", "moe"): ("eng.moe_block",),
+    ("full", "moe"): ("eng.moe_block",),
+    ("gdn", "proj"): ("eng.gdn_in_proj", "eng.gdn_ba_proj", "eng.gdn_out_proj"),
+    ("full", "proj"): ("eng.attn_qkv_proj", "eng.attn_o_proj"),
+    ("model", "lm_head"): ("eng.lm_head",),
 }
+#: components measured with FP8 block-scaled weights (replace a part only for ``fp8_block`` weights)
+FP8_COMPONENTS = frozenset({"eng.moe_block", "eng.gdn_in_proj", "eng.gdn_out_proj", "eng.attn_qkv_proj",
+                            "eng.attn_o_proj"})
 
 
 def _loglog(xs: np.ndarray, ys: np.ndarray, x: float) -> float:
@@ -102,49 +103,50 @@ class StepOps:
         return self.decode(layer, part, tokens) / max(n_layers, 1)
 
     def with_measured(self, rows: pd.DataFrame, label: str) -> StepOps:
-        """A copy whose parts listed in :data:`MEASURED_PARTS` come from gdnlab's engine-grade rows
-        (``component, tokens, kv_len, net_us``; one op per layer, summed per part and multiplied by the
-        layer count) where ``rows`` has them; ``label`` becomes those parts' source."""
+        """A copy whose parts in :data:`MEASURED_PARTS` come from gdnlab's engine-grade rows (columns
+        ``component, tokens, net_us``; attention also ``kv_len, kv_dtype, attn_impl``) where ``rows``
+        measured every component of the part at >= 2 token counts: per-layer times summed and
+        multiplied by the layer count. The MoE block loses its torch token alignment
+        (``eng.moe_align_torch``), which SGLang does in a CUDA helper. FP8 components replace parts only
+        for ``fp8_block`` weights; attention only for this KV dtype (FlashInfer rows before SGLang's
+        Triton ones). ``label`` becomes those parts' source."""
         from .served import ServedModel
 
         m = ServedModel()
         counts = {"gdn": m.gdn.num_gdn_layers, "full": m.num_full_attn_layers, "model": 1}
         new = StepOps(self.gpu, self.tp, self.ep, self.weights, self.kv_dtype, dict(self.series), self.attn,
                       self.status, dict(self.sources))
-        r = rows[rows["component"].isin(MEASURED_PARTS)]
-        for (layer, part), names in _by_part(r):
-            sel = r[r["component"].isin(names) & r["kv_len"].isna()] if part != "attention" else r
-            if part == "attention":
-                new.attn = _attention_table(sel, counts["full"]) or new.attn
-                new.sources[("full", "attention")] = label
+        med = rows.groupby(["component", "tokens"])["net_us"].median()
+        for (layer, part), comps in MEASURED_PARTS.items():
+            if self.weights != "fp8_block" and any(c in FP8_COMPONENTS for c in comps):
                 continue
-            per_tok = sel.groupby("tokens")["net_us"].sum()
-            layers = [layer] if layer != "*" else ["gdn", "full"]
-            for lk in layers:
-                if per_tok.empty:
-                    continue
-                new.series[("decode", lk, part)] = (per_tok.index.to_numpy(float),
-                                                    per_tok.to_numpy(float) * counts[lk])
-                new.sources[(lk, part)] = label
+            series = [med[c] for c in comps if c in med.index.get_level_values(0)]
+            if len(series) != len(comps):
+                continue
+            tot = pd.concat(series, axis=1).dropna().sum(axis=1)
+            if part == "moe" and "eng.moe_align_torch" in med.index.get_level_values(0):
+                tot = (tot - med["eng.moe_align_torch"].reindex(tot.index).fillna(0.0)).clip(lower=0.0)
+            if len(tot) < 2:
+                continue
+            new.series[("decode", layer, part)] = (tot.index.to_numpy(float), tot.to_numpy(float) * counts[layer])
+            new.sources[(layer, part)] = label
+        att = _attention_table(rows, self.kv_dtype, counts["full"])
+        if att is not None:
+            new.attn, new.sources[("full", "attention")] = att[:3], f"{label} ({att[3]})"
         return new
 
 
-def _by_part(rows: pd.DataFrame):
-    groups: dict[tuple[str, str], list[str]] = {}
-    for c in rows["component"].unique():
-        layer, part, _ = MEASURED_PARTS[c]
-        groups.setdefault((layer, part), []).append(c)
-    return groups.items()
-
-
-def _attention_table(rows: pd.DataFrame, n_layers: int):
-    r = rows.dropna(subset=["kv_len"])
-    if r.empty:
-        return None
-    t = r.pivot_table(index="tokens", columns="kv_len", values="net_us", aggfunc="median").dropna()
-    if t.shape[0] < 2 or t.shape[1] < 2:
-        return None
-    return (t.index.to_numpy(float), t.columns.to_numpy(float), t.to_numpy(float) * n_layers)
+def _attention_table(rows: pd.DataFrame, kv_dtype: str, n_layers: int):
+    """``(requests, kv_lens, µs [n, m] over the layers, impl)`` of the engine-grade attention rows of
+    ``kv_dtype`` (FlashInfer's when present, else SGLang's Triton), or None."""
+    r = rows[(rows["component"] == "eng.attention")] if "kv_dtype" in rows else rows.iloc[:0]
+    r = r[r["kv_dtype"] == kv_dtype].dropna(subset=["kv_len"])
+    for impl in ("flashinfer", "sglang-triton"):
+        sel = r[r.get("attn_impl", pd.Series(impl, index=r.index)) == impl]
+        t = sel.pivot_table(index="tokens", columns="kv_len", values="net_us", aggfunc="median").dropna()
+        if t.shape[0] >= 2 and t.shape[1] >= 2:
+            return t.index.to_numpy(float), t.columns.to_numpy(float), t.to_numpy(float) * n_layers, impl
+    return None
 
 
 @lru_cache(maxsize=64)
