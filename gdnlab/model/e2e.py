@@ -30,7 +30,7 @@ from .aic_seed import load_seed_predictions
 from .calibration import Case, all_cases, fold_params, simulate_case
 from .engine_step import EngineParams
 
-__all__ = ["e2e_rows", "E2E_COLUMNS", "e2e_summary"]
+__all__ = ["e2e_rows", "E2E_COLUMNS", "e2e_summary", "sensitivity"]
 
 E2E_COLUMNS = ["check", "case_id", "source", "state", "gpu", "metric", "backend", "mode", "draft_tokens", "x_name",
                "x", "unit", "predicted", "observed", "rel_error", "role", "kernels_only", "aic_predicted",
@@ -168,3 +168,24 @@ def e2e_summary(e: pd.DataFrame) -> pd.DataFrame:
                     "aic_mean_abs_err": both["aic_rel_error"].abs().mean(),
                     "aic_max_abs_err": both["aic_rel_error"].abs().max()})
     return pd.DataFrame(out)
+
+
+def sensitivity(variants: dict | None = None) -> pd.DataFrame:
+    """:func:`e2e_summary` of the scored rows under other readings of what the sources do not state
+    (each variant re-simulates and re-fits every fold; ~30 s each): the seed's accept length at either
+    end of its reported 3.13-3.22, InferenceX's unreported accept length at 3.12 and 3.5 instead of
+    3.31. One row per variant and group."""
+    from dataclasses import replace
+
+    from .calibration import published_cases, seed_cases
+    from .seed_runs import SeedAssumptions
+
+    variants = variants or {
+        "default": (SeedAssumptions(), 3.31), "seed accept 3.13": (replace(SeedAssumptions(), accept_len=3.13), 3.31),
+        "seed accept 3.22": (replace(SeedAssumptions(), accept_len=3.22), 3.31),
+        "InferenceX accept 3.12": (SeedAssumptions(), 3.12), "InferenceX accept 3.5": (SeedAssumptions(), 3.5)}
+    out = []
+    for name, (a, ix) in variants.items():
+        s = e2e_summary(e2e_rows(seed_cases(a) + published_cases(ix)))
+        out.append(s.assign(variant=name))
+    return pd.concat(out, ignore_index=True)
