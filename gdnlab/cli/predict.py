@@ -68,20 +68,17 @@ def _accept(args):
         return args.accept_len
     from pathlib import Path
 
-    from ..acceptance_curves import read_curve_file, reported_curves
+    from ..acceptance_curves import read_curve_file
     from ..errors import InputError
+    from ..model.predict import published_curve
 
-    curves = reported_curves()
-    if args.accept_curve in curves:
-        return curves[args.accept_curve]
     p = Path(args.accept_curve)
     if p.is_file():
         got = read_curve_file(p)
         if len(got) != 1:
             raise InputError(f"--accept-curve {p} holds {len(got)} curves ({', '.join(got)}); give a file with one")
         return next(iter(got.values()))
-    raise InputError(f"--accept-curve {args.accept_curve!r} is neither a reported curve ({', '.join(curves)}) "
-                     f"nor a file")
+    return published_curve(args.accept_curve)
 
 
 def run(args: argparse.Namespace) -> int:

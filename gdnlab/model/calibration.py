@@ -8,15 +8,16 @@ ms or output throughput in tok/s) and the **source** it was published in:
 
 * ``seed-fixed`` -- SGLang PR #23273, GB200, TPOT by concurrency *with* flashinfer#3147 and the
   ``[:batch_size]`` slice (12 rows);
-* ``seed-before_fix`` -- the same PR's TPOT table *before* them (14 rows) and its OSL sweep (9 rows:
-  MTP throughput at ~128 running requests matches that table's concurrency-128 TPOT, 34.8 vs
-  32.9 ms, and is 2.5x the fixed table's, so the sweep ran the same software);
+* ``seed-before_fix-tpot`` -- the same PR's TPOT table *before* them (14 rows), and ``seed-osl`` its
+  OSL sweep (9 rows: its MTP throughput at ~128 running requests matches that table's concurrency-128
+  TPOT, 34.8 vs 32.9 ms, and is 2.5x the fixed table's, so the sweep ran the same software);
 * ``sglcookbook-h200`` and ``inferencex-h100`` -- the published Hopper runs with MTP
   (``gdnlab/data/published_runs.csv``), TPOT and output throughput per GPU.
 
-Software states: ``current`` (seed-fixed and the published runs) and ``before_fix``. Each state has
-its own two numbers; ``before_fix`` is fitted on the before-fix TPOT table only, which is therefore a
-fit table and not checked, and checked on the OSL sweep. In the ``current`` state each source is
+Software states: ``current`` (seed-fixed and the published runs) and ``before_fix`` (the before-fix
+TPOT table and the OSL sweep). Each state has its own two numbers; ``before_fix``'s are fitted on the
+before-fix TPOT table only, which is therefore a fit table and not checked, and checked on the OSL
+sweep. In the ``current`` state each source is
 checked with numbers fitted on the *other* current sources' TPOT rows (leave one source out), so no
 row is ever predicted with a number fitted on it or on its own source. :func:`fit_params` fits
 (non-negative least squares on relative errors of simulated runs, :mod:`gdnlab.model.serving`) and
@@ -110,7 +111,8 @@ def seed_cases(a: SeedAssumptions | None = None) -> list[Case]:
         sc = ServingScenario(isl=int(r["isl"]), osl=int(r["osl"]), num_prompts=prompts, concurrency=c,
                              max_running=MAX_RUNNING_REQUESTS, range_ratio=a.range_ratio, seed=a.length_seed)
         state = "current" if r["table"] == "tpot_concurrency_fixed" else "before_fix"
-        source = "seed-fixed" if state == "current" else "seed-before_fix"
+        source = {"tpot_concurrency_fixed": "seed-fixed", "tpot_concurrency": "seed-before_fix-tpot"}.get(
+            str(r["table"]), "seed-osl")
         role = "fit" if r["table"] == "tpot_concurrency" else "check"
         x = f"c{c}" if tpot else f"osl{int(r['osl'])}"
         out.append(Case(f"seed/{r['table']}/{r['backend']}/{'mtp' if mtp else 'nomtp'}/{x}", source, state, "gb200", 4,
@@ -181,9 +183,9 @@ def simulate_case(case: Case) -> LinearRun:
 
 
 def fit_params(cases: Iterable[Case], what: str) -> EngineParams:
-    """The two numbers fitted on ``cases`` (their TPOT rows and, for a state without TPOT... every
-    given row), bounded: a fit outside :data:`~gdnlab.model.engine_step.PARAM_BOUNDS` raises
-    :class:`~gdnlab.errors.DataError`. ``what`` names the rows in the result's ``source``."""
+    """The two host numbers fitted on ``cases`` (non-negative least squares on the relative errors of
+    their simulated runs), bounded: a fit outside :data:`~gdnlab.model.engine_step.PARAM_BOUNDS`
+    raises :class:`~gdnlab.errors.DataError`. ``what`` names the rows in the result's ``source``."""
     cs = list(cases)
     if not cs:
         raise DataError(f"no rows to fit the engine's numbers on ({what})")
@@ -202,7 +204,7 @@ def fold_params(case: Case, cases: Sequence[Case] | None = None) -> EngineParams
     cases = list(cases) if cases is not None else all_cases()
     if case.state == "before_fix":
         fit = [c for c in cases if c.state == "before_fix" and c.role == "fit"]
-        return fit_params(fit, "seed-before_fix TPOT table (tpot_concurrency)")
+        return fit_params(fit, "seed-before_fix-tpot rows (the PR's TPOT table before the fix)")
     others = tuple(s for s in CURRENT_SOURCES if s != case.source)
     fit = [c for c in cases if c.source in others and c.metric == "mean_tpot" and c.role == "check"]
     return fit_params(fit, _names(others))

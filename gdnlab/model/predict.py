@@ -29,7 +29,7 @@ from .engine_step import STEP_PARTS, EngineParams
 from .mtp import MTPConfig
 from .serving import ServingScenario, simulate_serving
 
-__all__ = ["predict", "PREDICT_COLUMNS", "SUPPORTED", "fits_memory"]
+__all__ = ["predict", "PREDICT_COLUMNS", "SUPPORTED", "fits_memory", "published_curve"]
 
 #: what the shipped tables cover
 SUPPORTED = {"preset": ("qwen3.5-397b-a17b",), "engine": ("sglang",), "gpu": ("h100", "h200", "b200", "gb200"),
@@ -39,6 +39,20 @@ PREDICT_COLUMNS = ["gpu", "tp", "ep", "weights_dtype", "kv_dtype", "state_dtype"
                    "draft_tokens", "accept_len", "isl", "osl", "concurrency", "tpot_ms", "output_tok_s_per_gpu",
                    "output_tok_s_total", "step_ms", "gdn_share", "gdn_share_lo", "gdn_share_hi", "status", "gdn_source",
                    "ops_source", "pass_us", "request_us", "fit_rows"]
+
+
+def published_curve(name: str):
+    """A reported acceptance curve of ``gdnlab/data/acceptance_curves.csv`` by its ``curve_id``, as an
+    :class:`~gdnlab.acceptance_curves.AcceptanceCurve` (points at gdnlab's T = drafts + 1)."""
+    from ..acceptance_curves import AcceptanceCurve
+    from ..anchors.published import load_acceptance_curves
+
+    c = load_acceptance_curves()
+    g = c[c["curve_id"] == name]
+    if g.empty:
+        raise InputError(f"no reported acceptance curve {name!r}; have {', '.join(dict.fromkeys(c['curve_id']))}")
+    return AcceptanceCurve({int(t): float(a) for t, a in zip(g["draft_tokens"], g["accept_len"])}, name=name,
+                           source=str(g["source_url"].iloc[0]), status="reported")
 
 
 def _as_list(name: str, v) -> list:
