@@ -27,7 +27,8 @@ component                 what (tokens = rows in the forward)
 Each timing is :func:`gdnlab.components.bench.time_ops` (one CUDA graph of the op, L2 flushed before
 each replay: the weights of one layer are not in L2 when an engine reaches it); ``net_us`` removes the
 graph replay's fixed cost (``launch.graph``). Each row carries ``check`` (the op's relative errors
-against torch at this row's own tokens, JSON) and ``check_ok``. A failing op is recorded
+against torch from the run at this row's own batch, JSON; the MoE block recomputes its first 64 token
+rows), ``check_ok`` and ``check_tokens`` (the batch checked = the batch timed). A failing op is recorded
 (``outcome = error: ...``) and the grid goes on; no new timing starts after ``budget_s``; the rows
 are written to ``components.parquet`` (atomically replaced) after every op, with ``run.json``.
 """
@@ -37,6 +38,7 @@ import json
 import os
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,7 +175,7 @@ def _linear_jobs(g: _Grid, ks: KernelSet, sh, tp: int) -> None:
               "eng.gdn_out_proj": (gd.HV * gd.V, h), "eng.attn_qkv_proj": (h, sh.attn_qkv_out),
               "eng.attn_o_proj": (sh.q_heads_per_gpu * sh.attn_head_dim, h)}
     for name, (fin, fout) in shapes.items():
-        lin = BlockFP8Linear(ks, fin, fout, g.dev, seed=hash(name) % 1000)
+        lin = BlockFP8Linear(ks, fin, fout, g.dev, seed=zlib.crc32(name.encode()) % 1000)
         for n in g.cfg.tokens:
             x = (torch.randn((n, fin), device=g.dev) * 0.5).to(torch.bfloat16)
             lin.bind(x)

@@ -311,39 +311,51 @@ class FusedMoEFP8:
             op()
         return self.out
 
-    def checks(self) -> dict[str, float]:
-        """Relative errors of the last run against float32 torch from the same routing (``topi`` /
-        ``topw``): ``gemm1`` (gate/up of every routed pair from the kernel's own quantised input),
-        ``gemm2`` (down, weighted, summed over top-k, from the kernel's own quantised activation), both
-        exact up to bf16 rounding; ``end_to_end`` against a reference that quantises activations in
-        torch (differs by FP8 rounding)."""
-        w13 = dequantize_weight(self.w13_q, self.w13_s)
-        w2 = dequantize_weight(self.w2_q, self.w2_s)
-        M = self.x.shape[0]
-        a1 = (self.a1_q.float().view(M, -1, BLOCK) * self.a1_s[..., None]).view(M, self.H)
-        a2 = (self.a2_q.float().view(self.n, -1, BLOCK) * self.a2_s[..., None]).view(M, self.k, self.I)
-        e = self.topi.long()
-        h = torch.einsum("mk,mjnk->mjn", a1, w13[e])
-        y = (torch.einsum("mji,mjhi->mjh", a2, w2[e]) * self.topw[..., None]).sum(1)
-        return {"gemm1": rel_err(self.c1, h), "gemm2": rel_err(self.c3.sum(1), y),
-                "end_to_end": rel_err(self.out, self.reference())}
+    def _weights_f32(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The dequantised expert weights (float32, ``[E, 2I, H]`` and ``[E, H, I]``), made once."""
+        if not hasattr(self, "_w_f32"):
+            self._w_f32 = (dequantize_weight(self.w13_q, self.w13_s), dequantize_weight(self.w2_q, self.w2_s))
+        return self._w_f32
 
-    def reference(self) -> torch.Tensor:
-        """float32 from the same routing (``topi``, ``topw`` of the last run), dequantised weights and
-        activations quantised per token group in torch."""
-        xa = quantize_act_ref(self.x)
-        w13 = dequantize_weight(self.w13_q, self.w13_s)
-        w2 = dequantize_weight(self.w2_q, self.w2_s)
-        out = torch.zeros((self.x.shape[0], self.H), device=self.device)
+    #: token rows of the timed batch a check recomputes in float32 (all when the batch is smaller)
+    CHECK_ROWS = 64
+
+    def checks(self) -> dict[str, float]:
+        """Relative errors of the last run, on the first :data:`CHECK_ROWS` token rows of the batch it
+        ran at, against float32 torch from the same routing (``topi`` / ``topw``): ``gemm1`` (gate/up
+        of every routed pair from the kernel's own quantised input), ``gemm2`` (down, weighted, summed
+        over top-k, from the kernel's own quantised activation), both exact up to bf16 rounding;
+        ``end_to_end`` against a reference that quantises activations in torch (differs by FP8
+        rounding)."""
+        w13, w2 = self._weights_f32()
+        M = self.x.shape[0]
+        r = min(M, self.CHECK_ROWS)
+        a1 = (self.a1_q.float().view(M, -1, BLOCK) * self.a1_s[..., None]).view(M, self.H)[:r]
+        a2 = (self.a2_q.float().view(self.n, -1, BLOCK) * self.a2_s[..., None]).view(M, self.k, self.I)[:r]
+        e = self.topi[:r].long()
+        h = torch.cat([torch.einsum("mk,mnk->mn", a1, w13[e[:, j]])[:, None] for j in range(self.k)], dim=1)
+        y = sum(torch.einsum("mi,mhi->mh", a2[:, j], w2[e[:, j]]) * self.topw[:r, j:j + 1] for j in range(self.k))
+        return {"gemm1": rel_err(self.c1[:r], h), "gemm2": rel_err(self.c3[:r].sum(1), y),
+                "end_to_end": rel_err(self.out[:r], self.reference(r))}
+
+    def reference(self, rows: int | None = None) -> torch.Tensor:
+        """float32 of the first ``rows`` token rows (all by default) from the same routing (``topi``,
+        ``topw`` of the last run), dequantised weights and activations quantised per token group in
+        torch."""
+        w13, w2 = self._weights_f32()
+        r = self.x.shape[0] if rows is None else rows
+        x = self.x[:r]
+        xa = quantize_act_ref(x)
+        out = torch.zeros((r, self.H), device=self.device)
         for j in range(self.k):
-            e = self.topi[:, j].long()
+            e = self.topi[:r, j].long()
             h = torch.einsum("mk,mnk->mn", xa, w13[e])
             a = quantize_act_ref((nnf.silu(h[:, :self.I]) * h[:, self.I:]).to(torch.bfloat16))
-            out += torch.einsum("mi,mhi->mh", a, w2[e]) * self.topw[:, j:j + 1]
-        gu = self.gate_up.reference()
+            out += torch.einsum("mi,mhi->mh", a, w2[e]) * self.topw[:r, j:j + 1]
+        gu = (quantize_act_ref(x) @ dequantize_weight(self.gate_up.w_q, self.gate_up.w_s).T)
         s_act = (nnf.silu(gu[:, :self.Is]) * gu[:, self.Is:]).to(torch.bfloat16)
         s = quantize_act_ref(s_act) @ dequantize_weight(self.down.w_q, self.down.w_s).T
-        return out + torch.sigmoid(self.x.float() @ self.sgate.w.float().T) * s
+        return out + torch.sigmoid(x.float() @ self.sgate.w.float().T) * s
 
 
 class TritonDecodeAttention:
