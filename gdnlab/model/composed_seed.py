@@ -79,7 +79,12 @@ def seed_comparison(step: ComposedStep, seed_df: pd.DataFrame | None = None,
             continue
         A, b = zip(*(seed_equation(runs[i], row) for i, row in fit.iterrows()))
         th = nnls(np.vstack(A), np.asarray(b))
-        params[state] = Overheads(float(th[0]), float(th[1]), source=f"fit: seed {state} fit rows ({len(fit)})")
+        names = "; ".join(f"{r['table']} {r['backend']} {'MTP' if r['mtp'] else 'no MTP'} "
+                          f"{'OSL' if r['table'] == 'osl_sweep' else 'c'}"
+                          f"{int(r['osl'] if r['table'] == 'osl_sweep' else r['concurrency'])}"
+                          for _, r in fit.iterrows())
+        params[state] = Overheads(float(th[0]), float(th[1]),
+                                  source=f"fitted on the seed's {state} fit rows (GB200, {len(fit)}: {names})")
     rows, val = [], {}
     for i, row in perf.iterrows():
         p = params.get(_state(row["table"]), Overheads())

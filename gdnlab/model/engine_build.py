@@ -117,6 +117,11 @@ def engine_step_for(gpu: str, tp: int = 4, ep: int = 1, weights: str = "fp8_bloc
                          f"{sorted({f'{k}.{p}' for (k, p), s in ops.sources.items() if s.startswith(lab)})}")
     gdn, hv, note = gdn_sweep_for(key, sweep_path)
     notes.append(note)
+    rows = _sweep(str(sweep_path or STRATEGY_SWEEP))
+    if "check_batch" in rows:
+        cb = sorted({int(b) for b in pd.to_numeric(rows["check_batch"], errors="coerce").dropna()})
+        notes.append(f"GDN rows' correctness: checked once per group at B={cb} (check_batch), not at every "
+                     f"timed batch")
     model = ServedModel(name=f"Qwen3.5-397B-A17B-{weights}", tp=tp, gdn=preset("qwen3.5-397b-a17b", tp=tp))
     step = EngineStep(ops, gdn, model, spec_for(GPU_NAMES[key]), params, state_dtype=state_dtype, strategy=strategy,
                       chunked_prefill_tokens=chunked_prefill_tokens or CHUNKED_PREFILL[key], gdn_hv=hv)
