@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "counters": ("gdnlab.cli.counters", "Nsight Compute counters of the GDN kernels (nsight-python or ncu CSV)"),
     "report": ("gdnlab.cli.report", "execute the notebooks and export self-contained HTML reports"),
     "plan": ("gdnlab.cli.plan", "best verify strategy, T, state dtype and backend per batch, with TPOT and throughput"),
+    "predict": ("gdnlab.cli.predict", "TPOT, throughput per GPU and each part's share of a served step"),
 }
 #: other names of a command (kept so earlier scripts keep working)
 ALIASES: dict[str, str] = {"metrics": "counters"}

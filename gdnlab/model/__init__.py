@@ -1,31 +1,45 @@
-"""Step-time model of a hybrid (GDN + full-attention + MoE) model's decode step, composed from
-measured components, its checks against measured and reported data, and the planner built on it.
+"""Step-time models of a hybrid (GDN + full-attention + MoE) model served by an engine, their checks
+against measured, published and AIConfigurator-predicted data, and the planner built on them.
 
-* :mod:`~gdnlab.model.measured` — component op times of a measured run (:func:`load_components`),
-  interpolated in batch / KV length / T, projected to another GPU by hardware ratios;
-* :mod:`~gdnlab.model.gdn_sweep` — GDN kernel times per backend / strategy / T / state dtype from a
-  kernel sweep (:class:`SweepGDN`; :func:`comparable_rows`), projected by bandwidth;
-* :mod:`~gdnlab.model.composed` — the whole model's step from components (:class:`ComposedStep`)
-  plus two fitted, named numbers (:class:`Overheads`: ``component_scale``, ``request_us``);
-* :mod:`~gdnlab.model.build` — a GPU's step assembled from shipped data (:func:`step_for_gpu`);
-* :mod:`~gdnlab.model.validation` — every model-vs-data check: :func:`validate` (decoder slice,
-  cross-GPU and the seed's GB200 rows with two trivial baselines in one frame), :func:`sensitivity`,
-  :func:`baseline_summary`, :func:`seed_table`;
-* :mod:`~gdnlab.model.targets` — :func:`target_summary`: the accuracy targets in one compact frame;
-* :mod:`~gdnlab.model.plan` — best (strategy, T, state dtype, backend) per batch and the engine
-  settings that select it.
+The engine model (what :func:`predict` and ``gdnlab predict`` use):
 
-Shared with the seed's earlier roofline model (:mod:`gdnlab.model.legacy`, kept for comparison):
-:mod:`~gdnlab.model.served` (:class:`ServedModel`), :mod:`~gdnlab.model.mtp` (:class:`MTPConfig`),
+* :mod:`~gdnlab.model.aic_steps` / :mod:`~gdnlab.model.step_ops` — AIConfigurator 0.12.0's measured
+  per-op step tables (reported), with gdnlab's engine-grade measurements in their place where a GPU
+  has them;
+* :mod:`~gdnlab.model.engine_step` — one engine iteration (:class:`EngineStep`): those ops, gdnlab's
+  GDN verify + commit at T from the strategy sweep, the MTP draft passes, and two named host numbers
+  (:class:`EngineParams`); :mod:`~gdnlab.model.engine_build` assembles it for a GPU (:func:`engine_step_for`);
+* :mod:`~gdnlab.model.calibration` — the seed's and published rows as :class:`~gdnlab.model.calibration.Case`
+  objects, the host numbers fitted on named rows, never on the rows they are checked against;
+* :mod:`~gdnlab.model.e2e` — every seed row and published run with MTP, predicted, beside
+  AIConfigurator's own prediction (:mod:`~gdnlab.model.aic_seed`) and the trivial baselines;
+* :mod:`~gdnlab.model.predict` — :func:`predict`: TPOT, throughput and each part's share of a step,
+  the GDN share with its interval;
+* :mod:`~gdnlab.model.compare_ops` — gdnlab's component measurements beside AIConfigurator's tables.
+
+Checks and targets: :mod:`~gdnlab.model.validation` (:func:`validate`: decoder slice, cross-GPU with
+one timing method, the end-to-end rows), :mod:`~gdnlab.model.targets` (:func:`target_summary`).
+
+The composed bf16-component model (kept for ``gdnlab plan`` until it moves to :func:`predict`):
+:mod:`~gdnlab.model.measured` (:func:`load_components`, :class:`ComponentTimes`),
+:mod:`~gdnlab.model.gdn_sweep` (:class:`SweepGDN`), :mod:`~gdnlab.model.composed`
+(:class:`ComposedStep` + two fitted numbers), :mod:`~gdnlab.model.composed_seed` (their seed fit),
+:mod:`~gdnlab.model.build` (:func:`step_for_gpu`), :mod:`~gdnlab.model.plan`.
+
+Shared: :mod:`~gdnlab.model.served` (:class:`ServedModel`), :mod:`~gdnlab.model.mtp` (:class:`MTPConfig`),
 :mod:`~gdnlab.model.serving` (a bench_serving run replayed through a step model),
-:mod:`~gdnlab.model.seed_runs` (the seed's rows as fit targets), :mod:`~gdnlab.model.numeric`
-(interpolation, non-negative least squares). Argument parsing is :mod:`gdnlab.model._args`.
-
-Acceptance models and the sampler of accepted lengths are :mod:`gdnlab.acceptance`; the seed's
-numbers :mod:`gdnlab.seed`. Everything computed here is ``status = "projected"``.
+:mod:`~gdnlab.model.seed_runs` (the seed's rows), :mod:`~gdnlab.model.numeric`; the seed's earlier
+roofline fit is :mod:`gdnlab.model.legacy`, kept for comparison. Acceptance models are
+:mod:`gdnlab.acceptance` / :mod:`gdnlab.acceptance_curves`; the seed's numbers :mod:`gdnlab.seed`.
+Everything computed here is ``status = "projected"``.
 """
 from .build import fitted_overheads, step_for_gpu, step_from_times
+from .calibration import deployment_params
+from .compare_ops import component_vs_aic
 from .composed import OVERHEAD_NAMES, PARTS, ComposedStep, Overheads
+from .e2e import e2e_rows, e2e_summary, sensitivity
+from .engine_build import engine_rows, engine_step_for
+from .engine_step import EngineParams, EngineStep
 from .gdn_sweep import SweepGDN, comparable_rows
 from .measured import ComponentTimes, load_components
 from .mtp import SEED_MTP, MTPConfig
@@ -39,6 +53,7 @@ from .plan import (
     speedup_table,
     tokens_per_step_table,
 )
+from .predict import predict
 from .seed_runs import SeedAssumptions, seed_roles, seed_variants
 from .served import ServedModel
 from .serving import LinearRun, ServingScenario, project, simulate_serving
@@ -50,7 +65,6 @@ from .validation import (
     seed_comparison,
     seed_step,
     seed_table,
-    sensitivity,
     slice_rows,
     validate,
 )
@@ -61,4 +75,6 @@ __all__ = ["fitted_overheads", "step_for_gpu", "step_from_times", "OVERHEAD_NAME
            "read_accept_table", "speedup_table", "tokens_per_step_table", "SeedAssumptions", "seed_roles",
            "seed_variants", "ServedModel", "LinearRun", "ServingScenario", "project", "simulate_serving",
            "H100_COPY_GBPS", "target_summary", "SeedComparison", "baseline_summary", "cross_gpu_rows",
-           "seed_comparison", "seed_step", "seed_table", "sensitivity", "slice_rows", "validate"]
+           "seed_comparison", "seed_step", "seed_table", "sensitivity", "slice_rows", "validate", "e2e_rows",
+           "e2e_summary", "engine_step_for", "engine_rows", "EngineParams", "EngineStep", "deployment_params",
+           "predict", "component_vs_aic"]

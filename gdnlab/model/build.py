@@ -27,7 +27,7 @@ def fitted_overheads(times: ComponentTimes, reference_sweep=None, state: str = "
     if state not in params:
         raise InputError(f"no fitted numbers for seed state {state!r}; have {sorted(params)}")
     p = params[state]
-    return Overheads(p.component_scale, p.request_us, source=f"fitted on the seed's {state} rows (GB200)")
+    return Overheads(p.component_scale, p.request_us, source=p.source)
 
 
 def step_from_times(times: ComponentTimes, gpu: str | None = None, *, reference_sweep=None,

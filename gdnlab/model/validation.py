@@ -1,49 +1,34 @@
-"""Model-vs-data checks of the component step model, in one place: :func:`validate` returns them in
-one tidy frame (:data:`COLUMNS`), each row with ``role`` and ``rel_error = (predicted - observed) /
-observed``:
+"""Model-vs-data checks, in one place: :func:`validate` returns them in one tidy frame (:data:`COLUMNS`),
+each row with ``role`` and ``rel_error = (predicted - observed) / observed``:
 
-* ``slice`` — the measured synthetic slice (3 GDN + 1 attention layers, one CUDA graph) against
-  the sum of its measured components (:func:`gdnlab.components.check_frame`); role ``check``
-  (:func:`slice_rows`);
-* ``cross_gpu`` — GDN kernel times of the reference GPU's sweep (shipped H100 data) projected to
-  the lent GPU by the bandwidth ratio (:meth:`SweepGDN.projected`) against what the lent GPU
-  measured: its own sweep when given, else its ``gdn.recurrent`` component rows; role ``check``
-  (:func:`cross_gpu_rows`);
-* ``seed`` — the seed's GB200 numbers against the components projected to GB200, role ``fit`` /
-  ``heldout``, with the two trivial baselines' predictions and errors beside the model's
-  (:func:`seed_comparison`).
+* ``slice`` -- the measured synthetic slice (3 GDN + 1 attention layers, one CUDA graph, the bf16 /
+  SDPA components of ``traces/h200/components``) against the sum of its measured components
+  (:func:`gdnlab.components.check_frame`); role ``check`` (:func:`slice_rows`);
+* ``cross_gpu`` -- GDN kernel times of the reference GPU's sweep (H100) projected to the lent GPU (H200)
+  by the bandwidth ratio against what the lent GPU measured, **with one timing method**: the H100 rows
+  timed one call per CUDA-graph replay (``single``) and the H200 rows a graph of 16 calls
+  (``amortised``), so each row loses its share of its own GPU's graph-replay fixed cost before the
+  projection and the comparison (the H100's, 3.1 µs, is the median ``graph - nsys kernel`` of its
+  harness check, ``traces/h100/logs/bench.log``; the H200's is its component run's ``launch.graph``);
+  role ``check`` (:func:`cross_gpu_rows`);
+* ``seed`` and ``published`` -- the engine model (:mod:`gdnlab.model.e2e`) against every seed row
+  (SGLang PR #23273, GB200) and every published Hopper/Blackwell run with MTP, each beside
+  AIConfigurator's own prediction and the trivial baselines; role ``check`` (scored: predicted with
+  host numbers fitted on other sources only) or ``fit`` (the before-fix TPOT table).
 
-:func:`sensitivity` re-runs the seed comparison under other readings of what the seed does not
-state; :func:`baseline_summary` and :func:`seed_table` condense the seed rows;
-:func:`gdnlab.model.targets.target_summary` scores the accuracy targets from this frame.
+Why the seed's two TPOT tables differ by up to 2.4x (13.5 vs 32.9 ms at concurrency 128, both GDN
+backends alike): the engine model explains it as host time per running request per forward pass --
+161 µs fitted on the before-fix table vs 22-49 µs from the current-state sources -- which at 128
+requests and 4 passes per MTP step adds ~70 ms per step, ~22 ms per token. It is a fit on that table
+(its rows are the fit rows, never scored); the OSL sweep, run in the same software state (its MTP
+throughput at ~128 running requests matches the before-fix table), is checked with it.
 
-**The seed rows** (SGLang PR #23273, GB200: projected vs reported). :func:`seed_step` projects the
-measured H200 components to GB200 (bandwidth ratio; NVFP4 bytes for the routed and shared experts,
-which the seed's checkpoint stores in NVFP4 and the components ran in bf16) and takes GDN kernel
-times from a sweep projected the same way. :func:`seed_comparison` fits the two named numbers of
-:class:`~gdnlab.model.composed.Overheads` (``component_scale``, ``request_us``) per software state of
-the seed on that state's **fit** rows only (non-negative least squares on relative errors of
-simulated bench_serving runs, :mod:`gdnlab.model.serving`), predicts every other row, and scores two
-trivial baselines beside the model:
-
-* ``constant speedup`` — MTP throughput = reported no-MTP throughput x the mean reported speedup
-  (an oracle: it reads the held-out speedups; no constant can do better on average);
-* ``triton = flashinfer`` — every Triton number = FlashInfer's reported one (ratios = 1).
-
-Software states (fit/held-out split: :func:`gdnlab.model.seed_runs.seed_roles`): ``before_fix`` =
-the OSL sweep and the first TPOT table, ``fixed`` = the TPOT table with flashinfer#3147 and the
-slice fix (its TPOT at concurrency 128 is 2.4x lower, which no GDN kernel time explains, so each
-state gets its own two numbers).
-
-Why the two states behave differently (see the notebook): in the fixed state the composed step,
-scaled once, follows the TPOT-vs-concurrency curve; in the before-fix state the seed's MTP step is
-about 2.3x its decode step at ~128 running requests (speedup 1.35 at accept length 3.18) while the
-measured components give about 1.6x: a cost of the seed's pre-fix MTP path that no measured
-component holds, so the held-out MTP rows of that state are over-predicted.
+:func:`seed_table`, :func:`baseline_summary` condense the rows; :func:`gdnlab.model.targets.target_summary`
+scores the targets. The composed bf16-component model's seed fit lives in :mod:`gdnlab.model.composed_seed`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,200 +37,26 @@ import pandas as pd
 from ..components.compose import check_frame
 from ..errors import DataError
 from ..results import load_sweep
-from ..seed import load_seed
 from ..shapes import dtype_name
-from .composed import ComposedStep, Overheads
+from .composed_seed import MOE_NVFP4, SEED_STATES, SeedComparison, seed_comparison, seed_step
+from .e2e import E2E_COLUMNS, e2e_rows, e2e_summary
 from .gdn_sweep import SweepGDN
-from .measured import NVFP4_BYTES_PER_PARAM, ComponentTimes, load_components
-from .numeric import nnls
-from .seed_runs import SeedAssumptions, check_seed_df, seed_equation, seed_roles, seed_run, seed_variants
+from .measured import ComponentTimes, load_components
 from .served import ServedModel
 
 __all__ = ["validate", "slice_rows", "cross_gpu_rows", "seed_step", "seed_comparison", "SeedComparison",
-           "sensitivity", "baseline_summary", "seed_table", "shipped_path", "COLUMNS", "SEED_STATES", "MOE_NVFP4"]
+           "baseline_summary", "seed_table", "shipped_path", "COLUMNS", "SEED_STATES", "MOE_NVFP4",
+           "graph_replay_us", "H100_HARNESS_LOG"]
 
 COLUMNS = ["check", "gpu", "metric", "backend", "mode", "batch", "draft_tokens", "kv_len", "x_name", "x",
            "predicted", "observed", "rel_error", "role", "predicted_status", "observed_status",
-           "baseline_constant_speedup", "baseline_triton_eq_flashinfer", "note"]
-
-
-def slice_rows(times: ComponentTimes) -> pd.DataFrame:
-    """Slice steps composed from components vs measured (needs ``times.slices``)."""
-    if times.slices is None or times.slices.empty:
-        raise DataError("the component run has no slice.parquet: nothing to check the composition against")
-    comp = times.rows.assign(outcome="ok")
-    chk = check_frame(comp, times.slices, times.recipes, times.overhead_us)
-    out = pd.DataFrame({
-        "check": "slice", "gpu": times.gpu.name, "metric": "slice_step_us", "backend": None,
-        "mode": chk["mode"], "batch": chk["batch"], "draft_tokens": np.where(chk["mode"] == "mtp",
-                                                                             times.draft_tokens, 1),
-        "kv_len": chk["kv_len"], "x_name": "batch", "x": chk["batch"], "predicted": chk["predicted_us"],
-        "observed": chk["measured_us"], "rel_error": chk["rel_err"], "role": "check",
-        "predicted_status": "composed from measured components", "observed_status": times.status,
-        "note": chk["outcome"]})
-    return out
-
-
-def _component_gdn_rows(times: ComponentTimes) -> pd.DataFrame:
-    """The lent GPU's GDN kernels from its component rows (graph replay cost included, as a sweep's)."""
-    r = times.rows[times.rows["component"] == "gdn.recurrent"].copy()
-    backend = str(times.meta.get("presets", {}).get(next(iter(times.meta.get("presets", {}) or {"": 0})), {})
-                  .get("gdn_backend", "triton")) if times.meta else "triton"
-    r["backend"] = backend
-    r["time_us"] = r["net_us"] + times.overhead_us
-    r["draft_tokens"] = np.where(r["mode"] == "mtp", times.draft_tokens, 1)
-    r["mode"] = r["mode"].replace({"mtp": "verify"})
-    r["strategy"] = r["strategy"].fillna("decode")
-    sd = r["state_dtype"] if "state_dtype" in r else "bfloat16"
-    r["state_dtype"] = pd.Series(sd, index=r.index).map(lambda v: dtype_name(v))
-    return r[["backend", "mode", "strategy", "draft_tokens", "state_dtype", "batch", "time_us"]]
-
-
-def cross_gpu_rows(reference_sweep: pd.DataFrame, times: ComponentTimes | None = None,
-                   target_sweep: pd.DataFrame | None = None, *, min_batch: int = 16, ratio: float | None = None,
-                   ratio_source: str = "") -> pd.DataFrame:
-    """Reference-GPU sweep projected to the lent GPU vs the lent GPU's measurement (its sweep's call
-    rows, else its component rows). ``note`` says whether the point is inside the target range
-    (B >= ``min_batch``). ``ratio``: the bandwidth ratio ``BW_ref / BW_lent`` (default: datasheet
-    peaks, :meth:`SweepGDN.projected`)."""
-    shape = ServedModel().gdn
-    ref = SweepGDN.from_sweep(reference_sweep, shape=shape)
-    if target_sweep is not None:
-        tgt = SweepGDN.from_sweep(target_sweep, shape=shape)
-        obs = tgt.table.drop(columns=["step_us"])
-        gpu, obs_src = tgt.gpu, "measured (sweep)"
-    elif times is not None:
-        obs = _component_gdn_rows(times)
-        gpu, obs_src = times.gpu, "measured (gdn.recurrent components)"
-    else:
-        raise DataError("cross-GPU check needs the lent GPU's sweep or its component rows")
-    proj = ref.projected(gpu, ratio=ratio, ratio_source=ratio_source).table
-    keys = ["backend", "mode", "strategy", "draft_tokens", "state_dtype", "batch"]
-    m = obs.merge(proj[keys + ["time_us"]].rename(columns={"time_us": "predicted"}), on=keys, how="inner")
-    if m.empty:
-        raise DataError(f"no (backend, mode, strategy, T, state dtype, batch) point in common between the "
-                        f"{ref.gpu.name} sweep and the {gpu.name} measurement")
-    return pd.DataFrame({
-        "check": "cross_gpu", "gpu": f"{ref.gpu.name}->{gpu.name}", "metric": "gdn_kernel_us",
-        "backend": m["backend"], "mode": m["mode"] + np.where(m["mode"] == "verify", " " + m["strategy"], ""),
-        "batch": m["batch"], "draft_tokens": m["draft_tokens"], "kv_len": np.nan, "x_name": "batch",
-        "x": m["batch"], "predicted": m["predicted"], "observed": m["time_us"],
-        "rel_error": (m["predicted"] - m["time_us"]) / m["time_us"], "role": "check",
-        "predicted_status": "projected", "observed_status": obs_src,
-        "note": np.where(m["batch"] >= min_batch, f"B >= {min_batch}", f"B < {min_batch}") + " · " + m["state_dtype"]})
-
-
-#: weight-byte ratios for the seed's NVFP4 checkpoint vs the bf16 components
-MOE_NVFP4 = {"moe.experts": NVFP4_BYTES_PER_PARAM / 2.0, "moe.shared_expert": NVFP4_BYTES_PER_PARAM / 2.0,
-             "mtp_draft": 0.5 * (1.0 + NVFP4_BYTES_PER_PARAM / 2.0)}
-#: software state -> seed tables
-SEED_STATES = {"before_fix": ("osl_sweep", "tpot_concurrency"), "fixed": ("tpot_concurrency_fixed",)}
-
-
-def seed_step(times: ComponentTimes, sweep: pd.DataFrame | None = None, *, gpu: str = "GB200") -> ComposedStep:
-    """The seed's step on ``gpu``: components projected from their GPU, GDN kernels from ``sweep``
-    (projected from the sweep's GPU; bf16 state as the seed's ``--mamba-ssm-dtype bfloat16``)."""
-    proj = times.projected(gpu, weight_bytes=MOE_NVFP4)
-    gdn = None
-    if sweep is not None:
-        gdn = SweepGDN.from_sweep(sweep, shape=ServedModel().gdn).projected(gpu)
-    return ComposedStep(proj, gdn=gdn, state_dtype="bfloat16")
-
-
-@dataclass
-class SeedComparison:
-    """Rows (one per compared number), the fitted numbers per software state, the step model."""
-
-    rows: pd.DataFrame
-    params: dict
-    step: ComposedStep
-
-
-def _state(table: str) -> str:
-    return "fixed" if table == "tpot_concurrency_fixed" else "before_fix"
-
-
-def seed_comparison(step: ComposedStep, seed_df: pd.DataFrame | None = None,
-                    assumptions: SeedAssumptions | None = None) -> SeedComparison:
-    """Fit ``Overheads`` per software state on its fit rows, predict the rest, add the baselines.
-
-    Columns: ``metric, table, backend, mtp, x_name, x, kernel_state, unit, predicted, observed,
-    rel_error, role`` (fit / heldout), ``baseline_constant_speedup``,
-    ``baseline_triton_eq_flashinfer`` (each baseline's prediction where it makes one, else NaN)."""
-    a = assumptions or SeedAssumptions()
-    df = load_seed() if seed_df is None else seed_df
-    check_seed_df(df)
-    roles = seed_roles(df)
-    perf = df[roles != "unused"]
-    runs = {i: seed_run(step, row, a, str(row["backend"])) for i, row in perf.iterrows()}
-    params = {}
-    for state, tables in SEED_STATES.items():
-        fit = perf[(roles[perf.index] == "fit") & perf["table"].isin(tables)]
-        if fit.empty:
-            continue
-        A, b = zip(*(seed_equation(runs[i], row) for i, row in fit.iterrows()))
-        th = nnls(np.vstack(A), np.asarray(b))
-        params[state] = Overheads(float(th[0]), float(th[1]), source=f"fit: seed {state} fit rows ({len(fit)})")
-    rows, val = [], {}
-    for i, row in perf.iterrows():
-        p = params.get(_state(row["table"]), Overheads())
-        run = runs[i]
-        if row["metric"] == "output_throughput":
-            pred, xn, x, unit = run.throughput(p), "osl", int(row["osl"]), "tok/s"
-        else:
-            pred, xn, x, unit = run.tpot_ms(p), "concurrency", int(row["concurrency"]), "ms"
-        val[(row["table"], row["backend"], bool(row["mtp"]), x)] = (pred, float(row["value"]))
-        rows.append({"metric": str(row["metric"]), "table": row["table"], "backend": row["backend"],
-                     "mtp": bool(row["mtp"]), "x_name": xn, "x": x, "kernel_state": _state(row["table"]),
-                     "unit": unit, "predicted": pred, "observed": float(row["value"]), "role": roles[i]})
-    # baselines on the direct rows
-    speedups = [val[("osl_sweep", "flashinfer", True, x)][1] / val[("osl_sweep", "flashinfer", False, x)][1]
-                for (t, be, m, x) in val if t == "osl_sweep" and be == "flashinfer" and m
-                and ("osl_sweep", "flashinfer", False, x) in val]
-    c = float(np.mean(speedups)) if speedups else np.nan
-    for r in rows:
-        key_fi = (r["table"], "flashinfer", r["mtp"], r["x"])
-        r["baseline_triton_eq_flashinfer"] = val[key_fi][1] if r["backend"] == "triton" and key_fi in val else np.nan
-        no = ("osl_sweep", "flashinfer", False, r["x"])
-        r["baseline_constant_speedup"] = val[no][1] * c if r["table"] == "osl_sweep" and r["mtp"] \
-            and no in val else np.nan
-    # derived held-out rows
-    for (t, be, m, x), (p, o) in list(val.items()):
-        if t == "osl_sweep" and be == "flashinfer" and m and (t, be, False, x) in val:
-            p0, o0 = val[(t, be, False, x)]
-            rows.append({"metric": "mtp_speedup", "table": t, "backend": be, "mtp": True, "x_name": "osl", "x": x,
-                         "kernel_state": "before_fix", "unit": "ratio", "predicted": p / p0, "observed": o / o0,
-                         "role": "heldout", "baseline_constant_speedup": c, "baseline_triton_eq_flashinfer": np.nan})
-        if t.startswith("tpot") and be == "triton" and (t, "flashinfer", m, x) in val:
-            p1, o1 = val[(t, "flashinfer", m, x)]
-            rows.append({"metric": "tpot_ratio_triton_over_flashinfer", "table": t, "backend": "triton/flashinfer",
-                         "mtp": m, "x_name": "concurrency", "x": x, "kernel_state": _state(t), "unit": "ratio",
-                         "predicted": p / p1, "observed": o / o1, "role": "heldout",
-                         "baseline_constant_speedup": np.nan, "baseline_triton_eq_flashinfer": 1.0})
-        if t == "osl_sweep" and be == "triton" and m and (t, "flashinfer", True, x) in val:
-            p1, o1 = val[(t, "flashinfer", True, x)]
-            rows.append({"metric": "throughput_ratio_flashinfer_over_triton", "table": t,
-                         "backend": "flashinfer/triton", "mtp": True, "x_name": "osl", "x": x,
-                         "kernel_state": "before_fix", "unit": "ratio", "predicted": p1 / p, "observed": o1 / o,
-                         "role": "heldout", "baseline_constant_speedup": np.nan,
-                         "baseline_triton_eq_flashinfer": 1.0})
-    out = pd.DataFrame(rows)
-    out["rel_error"] = (out["predicted"] - out["observed"]) / out["observed"]
-    return SeedComparison(out, dict(params), step)
-
-
-def _seed_frame(times: ComponentTimes, sweep: pd.DataFrame | None, seed_df, assumptions) -> tuple[pd.DataFrame, dict]:
-    cmp_ = seed_comparison(seed_step(times, sweep), seed_df, assumptions)
-    s = cmp_.rows
-    out = pd.DataFrame({
-        "check": "seed", "gpu": "GB200", "metric": s["metric"], "backend": s["backend"],
-        "mode": np.where(s["mtp"], "mtp", "decode"), "batch": np.nan, "draft_tokens": np.where(s["mtp"], 4, 1),
-        "kv_len": np.nan, "x_name": s["x_name"], "x": s["x"], "predicted": s["predicted"], "observed": s["observed"],
-        "rel_error": s["rel_error"], "role": s["role"], "predicted_status": "projected", "observed_status": "reported",
-        "baseline_constant_speedup": s["baseline_constant_speedup"],
-        "baseline_triton_eq_flashinfer": s["baseline_triton_eq_flashinfer"],
-        "note": s["table"] + " · " + s["kernel_state"]})
-    return out, cmp_.params
+           "baseline_constant_speedup", "baseline_triton_eq_flashinfer", "note"] + \
+    [c for c in E2E_COLUMNS if c not in ("check", "gpu", "metric", "backend", "mode", "draft_tokens", "x_name", "x",
+                                         "predicted", "observed", "rel_error", "role", "predicted_status",
+                                         "observed_status", "baseline_constant_speedup",
+                                         "baseline_triton_eq_flashinfer", "note")]
+#: the H100 harness check whose ``graph_minus_nsys_us`` column is the H100's graph-replay fixed cost
+H100_HARNESS_LOG = "traces/h100/logs/bench.log"
 
 
 def shipped_path(p: str | Path) -> Path:
@@ -257,18 +68,120 @@ def shipped_path(p: str | Path) -> Path:
     return root if root.exists() else q
 
 
+def slice_rows(times: ComponentTimes) -> pd.DataFrame:
+    """Slice steps composed from components vs measured (needs ``times.slices``)."""
+    if times.slices is None or times.slices.empty:
+        raise DataError("the component run has no slice.parquet: nothing to check the composition against")
+    comp = times.rows.assign(outcome="ok")
+    chk = check_frame(comp, times.slices, times.recipes, times.overhead_us)
+    return pd.DataFrame({
+        "check": "slice", "gpu": times.gpu.name, "metric": "slice_step_us", "backend": None,
+        "mode": chk["mode"], "batch": chk["batch"],
+        "draft_tokens": np.where(chk["mode"] == "mtp", times.draft_tokens, 1), "kv_len": chk["kv_len"],
+        "x_name": "batch", "x": chk["batch"], "predicted": chk["predicted_us"], "observed": chk["measured_us"],
+        "rel_error": chk["rel_err"], "role": "check", "predicted_status": "composed from measured components",
+        "observed_status": times.status, "note": chk["outcome"] + " · synthetic bf16 / SDPA slice"})
+
+
+def graph_replay_us(log: str | Path = H100_HARNESS_LOG) -> float:
+    """The graph replay's fixed cost (µs) from a harness-overhead log: the median of its
+    ``graph_minus_nsys_us`` column (single-call graph time minus the nsys kernel time)."""
+    p = shipped_path(log)
+    if not p.is_file():
+        raise DataError(f"{p}: no harness-overhead log")
+    lines = p.read_text().splitlines()
+    head = next((i for i, s in enumerate(lines) if "graph_minus_nsys_us" in s), None)
+    if head is None:
+        raise DataError(f"{p}: no graph_minus_nsys_us column")
+    cols = lines[head].split()
+    j = cols.index("graph_minus_nsys_us")
+    vals = []
+    for s in lines[head + 1:]:
+        parts = s.split()
+        if len(parts) != len(cols) or not re.match(r"^[\w.:]+$", parts[0]):
+            break
+        vals.append(float(parts[j]))
+    if not vals:
+        raise DataError(f"{p}: graph_minus_nsys_us has no values")
+    return float(np.median(vals))
+
+
+def _component_gdn_rows(times: ComponentTimes) -> pd.DataFrame:
+    """The lent GPU's GDN kernels from its component rows (graph replay cost included, as a sweep's)."""
+    r = times.rows[times.rows["component"] == "gdn.recurrent"].copy()
+    presets = times.meta.get("presets", {}) if times.meta else {}
+    backend = str(next(iter(presets.values()), {}).get("gdn_backend", "triton")) if presets else "triton"
+    r["backend"] = backend
+    r["time_us"] = r["net_us"] + times.overhead_us
+    r["calls_per_sample"] = 1.0
+    r["draft_tokens"] = np.where(r["mode"] == "mtp", times.draft_tokens, 1)
+    r["mode"] = r["mode"].replace({"mtp": "verify"})
+    r["strategy"] = r["strategy"].fillna("decode")
+    sd = r["state_dtype"] if "state_dtype" in r else "bfloat16"
+    r["state_dtype"] = pd.Series(sd, index=r.index).map(lambda v: dtype_name(v))
+    return r[["backend", "mode", "strategy", "draft_tokens", "state_dtype", "batch", "time_us", "calls_per_sample"]]
+
+
+def _kernel_only(t: pd.DataFrame, overhead_us: float) -> pd.DataFrame:
+    """``time_us`` less each row's share of one graph replay's fixed cost (``overhead / calls_per_sample``)."""
+    t = t.copy()
+    cps = pd.to_numeric(t.get("calls_per_sample", 1.0), errors="coerce").fillna(1.0)
+    t["time_us"] = (t["time_us"] - overhead_us / cps).clip(lower=1e-3)
+    return t
+
+
+def cross_gpu_rows(reference_sweep: pd.DataFrame, times: ComponentTimes | None = None,
+                   target_sweep: pd.DataFrame | None = None, *, min_batch: int = 16, ratio: float | None = None,
+                   ratio_source: str = "", ref_overhead_us: float | None = None,
+                   tgt_overhead_us: float | None = None) -> pd.DataFrame:
+    """Reference-GPU sweep projected to the lent GPU vs the lent GPU's measurement (its sweep's call
+    rows, else its component rows), both as kernel time: each row less ``overhead / calls_per_sample``
+    of its own GPU (``ref_overhead_us`` default :func:`graph_replay_us`, ``tgt_overhead_us`` default the
+    component run's ``launch.graph``, else 0). ``note`` says whether the point is inside the target
+    range (B >= ``min_batch``). ``ratio``: the bandwidth ratio ``BW_ref / BW_lent`` (default: datasheet
+    peaks, :meth:`SweepGDN.projected`)."""
+    shape = ServedModel().gdn
+    ref = SweepGDN.from_sweep(reference_sweep, shape=shape)
+    r_ov = graph_replay_us() if ref_overhead_us is None else float(ref_overhead_us)
+    t_ov = (times.overhead_us if times is not None else 0.0) if tgt_overhead_us is None else float(tgt_overhead_us)
+    if target_sweep is not None:
+        tgt = SweepGDN.from_sweep(target_sweep, shape=shape)
+        obs = tgt.table.drop(columns=["step_us"])
+        gpu, obs_src = tgt.gpu, "measured (sweep)"
+    elif times is not None:
+        obs = _component_gdn_rows(times)
+        gpu, obs_src = times.gpu, "measured (gdn.recurrent components)"
+    else:
+        raise DataError("cross-GPU check needs the lent GPU's sweep or its component rows")
+    obs = _kernel_only(obs, t_ov)
+    ref.table = _kernel_only(ref.table, r_ov)
+    proj = ref.projected(gpu, ratio=ratio, ratio_source=ratio_source).table
+    keys = ["backend", "mode", "strategy", "draft_tokens", "state_dtype", "batch"]
+    m = obs.merge(proj[keys + ["time_us"]].rename(columns={"time_us": "predicted"}), on=keys, how="inner")
+    if m.empty:
+        raise DataError(f"no (backend, mode, strategy, T, state dtype, batch) point in common between the "
+                        f"{ref.gpu.name} sweep and the {gpu.name} measurement")
+    how = f"kernel time: less {r_ov:.2f} µs / calls per sample ({ref.gpu.name}), {t_ov:.2f} µs / calls ({gpu.name})"
+    return pd.DataFrame({
+        "check": "cross_gpu", "gpu": f"{ref.gpu.name}->{gpu.name}", "metric": "gdn_kernel_us",
+        "backend": m["backend"], "mode": m["mode"] + np.where(m["mode"] == "verify", " " + m["strategy"], ""),
+        "batch": m["batch"], "draft_tokens": m["draft_tokens"], "kv_len": np.nan, "x_name": "batch",
+        "x": m["batch"], "predicted": m["predicted"], "observed": m["time_us"],
+        "rel_error": (m["predicted"] - m["time_us"]) / m["time_us"], "role": "check",
+        "predicted_status": "projected", "observed_status": obs_src, "configuration": how,
+        "note": np.where(m["batch"] >= min_batch, f"B >= {min_batch}", f"B < {min_batch}") + " · " + m["state_dtype"]})
+
+
 def validate(times: ComponentTimes | None = None, reference_sweep: pd.DataFrame | None = None,
              target_sweep: pd.DataFrame | None = None, *, components_dir: str | Path = "traces/h200/components",
              reference_sweep_path: str | Path = "traces/h100/sweep.parquet",
-             target_sweep_path: str | Path | None = "traces/h200/sweep.parquet", seed_df: pd.DataFrame | None = None,
-             assumptions: SeedAssumptions | None = None) -> pd.DataFrame:
+             target_sweep_path: str | Path | None = "traces/h200/sweep.parquet", e2e: bool = True) -> pd.DataFrame:
     """All checks in one frame (:data:`COLUMNS`). ``times``: the lent GPU's component run (default:
-    read from ``components_dir``); ``reference_sweep``: the shipped H100 sweep (cross-GPU check and
-    GDN kernels of the seed projection; default read from ``reference_sweep_path``); ``target_sweep``:
-    the lent GPU's own sweep (cross-GPU check; preferred for the seed projection's GDN kernels; default
-    read from ``target_sweep_path`` when that file exists). Checks whose inputs are missing are left
-    out and named in ``attrs["skipped"]``; ``attrs["params"]`` holds the fitted numbers per seed
-    software state."""
+    read from ``components_dir``); ``reference_sweep``: the H100 sweep (cross-GPU check; default read
+    from ``reference_sweep_path``); ``target_sweep``: the lent GPU's own sweep (default read from
+    ``target_sweep_path`` when that file exists). ``e2e``: add the seed and published rows (the engine
+    model; ~30 s). Checks whose inputs are missing are left out and named in ``attrs["skipped"]``;
+    ``attrs["engine_params"]`` holds the host numbers of every fold and the rows they were fitted on."""
     if times is None:
         times = load_components(shipped_path(components_dir))
     if reference_sweep is None and reference_sweep_path is not None \
@@ -286,59 +199,44 @@ def validate(times: ComponentTimes | None = None, reference_sweep: pd.DataFrame 
             frames.append(fn())
         except DataError as exc:
             skipped[name] = str(exc)
-    seed, params = _seed_frame(times, target_sweep if target_sweep is not None else reference_sweep, seed_df,
-                               assumptions)
-    frames.append(seed)
+    folds = {}
+    if e2e:
+        e = e2e_rows()
+        folds = e.attrs.get("folds", {})
+        frames.append(e)
+    else:
+        skipped["seed/published"] = "e2e=False"
     out = pd.concat([f.reindex(columns=COLUMNS) for f in frames], ignore_index=True)
     for b in ("baseline_constant_speedup", "baseline_triton_eq_flashinfer"):
         out[b.replace("baseline_", "baseline_err_")] = (out[b] - out["observed"]) / out["observed"]
     out.attrs["skipped"] = skipped
-    out.attrs["params"] = {k: {"component_scale": v.component_scale, "request_us": v.request_us, "source": v.source}
-                           for k, v in params.items()}
+    out.attrs["params"] = {}
+    out.attrs["engine_params"] = folds
     return out
 
 
 def seed_table(v: pd.DataFrame) -> pd.DataFrame:
-    """The seed rows of :func:`validate` with the columns a reader needs."""
-    cols = ["metric", "backend", "mode", "x_name", "x", "note", "role", "predicted", "observed", "rel_error",
-            "baseline_err_constant_speedup", "baseline_err_triton_eq_flashinfer"]
-    return v.loc[v["check"] == "seed", cols].reset_index(drop=True)
+    """The seed and published rows of :func:`validate` with the columns a reader needs: ours,
+    AIConfigurator's and the baselines' errors beside the observed number."""
+    cols = ["check", "case_id", "metric", "unit", "role", "predicted", "observed", "rel_error", "aic_predicted",
+            "aic_rel_error", "kernels_only", "baseline_err_constant_speedup", "baseline_err_triton_eq_flashinfer",
+            "fit_rows"]
+    return v.loc[v["check"].isin(["seed", "published"]), cols].reset_index(drop=True)
 
 
 def baseline_summary(v: pd.DataFrame) -> pd.DataFrame:
-    """Worst and mean |relative error| of the model and of each baseline on the seed's held-out rows
-    where the baseline makes a prediction (one row per comparison set)."""
-    s = v[(v["check"] == "seed") & (v["role"] == "heldout")]
+    """Mean and worst |relative error| on the scored rows: gdnlab's model vs AIConfigurator on the
+    same rows (per check and metric, :func:`gdnlab.model.e2e.e2e_summary`), then vs each trivial
+    baseline on the rows it predicts."""
+    e = v[v["check"].isin(["seed", "published"])]
+    out = e2e_summary(e)
+    s = e[e["role"] == "check"]
     rows = []
     for b in ("baseline_err_constant_speedup", "baseline_err_triton_eq_flashinfer"):
         sel = s[s[b].notna()]
-        if sel.empty:
-            continue
-        rows.append({"rows": b.removeprefix("baseline_err_"), "n": len(sel),
-                     "model_max_abs_err": sel["rel_error"].abs().max(),
-                     "model_mean_abs_err": sel["rel_error"].abs().mean(),
-                     "baseline_max_abs_err": sel[b].abs().max(), "baseline_mean_abs_err": sel[b].abs().mean()})
-    rows.append({"rows": "all held-out", "n": len(s), "model_max_abs_err": s["rel_error"].abs().max(),
-                 "model_mean_abs_err": s["rel_error"].abs().mean(), "baseline_max_abs_err": np.nan,
-                 "baseline_mean_abs_err": np.nan})
-    return pd.DataFrame(rows)
-
-
-def sensitivity(times: ComponentTimes, reference_sweep: pd.DataFrame | None = None,
-                variants: dict[str, SeedAssumptions] | None = None) -> pd.DataFrame:
-    """Held-out seed errors under other readings of the seed (each variant re-fits): one row per
-    variant and held-out metric group, ``variant, metric, n, max_abs_err, mean_abs_err`` and the
-    fitted numbers of the fixed state."""
-    variants = variants or seed_variants()
-    step = seed_step(times, reference_sweep)
-    rows = []
-    for name, a in variants.items():
-        c = seed_comparison(step, None, a)
-        h = c.rows[c.rows["role"] == "heldout"]
-        fx = c.params.get("fixed")
-        for metric, g in h.groupby("metric"):
-            rows.append({"variant": name, "metric": metric, "n": len(g), "max_abs_err": g["rel_error"].abs().max(),
-                         "mean_abs_err": g["rel_error"].abs().mean(),
-                         "fixed_component_scale": fx.component_scale if fx else np.nan,
-                         "fixed_request_us": fx.request_us if fx else np.nan})
-    return pd.DataFrame(rows)
+        if len(sel):
+            rows.append({"rows": f"vs baseline {b.removeprefix('baseline_err_')}", "n": len(sel),
+                         "model_mean_abs_err": sel["rel_error"].abs().mean(),
+                         "model_max_abs_err": sel["rel_error"].abs().max(),
+                         "baseline_mean_abs_err": sel[b].abs().mean(), "baseline_max_abs_err": sel[b].abs().max()})
+    return pd.concat([out, pd.DataFrame(rows)], ignore_index=True)

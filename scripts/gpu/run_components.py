@@ -1,8 +1,20 @@
 #!/usr/bin/env python3
-"""Component benchmarks and the synthetic-slice composition check, in one run (< 5 min on an H200).
+"""Component benchmarks: engine-grade ops (``--engine``) or the synthetic bf16 slice and its
+composition check, in one bounded run.
 
+    python3 scripts/gpu/run_components.py --engine --out $OUT/engine_components --tps 4,8 --budget-s 200
     python3 scripts/gpu/run_components.py --out $OUT --preset qwen3.5-397b-a17b --tp 4 [--quick]
-    python3 scripts/gpu/run_components.py --out /tmp/c --device cpu --tiny        # CPU smoke run
+    python3 scripts/gpu/run_components.py --out c --device cpu --tiny        # CPU smoke run (slice)
+
+``--engine`` (:mod:`gdnlab.components.engine`): every op of a Qwen3.5-397B decode step the way SGLang
+0.5.23 runs it -- FP8 block-scaled fused MoE and GEMMs through SGLang's own Triton kernels, paged
+decode attention through FlashInfer (bf16 and fp8 KV, after a self-test that JIT-compiles them within
+``--attn-probe-timeout`` s in a subprocess) and SGLang's Triton decode attention, bf16 lm_head, greedy
+sampling, SGLang's Triton RMSNorm -- each checked against torch at its timed batch, rows written to
+``components.parquet`` after every op with ``run.json`` (kernels used, FlashInfer status, errors).
+Every op is independent: a failing one is recorded and skipped; no timing starts after ``--budget-s``.
+
+Slice mode (default):
 
 1. Resolves what runs here, each with its reason stored in ``run.json``: the GDN backend
    (``--gdn-backend auto``: triton, flashinfer, reference), the attention kernels (``--attn auto``:
@@ -88,6 +100,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda", help="cuda or cpu")
     p.add_argument("--tiny", action="store_true", help="tiny shapes (CPU tests), not a served model")
     p.add_argument("--estimate-only", action="store_true", help="print the estimates and exit")
+    p.add_argument("--engine", action="store_true", help="engine-grade components (see the module docstring)")
+    p.add_argument("--tps", type=_ints, default=(4, 8), help="--engine: TP degrees (per-GPU shapes)")
+    p.add_argument("--tokens", type=_ints, default=(1, 4, 16, 64, 128, 256, 512, 1024),
+                   help="--engine: tokens per forward for GEMMs and MoE")
+    p.add_argument("--requests", type=_ints, default=(1, 4, 16, 64, 128, 256), help="--engine: attention rows")
     args = p.parse_args(argv)
     grid = QUICK if args.quick else FULL
     args.batches = args.batches or grid["batches"]
@@ -156,8 +173,61 @@ def write(frame: pd.DataFrame, path: Path) -> str:
         return f"{path.with_suffix('.csv').name} (parquet failed: {type(exc).__name__})"
 
 
+def flashinfer_status(shapes, timeout_s: float, device: str) -> dict[str, str]:
+    """``{kv dtype: "ok ..." or why not}``: FlashInfer's paged kernels self-tested (JIT compile
+    included) in a subprocess per KV dtype, ``timeout_s`` shared between them."""
+    if device == "cpu":
+        return {"bf16": "CPU run", "fp8": "CPU run"}
+    root = str(Path(__file__).resolve().parents[2])
+    out, left = {}, timeout_s
+    for kvd, name in (("bf16", "bfloat16"), ("fp8", "float8_e4m3fn")):
+        dims = (shapes.q_heads_per_gpu, shapes.kv_heads_per_gpu, shapes.attn_head_dim, 16, 4)
+        code = (f"import sys; sys.path.insert(0, {root!r}); from gdnlab.components.attention import "
+                f"flashinfer_selftest; print(flashinfer_selftest(*{dims}, kv_dtype={name!r}))")
+        t0 = time.perf_counter()
+        try:
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=max(left, 1.0))
+            tail = (r.stderr or r.stdout).strip().splitlines()
+            out[kvd] = (f"ok: self-test passed in {time.perf_counter() - t0:.0f} s (max |diff| {r.stdout.strip()})"
+                        if r.returncode == 0 else f"self-test failed: {tail[-1][:300] if tail else r.returncode}")
+        except subprocess.TimeoutExpired:
+            out[kvd] = f"self-test exceeded the remaining JIT budget ({left:.0f} s)"
+        left -= time.perf_counter() - t0
+        print(f"[run_components] FlashInfer {kvd} KV: {out[kvd]}", flush=True)
+    return out
+
+
+def engine_main(args) -> int:
+    from gdnlab.components.dims import component_shapes
+    from gdnlab.components.engine import EngineGridConfig, run_engine_grid
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shapes = component_shapes(args.preset[0], args.tps[0])
+    fi = flashinfer_status(shapes, args.attn_probe_timeout, args.device) if args.attn in ("auto", "flashinfer") \
+        else {"bf16": "not requested", "fp8": "not requested"}
+    cfg = EngineGridConfig(preset=args.preset[0], tps=args.tps, tokens=args.tokens, requests=args.requests,
+                           kv_lens=args.kv_lens, budget_s=max(1.0, args.budget_s - (time.perf_counter() - t0)),
+                           repeats=args.repeats, warmup=args.warmup, device=args.device, tiny=args.tiny,
+                           attention=("flashinfer", "sglang-triton") if args.attn != "sdpa" else ("sglang-triton",))
+    df = run_engine_grid(cfg, out, log=lambda m: print(m, flush=True), flashinfer_status=fi)
+    ok = df[df["outcome"] == "ok"]
+    with pd.option_context("display.width", 220, "display.max_rows", 400):
+        t = ok[ok["component"] != "launch.graph"].pivot_table(index=["component", "tp", "kv_dtype", "kv_len"],
+                                                              columns="tokens", values="net_us", aggfunc="median",
+                                                              dropna=False) if "kv_dtype" in ok else ok
+        print(t.dropna(how="all").round(1).to_string())
+    bad = df[(df["outcome"] != "ok") | (df.get("check_ok", True) == False)]  # noqa: E712 - NaN-safe False test
+    print(f"[run_components] engine: {len(ok)} ok rows, {len(bad)} not ok or failing their check, "
+          f"{time.perf_counter() - t0:.0f} s; wrote {out}/components.parquet and run.json", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.engine:
+        return engine_main(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
