@@ -9,6 +9,8 @@
 # CPU machine without it and say why (they run on the GPU machine, from the offline bundle).
 # Idempotent. Never fails the caller: without network the engine tests skip and say so.
 # Usage: bash scripts/install_engines_cpu.sh   (PYTHON=... to pick the interpreter)
+#        ENGINES_VLLM=1 bash scripts/install_engines_cpu.sh   also installs vllm==0.33.0 --no-deps (336 MB
+#        download) and regex, so the vLLM interpreter tests run too (not done in CI)
 set -uo pipefail
 
 PY="${PYTHON:-python3}"
@@ -30,6 +32,10 @@ if ! "$PY" -m pip install -q "${DEPS[@]}" >"$log" 2>&1; then
     echo "install_engines_cpu.sh: could not install ${DEPS[*]}; the SGLang engine tests will skip and say why" >&2
 fi
 rm -f "$log"
+if [ "${ENGINES_VLLM:-0}" = 1 ]; then
+    "$PY" -m pip install -q --no-deps "vllm==0.33.0" && "$PY" -m pip install -q "regex>=2023" \
+        || echo "install_engines_cpu.sh: could not install vllm==0.33.0; the vLLM engine tests will skip" >&2
+fi
 "$PY" - <<'PYEOF'
 from gdnlab.kernels import _engine_import as eng
 print("engines:", "; ".join(f"{e}: {eng.check(e)[1]}" for e in ("sglang", "vllm")))

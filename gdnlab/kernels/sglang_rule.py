@@ -105,6 +105,39 @@ def _prefill_default(base: str, prefill: str | None, major: int, dtype: str, cud
     return "flashinfer"
 
 
+def _startup_rule(major: int, base: str, dec: str | None, ver: str | None, dtype: str | None, replayssm: bool,
+                  replayssm_spec: bool, notes: list[str]) -> tuple[str, str | None, str]:
+    """``handle_linear_attn_backend`` (attention_hook.py L281-L380, L409-L525): the resolved decode
+    backend, verify flag and state dtype; ``ValueError`` where SGLang refuses to start."""
+    if replayssm_spec and replayssm:
+        raise ValueError("--enable-linear-replayssm-spec and --enable-linear-replayssm are mutually exclusive")
+    if dtype is None:
+        if not replayssm_spec:
+            raise ValueError("state_dtype=None: SGLang reads mamba_ssm_dtype from the model config; pass it")
+        dtype = "float32"                                   # attention_hook.py L506-L516
+    elif replayssm_spec and dtype != "float32":
+        notes.append("SGLang warns: --enable-linear-replayssm-spec with a non-float32 state folds the ring "
+                     "into the checkpoint after every accepted window (attention_hook.py L517-L525)")
+    if dec is None and base != "helion" and major == 10 and dtype == "bfloat16":
+        dec = "flashinfer"                                  # attention_hook.py L289-L307
+    dec = dec or base
+    if dec == "flashinfer" and dtype != "bfloat16" and major >= 10:
+        raise ValueError(f"--linear-attn-decode-backend flashinfer on SM100+ requires --mamba-ssm-dtype bfloat16, "
+                         f"got {dtype!r}")
+    if ver is None and dec == "flashinfer":
+        ver = "flashinfer"
+    if ver == "flashinfer" and dtype != "bfloat16" and major >= 10:
+        raise ValueError(f"--linear-attn-verify-backend flashinfer on SM100+ requires --mamba-ssm-dtype bfloat16, "
+                         f"got {dtype!r}")
+    if replayssm and dec != "triton":
+        raise ValueError(f"--enable-linear-replayssm requires Triton as the linear-attn decode backend; "
+                         f"got --linear-attn-decode-backend={dec!r}")
+    if replayssm_spec and dec not in ("triton", "flashinfer"):
+        raise ValueError(f"--enable-linear-replayssm-spec requires the triton or flashinfer linear-attn decode "
+                         f"backend, got --linear-attn-decode-backend={dec!r}")
+    return dec, ver, dtype
+
+
 def sglang_gdn_kernels(*, sm: int | str | tuple[int, int], state_dtype: str | None,
                        decode_backend: str | None = None, verify_backend: str | None = None,
                        prefill_backend: str | None = None, linear_attn_backend: str = "triton",
@@ -134,32 +167,7 @@ def sglang_gdn_kernels(*, sm: int | str | tuple[int, int], state_dtype: str | No
     pre = _choice("--linear-attn-prefill-backend", prefill_backend, ("triton", "flashinfer"))
     dtype = _choice("--mamba-ssm-dtype", state_dtype, _DTYPES)
     notes: list[str] = []
-    if replayssm_spec and replayssm:
-        raise ValueError("--enable-linear-replayssm-spec and --enable-linear-replayssm are mutually exclusive")
-    if dtype is None:
-        if not replayssm_spec:
-            raise ValueError("state_dtype=None: SGLang reads mamba_ssm_dtype from the model config; pass it")
-        dtype = "float32"                                   # attention_hook.py L506-L516
-    elif replayssm_spec and dtype != "float32":
-        notes.append("SGLang warns: --enable-linear-replayssm-spec with a non-float32 state folds the ring "
-                     "into the checkpoint after every accepted window (attention_hook.py L517-L525)")
-    if dec is None and base != "helion" and major == 10 and dtype == "bfloat16":
-        dec = "flashinfer"                                  # attention_hook.py L289-L307
-    dec = dec or base
-    if dec == "flashinfer" and dtype != "bfloat16" and major >= 10:
-        raise ValueError(f"--linear-attn-decode-backend flashinfer on SM100+ requires --mamba-ssm-dtype bfloat16, "
-                         f"got {dtype!r}")
-    if ver is None and dec == "flashinfer":
-        ver = "flashinfer"
-    if ver == "flashinfer" and dtype != "bfloat16" and major >= 10:
-        raise ValueError(f"--linear-attn-verify-backend flashinfer on SM100+ requires --mamba-ssm-dtype bfloat16, "
-                         f"got {dtype!r}")
-    if replayssm and dec != "triton":
-        raise ValueError(f"--enable-linear-replayssm requires Triton as the linear-attn decode backend; "
-                         f"got --linear-attn-decode-backend={dec!r}")
-    if replayssm_spec and dec not in ("triton", "flashinfer"):
-        raise ValueError(f"--enable-linear-replayssm-spec requires the triton or flashinfer linear-attn decode "
-                         f"backend, got --linear-attn-decode-backend={dec!r}")
+    dec, ver, dtype = _startup_rule(major, base, dec, ver, dtype, replayssm, replayssm_spec, notes)
     prefill = pre or _prefill_default(base, pre, major, dtype, cuda_major, head_k_dim, head_v_dim,
                                       chunked_prefill_size, flashinfer_available) or base
     ver = ver or ("flashinfer" if dec == "flashinfer" else "triton")      # utils.py L101-L104
