@@ -104,7 +104,7 @@ BACKENDS: tuple[Backend, ...] = (
             summary="vLLM 0.33.0's Triton (fla) GDN kernels: packed decode, per-token-slot spec verify "
                     "(VLLM_GDN_DECODE_KERNEL=triton)"),
     Backend("vllm_cuda", "vLLM CUDA", "#e377c2", None, "gdnlab.strategies.vllm.cuda", ("vllm",), "vllm",
-            engine="vllm", kernel_pattern=r"fused_gdn_decode_post_conv_mtp",
+            engine="vllm", kernel_pattern=r"gdn_decode_post_conv_mtp",
             summary="vLLM 0.33.0's compiled fused_gdn_decode_post_conv_mtp (spec verify with per-token slots and "
                     "the gated RMSNorm; VLLM_GDN_DECODE_KERNEL=cuda, the default)"),
 )

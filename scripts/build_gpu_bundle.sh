@@ -30,8 +30,11 @@
 #                     CPython wheel without its Rust extensions (*.so, unused), vLLM 0.33.0's Python files
 #                     (vllm/**/*.py + dist-info, not its 336 MB of compiled code), and the light packages
 #                     their imported modules need that the GPU image lacks (GPU_ENGINE_DEPS)
-#   GPU_VLLM_C=1      with GPU_ENGINES=1: also vllm/_C_stable_libtorch.abi3.so (93 MB raw), for vLLM's
-#                     compiled fused_gdn_decode_post_conv_mtp (backend vllm_cuda; built for torch 2.11 + CUDA 13)
+#   GPU_VLLM_C=1      with GPU_ENGINES=1: also vllm/_C_stable_libtorch.abi3.so (93 MB raw, built for torch
+#                     2.11 + CUDA 13): vLLM's compiled fused_gdn_decode_post_conv_mtp (backend vllm_cuda), and
+#                     on a CUDA machine every vLLM path needs it: resolving vLLM's CUDA platform (which its
+#                     Triton ops do at import) imports it (vllm/platforms/cuda.py L23). Without it the vLLM
+#                     backends say so and the SGLang ones run.
 #   GPU_ENGINE_DEPS   replaces the light-dependency list of GPU_ENGINES
 set -euo pipefail
 

@@ -11,10 +11,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from .. import backends as registry
     from ..kernels import available_backends
     from ..strategies import available_strategies
-
-    from .. import backends as registry
 
     st = available_backends()
     strat = available_strategies()

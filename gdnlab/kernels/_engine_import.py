@@ -113,7 +113,13 @@ def load(engine: str, module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        missing = (exc.name or str(exc)).split(".")[0]
+        name = exc.name or str(exc)
+        missing = name.split(".")[0]
+        if missing == engine and name != module and not module.startswith(f"{name}."):
+            hint = (" (vLLM's CUDA platform imports its compiled library; the GPU bundle carries it with "
+                    "GPU_VLLM_C=1)" if name.startswith("vllm._C") else "")
+            raise EngineUnavailable(f"importing {module} needs {name}, absent from this {engine} install"
+                                    f"{hint}") from exc
         if missing == engine:
             raise EngineUnavailable(f"{module} is not in {engine} {ENGINE_VERSIONS[engine]} ({exc})") from exc
         raise EngineUnavailable(f"importing {module} needs the package {missing!r}, not installed here "

@@ -300,6 +300,19 @@ class SGLangFlashInferBackend(_SGLangBackend):
             return False, f"needs SM90+ (FlashInferGDNKernel), this GPU is sm{cc[0]}{cc[1]}"
         return True, f"{torch.cuda.get_device_name()} (sm{cc[0]}{cc[1]})"
 
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """As the other SGLang backends, plus FlashInfer's GDN kernels importing (SGLang's
+        ``_get_flashinfer_gdn_kernels``, ``gdn_flashinfer.py`` L122-L160)."""
+        ok, why = super().availability()
+        if not ok:
+            return ok, why
+        (probe,) = eng.load_symbols(_ENGINE, MODULES["flashinfer"], "_get_flashinfer_gdn_kernels")
+        if not probe()[0]:
+            return False, ("SGLang's FlashInfer GDN kernels did not import (flashinfer-python with its CuTe-DSL "
+                           "runtime: pip install 'gdnlab[gpu]' or the GPU bundle)")
+        return ok, why
+
     def scratch_slots_for(self, op: str, state_dtype: torch.dtype) -> tuple[int, ...]:
         """Pool slots a call may overwrite for padding rows: slot 0 (SM90 decode's gather/scatter of
         padding rows, sent there under ``contract_padding``; SM100's bf16 kernels' null slot)."""
