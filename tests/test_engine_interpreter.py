@@ -122,6 +122,34 @@ def _replay_cursor_semantics() -> None:
     assert seen == [([2, 1], [0, 0]), ([4, 2], [0, 0]), ([0, 3], [5, 0])], seen
 
 
+def _two_layers(backend: str, name: str, **opts) -> None:
+    """Two layers stepped as an engine steps a model (scratches sharing their bookkeeping, one
+    :class:`StepPlan` per step) end in the same committed states as each layer stepped alone."""
+    from gdnlab.inputs import make_inputs
+    from gdnlab.strategies import get_strategy
+    from gdnlab.strategies.base import StepPlan
+    s = get_strategy(name, backend=backend, **opts)
+    B, T = 2, 2
+    P = 1 + (B + 1) * s.slots_per_request(T)
+    pools = [_pool(P, torch.float32, seed=20 + i) for i in range(2)]
+    idx = torch.tensor([2, 1], dtype=torch.int32)
+    results = []
+    for shared in (True, False):
+        ps = [p.clone() for p in pools]
+        sc0 = s.allocate(ps[0], B, T)
+        scs = [sc0, s.allocate(ps[1], B, T, share=sc0 if shared else None)]
+        for step, acc in enumerate(([2, 1], [1, 2], [2, 2])):
+            plan = StepPlan() if shared else None
+            inp = [make_inputs(SHAPE, B, T, seed=10 * step + i) for i in range(2)]
+            for i in range(2):
+                s.verify(*inp[i].args(), ps[i], idx, scs[i], plan=plan)
+            for i in range(2):
+                s.commit(ps[i], idx, scs[i], torch.tensor(acc, dtype=torch.int32), plan=plan)
+        results.append([s.state(ps[i], idx, scs[i]) for i in range(2)])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 def _vllm(fn):
     def run():
         ok, why = eng.check("vllm")
@@ -146,6 +174,9 @@ CASES = {
     "sglang_triton-replay_ring-T2-L16": lambda: _strategy("sglang_triton", "replay_ring", torch.float32, steps=8,
                                                          T=2, ring_slots=16),
     "sglang_triton-replay_ring-cursors": _replay_cursor_semantics,
+    **{f"sglang_triton-{n}-two-layers-one-plan": (lambda n=n, o=o: _two_layers("sglang_triton", n, **o))
+       for n, o in (("full_cache", {}), ("replay_ring", {"ring_slots": 4}))},
+    "vllm_triton-token_slots-two-layers-one-plan": _vllm(lambda: _two_layers("vllm_triton", "token_slots")),
     **{f"vllm_triton-contract-{k}": _vllm(lambda d=d: _contract("vllm_triton", d)) for k, d in DTYPES.items()},
     **{f"vllm_triton-token_slots-{k}": _vllm(lambda d=d: _strategy("vllm_triton", "token_slots", d, steps=6,
                                                                    drop_every=0)) for k, d in DTYPES.items()},

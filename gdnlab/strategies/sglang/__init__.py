@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from ...kernels.validation import check_gdn_inputs
-from ..base import VerifyStrategy
+from ..base import StepPlan, VerifyStrategy
 from ..ops import RecurrentOps, TorchOps
 
 __all__ = ["EngineOps", "KernelOutputVerify"]
@@ -58,7 +58,7 @@ class KernelOutputVerify(VerifyStrategy):
     make_ops = EngineOps
 
     def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale: float | None = None, *,
-               validate: bool = True) -> torch.Tensor:
+               validate: bool = True, plan: StepPlan | None = None) -> torch.Tensor:
         """As :meth:`VerifyStrategy.verify`; ``o [B, T, HV, V]`` is the engine kernel's output (a view)."""
         dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=False,
                                 validate_values=validate)
@@ -66,7 +66,8 @@ class KernelOutputVerify(VerifyStrategy):
         if validate:
             self._check_slots(indices, scratch)
         scale = float(dims.K) ** -0.5 if scale is None else float(scale)
-        return self._verify_out(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims)
+        with self._planned(plan, scratch):
+            return self._verify_out(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims)
 
     def _verify_out(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims) -> torch.Tensor:
         raise NotImplementedError

@@ -96,6 +96,9 @@ class SGLangReplayRing(KernelOutputVerify, ReplayRing):
     launches = {"verify": 1, "commit": 3}
     bookkeeping_ops: dict[str, int] = {}
     main_kernel_phases = ("verify",)
+    #: each layer keeps its own cursors: SGLang advances them once per step and folds every layer in
+    #: one launch (spec_utils.py L1113-L1143); per layer here, the three commit launches are not shared
+    bookkeeping_fields = ()
 
     def __init__(self, ops=None, ring_slots: int | None = 16, contract_padding: bool = True) -> None:
         super().__init__(ops, ring_slots=ring_slots or 16)
@@ -185,7 +188,7 @@ class SGLangReplayRing(KernelOutputVerify, ReplayRing):
                                     {"strategy": self.name, "ring_len": scratch.ring_len})
         return o
 
-    def _fold(self, pool, indices, sc: SGLangRingScratch, accepted, write_pos, cache_base, is_flush) -> None:
+    def _fold_rows(self, pool, indices, sc: SGLangRingScratch, accepted, write_pos, cache_base, is_flush) -> None:
         _, _, circular = self._spec()
         circular(checkpoint_state=pool.unsqueeze(0), d_cache=sc.d.unsqueeze(0), k_cache=sc.k.unsqueeze(0),
                  g_cache=sc.g.unsqueeze(0), d_residual_cache=sc.d_res.unsqueeze(0),
@@ -200,7 +203,7 @@ class SGLangReplayRing(KernelOutputVerify, ReplayRing):
         advance(write_pos=scratch.write_pos, cache_base=scratch.cache_base, is_flush=scratch.is_flush,
                 num_accepted=accepted, replay_indices=indices, max_cache_len=scratch.ring_len,
                 max_spec_len=scratch.T, fold_every_commit=pool.dtype != torch.float32, null_block_id=-1)
-        self._fold(pool, indices, scratch, accepted, scratch.write_pos, scratch.cache_base, scratch.is_flush)
+        self._fold_rows(pool, indices, scratch, accepted, scratch.write_pos, scratch.cache_base, scratch.is_flush)
         self.last_path = KernelPath("commit", "commit_gdn_replayssm_spec + commit_gdn_replayssm_circular",
                                     _arch(pool.device), {"strategy": self.name})
 
@@ -218,7 +221,7 @@ class SGLangReplayRing(KernelOutputVerify, ReplayRing):
             return
         bk = bookkeeping_index(indices, scratch.pool_slots)
         scratch.is_flush[bk] = (scratch.write_pos[bk] > 0).to(torch.int8)
-        self._fold(pool, indices, scratch, torch.zeros_like(indices), scratch.write_pos, scratch.cache_base,
+        self._fold_rows(pool, indices, scratch, torch.zeros_like(indices), scratch.write_pos, scratch.cache_base,
                    scratch.is_flush)
 
     def _state(self, pool, indices, scratch):
@@ -226,7 +229,7 @@ class SGLangReplayRing(KernelOutputVerify, ReplayRing):
             return pool[indices.long().clamp(min=0)].float()
         tmp = pool.clone()
         wp, base = scratch.write_pos.clone(), scratch.cache_base.clone()
-        self._fold(tmp, indices, scratch, torch.zeros_like(indices), wp, base, (wp > 0).to(torch.int8))
+        self._fold_rows(tmp, indices, scratch, torch.zeros_like(indices), wp, base, (wp > 0).to(torch.int8))
         return tmp[indices.long().clamp(min=0)].float()
 
 

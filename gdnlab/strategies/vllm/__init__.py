@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..base import Scratch, bookkeeping_index
+from ..base import Scratch, VerifyStrategy, bookkeeping_index
 from ..sglang import KernelOutputVerify
 from ..token_slots import TokenSlots
 
@@ -63,6 +63,8 @@ class VLLMTokenSlots(KernelOutputVerify, TokenSlots):
     """vLLM's per-token slots (module docstring); subclasses launch the kernel in :meth:`_launch`."""
 
     bookkeeping_ops = {"verify": 3, "commit": 1}
+    #: per request, shared by a model's layers (vLLM builds the index rows once per step)
+    bookkeeping_fields = ("num_accepted", "slot_table")
     #: a verify overwrites the committed slot: a verify without its commit loses the committed state
     drop_safe = False
 
@@ -79,10 +81,10 @@ class VLLMTokenSlots(KernelOutputVerify, TokenSlots):
         """slot table ``P T`` + ``num_accepted`` ``P + 1`` int32 (its T states per request live in the pool)."""
         return P * T * 4 + (P + 1) * 4
 
-    def allocate(self, pool, max_batch, T, slot_table=None) -> VLLMSlotsScratch:
+    def allocate(self, pool, max_batch, T, slot_table=None, *, share=None) -> VLLMSlotsScratch:
         if slot_table is not None:
             raise ValueError("vLLM's token slots take the default slot table only")
-        return super(TokenSlots, self).allocate(pool, max_batch, T)
+        return VerifyStrategy.allocate(self, pool, max_batch, T, share=share)
 
     def _allocate(self, pool, max_batch, T):
         P = pool.shape[0]
@@ -94,11 +96,13 @@ class VLLMTokenSlots(KernelOutputVerify, TokenSlots):
         scratch.num_accepted.index_fill_(0, bookkeeping_index(s, scratch.pool_slots), 1)
 
     def _rows(self, indices, scratch) -> tuple[torch.Tensor, torch.Tensor]:
-        """vLLM's ``(spec_state_indices [B, T], num_accepted_tokens [B])`` (-1 rows for padding)."""
-        bk = bookkeeping_index(indices, scratch.pool_slots)
-        rows = scratch.slot_table[indices.long().clamp(min=0)]
-        rows = torch.where((indices >= 0)[:, None], rows, torch.full_like(rows, -1))
-        return rows, scratch.num_accepted[bk]
+        """vLLM's ``(spec_state_indices [B, T], num_accepted_tokens [B])`` (-1 rows for padding), once
+        per step under a :class:`~gdnlab.strategies.base.StepPlan`."""
+        def rows_now():
+            rows = scratch.slot_table[indices.long().clamp(min=0)]
+            rows = torch.where((indices >= 0)[:, None], rows, torch.full_like(rows, -1))
+            return rows, scratch.num_accepted[bookkeeping_index(indices, scratch.pool_slots)]
+        return self._memo("vllm_rows", rows_now)
 
     def _verify_out(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims):
         rows, acc = self._rows(indices, scratch)
@@ -111,7 +115,9 @@ class VLLMTokenSlots(KernelOutputVerify, TokenSlots):
         raise NotImplementedError
 
     def _commit(self, pool, indices, scratch, accepted):
-        scratch.num_accepted[bookkeeping_index(indices, scratch.pool_slots)] = accepted.to(torch.int32)
+        def store() -> None:
+            scratch.num_accepted[bookkeeping_index(indices, scratch.pool_slots)] = accepted.to(torch.int32)
+        self._once("vllm_num_accepted", store)
 
     def _slots(self, indices, scratch):
         rows, acc = self._rows(indices, scratch)
