@@ -156,9 +156,18 @@ def test_load_names_a_missing_dependency_and_symbol(monkeypatch: pytest.MonkeyPa
     (pkg / "kernels" / "needs_dep.py").write_text("import gdnlab_absent_dependency\n")
     (pkg / "kernels" / "ok.py").write_text("present = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    for mod in [m for m in sys.modules if m == "sglang" or m.startswith("sglang.")]:
+    real = {m: sys.modules[m] for m in sys.modules if m == "sglang" or m.startswith("sglang.")}
+    for mod in real:
         monkeypatch.delitem(sys.modules, mod)
     monkeypatch.setattr(eng, "installed_version", lambda e: engines.ENGINE_VERSIONS[e])
+    try:
+        _fake_engine_checks()
+    finally:                     # the fake package's modules must not outlive the test (the real ones come back)
+        for mod in [m for m in sys.modules if (m == "sglang" or m.startswith("sglang.")) and m not in real]:
+            del sys.modules[mod]
+
+
+def _fake_engine_checks() -> None:
     with pytest.raises(eng.EngineUnavailable, match="needs the package 'gdnlab_absent_dependency'"):
         eng.load("sglang", "sglang.kernels.needs_dep")
     assert eng.load_symbols("sglang", "sglang.kernels.ok", "present") == (1,)

@@ -121,6 +121,16 @@ class SGLangReplayRing(KernelOutputVerify, ReplayRing):
             return False, str(exc)
         return True, "ok"
 
+    @classmethod
+    def supports(cls, state_dtype=None, T=None, batch=None, sm=None, *, HV=None, K=None, V=None, act_dtype=None):
+        """SGLang's ring needs ``L >= 2 T`` (T <= 8 at the default L = 16) and K >= 32 (its dot tiles)."""
+        ok, why = super().supports(state_dtype, T, batch, sm, HV=HV, K=K, V=V, act_dtype=act_dtype)
+        if ok and T is not None and 2 * int(T) > 16:
+            return False, f"SGLang's ReplaySSM ring (--linear-replayssm-cache-len 16) takes T <= 8, got T={T}"
+        if ok and K is not None and int(K) < 32:
+            return False, f"SGLang's ReplaySSM kernel needs head_k_dim >= 32 (tl.dot tiles of 16), got K={K}"
+        return ok, why
+
     def extra_tolerance(self, state_dtype) -> dict:
         """The ring's precision (:func:`gdnlab.kernels.tolerances.compact_ring_extra`), float32 states;
         a bf16 state's storage tolerance already covers it."""
