@@ -82,6 +82,31 @@ BACKENDS: tuple[Backend, ...] = (
             "gdnlab.strategies.flashinfer", ("flashinfer-python", "flashinfer"), "flashinfer", module="flashinfer",
             kernel_pattern=r"gdn|gated_delta",
             summary="FlashInfer's CuTe-DSL GDN decode and MTP kernels (flashinfer-python)"),
+    # the serving engines' own code, imported from their installed packages (gdnlab.kernels._engine_import)
+    Backend("sglang_triton", "SGLang Triton", "#8c564b", "gdnlab.kernels.sglang:SGLangTritonBackend",
+            "gdnlab.strategies.sglang.triton", ("sglang",), "sglang", engine="sglang",
+            kernel_pattern=r"fused_recurrent_gated_delta_rule_packed_decode|fused_sigmoid_gating_delta_rule_update"
+                           r"|gdn_replayssm_spec_circular",
+            commit_pattern=r"mamba_state_scatter|replayssm_compact_commit|finish_gdn_replayssm|advance_gdn_spec",
+            summary="SGLang 0.5.23's Triton GDN kernels: packed decode, full-cache verify + scatter commit, "
+                    "ReplaySSM spec ring (sglang package)"),
+    Backend("sglang_flashinfer", "SGLang FlashInfer", "#17becf", "gdnlab.kernels.sglang:SGLangFlashInferBackend",
+            "gdnlab.strategies.sglang.flashinfer", ("sglang",), "sglang", engine="sglang",
+            kernel_pattern=r"gdn|gated_delta", commit_pattern=r"mamba_state_scatter",
+            summary="SGLang 0.5.23's FlashInferGDNKernel: SM90 gather/run/scatter decode and fp32 MTP verify, "
+                    "SM100 pool decode and bf16 MTP verify; SGLang's scatter commit"),
+    Backend("sglang_cutedsl", "SGLang CuTe DSL", "#bcbd22", "gdnlab.kernels.sglang:SGLangCuteDSLBackend",
+            None, ("sglang",), "sglang", engine="sglang", kernel_pattern=r"gdn|gated_delta",
+            summary="SGLang 0.5.23's CuTe-DSL GDN decode kernel (decode only; SGLang verifies with Triton)"),
+    Backend("vllm_triton", "vLLM Triton", "#9467bd", "gdnlab.kernels.vllm:VLLMTritonBackend",
+            "gdnlab.strategies.vllm.triton", ("vllm",), "vllm", engine="vllm",
+            kernel_pattern=r"fused_recurrent_gated_delta_rule_packed_decode|fused_sigmoid_gating_delta_rule_update",
+            summary="vLLM 0.33.0's Triton (fla) GDN kernels: packed decode, per-token-slot spec verify "
+                    "(VLLM_GDN_DECODE_KERNEL=triton)"),
+    Backend("vllm_cuda", "vLLM CUDA", "#e377c2", None, "gdnlab.strategies.vllm.cuda", ("vllm",), "vllm",
+            engine="vllm", kernel_pattern=r"gdn_decode_post_conv_mtp",
+            summary="vLLM 0.33.0's compiled fused_gdn_decode_post_conv_mtp (spec verify with per-token slots and "
+                    "the gated RMSNorm; VLLM_GDN_DECODE_KERNEL=cuda, the default)"),
 )
 
 #: kernels of the engines' GDN code that no registered backend runs but traces of engines contain

@@ -25,6 +25,17 @@
 #   GPU_KEEP_JIT_SOURCES=1  keep flashinfer/data/{csrc,cutlass,cccl}: only nvcc-JIT kernels (not the
 #                     CuTe-DSL GDN kernels) need them; they add ~100 MB
 #   GPU_NSYS_LIBS=0   do not copy libdw/libelf
+#   GPU_ENGINES=1     also carry the serving engines' own GDN code for the engine backends
+#                     (gdnlab/kernels/sglang.py, vllm.py): the sglang 0.5.23 package unpacked from its
+#                     CPython wheel without its Rust extensions (*.so, unused), vLLM 0.33.0's Python files
+#                     (vllm/**/*.py + dist-info, not its 336 MB of compiled code), and the light packages
+#                     their imported modules need that the GPU image lacks (GPU_ENGINE_DEPS)
+#   GPU_VLLM_C=1      with GPU_ENGINES=1: also vllm/_C_stable_libtorch.abi3.so (93 MB raw, built for torch
+#                     2.11 + CUDA 13): vLLM's compiled fused_gdn_decode_post_conv_mtp (backend vllm_cuda), and
+#                     on a CUDA machine every vLLM path needs it: resolving vLLM's CUDA platform (which its
+#                     Triton ops do at import) imports it (vllm/platforms/cuda.py L23). Without it the vLLM
+#                     backends say so and the SGLang ones run.
+#   GPU_ENGINE_DEPS   replaces the light-dependency list of GPU_ENGINES
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,7 +48,13 @@ platforms=${GPU_PLATFORMS:-"manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinu
 default_pkgs="flashinfer-python==0.7.4 nvidia-cutlass-dsl==4.8.1 nvidia-cutlass-dsl-libs-base==4.8.1
 nvidia-cutlass-dsl-libs-core==4.8.1 nvidia-cutlass-dsl-libs-cu13==4.8.1 apache-tvm-ffi==0.1.15.post2
 cuda-tile==1.7.0 cuda-python==13.4.4 nvtx==0.2.17 tqdm==4.67.1"
+# what sglang/srt/utils and vllm's ops import at module level, absent from the GPU image (anyio, einops,
+# regex, requests, psutil, pillow, typing-extensions, nvidia-ml-py are there)
+engine_deps=${GPU_ENGINE_DEPS:-"msgspec==0.23.0 orjson==3.13.0 pybase64==1.5.1 starlette==1.10.0 pyzmq==27.3.0
+pydantic-core==2.50.5"}
+engine_wheels="sglang==0.5.23 vllm==0.33.0"
 pkgs="${GPU_PACKAGES:-$default_pkgs} ${GPU_EXTRA_WHEELS:-}"
+if [ "${GPU_ENGINES:-0}" = 1 ]; then pkgs="$pkgs $engine_deps"; fi
 
 for tool in python3 unzip xz tar split sha256sum; do
   command -v "$tool" >/dev/null || { echo "build_gpu_bundle: '$tool' is needed" >&2; exit 1; }
@@ -48,8 +65,8 @@ case "$out" in "$root"/*)  # keep the bundle out of git
 esac
 
 mkdir -p "$cache" "$out/lib"
-dl=$(mktemp -d); site=$(mktemp -d)
-trap 'rm -rf "$dl" "$site"' EXIT
+dl=$(mktemp -d); site=$(mktemp -d); edl=$(mktemp -d)
+trap 'rm -rf "$dl" "$site" "$edl"' EXIT
 plat_args=(); for p in $platforms; do plat_args+=(--platform "$p"); done
 
 # 1. wheels: exactly this run's set lands in $dl (cached files are reused through --find-links)
@@ -67,7 +84,28 @@ dups=$(ls "$dl"/*.whl | xargs -n1 basename | cut -d- -f1 | tr 'A-Z.-' 'a-z__' | 
 for w in "$dl"/*.whl; do unzip -q -o "$w" -d "$site"; done
 if [ "${GPU_KEEP_JIT_SOURCES:-0}" != 1 ]; then rm -rf "$site"/flashinfer/data/{csrc,cutlass,cccl}; fi
 find "$site" -name __pycache__ -prune -exec rm -rf {} +
+# 2b. the engines' own packages (GPU_ENGINES=1), unpacked in part: their metadata says what they are
+if [ "${GPU_ENGINES:-0}" = 1 ]; then
+  echo "build_gpu_bundle: engine packages: $engine_wheels"
+  # sglang's CPython wheel is tagged manylinux_2_34 (its Rust extensions, which are not unpacked)
+  # shellcheck disable=SC2086
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
+    --platform manylinux_2_34_x86_64 "${plat_args[@]}" --find-links "$cache" -d "$edl" $engine_wheels 2>&1 \
+    | grep -v '^WARNING: Location' || true
+  for w in $engine_wheels; do
+    ls "$edl"/"${w%%==*}"-"${w##*==}"-*.whl >/dev/null 2>&1 || { echo "build_gpu_bundle: no wheel for $w" >&2; exit 1; }
+  done
+  cp -n "$edl"/*.whl "$cache"/ 2>/dev/null || true
+  unzip -q -o "$edl"/sglang-*.whl -x '*.so' -d "$site"
+  vllm_members=('vllm/*.py' 'vllm-*.dist-info/*')
+  if [ "${GPU_VLLM_C:-0}" = 1 ]; then vllm_members+=('vllm/_C_stable_libtorch.abi3.so'); fi
+  unzip -q -o "$edl"/vllm-*.whl "${vllm_members[@]}" -d "$site"
+  find "$site" -name __pycache__ -prune -exec rm -rf {} +
+fi
 (cd "$dl" && sha256sum -- *.whl | awk '{print $2, $1}') > "$out/packages.txt"
+if [ "${GPU_ENGINES:-0}" = 1 ]; then
+  (cd "$edl" && sha256sum -- *.whl | awk '{print $2, $1 " (unpacked in part)"}') >> "$out/packages.txt"
+fi
 cp "$out/packages.txt" "$site/.gdnlab-bundle-packages.txt"
 
 # 3. chunks + checksums

@@ -199,7 +199,9 @@ def _check_schema(df: pd.DataFrame, manifest: dict) -> None:
         assert pd.api.types.is_integer_dtype(df[c]), c
     assert (df.loc[df["mode"] == "decode", "draft_tokens"] == 1).all()
     ok = df[df["outcome"] == "ok"]
-    assert len(ok) and ok[list(PROV)].notna().all().all()
+    # every row records the versions of the packages of the backends it ran (not of every registered one)
+    ran = {backends.get(b).version_column for b in ok["backend"].unique()} - {None}
+    assert len(ok) and ok[[c for c in PROV if c not in backends.version_columns() or c in ran]].notna().all().all()
     assert (ok["status"] == "measured").all()
     assert (ok["duration_us"] > 0).all() and (ok["dram_bytes"] > 0).all()
     assert np.allclose(ok["dram_bw_gbps"], ok["dram_bytes"] / (ok["duration_us"] * 1e3))

@@ -110,7 +110,8 @@ def test_engine_runs_give_command_lines() -> None:
     args = engines.command_args(run, 4, "float32")
     assert args[:8] == ["--speculative-algorithm", "NEXTN", "--speculative-num-steps", "3", "--speculative-eagle-topk",
                         "1", "--speculative-num-draft-tokens", "4"]
-    assert "--enable-linear-replayssm-spec" in args and not run.runs(state_dtype="bfloat16")
+    assert "--enable-linear-replayssm-spec" in args and run.runs(state_dtype="bfloat16")   # allowed, with a warning
+    assert not registry.strategy_class("full_cache").engine_runs[2].runs(state_dtype="float32")  # SM100 FI: bf16
     assert engines.spec_args("vllm", None, "bfloat16") == ["--mamba-ssm-cache-dtype", "bfloat16"]
     with pytest.raises(ValueError, match="T >= 2"):
         engines.spec_args("sglang", 1, "float32")

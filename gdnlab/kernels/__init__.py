@@ -25,9 +25,12 @@ _REGISTRY: dict[str, str] = {b.name: b.kernels for b in _registry.BACKENDS if b.
 #: engine -> backend -> constructor options that make the backend run what the engine runs.
 #: SGLang: FlashInfer's backend zeroes padding rows' outputs after a bf16-state call (one extra
 #: ``masked_fill_``) for gdnlab's contract; SGLang launches no such kernel (its padding rows' outputs
-#: are never read), so ``zero_padding_output=False``. ``None``: gdnlab's contract, no options.
+#: are never read), so ``zero_padding_output=False``; SGLang's own kernels (``sglang_*``) run SGLang's
+#: launches exactly with ``contract_padding=False`` (:mod:`gdnlab.kernels.sglang`); vLLM's packed decode
+#: does no padding work of gdnlab's, so vLLM has no entry. ``None``: gdnlab's contract, no options.
 ENGINE_OPTIONS: dict[str | None, dict[str, dict]] = {
-    "sglang": {"flashinfer": {"zero_padding_output": False}},
+    "sglang": {"flashinfer": {"zero_padding_output": False},
+               **{b: {"contract_padding": False} for b in ("sglang_triton", "sglang_flashinfer", "sglang_cutedsl")}},
     None: {},
 }
 

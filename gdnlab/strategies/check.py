@@ -15,6 +15,9 @@ stashed tokens with the *next* call's gates (:attr:`VerifyStrategy.constant_gate
 and a ``fold(force=True)`` of every request before they change (what an engine must do when a
 layer's gates change).
 
+A strategy whose engine kernels are coarser than the storage tolerances declares the difference with an
+``extra_tolerance(state_dtype) -> {"output": Tolerance, "state": Tolerance}`` method (added to both).
+
 Pool slots: requests own slots ``1..P-1``; the reserved slot 0 must stay as it was unless the
 strategy declares it as scratch (:meth:`VerifyStrategy.scratch_slots_for`: FlashInfer's bf16 kernels
 send padding rows there). A declared scratch slot that a request owns is a problem too.
@@ -99,6 +102,9 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
     epoch = GATE_EPOCH if strategy.constant_gates else 1
     gates = None
     otol, stol = tol_.output_tol(act_dtype, state_dtype), tol_.state_tol(state_dtype)
+    extra = strategy.extra_tolerance(state_dtype) if hasattr(strategy, "extra_tolerance") else {}
+    otol, stol = (otol + extra["output"] if "output" in extra else otol), (stol + extra["state"] if "state" in extra
+                                                                            else stol)
     all_idx = slots.to(device)
 
     for step in range(steps):

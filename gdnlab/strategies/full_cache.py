@@ -1,11 +1,11 @@
 """``full_cache``: verify keeps the state after every draft token; commit copies the accepted one.
 
-The seed's (and SGLang's ``--gdn-mtp-cache-mode full``) strategy. Verify reads each row's state
-once and writes T states into a **batch-scoped** intermediate buffer ``[max_batch, T, HV, V, K]``
-(row ``i`` belongs to batch row ``i``); commit copies ``intermediate[i, accepted[i]-1]`` into
-``pool[indices[i]]`` with one fused scatter kernel and no host sync (on the Triton backend, as
-SGLang's ``fused_mamba_state_scatter_with_mask`` in
-``python/sglang/srt/layers/attention/mamba/mamba_state_scatter_triton.py``).
+The seed's strategy and SGLang's default GDN verify (SGLang 0.5.23 has no switch for it). Verify
+reads each row's state once and writes T states into a **batch-scoped** intermediate buffer
+``[max_batch, T, HV, V, K]`` (row ``i`` belongs to batch row ``i``); commit copies
+``intermediate[i, accepted[i]-1]`` into ``pool[indices[i]]`` with one fused scatter kernel and no host
+sync (on the Triton backend, as SGLang's ``fused_mamba_state_scatter_with_mask`` in
+``python/sglang/kernels/ops/mamba/mamba_state_scatter_triton.py`` of SGLang 0.5.23).
 
 State traffic per step: read S + write T intermediates + read one + write S = (T+3) S when the
 intermediate has the pool's dtype (:meth:`FullCache.row_bytes`).
@@ -56,9 +56,10 @@ class FullCache(VerifyStrategy):
                   note="FlashInfer's MTP verify with a batch-scoped intermediate buffer, as gdnlab's flashinfer "
                        "full_cache; on SM90 only with a float32 state"),
         EngineRun("sglang", ENGINE_VERSIONS["sglang"], ("--linear-attn-verify-backend", "flashinfer"),
-                  backends=("flashinfer", "sglang_flashinfer"), sms=("sm100", "sm103"),
+                  state_dtypes=("bfloat16",), backends=("flashinfer", "sglang_flashinfer"), sms=("sm100", "sm103"),
                   source="sgl-project/sglang PR #23273 (FlashInfer MTP verify on SM100+; "
-                         "intermediate_states_buffer[:batch_size])"),
+                         "intermediate_states_buffer[:batch_size]); v0.5.23 python/sglang/srt/arg_groups/"
+                         "attention_hook.py L366-L377 (SM100+ FlashInfer verify requires --mamba-ssm-dtype bfloat16)"),
     )
 
     @classmethod

@@ -86,13 +86,17 @@ class ReplayRing(VerifyStrategy):
         EngineRun("sglang", ENGINE_VERSIONS["sglang"],
                   ("--linear-attn-decode-backend", "triton", "--enable-linear-replayssm-spec",
                    "--linear-replayssm-cache-len", "16"),
-                  state_dtypes=("float32",), backends=("sglang_triton",),
-                  source="sgl-project/sglang v0.5.23 python/sglang/srt/server_args.py --enable-linear-replayssm-spec, "
-                         "--linear-replayssm-cache-len (PR #28695); python/sglang/kernels/ops/attention/linear/"
-                         "gdn_replayssm_spec_decode.py (commit_gdn_replayssm_spec / _circular)",
-                  note="SGLang's Triton ReplaySSM verify folding into a float32 checkpoint (the SSM dtype is "
-                       "forced to float32); gdnlab's flashinfer replay_ring is FlashInfer's bf16 ucache ring, "
-                       "which no released engine runs"),
+                  state_dtypes=("float32", "bfloat16"), backends=("sglang_triton",),
+                  source="sgl-project/sglang v0.5.23 python/sglang/srt/arg_groups/fields/exec_.py "
+                         "--enable-linear-replayssm-spec, --linear-replayssm-cache-len (PR #28695); "
+                         "arg_groups/attention_hook.py L450-L525 (unset --mamba-ssm-dtype becomes float32, "
+                         "bfloat16 is allowed with a warning); python/sglang/kernels/ops/attention/linear/"
+                         "gdn_replayssm_spec_decode.py (gdn_replayssm_spec_decode, commit_gdn_replayssm_spec / "
+                         "_circular)",
+                  note="SGLang's Triton ReplaySSM verify; its commit folds rows whose ring is full into the "
+                       "checkpoint (every commit for a bf16 state); bf16 d/k ring with low parts, per key head "
+                       "(gdnlab.strategies.sglang.triton); gdnlab's flashinfer replay_ring is FlashInfer's bf16 "
+                       "ucache ring, which no released engine runs"),
     )
 
     @classmethod

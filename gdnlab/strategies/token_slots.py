@@ -71,12 +71,16 @@ class TokenSlots(VerifyStrategy):
                   env=(("VLLM_GDN_DECODE_KERNEL", "cuda"),), max_draft_tokens=8,
                   source="vllm-project/vllm v0.33.0 vllm/envs.py VLLM_GDN_DECODE_KERNEL (default cuda): "
                          "_C.fused_gdn_decode_post_conv_mtp, one state slot per draft position (PR #51674)",
-                  note="vLLM's default compiled op; per-token state slots as gdnlab's token_slots"),
+                  note="vLLM's default compiled op (fused with the gated RMSNorm of the output); per-token "
+                       "state slots, T per request (gdnlab.strategies.vllm.cuda)"),
         EngineRun("vllm", ENGINE_VERSIONS["vllm"], (), backends=("vllm_triton",),
                   env=(("VLLM_GDN_DECODE_KERNEL", "triton"),),
                   source="vllm-project/vllm v0.33.0 vllm/envs.py VLLM_GDN_DECODE_KERNEL=triton: "
-                         "vllm/model_executor/layers/fla/ops fused_sigmoid_gating_delta_rule_update (IS_SPEC_DECODING)",
-                  note="vLLM's Triton path of the same strategy"),
+                         "vllm/third_party/flash_linear_attention/ops/fused_sigmoid_gating.py "
+                         "fused_sigmoid_gating_delta_rule_update (IS_SPEC_DECODING), called from "
+                         "vllm/model_executor/layers/mamba/gdn/qwen_gdn_linear_attn.py L1757-L1778",
+                  note="vLLM's Triton path of the same strategy; T slots per request, the committed one "
+                       "overwritten in place (gdnlab.strategies.vllm)"),
     )
 
     @classmethod
