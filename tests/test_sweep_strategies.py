@@ -69,8 +69,8 @@ def test_step_rows_carry_every_column(steps_df):
     # (bytes is rounded; the floors use the fractional amortised bytes)
     assert list(df["copy_floor_us"]) == pytest.approx(list(df["bytes"] / (df["copy_bw_gbps"] * 1e3)), rel=1e-3)
     assert ((df["commit_floor_us"] - df["bytes_commit"] / (df["copy_bw_gbps"] * 1e3)).abs() < 1e-9).all()
-    # correctness: one check per (strategy, state dtype, T), at the largest batch
-    assert df["correct"].all() and (df["check_batch"] == 3).all() and (df["check_steps"] == 3).all()
+    # correctness: each row checked at its own batch (per strategy, state dtype, T and B)
+    assert df["correct"].all() and (df["check_batch"] == df["batch"]).all() and (df["check_steps"] == 3).all()
     assert df["check_summary"].str.contains("state drift").all()
     assert (df["tol_ratio"] <= 1).all()
 
@@ -104,7 +104,7 @@ def test_step_bytes_follow_the_strategy_formulas(steps_df):
     assert (steps_df.loc[steps_df["strategy"].isin(["token_slots", "replay_ring"]), "bytes_commit"] == 0).all()
 
 
-def test_checks_run_once_per_group_at_the_largest_supported_batch(monkeypatch):
+def test_checks_run_at_each_batch_or_once_per_group_with_check_batch(monkeypatch):
     import gdnlab.strategies.check as chk
 
     calls = []
@@ -118,7 +118,9 @@ def test_checks_run_once_per_group_at_the_largest_supported_batch(monkeypatch):
     df = sw.run_sweep(_cfg(strategies=("full_cache", "recompute"), strategy_batches=(1, 2, 3),
                            accept_lens=(1.0, 2.0)), None, progress=False)
     assert len(df) == 2 * 3 * 2 and (df["status"] == "ok").all()
-    assert sorted(calls) == [("full_cache", 3, torch.float32, 2), ("recompute", 3, torch.float32, 2)]
+    # default: every batch checked once (the accept lengths share it), so correct speaks for the row's B
+    assert sorted(calls) == [(n, b, torch.float32, 2) for n in ("full_cache", "recompute") for b in (1, 2, 3)]
+    assert (df["check_batch"] == df["batch"]).all()
     calls.clear()
     sw.run_sweep(_cfg(strategies=("full_cache",), strategy_batches=(1, 2, 3), check_batch=2), None, progress=False)
     assert calls == [("full_cache", 2, torch.float32, 2)]                # the largest batch <= check_batch

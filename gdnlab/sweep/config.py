@@ -88,8 +88,9 @@ class SweepConfig:
         steps_per_sample: consecutive steps captured in one timed CUDA graph (the fold of
             ``replay_ring`` happens every few steps; the time per step is sample / steps).
         check_steps: steps of the correctness check of each (backend, strategy, state dtype, T).
-        check_batch: B of that check (``None``: the largest batch of the step grid the strategy
-            supports; a smaller value checks faster).
+        check_batch: ``None`` (default): every step point is checked at its own batch, so ``correct``
+            speaks for the row's B; a number: one check per group, at the largest batch of the grid the
+            strategy supports up to it (faster; the rows' ``check_batch`` says which B was checked).
         copy_mib: MiB of the device-to-device copy that measures the copy bandwidth once per run
             (``None``: 1024 on CUDA, 16 on CPU).
         state_dtypes: pool dtypes, ``float32`` / ``bfloat16`` (both grids).

@@ -8,10 +8,11 @@ backend, strategy, B, T, state dtype, accept length). :func:`measure_step_point`
    with status ``"unsupported: <reason>"``;
 2. writes the byte formulas (:meth:`VerifyStrategy.bytes_moved`, :meth:`VerifyStrategy.step_bytes`
    at the point's accept length) and the memory (:meth:`VerifyStrategy.scratch_bytes` + the pool);
-3. checks correctness once per (preset, backend, strategy, state dtype, T) — not per point — with
-   :func:`gdnlab.strategies.check.check_strategy` (``check_steps`` consecutive steps against the
-   float64 reference decode, at the largest batch of the group the strategy supports, or
-   ``check_batch``); every row of the group carries ``correct``, ``state_drift``, ``tol_ratio``;
+3. checks correctness with :func:`gdnlab.strategies.check.check_strategy` (``check_steps``
+   consecutive steps against the float64 reference decode) at the point's own batch (default), or,
+   with ``check_batch``, once per (preset, backend, strategy, state dtype, T) at the largest batch of
+   the group the strategy supports up to it; every row carries ``correct``, ``state_drift``,
+   ``tol_ratio`` and ``check_batch`` (the B that was checked);
 4. on a pool of ``capacity`` requests (``pool_slots`` rows, randomised once per (shape, dtype,
    rows) and reused) with a fresh scratch, runs one validated eager step (JIT happens here:
    ``first_call_ms``), then times three CUDA graphs with :func:`gdnlab.instrument.time_calls`:
@@ -159,11 +160,12 @@ def run_check(pt: SweepPoint, ctx, s, sd: torch.dtype, act: torch.dtype) -> Stra
     ``KeyboardInterrupt``)."""
     from ..strategies.check import check_strategy
 
-    key = pt.group()
+    cfg = ctx.cfg
+    each = cfg.check_batch is None                   # each point at its own batch
+    key = (*pt.group(), pt.batch) if each else pt.group()
     if key in ctx.checks:
         return ctx.checks[key]
-    cfg = ctx.cfg
-    B = _check_batch(pt, ctx, s, sd, act)
+    B = pt.batch if each else _check_batch(pt, ctx, s, sd, act)
     res = StrategyCheckResult(batch=B, steps=cfg.check_steps)
     t0 = time.perf_counter()
     try:
