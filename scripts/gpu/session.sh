@@ -10,8 +10,11 @@
 #   traces_triton      nsys traces, Triton backend: one per verify strategy + decode      ~3-5 min
 #   traces_flashinfer  the same on FlashInfer (strategies it cannot run are logged)       ~5-9 min
 #   traces             traces_triton then traces_flashinfer (one call only on a warm cache)
+#   traces_engines     the engines' own full_cache verify at the seed's settings: SGLang's FlashInfer
+#                      path (float32 state, as SGLang runs it on SM90) and SGLang's Triton path (float32
+#                      and bfloat16)                                                       ~1-2 min
 #   bench              benchmarks/bench_harness_overhead.py --quick                       ~4-7 min
-#   components         scripts/gpu/run_components.py --quick                              ~4-6 min
+#   components         scripts/gpu/run_components.py --engine: engine-grade components     ~4-5 min
 #
 # Traces use the seed's settings: Qwen3.5-397B-A17B at TP=4 (45 GDN layers), concurrency 64, OSL 512,
 # T=4, accept length 3.17, bf16 state, the whole step (every layer's verify + commit) in one CUDA graph;
@@ -87,6 +90,16 @@ traces_be() {     # traces_be BACKEND TIMEOUT: one capture per strategy at T=4, 
 traces_triton() { traces_be triton "${CAPTURE_TIMEOUT:-120}"; }
 traces_flashinfer() { traces_be flashinfer "${CAPTURE_TIMEOUT:-150}"; }
 traces() { traces_triton; traces_flashinfer; }
+traces_engines() {
+  local limit=${CAPTURE_TIMEOUT:-120}
+  capture_one sglang_flashinfer_c64_osl512_t4_full_cache_fp32 sglang_flashinfer "$limit" --draft-tokens 4 \
+    --accept-len 3.17 --strategy full_cache --state-dtype float32
+  capture_one sglang_triton_c64_osl512_t4_full_cache_fp32 sglang_triton "$limit" --draft-tokens 4 \
+    --accept-len 3.17 --strategy full_cache --state-dtype float32
+  capture_one sglang_triton_c64_osl512_t4_full_cache sglang_triton "$limit" --draft-tokens 4 \
+    --accept-len 3.17 --strategy full_cache
+  ls -la "$GDNLAB_OUT"
+}
 
 bench() {
   full_log bench run_bounded "$(budget_left)" "$PY" benchmarks/bench_harness_overhead.py --quick \
@@ -94,11 +107,11 @@ bench() {
 }
 
 components() {
-  full_log components run_bounded "$(budget_left)" "$PY" scripts/gpu/run_components.py \
-    --out "$GDNLAB_OUT/components" --quick
+  full_log components run_bounded "$(budget_left)" "$PY" scripts/gpu/run_components.py --engine \
+    --out "$GDNLAB_OUT/engine_components" --tps 4,8 --budget-s "${COMPONENTS_BUDGET_S:-200}" --attn-probe-timeout 60
 }
 
-STAGES=(tests sweep traces_triton traces_flashinfer traces bench components)
+STAGES=(tests sweep traces_triton traces_flashinfer traces traces_engines bench components)
 for st in "$@"; do
   if ! printf '%s\n' "${STAGES[@]}" | grep -qx "$st"; then
     log "unknown stage $st (stages: ${STAGES[*]})"; continue
