@@ -232,10 +232,19 @@ class SweepGDN:
         o = self.options()
         return sorted({int(t) for t in o.loc[o["mode"] == mode, "draft_tokens"]})
 
+    def _memo(self, key: tuple, fn) -> pd.DataFrame:
+        """``fn()`` once per ``key`` for this object (lookups repeat for every batch and layer)."""
+        memo = self.__dict__.setdefault("_lookups", {})
+        if key not in memo:
+            memo[key] = fn()
+        return memo[key]
+
     def _series(self, backend: str, mode: str, strategy: str, T: int, state_dtype) -> pd.DataFrame:
         t = self.table
-        sel = t[(t["backend"] == backend) & (t["mode"] == mode) & (t["strategy"] == strategy)
-                & (t["draft_tokens"] == T) & (t["state_dtype"] == dtype_name(state_dtype))]
+        sd = dtype_name(state_dtype)
+        sel = self._memo(("series", backend, mode, strategy, int(T), sd), lambda: t[
+            (t["backend"] == backend) & (t["mode"] == mode) & (t["strategy"] == strategy)
+            & (t["draft_tokens"] == T) & (t["state_dtype"] == sd)])
         if sel.empty:
             raise InputError(f"no GDN sweep rows for backend={backend!r} mode={mode!r} strategy={strategy!r} "
                              f"T={T} state_dtype={dtype_name(state_dtype)!r}")
@@ -243,8 +252,10 @@ class SweepGDN:
 
     def _steps(self, backend: str, strategy: str, T: int, state_dtype) -> pd.DataFrame:
         t = self.steps
-        return t[(t["backend"] == backend) & (t["strategy"] == strategy) & (t["draft_tokens"] == T)
-                 & (t["state_dtype"] == dtype_name(state_dtype))]
+        sd = dtype_name(state_dtype)
+        return self._memo(("steps", backend, strategy, int(T), sd), lambda: t[
+            (t["backend"] == backend) & (t["strategy"] == strategy) & (t["draft_tokens"] == T)
+            & (t["state_dtype"] == sd)])
 
     def has(self, backend: str, mode: str, strategy: str, T: int, state_dtype) -> bool:
         if mode == "verify" and not self._steps(backend, strategy, T, state_dtype).empty:

@@ -172,11 +172,14 @@ class ComponentTimes:
         return sorted(str(x) for x in s)
 
     def recipe(self, mode: str) -> dict[str, int]:
-        """``{component: count}`` of the measured slice step in ``mode``."""
-        r = self.recipes[self.recipes["mode"] == mode]
-        if r.empty:
-            raise DataError(f"no recipe for mode {mode!r}; have {sorted(self.recipes['mode'].unique())}")
-        return {str(c): int(n) for c, n in zip(r["component"], r["count"])}
+        """``{component: count}`` of the measured slice step in ``mode`` (a copy of a per-mode memo)."""
+        memo = self.__dict__.setdefault("_recipes", {})
+        if mode not in memo:
+            r = self.recipes[self.recipes["mode"] == mode]
+            if r.empty:
+                raise DataError(f"no recipe for mode {mode!r}; have {sorted(self.recipes['mode'].unique())}")
+            memo[mode] = {str(c): int(n) for c, n in zip(r["component"], r["count"])}
+        return dict(memo[mode])
 
     def _table(self, component: str, mode: str, strategy: str | None):
         """Cached numpy arrays for one (component, mode, strategy): ``[(kv or None, batches, net_us)]``."""
