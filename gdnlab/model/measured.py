@@ -187,7 +187,10 @@ class ComponentTimes:
         key = (component, mode, strategy)
         if key in cache:
             return cache[key]
-        r = self.rows[(self.rows["component"] == component) & (self.rows["mode"] == mode)]
+        groups = cache.get("_by_component_mode")
+        if groups is None:                   # one split of the rows serves every later lookup
+            groups = cache["_by_component_mode"] = {k: g for k, g in self.rows.groupby(["component", "mode"])}
+        r = groups.get((component, mode), self.rows.iloc[:0])
         if component in GDN_COMPONENTS and mode == "mtp" and strategy is not None and not r.empty:
             s = r[r["strategy"] == strategy]
             if s.empty:
