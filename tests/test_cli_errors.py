@@ -242,8 +242,11 @@ CASES: list[tuple[str, list[str], int, bool]] = [
     ("plan-accept-table-is-a-sweep", ["plan", "--accept-table", "sweep.parquet"], 4, False),
     ("plan-sweep-random-bytes", ["plan", "--sweep", "rand.bin"], 4, False),
     ("plan-sweep-trace", ["plan", "--sweep", "trace.sqlite"], 4, False),
-    ("plan-reference-sweep-counters", ["plan", "--sweep", "nosuch.parquet", "--reference-sweep",
-                                       "counters.parquet"], 4, False),
+    ("plan-reference-sweep-counters", ["plan", "--reference-sweep", "counters.parquet"], 4, False),
+    ("plan-sweep-mistyped", ["plan", "--sweep", "nosuch.parquet"], 5, False),     # never a fallback to other data
+    ("plan-batches-beyond-measured", ["plan", "--batches", "1,100000000"], 2, False),
+    ("plan-accept-two-sources", ["plan", "--accept-len", "3", "--accept-curve", "nosuch-curve"], 2, False),
+    ("plan-accept-len-at-T1", ["plan", "--accept-len", "1", "--accept-len-draft-tokens", "1"], 2, False),
     ("plan-components-missing", ["plan", "--components", "nosuch"], 4, False),     # gdnlab.model: DataError
     ("plan-components-folder-without-run", ["plan", "--components", "adir"], 4, False),
 ]

@@ -1,55 +1,93 @@
-"""``gdnlab plan``: the best verify setup (strategy, T, state dtype, GDN backend) per batch size, with
-expected TPOT and throughput, their provenance, and the engine settings that select it.
+"""``gdnlab plan``: one server configuration per engine (T, strategy, state dtype, GDN backend and the
+engine's flags) for a concurrency range, what it gives up against the per-batch best, the options no
+engine runs yet, and the best option per batch, with TPOT, throughput, memory and provenance.
 
-Example: ``gdnlab plan --gpu h200 --preset qwen3.5-397b-a17b --tp 4 --accept-len 3.17``
-(or ``--accept-table accept.csv`` with columns ``draft_tokens, accept_len``). Runs on CPU from the
-shipped data: the component run in ``traces/<gpu>/``, that GPU's kernel sweep when present, else the
-reference sweep projected by bandwidth.
+Examples:
+  gdnlab plan --gpu h200 --batches 1,4,16,64,128,256 --accept-curve accept.csv
+  gdnlab plan --gpu gb200 --accept-len 3.17 --accept-len-draft-tokens 4 --json
+  gdnlab plan --accept-from-log server.log --engine sglang --accept-log-draft-tokens 4
+
+Acceptance (one source): a shipped curve by name or a file (--accept-curve: draft_tokens, accept_len;
+optional curve, context_bucket), an engine's log or metrics (--accept-from-log with --engine), or
+points (--accept-len at --accept-len-draft-tokens). Every GPU of gdnlab's hardware table answers:
+its own data in traces/<gpu>/ where measured, else the nearest measured GPU's, projected (labelled).
+Runs on CPU from the shipped data.
 """
 from __future__ import annotations
 
 import argparse
 
 from . import _registry as R
-from ._args import input_file, list_option, option
+from ._args import input_file, list_option, option, output_file
+
+ENGINES = ("sglang", "vllm")
+
+
+def _accept_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("acceptance (give one source)")
+    option(g, "--accept-curve", "--accept-table", dest="accept_curve", default=None, metavar="FILE|NAME",
+           help="accept length vs T: a CSV/parquet (draft_tokens, accept_len; optional curve, context_bucket, "
+                "status, source) or the name of a shipped curve",
+           shown_default="the shipped InferenceX curve, else the seed's 3.175 at T=4")
+    g.add_argument("--accept-curve-name", default=None, help="which curve of a file or of the shipped table")
+    list_option(g, "--accept-len", metavar="A", item=float, minimum=1.0, default=None,
+                help="mean accept length(s): tokens kept per verify step, 1..T")
+    list_option(g, "--accept-len-draft-tokens", metavar="T", item=int, minimum=1, default=None,
+                help="the T each --accept-len was measured at", shown_default="4")
+    g.add_argument("--accept-from-log", default=None, metavar="FILE",
+                   help="an engine's log (SGLang 'accept len', vLLM 'SpecDecoding metrics') or vLLM /metrics text")
+    g.add_argument("--engine", choices=ENGINES, default=None, help="the engine that wrote --accept-from-log")
+    g.add_argument("--accept-log-draft-tokens", type=int, default=None,
+                   help="the server's T (SGLang's --speculative-num-draft-tokens; its log does not state it)")
+    list_option(g, "--context-buckets", metavar="TOKENS", item=int, minimum=1, default=None,
+                help="upper edges of context buckets for an SGLang log; --ctx picks the bucket")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     option(parser, "--gpu", default="h200", valid=R.gpu_names(),
-           help="GPU to plan for (any case; h100 = H100-SXM); its data is read from traces/<gpu>/")
+           help="GPU to plan for (any case; h100 = H100-SXM): its data in traces/<gpu>/, else the nearest GPU's")
     option(parser, "--preset", default=R.DEFAULT_PRESET, valid=R.preset_choices(),
            help="model preset the components were measured for")
     parser.add_argument("--tp", type=int, default=4, help="tensor-parallel degree")
-    parser.add_argument("--accept-len", type=float, default=3.17,
-                        help="mean accept length (tokens kept per verify step, 1..T) at --accept-len-draft-tokens")
-    parser.add_argument("--accept-len-draft-tokens", type=int, default=4,
-                        help="T at which --accept-len was measured (other T follow the one-rate chain model)")
-    parser.add_argument("--accept-table", default=None,
-                        help="measured accept length vs T (CSV/parquet: draft_tokens, accept_len)")
+    parser.add_argument("--weights", choices=["nvfp4", "fp8"], default="nvfp4",
+                        help="weights dtype of the served model (memory; step times are the components')")
+    _accept_options(parser)
     list_option(parser, "--batches", "--batch", dest="batches", metavar="B", item=int, minimum=1,
                 default=[1, 4, 16, 64, 128, 256], help="concurrency buckets (running requests B)")
-    list_option(parser, "--draft-tokens", metavar="T", item=int, minimum=1, default=[2, 4, 8],
-                help="draft tokens T to consider (only those the sweep measured are priced)")
+    parser.add_argument("--extrapolate", action="store_true",
+                        help="price batches and a context beyond the measured ranges (labelled extrapolated)")
+    list_option(parser, "--draft-tokens", metavar="T", item=int, minimum=1, default=None,
+                shown_default="every T the sweep measured", help="draft tokens T to consider")
     list_option(parser, "--strategies", metavar="NAME", default=None, valid=R.STRATEGIES, shown_default="all priced",
                 help="verify strategies to consider")
     list_option(parser, "--state-dtypes", metavar="DTYPE", default=None, valid=R.STATE_DTYPES,
                 shown_default="all priced", help="state dtypes to consider")
+    list_option(parser, "--backends", metavar="NAME", default=None,
+                valid=tuple(dict.fromkeys(R.kernel_backends() + R.strategy_backends())), shown_default="all priced",
+                help="GDN backends to consider")
     parser.add_argument("--ctx", type=float, default=1024.0, help="context tokens per running request")
-    option(parser, "--components", default=None, help="component run folder", shown_default="traces/<gpu>/components/")
-    option(parser, "--sweep", default=None, help="that GPU's kernel sweep", shown_default="traces/<gpu>/sweep.parquet")
-    parser.add_argument("--reference-sweep", default="traces/h100/sweep.parquet",
-                        help="sweep projected by bandwidth when the GPU has none; also used for the seed fit")
+    option(parser, "--components", default=None, help="component run folder",
+           shown_default="traces/<gpu>/components/, else the nearest GPU's")
+    option(parser, "--sweep", default=None, help="GDN kernel sweep",
+           shown_default="traces/<gpu>/sweep.parquet, else the nearest GPU's")
+    option(parser, "--reference-sweep", default=None, help="sweep for the seed fit when the GPU's own has none",
+           shown_default="traces/h100/sweep.parquet")
     parser.add_argument("--fitted", choices=["fixed", "before_fix", "none"], default="fixed",
                         help="seed software state whose two fitted numbers apply (none: components only)")
     parser.add_argument("--checked-only", action="store_true",
                         help="choose only among options whose GDN rows passed their correctness check")
+    parser.add_argument("--adaptive-config", default=None, metavar="FILE",
+                        help="write SGLang's adaptive draft-length config here when the plan has one")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON (one record per recommendation)")
     parser.add_argument("--all", action="store_true", help="print every priced option, not only the best per batch")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="refit the seed's two numbers instead of reading them from the cache")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress line on stderr (there is none when stderr is not a terminal)")
 
 
 def _check(args: argparse.Namespace) -> None:
-    """The values' checks, done before the component run and the sweeps are read (seconds)."""
+    """The values' checks, done before the component run and the sweeps are read."""
     from ..errors import InputError
     from ..shapes import dtype_name
     from ..strategies import STRATEGY_NAMES
@@ -63,79 +101,99 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError(f"--tp must be an integer >= 1 (tensor-parallel degree), got {args.tp}")
     if not 0 < args.ctx < float("inf"):
         raise InputError(f"--ctx must be a number of context tokens > 0, got {args.ctx:g}")
-    if any(t < 2 for t in args.draft_tokens):
+    if any(t < 2 for t in args.draft_tokens or ()):
         raise InputError(f"--draft-tokens must be >= 2 for speculation, got {','.join(map(str, args.draft_tokens))}")
-    if args.accept_len_draft_tokens < 1:
-        raise InputError(f"--accept-len-draft-tokens must be an integer >= 1, got {args.accept_len_draft_tokens}")
-    if not args.accept_table and not 1 <= args.accept_len <= args.accept_len_draft_tokens:
-        raise InputError(f"--accept-len must lie in [1, T={args.accept_len_draft_tokens}] (mean tokens kept per "
-                         f"verify step), got {args.accept_len:g}")
-    if args.accept_table:
-        input_file(args.accept_table, "an accept-length table (CSV or parquet: draft_tokens, accept_len)")
+    for a in args.accept_len or ():
+        if not a < float("inf"):
+            raise InputError(f"--accept-len must be a finite number of tokens kept per verify step, got {a:g}")
+    if args.accept_curve and _is_path(args.accept_curve):
+        input_file(args.accept_curve, "an acceptance curve (CSV or parquet: draft_tokens, accept_len)")
+    if args.accept_from_log:
+        input_file(args.accept_from_log, "an engine's log or metrics text")
+    if args.adaptive_config:
+        output_file(args.adaptive_config, "--adaptive-config")
 
 
-def _plan(args: argparse.Namespace, gpu: str, bar) -> tuple:
-    """``(candidates, best, best checked, notes)``: the model composed from the component run and
-    the sweeps, every option priced, the best per batch; ``bar`` advances by one per stage."""
-    bar.set_postfix_str("checking the options, loading the model")
+def _is_path(text: str) -> bool:
+    from pathlib import Path
+
+    p = Path(text)
+    return p.exists() or p.suffix in (".csv", ".parquet", ".tsv") or "/" in text or "\\" in text
+
+
+def _cache_dir(args: argparse.Namespace):
+    import os
+    from pathlib import Path
+
+    if args.no_cache:
+        return None
+    return Path(os.environ.get("GDNLAB_CACHE_DIR") or Path.home() / ".cache" / "gdnlab")
+
+
+def _build(args: argparse.Namespace):
+    """``(plan, model)`` from the arguments."""
+    from ..model.build import gpu_data, step_for_gpu
+    from ..model.plan import make_plan
+    from ..model.plan_accept import resolve_acceptance
+
+    data = gpu_data(args.gpu, components=args.components, sweep=args.sweep, reference_sweep=args.reference_sweep)
     _check(args)
-    from ..model.build import step_for_gpu
-    from ..model.plan import best_plan, plan_candidates, read_accept_table
+    curve, how = resolve_acceptance(accept_len=args.accept_len, accept_T=args.accept_len_draft_tokens,
+                                    curve=args.accept_curve, curve_name=args.accept_curve_name,
+                                    log=args.accept_from_log, engine=args.engine, log_T=args.accept_log_draft_tokens,
+                                    context_buckets=args.context_buckets, ctx_tokens=args.ctx)
+    ref = args.reference_sweep or (data.reference_sweep if data.sweep is None else None)   # read only when used
+    step, _ = step_for_gpu(data.gpu.name, data.components, sweep_path=data.sweep, reference_sweep_path=ref,
+                           preset=args.preset, tp=args.tp,
+                           fitted=None if args.fitted == "none" else args.fitted, weights=args.weights,
+                           cache_dir=_cache_dir(args))
+    step.notes[:0] = data.notes
+    plan = make_plan(step, batches=args.batches, curve=curve, accept_how=how, ctx_per_request=args.ctx,
+                     checked_only=args.checked_only, draft_tokens=args.draft_tokens, strategies=args.strategies,
+                     backends=args.backends, state_dtypes=args.state_dtypes, extrapolate=args.extrapolate,
+                     adaptive_file=args.adaptive_config or "sglang_adaptive.json")
+    plan.candidates.attrs["model_name"] = f"{step.model.name} TP{step.model.tp}"
+    return plan, step.model
 
-    accept = read_accept_table(args.accept_table) if args.accept_table else args.accept_len
-    bar.update()
-    bar.set_postfix_str("composing the step from the component run and the sweeps")
-    folder = args.components or f"traces/{args.gpu.lower()}/components"
-    sweep = args.sweep or f"traces/{args.gpu.lower()}/sweep.parquet"
-    step, notes = step_for_gpu(gpu, folder, sweep_path=sweep, reference_sweep_path=args.reference_sweep,
-                               preset=args.preset, tp=args.tp, fitted=None if args.fitted == "none" else args.fitted)
-    bar.update()
-    bar.set_postfix_str("pricing every option")
-    cand = plan_candidates(step, batches=args.batches, accept=accept, accept_T=args.accept_len_draft_tokens,
-                           draft_tokens=args.draft_tokens, ctx_per_request=args.ctx, strategies=args.strategies,
-                           state_dtypes=args.state_dtypes)
-    bar.update()
-    bar.set_postfix_str("choosing the best per batch")
-    best = best_plan(cand, checked_only=args.checked_only)
-    safe = best if args.checked_only else best_plan(cand, checked_only=True)
-    bar.update()
-    return cand, best, safe, notes
+
+def _write_adaptive(plan, path: str) -> str | None:
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    sv = plan.servers.get("sglang")
+    if sv is None or sv.adaptive is None or sv.adaptive.config is None:
+        return None
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(sv.adaptive.config, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, p)
+    return str(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..hardware import spec_for
+    import json
+
     from ._progress import progress_bar
 
-    try:
-        spec = spec_for(args.gpu.upper() if args.gpu.lower() in ("h200", "b200", "gb200") else args.gpu)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    with progress_bar(args, total=4, desc="gdnlab plan", unit="stages") as bar:
-        cand, best, safe, notes = _plan(args, spec.name, bar)
-    import pandas as pd
+    with progress_bar(args, total=1, desc="gdnlab plan", unit="plan") as bar:
+        bar.set_postfix_str("composing the step and pricing every option")
+        plan, model = _build(args)
+        bar.update()
+    from ..model.plan_report import plan_records, plan_text
 
-    with pd.option_context("display.width", 200, "display.max_colwidth", 200, "display.max_columns", 30):
-        print(f"gdnlab plan · {spec.name} · {args.preset}@tp{args.tp} · context {args.ctx:g} tokens/request")
-        print("accept length per T: " + ", ".join(f"T={t}: {a:.2f}" for t, a in cand.attrs["accept_lengths"].items())
-              + (" (measured table)" if args.accept_table else f" (chain model from {args.accept_len} at "
-                                                               f"T={args.accept_len_draft_tokens})"))
-        for n in notes + cand.attrs["notes"]:
-            print(f"  · {n}")
-        cols = ["batch", "strategy", "draft_tokens", "state_dtype", "backend", "accept_len", "tpot_ms",
-                "throughput_tok_s", "speedup", "gdn_share", "check"]
-        shown = cand if args.all else best
-        print(shown[cols].round({"accept_len": 2, "tpot_ms": 3, "throughput_tok_s": 0, "speedup": 3,
-                                 "gdn_share": 3}).to_string(index=False))
-        alt = safe.merge(best[["batch", "check"]], on="batch", suffixes=("", "_best"))
-        alt = alt[alt["check_best"] == "unchecked"]
-        if not alt.empty:
-            print("best option that passed its correctness check, where the best above is unchecked:")
-            print(alt[cols].round({"accept_len": 2, "tpot_ms": 3, "throughput_tok_s": 0, "speedup": 3,
-                                   "gdn_share": 3}).to_string(index=False))
-        print("provenance: TPOT and throughput are " + best["provenance"].iloc[0])
-        print("engine settings of the best option per batch:")
-        for r in best.itertuples():
-            print(f"  B={r.batch}: SGLang {r.sglang}\n         vLLM   {r.vllm}")
-        print("sources: " + "; ".join(dict.fromkeys(s for x in best["sources"] for s in x.split("; "))))
+    written = _write_adaptive(plan, args.adaptive_config) if args.adaptive_config else None
+    if args.json:
+        rec = plan_records(plan)
+        rec["adaptive_config_written"] = written
+        print(json.dumps(rec, indent=1, default=str))
+        return 0
+    print(plan_text(plan, model=model, show_all=args.all))
+    if written:
+        print(f"wrote {written} (SGLang --speculative-adaptive-config)")
+    elif args.adaptive_config:
+        print(f"{args.adaptive_config} not written: the plan has no SGLang adaptive schedule")
     return 0

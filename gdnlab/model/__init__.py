@@ -24,7 +24,12 @@ The composed bf16-component model (kept for ``gdnlab plan`` until it moves to :f
 :mod:`~gdnlab.model.measured` (:func:`load_components`, :class:`ComponentTimes`),
 :mod:`~gdnlab.model.gdn_sweep` (:class:`SweepGDN`), :mod:`~gdnlab.model.composed`
 (:class:`ComposedStep` + two fitted numbers), :mod:`~gdnlab.model.composed_seed` (their seed fit),
-:mod:`~gdnlab.model.build` (:func:`step_for_gpu`), :mod:`~gdnlab.model.plan`.
+:mod:`~gdnlab.model.build` (:func:`step_for_gpu`, :func:`gpu_data`: every GPU answers), and the server
+plan: :mod:`~gdnlab.model.plan` (every option priced per batch, :func:`plan_candidates`; the best per
+batch with runner-up and ties, :func:`best_plan`; one configuration per engine, :func:`make_plan`),
+:mod:`~gdnlab.model.memory` (the concurrency memory holds), :mod:`~gdnlab.model.server_config` (engine
+flags from the strategy registry, adaptive T), :mod:`~gdnlab.model.plan_accept` (the acceptance curve),
+:mod:`~gdnlab.model.plan_gdn` (GDN cost per accept length), :mod:`~gdnlab.model.plan_report` (text, JSON).
 
 Shared: :mod:`~gdnlab.model.served` (:class:`ServedModel`), :mod:`~gdnlab.model.mtp` (:class:`MTPConfig`),
 :mod:`~gdnlab.model.serving` (a bench_serving run replayed through a step model),
@@ -33,7 +38,7 @@ roofline fit is :mod:`gdnlab.model.legacy`, kept for comparison. Acceptance mode
 :mod:`gdnlab.acceptance` / :mod:`gdnlab.acceptance_curves`; the seed's numbers :mod:`gdnlab.seed`.
 Everything computed here is ``status = "projected"``.
 """
-from .build import fitted_overheads, step_for_gpu, step_from_times
+from .build import fitted_overheads, gpu_data, step_for_gpu, step_from_times
 from .calibration import deployment_params
 from .compare_ops import component_vs_aic
 from .composed import OVERHEAD_NAMES, PARTS, ComposedStep, Overheads
@@ -42,17 +47,21 @@ from .engine_build import engine_rows, engine_step_for
 from .engine_step import EngineParams, EngineStep
 from .gdn_sweep import SweepGDN, comparable_rows
 from .measured import ComponentTimes, load_components
+from .memory import max_concurrency, memory_need
 from .mtp import SEED_MTP, MTPConfig
 from .plan import (
+    Plan,
     accept_lengths,
     best_plan,
     breakdown_by_batch,
-    engine_settings,
+    make_plan,
+    not_engine_run,
     plan_candidates,
     read_accept_table,
     speedup_table,
     tokens_per_step_table,
 )
+from .plan_accept import resolve_acceptance
 from .predict import predict
 from .seed_runs import SeedAssumptions, seed_roles, seed_variants
 from .served import ServedModel
@@ -69,9 +78,10 @@ from .validation import (
     validate,
 )
 
-__all__ = ["fitted_overheads", "step_for_gpu", "step_from_times", "OVERHEAD_NAMES", "PARTS", "ComposedStep",
+__all__ = ["fitted_overheads", "gpu_data", "step_for_gpu", "step_from_times", "OVERHEAD_NAMES", "PARTS", "ComposedStep",
            "Overheads", "SweepGDN", "comparable_rows", "ComponentTimes", "load_components", "SEED_MTP", "MTPConfig",
-           "accept_lengths", "best_plan", "breakdown_by_batch", "engine_settings", "plan_candidates",
+           "max_concurrency", "memory_need", "Plan", "make_plan", "not_engine_run", "resolve_acceptance",
+           "accept_lengths", "best_plan", "breakdown_by_batch", "plan_candidates",
            "read_accept_table", "speedup_table", "tokens_per_step_table", "SeedAssumptions", "seed_roles",
            "seed_variants", "ServedModel", "LinearRun", "ServingScenario", "project", "simulate_serving",
            "H100_COPY_GBPS", "target_summary", "SeedComparison", "baseline_summary", "cross_gpu_rows",
