@@ -109,9 +109,10 @@ class _Files:
         return self.root
 
 
-def test_shipped_curves_by_name_and_default(tmp_path, monkeypatch):
+@pytest.mark.parametrize("column", ["curve", "curve_id"])
+def test_shipped_curves_by_name_and_default(tmp_path, monkeypatch, column):
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "acceptance_curves.csv").write_text(CSV)
+    (tmp_path / "data" / "acceptance_curves.csv").write_text(CSV.replace("curve,", f"{column},", 1))
     monkeypatch.setattr(acceptance_curves, "resources", _Files(tmp_path))
     c, how = resolve_acceptance()
     assert c.name == DEFAULT_CURVE and c.status == "reported" and c.points == {2: 1.93, 4: 3.39}
