@@ -247,7 +247,10 @@ def _finish(df: pd.DataFrame, step: ComposedStep, curve: AcceptanceCurve, notes:
     if curve.adjusted:
         notes.append(f"acceptance curve {curve.name}: points are not a chain; adjusted by up to "
                      f"{curve.max_adjustment:.3f} tokens/step")
+    src = step.times.source.split(":")[0] if step.times.status == "projected" else "this GPU's component run"
+    gsrc = step.gdn.source.split(" (")[0] if step.gdn is not None else "no GDN sweep"
     df.attrs.update(notes=notes, note="; ".join(notes), ctx=ctx, provenance=step.provenance(ctx_per_request=ctx),
+                    data_from=f"components: {src}; GDN: {gsrc}",
                     sm=step.gpu.sm, accept_lengths={t: float(curve.mean(t)) for t in
                                                     sorted({int(t) for t in df["draft_tokens"] if t > 1})})
     return df   # attrs stay small: pandas deep-copies them on every operation

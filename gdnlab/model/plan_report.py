@@ -51,8 +51,7 @@ def _header(plan: Plan) -> list[str]:
     data = str(c["status"].iloc[0])
     lines = [f"gdnlab plan · {plan.gpu.name} ({plan.gpu.sm}) · {step_model} · batches {plan.batches[0]}.."
              f"{plan.batches[-1]} · context {c.attrs['ctx']:g} tokens/request",
-             f"data: {data} (" + ("this GPU's own component run and GDN sweep" if data == "measured"
-                                  else "another GPU's, projected by hardware ratios") + ")",
+             f"data: {data} ({c.attrs.get('data_from', '')})",
              f"acceptance ({plan.accept_how}): curve {cur.name}, {cur.status}, {cur.source}",
              f"  accept length (tokens kept per verify step) at the priced T: {pts}"
              + ("  (* beyond the curve's points: last conditional rate repeated)" if "*" in pts else "")]
@@ -180,9 +179,12 @@ def plan_text(plan: Plan, *, model=None, show_all: bool = False) -> str:
     for eng in ENGINE_VERSIONS:
         lines += _server(plan, eng)
     lines += _not_run(plan)
-    lines.append("Per batch, every priced option (tpot_ms, its p10-p90 range from the GDN timing; speedup_vs_decode = "
-                 "plain-decode TPOT / this TPOT, x; gdn_kernel_share_pct = % of the step in GDN kernels; verdict tie = "
-                 "TPOT ranges overlap):")
+    lines.append("Per batch, the fastest option memory holds (tpot_ms in ms per output token, tpot_lo/hi_ms its "
+                 "p10-p90 range from the GDN timing, other components at their medians; throughput_tok_s in output "
+                 "tokens/s; "
+                 "speedup_vs_decode = plain-decode TPOT (same backend, state dtype) / this TPOT, x; "
+                 "gdn_kernel_share_pct = % of the step in GDN kernels; verdict tie = TPOT ranges overlap; margins "
+                 "in % against the runner-up):")
     table = (plan.candidates if show_all else plan.per_batch).copy()
     if "engines" in table:
         table["engines"] = table["engines"].fillna("").replace("", "none yet")

@@ -116,7 +116,7 @@ def why_not_run(strategy: str, T: int, state_dtype: str, backend: str, sm: str) 
         own = [r for r in mine if backend in r.backends]
         if not own:
             kernels = ", ".join(dict.fromkeys(b for r in mine for b in r.backends)) or "none registered"
-            why.append(f"{name} runs {strategy} with its own kernels ({kernels}), not {backend}'s")
+            why.append(f"{name} runs {strategy} with the kernels of {kernels}, not {backend}'s")
         elif not any(r.runs(state_dtype=state_dtype) for r in own):
             why.append(f"{name} runs it with a {'/'.join(dict.fromkeys(d for r in own for d in r.state_dtypes))} "
                        "state only")
