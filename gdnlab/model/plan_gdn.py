@@ -64,6 +64,9 @@ def _noise_table(rows: pd.DataFrame) -> pd.DataFrame:
     s = _norm(rows)
     if "status" in s:
         s = s[s["status"].astype(str).eq("ok")]
+    for scope in ("buffer_scope", "intermediate"):      # pool-scoped intermediates are not priced
+        if scope in s:
+            s = s[~s[scope].astype(str).eq("pool")]
     mode = s["mode"].astype(str).str.lower() if "mode" in s else pd.Series("", index=s.index)
     strat = s["strategy"].astype("object") if "strategy" in s else pd.Series(None, index=s.index, dtype=object)
     strat = strat.where(~mode.eq("decode"), "decode").fillna("full_cache").astype(str)
