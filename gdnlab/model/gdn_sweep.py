@@ -232,30 +232,32 @@ class SweepGDN:
         o = self.options()
         return sorted({int(t) for t in o.loc[o["mode"] == mode, "draft_tokens"]})
 
-    def _memo(self, key: tuple, fn) -> pd.DataFrame:
+    def _memo(self, key: tuple, fn):
         """``fn()`` once per ``key`` for this object (lookups repeat for every batch and layer)."""
         memo = self.__dict__.setdefault("_lookups", {})
         if key not in memo:
             memo[key] = fn()
         return memo[key]
 
+    def _split(self, name: str, frame: pd.DataFrame, key: list[str]) -> dict:
+        """``frame`` split once by ``key`` (T as an integer): every later lookup is a dict access."""
+        def split():
+            if frame.empty:
+                return {}
+            return {(*k[:-2], int(k[-2]), k[-1]): g for k, g in frame.groupby(key, sort=False)}
+        return self._memo(("split", name), split)
+
     def _series(self, backend: str, mode: str, strategy: str, T: int, state_dtype) -> pd.DataFrame:
-        t = self.table
         sd = dtype_name(state_dtype)
-        sel = self._memo(("series", backend, mode, strategy, int(T), sd), lambda: t[
-            (t["backend"] == backend) & (t["mode"] == mode) & (t["strategy"] == strategy)
-            & (t["draft_tokens"] == T) & (t["state_dtype"] == sd)])
+        sel = self._split("table", self.table, _KEY).get((backend, mode, strategy, int(T), sd), self.table.iloc[:0])
         if sel.empty:
             raise InputError(f"no GDN sweep rows for backend={backend!r} mode={mode!r} strategy={strategy!r} "
                              f"T={T} state_dtype={dtype_name(state_dtype)!r}")
         return sel
 
     def _steps(self, backend: str, strategy: str, T: int, state_dtype) -> pd.DataFrame:
-        t = self.steps
         sd = dtype_name(state_dtype)
-        return self._memo(("steps", backend, strategy, int(T), sd), lambda: t[
-            (t["backend"] == backend) & (t["strategy"] == strategy) & (t["draft_tokens"] == T)
-            & (t["state_dtype"] == sd)])
+        return self._split("steps", self.steps, _SKEY).get((backend, strategy, int(T), sd), self.steps.iloc[:0])
 
     def has(self, backend: str, mode: str, strategy: str, T: int, state_dtype) -> bool:
         if mode == "verify" and not self._steps(backend, strategy, T, state_dtype).empty:

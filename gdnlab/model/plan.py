@@ -304,24 +304,23 @@ def not_engine_run(cand: pd.DataFrame, *, top: int = 6) -> pd.DataFrame:
     """Options no engine runs as measured that beat the best engine-runnable option at some batch
     beyond noise: ``option, why, batches`` (where it wins), ``gain_tpot_pct`` (largest TPOT below the
     best runnable one, %), ``at_batch``, ``best_runnable`` there."""
+    cols = ["option", "why", "batches", "gain_tpot_pct", "at_batch", "best_runnable"]
     pool = cand[cand["tpot_ms"].notna() & cand["fits"]]
     run = pool[pool["engines"] != ""]
     if run.empty:
-        return pd.DataFrame(columns=["option", "why", "batches", "gain_tpot_pct", "at_batch", "best_runnable"])
-    br = run.loc[run.groupby("batch")["tpot_ms"].idxmin()].set_index("batch")
-    rows = []
+        return pd.DataFrame(columns=cols)
+    br = run.loc[run.groupby("batch")["tpot_ms"].idxmin(), ["batch", "tpot_ms", "tpot_lo_ms", *KEY]]
+    br = br.rename(columns={c: f"best_{c}" for c in br.columns if c != "batch"})
+    m = pool[pool["engines"] == ""].merge(br, on="batch")
+    m = m[m["tpot_hi_ms"] < m["best_tpot_lo_ms"]].assign(gain=lambda d: (1 - d["tpot_ms"] / d["best_tpot_ms"]) * 100)
     sm = cand.attrs.get("sm", "")
-    for key, g in pool[pool["engines"] == ""].groupby(KEY, sort=False):
-        g = g[g["batch"].isin(br.index)].set_index("batch")
-        wins = g[g["tpot_hi_ms"] < br.loc[g.index, "tpot_lo_ms"]]
-        if wins.empty:
-            continue
-        gain = (1 - wins["tpot_ms"] / br.loc[wins.index, "tpot_ms"]) * 100
-        b = int(gain.idxmax())
+    rows = []
+    for key, g in m.groupby(KEY, sort=False):
+        b = g.loc[g["gain"].idxmax()]
         rows.append({"option": option_label(*key), "why": why_not_run(*key, sm),
-                     "batches": ",".join(str(int(x)) for x in wins.index), "gain_tpot_pct": float(gain.max()),
-                     "at_batch": b, "best_runnable": option_label(*[br.loc[b, c] for c in KEY])})
-    df = pd.DataFrame(rows, columns=["option", "why", "batches", "gain_tpot_pct", "at_batch", "best_runnable"])
+                     "batches": ",".join(str(int(x)) for x in sorted(g["batch"])), "gain_tpot_pct": float(b["gain"]),
+                     "at_batch": int(b["batch"]), "best_runnable": option_label(*[b[f"best_{c}"] for c in KEY])})
+    df = pd.DataFrame(rows, columns=cols)
     return df.sort_values("gain_tpot_pct", ascending=False).head(top).reset_index(drop=True)
 
 

@@ -33,6 +33,13 @@ __all__ = ["GDNSource", "Priced"]
 
 #: accept lengths closer than this (tokens per step) are the same level
 _SAME = 0.01
+#: how a step row names its accept level inside the tagged sweep (strategy@L<index>)
+_TAG = "@L"
+#: the sweep columns a per-level :class:`SweepGDN` reads
+_COLUMNS = {"backend", "mode", "measure", "strategy", "draft_tokens", "batch", "concurrency", "state_dtype",
+            "accept_len", "time_us", "step_us", "verify_us", "commit_us", "calls_per_sample", "status", "timing",
+            "timing_method", "intermediate", "buffer_scope", "rotate", "correct", "H", "HV", "K", "V", "gpu",
+            "copy_bw_gbps"}
 
 
 @dataclass(frozen=True)
@@ -85,22 +92,36 @@ class GDNSource:
     def __init__(self, step: ComposedStep) -> None:
         self.step = step
         self._variants: dict = {}
-        self.levels: dict[float, SweepGDN] = {}
+        self.levels: list[float] = []
+        self.tagged: SweepGDN | None = None
         rows = getattr(step, "gdn_rows", None)
         self.noise = _noise_table(rows) if isinstance(rows, pd.DataFrame) else _noise_table(pd.DataFrame())
         self._noise_idx = {k: g for k, g in self.noise.groupby(["backend", "strategy", "draft_tokens", "state_dtype"])}
+        self._have: dict[tuple, list[float]] = {}
+        self._ok: dict[tuple, bool] = {}
         if step.gdn is None:
             return
         acc = self._step_accepts(rows)
-        if len(acc) <= 1:
-            self.levels = {acc[0] if acc else math.nan: step.gdn}
-            return
-        measure = rows["measure"].astype(str)
-        a = pd.to_numeric(rows["accept_len"], errors="coerce")
-        for lvl in acc:
-            sub = rows[~measure.eq("step") | (a - lvl).abs().le(_SAME)]
-            g = SweepGDN.from_sweep(sub, shape=step.model.gdn)
-            self.levels[lvl] = g.projected(step.gpu) if g.gpu.name != step.gpu.name else g
+        self.levels = acc or [math.nan]
+        steps = step.gdn.steps
+        if len(acc) > 1:            # one sweep whose step rows name their level: strategy@L<i>
+            self.tagged = self._tag(rows, acc)
+            steps = self.tagged.steps
+        for key, grp in steps.groupby(["backend", "strategy", "draft_tokens", "state_dtype"]):
+            name, _, i = str(key[1]).partition(_TAG)
+            k = (key[0], name, int(key[2]), key[3])
+            self._have.setdefault(k, []).append(self.levels[int(i)] if i else self.levels[0])
+            self._ok[k] = self._ok.get(k, True) and bool(grp["checked"].all())
+
+    def _tag(self, rows: pd.DataFrame, acc: list[float]) -> SweepGDN:
+        rows = rows[[c for c in rows.columns if c in _COLUMNS]].copy()
+        is_step = rows["measure"].astype(str).eq("step")
+        a = pd.to_numeric(rows.loc[is_step, "accept_len"], errors="coerce").to_numpy(float)
+        idx = np.abs(a[:, None] - np.asarray(acc)[None, :]).argmin(axis=1)
+        rows["strategy"] = rows["strategy"].astype("object")
+        rows.loc[is_step, "strategy"] = [f"{s}{_TAG}{i}" for s, i in zip(rows.loc[is_step, "strategy"], idx)]
+        g = SweepGDN.from_sweep(rows, shape=self.step.model.gdn)
+        return g.projected(self.step.gpu) if g.gpu.name != self.step.gpu.name else g
 
     @staticmethod
     def _step_accepts(rows) -> list[float]:
@@ -115,23 +136,23 @@ class GDNSource:
 
     # ------------------------------------------------------------------ options
     def options(self) -> pd.DataFrame:
-        """Distinct ``backend, mode, strategy, draft_tokens, state_dtype, has_step_us, checked`` over levels."""
-        if not self.levels:
+        """Distinct ``backend, mode, strategy, draft_tokens, state_dtype, has_step_us, checked``."""
+        if self.step.gdn is None:
             return pd.DataFrame(columns=["backend", "mode", "strategy", "draft_tokens", "state_dtype", "has_step_us",
                                          "checked"])
-        o = pd.concat([g.options() for g in self.levels.values()], ignore_index=True)
-        key = ["backend", "mode", "strategy", "draft_tokens", "state_dtype"]
-        return o.groupby(key, as_index=False).agg(has_step_us=("has_step_us", "any"), checked=("checked", "all"))
+        return self.step.gdn.options()
 
     def checked(self, backend: str, strategy: str, T: int, state_dtype: str) -> bool:
-        return all(g.checked(backend, strategy, T, state_dtype) for g in self.levels.values())
+        """Whether every priced step row of the option passed its correctness check (calls: True)."""
+        return self._ok.get((backend, strategy, int(T), state_dtype), True)
 
-    def variant(self, state_dtype: str, level: float | None = None) -> ComposedStep:
-        """The step with ``state_dtype`` and the GDN kernels of ``level`` (None: the step's own)."""
-        key = (state_dtype, level)
+    def variant(self, state_dtype: str, tagged: bool = False) -> ComposedStep:
+        """The step with ``state_dtype`` and the GDN kernels of the step (``tagged``: of the sweep whose
+        step rows name their accept level)."""
+        key = (state_dtype, tagged)
         if key not in self._variants:
             s = self.step
-            gdn = s.gdn if level is None else self.levels[level]
+            gdn = self.tagged if tagged else s.gdn
             self._variants[key] = ComposedStep(s.times, s.model, s.params, gdn=gdn, state_dtype=state_dtype,
                                                gdn_scale=s.gdn_scale, allreduce_latency_us=s.allreduce_latency_us,
                                                busbw_gbps=s.busbw_gbps)
@@ -139,7 +160,7 @@ class GDNSource:
 
     # ------------------------------------------------------------------ pricing
     def _with_steps(self, backend: str, strategy: str, T: int, sd: str) -> list[float]:
-        return sorted(lv for lv, g in self.levels.items() if not g._steps(backend, strategy, T, sd).empty)
+        return sorted(self._have.get((backend, strategy, int(T), sd), []))
 
     def _independent(self, strategy: str, T: int, a: float, a0: float) -> bool:
         from ..strategies.registry import strategy_bytes
@@ -172,7 +193,11 @@ class GDNSource:
         lv = self._with_steps(backend, strategy, T, sd)
         if not lv:                               # verify calls + the components' commit: no accept dependence
             return Priced(self.variant(sd).gdn_kernel_us(backend, batch, T, strategy), "", False, r10, r90)
-        at = {v: self.variant(sd, v).gdn_kernel_us(backend, batch, T, strategy) for v in lv}
+        if self.tagged is None:
+            at = {v: self.variant(sd).gdn_kernel_us(backend, batch, T, strategy) for v in lv}
+        else:
+            at = {v: self.variant(sd, True).gdn_kernel_us(backend, batch, T, f"{strategy}{_TAG}{self.levels.index(v)}")
+                  for v in lv}
         a = float(accept_len)
         known = [v for v in lv if not math.isnan(v)]
         if not known:
@@ -195,9 +220,10 @@ class GDNSource:
 
     def batch_range(self) -> tuple[float, float]:
         """Smallest and largest batch the GDN rows measured (``(nan, nan)`` without a sweep)."""
-        if not self.levels:
+        g = self.step.gdn
+        if g is None:
             return math.nan, math.nan
-        b = pd.concat([pd.concat([g.table["batch"], g.steps["batch"]]) for g in self.levels.values()]).dropna()
+        b = pd.concat([g.table["batch"], g.steps["batch"]]).dropna()
         if b.empty:
             raise DataError("the GDN sweep has no batch")
         return float(b.min()), float(b.max())
