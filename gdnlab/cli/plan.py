@@ -30,7 +30,7 @@ def _accept_options(parser: argparse.ArgumentParser) -> None:
                 "status, source) or the name of a shipped curve",
            shown_default="the shipped InferenceX curve, else the seed's 3.175 at T=4")
     g.add_argument("--accept-curve-name", default=None, help="which curve of a file or of the shipped table")
-    list_option(g, "--accept-len", metavar="A", item=float, minimum=1.0, default=None,
+    list_option(g, "--accept-len", metavar="A", item=float, default=None,
                 help="mean accept length(s): tokens kept per verify step, 1..T")
     list_option(g, "--accept-len-draft-tokens", metavar="T", item=int, minimum=1, default=None,
                 help="the T each --accept-len was measured at", shown_default="4")
@@ -104,8 +104,8 @@ def _check(args: argparse.Namespace) -> None:
     if any(t < 2 for t in args.draft_tokens or ()):
         raise InputError(f"--draft-tokens must be >= 2 for speculation, got {','.join(map(str, args.draft_tokens))}")
     for a in args.accept_len or ():
-        if not a < float("inf"):
-            raise InputError(f"--accept-len must be a finite number of tokens kept per verify step, got {a:g}")
+        if not 1.0 <= a < float("inf"):
+            raise InputError(f"--accept-len must be >= 1 (tokens kept per verify step, 1..T), got {a:g}")
     if args.accept_curve and _is_path(args.accept_curve):
         input_file(args.accept_curve, "an acceptance curve (CSV or parquet: draft_tokens, accept_len)")
     if args.accept_from_log:
