@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "capture": ("gdnlab.cli.capture", "run a command (or gdnlab's decode-loop workload) under nsys; export SQLite"),
     "counters": ("gdnlab.cli.counters", "Nsight Compute counters of the GDN kernels (nsight-python or ncu CSV)"),
     "report": ("gdnlab.cli.report", "execute the notebooks and export self-contained HTML reports"),
-    "plan": ("gdnlab.cli.plan", "best verify strategy, T, state dtype and backend per batch, with TPOT and throughput"),
+    "plan": ("gdnlab.cli.plan", "one server per engine (T, strategy, state dtype, backend, flags), then per batch"),
     "predict": ("gdnlab.cli.predict", "TPOT, throughput per GPU and each part's share of a served step"),
 }
 #: other names of a command (kept so earlier scripts keep working)
