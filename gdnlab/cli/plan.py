@@ -130,8 +130,9 @@ def _cache_dir(args: argparse.Namespace):
     return Path(os.environ.get("GDNLAB_CACHE_DIR") or Path.home() / ".cache" / "gdnlab")
 
 
-def _build(args: argparse.Namespace):
-    """``(plan, model)`` from the arguments."""
+def _build(args: argparse.Namespace, bar):
+    """``(plan, model)`` from the arguments; ``bar`` advances by one per stage (four)."""
+    bar.set_postfix_str("checking the options, reading the acceptance")
     from ..model.build import gpu_data, step_for_gpu
     from ..model.plan import make_plan
     from ..model.plan_accept import resolve_acceptance
@@ -142,17 +143,22 @@ def _build(args: argparse.Namespace):
                                     curve=args.accept_curve, curve_name=args.accept_curve_name,
                                     log=args.accept_from_log, engine=args.engine, log_T=args.accept_log_draft_tokens,
                                     context_buckets=args.context_buckets, ctx_tokens=args.ctx)
+    bar.update()
+    bar.set_postfix_str("composing the step from the component run and the sweeps")
     ref = args.reference_sweep or (data.reference_sweep if data.sweep is None else None)   # read only when used
     step, _ = step_for_gpu(data.gpu.name, data.components, sweep_path=data.sweep, reference_sweep_path=ref,
                            preset=args.preset, tp=args.tp,
                            fitted=None if args.fitted == "none" else args.fitted, weights=args.weights,
                            cache_dir=_cache_dir(args))
     step.notes[:0] = data.notes
+    bar.update()
+    bar.set_postfix_str("pricing every option, one server per engine")
     plan = make_plan(step, batches=args.batches, curve=curve, accept_how=how, ctx_per_request=args.ctx,
                      checked_only=args.checked_only, draft_tokens=args.draft_tokens, strategies=args.strategies,
                      backends=args.backends, state_dtypes=args.state_dtypes, extrapolate=args.extrapolate,
                      adaptive_file=args.adaptive_config or "sglang_adaptive.json")
     plan.candidates.attrs["model_name"] = f"{step.model.name} TP{step.model.tp}"
+    bar.update()
     return plan, step.model
 
 
@@ -179,19 +185,18 @@ def run(args: argparse.Namespace) -> int:
 
     from ._progress import progress_bar
 
-    with progress_bar(args, total=1, desc="gdnlab plan", unit="plan") as bar:
-        bar.set_postfix_str("composing the step and pricing every option")
-        plan, model = _build(args)
-        bar.update()
-    from ..model.plan_report import plan_records, plan_text
+    with progress_bar(args, total=4, desc="gdnlab plan", unit="stages") as bar:
+        plan, model = _build(args, bar)
+        bar.set_postfix_str("writing the plan")
+        from ..model.plan_report import plan_records, plan_text
 
-    written = _write_adaptive(plan, args.adaptive_config) if args.adaptive_config else None
+        written = _write_adaptive(plan, args.adaptive_config) if args.adaptive_config else None
+        text = json.dumps({**plan_records(plan), "adaptive_config_written": written}, indent=1, default=str) \
+            if args.json else plan_text(plan, model=model, show_all=args.all)
+        bar.update()
+    print(text)
     if args.json:
-        rec = plan_records(plan)
-        rec["adaptive_config_written"] = written
-        print(json.dumps(rec, indent=1, default=str))
         return 0
-    print(plan_text(plan, model=model, show_all=args.all))
     if written:
         print(f"wrote {written} (SGLang --speculative-adaptive-config)")
     elif args.adaptive_config:
