@@ -76,7 +76,11 @@ def _fit_key(times: ComponentTimes, reference_sweep, state: str) -> str:
     h = hashlib.sha256(_source_digest().encode())
     for frame in (times.rows, times.recipes, reference_sweep):
         if frame is not None:
-            h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
+            try:
+                values = pd.util.hash_pandas_object(frame, index=False)
+            except TypeError:                    # a cell pandas cannot hash (a list): hash the text
+                values = pd.util.hash_pandas_object(frame.astype(str), index=False)
+            h.update("|".join(map(str, frame.columns)).encode() + values.to_numpy().tobytes())
     h.update(f"{times.gpu.name}|{times.overhead_us!r}|{times.draft_tokens}|{state}".encode())
     return h.hexdigest()[:32]
 
