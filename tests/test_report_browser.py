@@ -9,8 +9,8 @@ What a reader sees is read from the rendered page (plotly's DOM, its bounding bo
 trace styles in ``gd._fullData``), and each page fails on:
 
 * **overlap**: a legend box intersecting a plot area, another legend or the footnote; the provenance
-  footnote intersecting tick labels, axis titles or a plot area; a legend too tall for its figure
-  (a scroll bar hides entries);
+  footnote intersecting tick labels, axis titles or a plot area; two texts in a figure (subplot titles,
+  notes, the footnote) on top of each other; a legend too tall for its figure (a scroll bar hides entries);
 * **colours**: two strategies (or two backends) drawn in one colour within a figure; a strategy in
   two colours across the report, or in a colour other than its class declares; two legend entries
   that look alike (same colour, line style, marker and fill);
@@ -86,6 +86,8 @@ _FIGURES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).
         scroll: Array.from(l.querySelectorAll('rect.scrollbar')).some(r =>
             +(r.getAttribute('height') || 0) > 0 && +(r.getAttribute('width') || 0) > 0) })),
       footnote: foot.map(box),
+      annotations: Array.from(gd.querySelectorAll('g.annotation')).filter(shown).filter(g => g.textContent.trim())
+        .map(g => ({text: g.textContent.trim(), box: box(g)})),
       labels: Array.from(gd.querySelectorAll('g.xtick text, g.ytick text, g.xtick2 text, g.g-xtitle text, '
                                              + 'g.g-ytitle text')).filter(shown).map(e => ({
         text: e.textContent, box: box(e) })),
@@ -183,6 +185,11 @@ def _check_overlaps(fig: dict) -> list[str]:
             out.append(f"{where}: legend {i + 1} overlaps another legend")
         if leg["scroll"]:
             out.append(f"{where}: legend {i + 1} scrolls (the figure is too short for its entries)")
+    notes = fig["annotations"]
+    for i, a in enumerate(notes):
+        for b in notes[i + 1:]:
+            if _overlap(a["box"], b["box"], eps=2.0):
+                out.append(f"{where}: texts {a['text'][:40]!r} and {b['text'][:40]!r} overlap")
     for f in fig["footnote"]:
         hit = [lab["text"] for lab in fig["labels"] if _overlap(f, lab["box"])]
         if hit:

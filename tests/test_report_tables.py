@@ -45,6 +45,7 @@ def test_numbers_have_significant_digits_and_no_scientific_notation():
     assert _cells(v, "counter (MB)")[2] == "2,100"                      # thousands separators, scaled to MB
     ratios = _cells(v, "ratio (×)")
     assert ratios == ["0.423", "1.11", "2.50", "0.000120"]          # 3 significant digits each, never "0.00"
+    assert format_number(2.116e-16, 3) == "2.12×10⁻¹⁶" and format_number(-3.0e-7, 4) == "-3.000×10⁻⁷"
     assert format_number(0.000123456, 3) == "0.000123" and format_number(123456.7, 4) == "123,457"
     assert format_number(float("nan")) == MISSING and format_number(float("inf")) == MISSING
 
@@ -122,3 +123,15 @@ def test_show_formats_every_dataframe(capsys):
 def test_format_number(value, sig, want):
     assert format_number(value, sig) == want
     assert not math.isnan(float(want.replace(",", "")))
+
+
+def test_a_wide_table_keeps_engine_flags_and_drops_spreads_first():
+    flags = "--speculative-algorithm NEXTN --speculative-num-draft-tokens 4"
+    cols = {"batch": [1, 4], "strategy": ["recompute", "full_cache"], "tpot_ms": [5.8, 10.6],
+            "tpot_lo_ms": [5.7, 10.5], "tpot_hi_ms": [5.9, 10.7], **{f"extra{i}": [i, i + 1] for i in range(8)},
+            "max_concurrency": [1819, 585], "sglang": [flags, flags + " --gdn-mtp-cache-mode full"]}
+    v = format_table(pd.DataFrame(cols), max_columns=10)
+    assert len(v.headers) == 10 and "sglang" in v.headers and "TPOT (ms)" in v.headers
+    assert not any(h.startswith("TPOT lo") or h.startswith("TPOT hi") for h in v.headers)
+    assert _cells(v, "sglang")[1].endswith("--gdn-mtp-cache-mode full")            # the whole flag string
+    assert "tpot_lo_ms" in v.notes[-1] and "max_concurrency" in v.notes[-1]

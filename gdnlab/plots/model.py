@@ -67,8 +67,9 @@ def step_breakdown_figure(table: pd.DataFrame):
     return add_provenance(fig, _provenance(t))
 
 
-_CHECK_TITLES = {"slice": "slice: composed vs measured (H200)", "cross_gpu": "GDN kernels: H100 projected vs measured",
-                 "seed": "seed (GB200): projected vs reported"}
+_CHECK_TITLES = {"slice": "slice:<br>composed vs measured (H200)",
+                 "cross_gpu": "GDN kernels:<br>H100 projected vs measured",
+                 "seed": "seed (GB200):<br>projected vs reported"}
 
 
 def checks_figure(v: pd.DataFrame, tol: float = 0.10):
@@ -109,7 +110,8 @@ def checks_figure(v: pd.DataFrame, tol: float = 0.10):
         shown.update(f"model ({role})" for role in g["role"].unique())
         fig.update_yaxes(title_text=axis_title("relative error", "%") if col == 1 else None, row=1, col=col)
         fig.update_xaxes(title_text="row", row=1, col=col)
-    fig.update_layout(title=f"Component model checks (band: ±{tol:.0%})", height=480, template="plotly_white")
+    fig.update_layout(title=f"Component model checks (band: ±{tol:.0%})", height=500, template="plotly_white",
+                      margin={"t": 110})
     legend_right(fig, title="rows")
     params = v.attrs.get("params", {})
     ptxt = " · ".join(f"{k}: scale {p['component_scale']:.3g}, {p['request_us']:.3g} µs/request"

@@ -332,21 +332,22 @@ def intermediate_cost_figure(df: pd.DataFrame, *, timing: str | None = None):
 
 
 def _rejected_marks(fig, rejected: pd.DataFrame, panels: Sequence[str], seen: set[str]) -> None:
-    """A cross per rejected (backend, T, B) on the bottom edge of its state dtype's panel (``y domain``
-    coordinates: no ratio is drawn for a call that did not run), hover naming the backend's message,
-    and one legend key for them all."""
+    """A cross per rejected (backend, B) on the bottom edge of its state dtype's panel (``y domain``
+    coordinates: no ratio is drawn for a call that did not run), its hover naming the T values and the
+    backend's message, and one legend key for them all."""
     import plotly.graph_objects as go
 
     for j, sd in enumerate(panels, start=1):
-        r = rejected[rejected["state_dtype"] == sd].drop_duplicates(["backend", "draft_tokens", "batch"])
+        r = rejected[rejected["state_dtype"] == sd]
         yref = "y domain" if j == 1 else f"y{j} domain"
         xref = "x" if j == 1 else f"x{j}"
-        for _, row in r.iterrows():
-            fig.add_annotation(x=math.log10(float(row["batch"])), y=0, xref=xref, yref=yref, text="✕",
+        for (be, b), g in r.groupby(["backend", "batch"], sort=True):      # one cross per backend and B
+            Ts = ", ".join(str(int(t)) for t in sorted(g["draft_tokens"].unique()))
+            fig.add_annotation(x=math.log10(float(b)), y=0, xref=xref, yref=yref, text="✕",
                                showarrow=False, yanchor="bottom", yshift=2, name="rejected",
-                               font={"size": 15, "color": backend_color(str(row["backend"]))},
-                               hovertext=(f"{row['backend']} T={int(row['draft_tokens'])} B={int(row['batch'])}: "
-                                          f"rejected, no time: {str(row['status'])[:160]}"))
+                               font={"size": 15, "color": backend_color(str(be))},
+                               hovertext=f"{be} B={int(b)} T={Ts}: rejected, no time: "
+                                         f"{str(g['status'].iloc[0])[:160]}")
     if len(rejected) and "rejected" not in seen:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="rejected: no time (✕ on the B axis)",
                                  marker={"symbol": "x-thin-open", "size": 11, "color": KEY_COLOR,

@@ -57,6 +57,11 @@ _UNIT_TOKENS = {"us": ("µs", 1.0), "ms": ("ms", 1.0), "ns": ("µs", 1e-3), "gbp
                 "gib": ("GiB", 1.0), "mib": ("MiB", 1.0)}
 _RATIO_PREFIXES = ("vs_", "speedup_", "ratio_")
 _FLAGS = re.compile(r"^\s*--[a-z]")
+#: a column that is the spread of another (p10 / p90, lo / hi of a median)
+_SPREAD = re.compile(r"(^|_)(lo|hi|p10|p90|p25|p75|std)(_|$)")
+#: magnitudes below 10**_TINY are written with a power of ten
+_TINY = -4
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 #: text up to this many characters stays on one line
 _SHORT = 32
 #: a text column this long (characters) whose rows repeat a few values is shown as numbered notes
@@ -90,7 +95,7 @@ def column_unit(name: str, values: Sequence[Any] = ()) -> tuple[str | None, floa
     n = str(name)
     if n in _NAME_UNITS:
         return _NAME_UNITS[n]
-    if n.startswith(_RATIO_PREFIXES) or n.endswith(("_ratio", "_speedup")) or "_vs_" in n:
+    if n.startswith(_RATIO_PREFIXES) or n.endswith("_ratio") or "_vs_" in n:
         return "×", 1.0
     if n.endswith("_pct") or "_pct_" in n or n.startswith("pct_"):
         return "%", 1.0
@@ -149,8 +154,8 @@ def header_for(name: str, unit: str | None = None) -> str:
 
 def format_number(v: float, sig: int = 4) -> str:
     """``v`` to ``sig`` significant digits without scientific notation, with thousands separators;
-    values at or above ``10**(sig-1)`` (after rounding) as integers (``18,397``, ``1,000``);
-    :data:`MISSING` for NaN / inf."""
+    values at or above ``10**(sig-1)`` (after rounding) as integers (``18,397``, ``1,000``); below
+    ``1e-4`` (rounding noise, tiny errors) as ``2.12×10⁻¹⁶``; :data:`MISSING` for NaN / inf."""
     if _missing(v) or not math.isfinite(float(v)):
         return MISSING
     v = float(v)
@@ -159,6 +164,9 @@ def format_number(v: float, sig: int = 4) -> str:
     mag = math.floor(math.log10(abs(float(f"{v:.{max(sig, 1) - 1}e}"))))     # after rounding: 999.96 -> 1,000
     if mag >= sig - 1:
         return f"{round(v):,}"
+    if mag < _TINY:                      # 2.12e-16 as 2.12×10⁻¹⁶: readable, not 0.000000000000000212
+        mant = f"{v / 10.0**mag:.{max(sig - 1, 0)}f}"
+        return f"{mant}×10{str(mag).translate(_SUPERSCRIPT)}"
     return f"{v:,.{sig - 1 - mag}f}"
 
 
@@ -274,7 +282,24 @@ def _choose(df, columns: Sequence[str] | None, max_columns: int) -> tuple[list[s
             shown.append(c)
     if not shown:                     # every column constant: show them, one row says it all
         shown, const = const, []
-    return shown[:max_columns], const, shown[max_columns:]
+    return _keep(df, shown, const, max_columns)
+
+
+def _keep(df, shown: list[str], const: list[str], max_columns: int) -> tuple[list[str], list[str], list[str]]:
+    """At most ``max_columns`` of ``shown`` (returned with ``const`` and the columns left out): engine
+    flags always stay; spreads of another column (``*_lo_*``, ``*_hi_*``, ``*_p10_*``, ...) go first,
+    then the last columns."""
+    if len(shown) <= max_columns:
+        return shown, const, []
+    flags = {c for c in shown if any(isinstance(v, str) and _FLAGS.match(v) for v in df[c].tolist())}
+    spread = [c for c in shown if _SPREAD.search(c) and c not in flags]
+    rest = [c for c in reversed(shown) if c not in flags and c not in spread]
+    drop: list[str] = []
+    for c in spread + rest:
+        if len(shown) - len(drop) <= max(max_columns, len(flags)):
+            break
+        drop.append(c)
+    return [c for c in shown if c not in drop], const, [c for c in shown if c in drop]
 
 
 @dataclass
@@ -350,6 +375,16 @@ def _as_notes(cols: list[_Col]) -> list[str]:
     return notes
 
 
+def _label(column: Any) -> str:
+    """A column label as text: a tuple of a MultiIndex joined (``("decode", 16.0)`` -> ``decode 16``)."""
+    if isinstance(column, tuple):
+        parts = [_label(p) for p in column if not _missing(p) and str(p) != ""]
+        return " ".join(parts)
+    if isinstance(column, float) and column.is_integer():
+        return str(int(column))
+    return str(column)
+
+
 def format_table(df, columns: Sequence[str] | None = None, *, max_columns: int = 14,
                  headers: dict[str, str] | None = None) -> TableView:
     """The :class:`TableView` of DataFrame ``df``: see the module docstring. ``columns``: the columns
@@ -362,8 +397,8 @@ def format_table(df, columns: Sequence[str] | None = None, *, max_columns: int =
     d = df
     if not isinstance(d.index, pd.RangeIndex) and any(n is not None for n in d.index.names):
         d = d.reset_index()
+    d = d.set_axis([_label(c) for c in d.columns], axis=1)
     d = d.loc[:, ~d.columns.duplicated()]
-    d.columns = [str(c) for c in d.columns]
     shown, const, rest = _choose(d, columns, max_columns)
     cols = [_column(d, c) for c in shown]
     for c in cols:
