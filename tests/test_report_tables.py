@@ -135,3 +135,10 @@ def test_a_wide_table_keeps_engine_flags_and_drops_spreads_first():
     assert not any(h.startswith("TPOT lo") or h.startswith("TPOT hi") for h in v.headers)
     assert _cells(v, "sglang")[1].endswith("--gdn-mtp-cache-mode full")            # the whole flag string
     assert "tpot_lo_ms" in v.notes[-1] and "max_concurrency" in v.notes[-1]
+
+
+def test_an_index_of_labels_is_shown_and_one_of_positions_is_not():
+    labelled = pd.DataFrame({"n_us": [1.0, 2.0]}, index=["gdn", "commit"])
+    assert [r[0] for r in format_table(labelled).rows] == ["gdn", "commit"]
+    filtered = pd.DataFrame({"n_us": [1.0, 2.0, 3.0]}).iloc[[0, 2]]
+    assert format_table(filtered).headers == ["n (µs)"]

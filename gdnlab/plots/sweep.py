@@ -349,7 +349,7 @@ def _rejected_marks(fig, rejected: pd.DataFrame, panels: Sequence[str], seen: se
                                hovertext=f"{be} B={int(b)} T={Ts}: rejected, no time: "
                                          f"{str(g['status'].iloc[0])[:160]}")
     if len(rejected) and "rejected" not in seen:
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="rejected: no time (✕ on the B axis)",
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="rejected (pool-sized buffer)",
                                  marker={"symbol": "x-thin-open", "size": 11, "color": KEY_COLOR,
                                          "line": {"width": 2}}, legendgroup="rejected"))
         seen.add("rejected")

@@ -395,8 +395,9 @@ def format_table(df, columns: Sequence[str] | None = None, *, max_columns: int =
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"format_table needs a pandas DataFrame, got {type(df).__name__}")
     d = df
-    if not isinstance(d.index, pd.RangeIndex) and any(n is not None for n in d.index.names):
-        d = d.reset_index()
+    named = any(n is not None for n in d.index.names)
+    if not isinstance(d.index, pd.RangeIndex) and (named or not pd.api.types.is_integer_dtype(d.index)):
+        d = d.reset_index() if named else d.reset_index(names=[""] * d.index.nlevels)   # labels, not positions
     d = d.set_axis([_label(c) for c in d.columns], axis=1)
     d = d.loc[:, ~d.columns.duplicated()]
     shown, const, rest = _choose(d, columns, max_columns)
