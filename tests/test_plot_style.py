@@ -53,6 +53,9 @@ def test_strategy_and_backend_colours_come_from_the_registries_and_differ():
     bcol = {b: style.backend_color(b) for b in backends.names()}
     assert len(set(bcol.values())) == len(bcol) and bcol["flashinfer"] == backends.backend_color("flashinfer")
     assert style.option_color("decode") == style.DECODE_COLOR not in colours.values()
+    dashes = {b: style.backend_dash(b) for b in backends.names()}
+    assert len(set(dashes.values())) == len(dashes)                # a line style per backend, none alike
+    assert (dashes["triton"], dashes["flashinfer"]) == ("solid", "dash")
     # a name no registry knows gets a colour no registered strategy or backend has
     assert style.strategy_color("not_a_strategy") not in colours.values()
     assert style.backend_color("not_a_backend") not in bcol.values()

@@ -54,7 +54,7 @@ STATE_DTYPE_DASH = {"float32": "solid", "bfloat16": "dash"}
 MODE_SYMBOL = {"decode": "circle", "verify": "diamond"}
 #: line style per backend where the colour is a strategy's (solid Triton, dashed FlashInfer, dotted reference)
 BACKEND_DASH = {"triton": "solid", "flashinfer": "dash", "reference": "dot"}
-_OTHER_DASHES = ("dashdot", "longdash", "longdashdot")
+_OTHER_DASHES = ("dashdot", "longdash", "longdashdot", "6px,2px,2px,2px,2px,2px", "1px,4px")
 #: draft tokens T: a sequential blue-to-red scale, one colour per T (2..8 fixed, others hashed)
 _T_COLORS = {1: "#222222", 2: "#4575b4", 3: "#74add1", 4: "#1a9850", 5: "#fdae61", 6: "#f46d43", 7: "#d73027",
              8: "#a50026"}
@@ -90,10 +90,23 @@ def option_color(name: str) -> str:
     return DECODE_COLOR if str(name) == "decode" else strategy_color(name)
 
 
+def _registered_dashes() -> dict[str, str]:
+    """A line style per registered backend: :data:`BACKEND_DASH`, then the other registered backends
+    in registry order, each the next unused style (no two backends alike)."""
+    from ..backends import names
+
+    out = dict(BACKEND_DASH)
+    free = [d for d in _OTHER_DASHES if d not in out.values()]
+    for i, b in enumerate(n for n in names() if n not in out):
+        out[b] = free[i] if i < len(free) else f"{3 + 2 * i}px,3px,1px,3px"
+    return out
+
+
 def backend_dash(name: str) -> str:
-    """Line style of a backend where the colour is a strategy's (:data:`BACKEND_DASH`, else a stable other)."""
+    """Line style of a backend where the colour is a strategy's: fixed per registered backend and
+    distinct among them (:func:`_registered_dashes`); a stable hashed one for any other name."""
     name = str(name)
-    return BACKEND_DASH.get(name) or _OTHER_DASHES[zlib.crc32(name.encode()) % len(_OTHER_DASHES)]
+    return _registered_dashes().get(name) or _OTHER_DASHES[zlib.crc32(name.encode()) % len(_OTHER_DASHES)]
 
 
 def kernel_class_color(name: str) -> str:
