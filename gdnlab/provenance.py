@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import backends
 
-__all__ = ["collect", "package_version", "git_state", "label", "STATUSES", "PROVENANCE_COLUMNS",
+__all__ = ["collect", "package_version", "git_state", "label", "is_dirty", "STATUSES", "PROVENANCE_COLUMNS",
            "VERSION_COLUMNS", "IDENTITY_COLUMNS"]
 
 STATUSES = ("measured", "projected", "reported", "synthetic")
@@ -119,9 +119,24 @@ def _gdnlab_version() -> str:
     return __version__
 
 
+def is_dirty(value: object) -> bool:
+    """Whether a ``git_dirty`` value read from data says the checkout had uncommitted changes: ``True``,
+    ``1`` and the strings ``"true"``/``"1"``/``"yes"`` (any case) do; ``False``, ``0``, ``None``, NA/NaN,
+    ``""`` and ``"False"``/``"0"``/``"no"`` (a column written as text) do not."""
+    if value is None or isinstance(value, float) and value != value:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "dirty")
+    try:
+        return bool(value)
+    except (TypeError, ValueError):        # pandas.NA and other ambiguous values: not known to be dirty
+        return False
+
+
 def label(prov: dict, status: str, **extra: object) -> str:
     """One-line provenance text for a figure, e.g.
-    ``measured · NVIDIA H100 80GB HBM3 (sm90) · torch 2.11.0 · CUDA 13.0 · flashinfer 0.7.2.post1``."""
+    ``measured · NVIDIA H100 80GB HBM3 (sm90) · torch 2.11.0 · CUDA 13.0 · flashinfer 0.7.2.post1``;
+    ``(dirty)`` follows the commit only when ``git_dirty`` says so (:func:`is_dirty`)."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
     parts = [status]
@@ -132,6 +147,6 @@ def label(prov: dict, status: str, **extra: object) -> str:
         if prov.get(key):
             parts.append(f"{key} {prov[key]}")
     if prov.get("git_commit"):
-        parts.append(f"commit {str(prov['git_commit'])[:10]}{' (dirty)' if prov.get('git_dirty') else ''}")
+        parts.append(f"commit {str(prov['git_commit'])[:10]}{' (dirty)' if is_dirty(prov.get('git_dirty')) else ''}")
     parts += [f"{k} {v}" for k, v in extra.items() if v is not None]
     return " · ".join(parts)

@@ -457,6 +457,7 @@ def test_target_summary_scores_every_target_without_fitting(shipped_validation):
 def test_component_model_figures_carry_provenance():
     from gdnlab.model import breakdown_by_batch, plan_candidates, speedup_table, tokens_per_step_table, validate
     from gdnlab.plots import model as plots
+    from gdnlab.provenance import STATUSES
 
     times = synthetic_times()
     st = ComposedStep(times, gdn=SweepGDN.from_sweep(synthetic_sweep()))
@@ -467,7 +468,8 @@ def test_component_model_figures_carry_provenance():
             plots.step_breakdown_figure(breakdown_by_batch(st, batches=[1, 16], mtp=MTPConfig(4, 3.0)))]
     for f in figs:
         text = " ".join(a.text for a in f.layout.annotations if a.text)
-        assert f.data and ("measured" in text or "synthetic" in text or "derived" in text), text[:200]
+        assert f.data and ("measured" in text or "synthetic" in text or "projected" in text), text[:200]
+        assert f.layout.meta["provenance"].split(" · ")[0] in STATUSES, f.layout.meta["provenance"][:80]
     with pytest.raises(ValueError, match="v must be a DataFrame"):
         plots.checks_figure(None)
     with pytest.raises(ValueError, match="lacks columns"):

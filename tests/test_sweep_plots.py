@@ -29,7 +29,6 @@ def test_figures_carry_provenance_from_the_rows(rows):
         assert sum(a.name == "provenance" for a in fig.layout.annotations) == 1
         assert fig.layout.legend.x >= 1.0 and fig.layout.legend.xanchor == "left"   # beside, not over the axes
     assert figs[0].layout.xaxis.type == "log" and figs[0].layout.yaxis.type == "log"
-    assert "rejected (pool-sized buffer)" in [t.name for t in figs[2].data]
     # rows that only name a GPU (no gdnlab version, no SM) are not "measured"
     fake = rows.drop(columns=["gdnlab"])
     assert ps.time_vs_batch_figure(fake).layout.meta["provenance"].startswith("synthetic · ")
@@ -76,3 +75,41 @@ def test_seed_overlay_is_labelled_reported(rows):
     seeds = [t for t in fig.data if "seed flashinfer" in (t.name or "")]
     assert seeds and seeds[0].line.color == style.backend_color("flashinfer")
     assert ps.seed_overlay_figure(fig, None) is fig
+
+
+def test_rejected_points_draw_no_ratio(rows):
+    """A call the backend rejected has no time: no trace has a point at its B, a cross on the B axis
+    (y in "domain" units, not a ratio) marks it, and one legend key names them."""
+    import math
+
+    fig = ps.intermediate_cost_figure(rows)
+    rejected = rows[(rows["mode"] == "verify") & rows["status"].astype(str).str.startswith("rejected")]
+    assert len(rejected), "the shipped H100 sweep has FlashInfer's rejected bf16 pool-scoped calls"
+    marks = [a for a in fig.layout.annotations if a.name == "rejected"]
+    assert marks and all(str(a.yref).endswith("domain") and a.y == 0 for a in marks)
+    xs = {round(10 ** a.x) for a in marks}                        # log axis: annotation x is log10(B)
+    assert xs == set(rejected.loc[rejected["state_dtype"] == "bfloat16", "batch"].astype(int))
+    assert any("rejected" in (t.name or "") for t in _legend(fig))
+    for t in fig.data:     # no ratio drawn for a (backend, T) at a rejected B in the bf16 panel (x axis 1)
+        if t.xaxis in ("x", None) and t.x is not None and t.y is not None and " · T=" in (t.name or ""):
+            be, T = t.name.split(" · T=")
+            bad = rejected[(rejected["backend"] == be) & (rejected["draft_tokens"] == int(T))
+                           & (rejected["state_dtype"] == "bfloat16")]["batch"]
+            ok_rows = rows[(rows["status"] == "ok") & (rows["backend"] == be) & (rows["draft_tokens"] == int(T))
+                           & (rows["buffer_scope"] == "pool") & (rows["state_dtype"] == "bfloat16")]["batch"]
+            drawn = {int(x) for x, y in zip(t.x, t.y) if y is not None and math.isfinite(y)}
+            assert drawn <= set(ok_rows.astype(int)) and not (drawn & (set(bad.astype(int)) - set(ok_rows))), t.name
+
+
+def test_batch_axes_are_labelled_at_the_measured_batches_only(rows):
+    """No 2-and-5 minor labels on a log B axis: the tick labels are measured B (all of them where the
+    panel is wide, the first, the last and evenly spaced ones in a row of four narrow panels)."""
+    measured = sorted(int(b) for b in rows["batch"].unique())
+    for fig, every in ((ps.intermediate_cost_figure(rows), True), (ps.time_vs_batch_figure(rows), False),
+                       (ps.bandwidth_figure(rows), False)):
+        axes = [fig.layout[k] for k in fig.layout if k.startswith("xaxis")]
+        for ax in axes:
+            ticks = [int(v) for v in ax.tickvals]
+            assert ax.type == "log" and ax.tickmode == "array" and list(ax.ticktext) == [str(b) for b in ticks]
+            assert set(ticks) <= set(measured) and ticks[0] == measured[0] and ticks[-1] == measured[-1]
+            assert ticks == measured if every else 4 <= len(ticks) <= 5

@@ -179,3 +179,30 @@ def test_gdnlab_capture_on_a_gpu_is_measured(tmp_path):
 def test_max_kernels_must_be_a_positive_integer(hm, bad):
     with pytest.raises(ValueError, match="max_kernels must be an integer >= 1"):
         tplots.timeline_figure(hm, max_kernels=bad)
+
+
+def test_compare_figure_title_says_per_range_once(hm, tmp_path):
+    other = traces.load(tg.write_kineto_json(tmp_path / "tr.json", tg.handmade()))
+    fig = tplots.compare_figure(traces.compare(hm, other), kind="range", metric="gpu_busy_mean_ns")
+    title = fig.layout.title.text
+    assert title.startswith("mean GPU busy time per range: ") and "per range per range" not in title
+    colours = [d.marker.color for d in fig.data]
+    assert len(set(colours)) == len(colours)                  # one colour per trace label
+
+
+def test_phase_markers_and_unknown_classes_get_their_own_colours(tmp_path):
+    """The two marker kernels of a step (verify, commit) and any kernel classes the style does not list
+    never share a colour in a timeline, and the legend fits the figure (no scrolling)."""
+    b = tg.Builder()
+    names = ["gdn_verify_kernel", "phase_marker_verify", "phase_marker_commit", "my_kernel_a", "my_kernel_b",
+             "my_kernel_c", "my_kernel_d"]
+    for i in range(4):
+        for j, n in enumerate(names):
+            b.launch(n, i * 10_000 + j * 1_000, i * 10_000 + j * 1_000 + 100, 500)
+    t = traces.load(tg.write_nsys_sqlite(tmp_path / "m.sqlite", b.build()))
+    fig = tplots.timeline_figure(t)
+    colours = {d.name: d.line.color for d in fig.data if type(d).__name__ == "Scattergl"}
+    assert {"phase_marker_verify", "phase_marker_commit"} <= set(colours)
+    assert len(set(colours.values())) == len(colours), colours
+    entries = sum(1 for d in fig.data if d.showlegend is not False)
+    assert fig.layout.height >= 240 + 24 * entries

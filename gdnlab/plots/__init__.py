@@ -2,10 +2,13 @@
 
 * :mod:`.sweep` — kernel sweeps (time and bandwidth vs batch, pool-scoped buffer cost, seed overlay);
 * :mod:`.traces` — Nsight / Kineto traces (timelines, side by side, range breakdowns, comparisons);
-* :mod:`.counters` — Nsight Compute counters; :mod:`.model` — the step-time model.
+* :mod:`.counters` — Nsight Compute counters; :mod:`.model` — the step-time model;
+* :mod:`.strategies` — the verify-strategy ledger and per-strategy traces; :mod:`.plan` — who wins per
+  batch and by how much, speedup vs accept length.
 
 Figures receive data and draw it: they fit no model and run no sweep. They share one style
-(:mod:`.style`: a colour per backend, strategy and kernel class, units in axis titles), keep legends
+(:mod:`.style`: a colour per backend, strategy, phase and kernel class from the registries, log axes
+labelled at the measured values, units in axis titles), keep legends
 beside the plot (:mod:`.layout`), and carry a provenance footnote whose status comes from the data
 (:mod:`.provenance`).
 """

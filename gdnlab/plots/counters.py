@@ -18,8 +18,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .layout import legend_right
 from .provenance import add_provenance, frame_status
-from .style import MODE_SYMBOL, PALETTE, STATE_DTYPE_DASH, axis_title, backend_color, color_for
+from .style import (
+    MODE_SYMBOL,
+    PALETTE,
+    STATE_DTYPE_DASH,
+    axis_title,
+    backend_color,
+    color_for,
+    decade_log_axis,
+    measured_log_axis,
+)
 
 __all__ = ["bandwidth_agreement_figure", "l2_residency_figure", "counters_figure", "COUNTER_PANELS",
            "CAUSE_COLORS"]
@@ -115,7 +125,8 @@ def bandwidth_agreement_figure(cmp_df: pd.DataFrame, *, tolerance: float | None 
                       xaxis_title=axis_title("formula bandwidth: gdn_bytes / sweep time", "GB/s"),
                       yaxis_title=axis_title("counter bandwidth: DRAM bytes / ncu duration", "GB/s"),
                       xaxis={"range": [0, hi]}, yaxis={"range": [0, hi]}, template="plotly_white",
-                      legend={"orientation": "v"}, height=680, margin={"b": 150})
+                      height=680, margin={"b": 150})
+    legend_right(fig)
     if note:
         fig.add_annotation(text=note[:300], xref="paper", yref="paper", x=0, y=-0.12, showarrow=False,
                            align="left", font={"size": 10})
@@ -146,13 +157,17 @@ def l2_residency_figure(cmp_df: pd.DataFrame, *, title: str | None = None):
     fig.add_hline(y=1.0, line={"color": "green", "dash": "dot"}, annotation_text="counters = formula")
     if "l2_bytes" in d and d["l2_bytes"].notna().any():
         l2 = float(d["l2_bytes"].dropna().iloc[0]) / _MIB
-        fig.add_vline(x=l2, line={"color": CAUSE_COLORS["L2-resident state"], "dash": "dash"},
-                      annotation_text=f"L2 {l2:.0f} MiB: writes below this can stay in L2")
+        fig.add_vline(x=l2, line={"color": CAUSE_COLORS["L2-resident state"], "dash": "dash"})
+        # on a log axis an annotation's x is log10 of the value (a shape's is the value itself)
+        fig.add_annotation(x=np.log10(l2), y=1.0, yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                           text=f"L2 {l2:.0f} MiB: writes below this can stay in L2",
+                           font={"size": 11, "color": CAUSE_COLORS["L2-resident state"]})
+    decade_log_axis(fig, d["written_bytes"] / _MIB, axis="x")
     fig.update_layout(title=title or "Counter bytes / formula bytes vs bytes written per call (L2 at small B)",
-                      xaxis={"type": "log",
-                             "title": axis_title("bytes written per call (state + intermediates)", "MiB")},
+                      xaxis={"title": axis_title("bytes written per call (state + intermediates)", "MiB")},
                       yaxis={"title": axis_title("DRAM counter bytes / formula bytes"), "rangemode": "tozero"},
                       template="plotly_white", height=560, margin={"b": 150})
+    legend_right(fig, title="backend · mode · state dtype")
     return add_provenance(fig, _provenance_text(cmp_df))
 
 
@@ -188,8 +203,12 @@ def counters_figure(metrics_df: pd.DataFrame, *, panels=COUNTER_PANELS, title: s
                                      line={"color": backend_color(be), "dash": STATE_DTYPE_DASH.get(sd, "dot")},
                                      marker={"symbol": MODE_SYMBOL.get(mode, "square"), "size": 8}),
                           row=r + 1, col=c + 1)
-        fig.update_xaxes(type="log", title_text=axis_title("batch B", "rows"), row=r + 1, col=c + 1)
-        fig.update_yaxes(title_text=unit, type="log" if log else "linear", row=r + 1, col=c + 1)
+        measured_log_axis(fig, s["batch"], row=r + 1, col=c + 1)
+        fig.update_xaxes(title_text=axis_title("batch B", "rows"), row=r + 1, col=c + 1)
+        fig.update_yaxes(title_text=unit, row=r + 1, col=c + 1)
+        if log:
+            decade_log_axis(fig, s[col], row=r + 1, col=c + 1)
     fig.update_layout(title=title or "Nsight Compute counters of the GDN kernels per backend",
                       template="plotly_white", height=330 * rows + 170, margin={"b": 150})
+    legend_right(fig, title="backend · mode · state dtype")
     return add_provenance(fig, _provenance_text(metrics_df))

@@ -12,20 +12,18 @@ from __future__ import annotations
 import pandas as pd
 
 from ..provenance import label
-from ..seed import SEED_ACCEPT_LEN
+from .layout import legend_right
+from .plan import SEED_LABEL, plan_figure, speedup_vs_accept_figure, tokens_per_step_figure
 from .provenance import add_provenance
 from .style import PALETTE, axis_title, color_for, kernel_class_color
 
 __all__ = ["step_breakdown_figure", "checks_figure", "plan_figure", "speedup_vs_accept_figure",
            "tokens_per_step_figure", "SEED_LABEL", "PART_COLORS"]
 
-SEED_LABEL = "reported (seed, GB200): SGLang PR #23273, Qwen3.5-397B-A17B-NVFP4 TP4"
 #: one colour per step part (:data:`gdnlab.model.PARTS`; GDN kernels as in the trace figures)
 PART_COLORS = {"gdn_kernel": kernel_class_color("gdn"), "gdn_other": PALETTE[3], "attention": PALETTE[1],
                "attn_other": PALETTE[6], "moe": PALETTE[2], "lm_head": PALETTE[7], "draft": PALETTE[5],
                "allreduce": PALETTE[4], "graph": PALETTE[8], "host": PALETTE[9]}
-#: legend in one row above the plot area, clear of the axes, colour bars and the footnote
-_LEGEND_ABOVE = {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "xanchor": "left"}
 
 
 def _go():
@@ -64,12 +62,14 @@ def step_breakdown_figure(table: pd.DataFrame):
     backend = t["backend"].iloc[0] if "backend" in t else "?"
     fig.update_layout(barmode="stack", title=f"Parts of one {kind} — {backend} (share of the step in hover)",
                       xaxis_title=axis_title("batch B", "running requests"),
-                      yaxis_title=axis_title("time per iteration", "µs"))
+                      yaxis_title=axis_title("time per iteration", "µs"), template="plotly_white")
+    legend_right(fig, title="part of the step")
     return add_provenance(fig, _provenance(t))
 
 
-_CHECK_TITLES = {"slice": "slice: composed vs measured (H200)", "cross_gpu": "GDN kernels: H100 projected vs measured",
-                 "seed": "seed (GB200): projected vs reported"}
+_CHECK_TITLES = {"slice": "slice:<br>composed vs measured (H200)",
+                 "cross_gpu": "GDN kernels:<br>H100 projected vs measured",
+                 "seed": "seed (GB200):<br>projected vs reported"}
 
 
 def checks_figure(v: pd.DataFrame, tol: float = 0.10):
@@ -82,6 +82,7 @@ def checks_figure(v: pd.DataFrame, tol: float = 0.10):
     go = _go()
     fig = make_subplots(rows=1, cols=len(checks), subplot_titles=[_CHECK_TITLES[c] for c in checks],
                         horizontal_spacing=0.06)
+    shown: set[str] = set()
     for col, c in enumerate(checks, start=1):
         g = v[v["check"] == c].reset_index(drop=True)
         labels = [f"{m} {b or ''} {xn}={x}".replace(" None", "") for m, b, xn, x in
@@ -90,7 +91,7 @@ def checks_figure(v: pd.DataFrame, tol: float = 0.10):
         fig.add_hrect(y0=-100 * tol, y1=100 * tol, fillcolor="green", opacity=0.12, line_width=0, row=1, col=col)
         for role, r in g.groupby("role"):
             fig.add_trace(go.Scatter(x=r.index, y=100 * r["rel_error"], mode="markers", name=f"model ({role})",
-                                     legendgroup=role, showlegend=col == len(checks) or c == "seed",
+                                     legendgroup=role, showlegend=f"model ({role})" not in shown,
                                      marker={"color": PALETTE[{"check": 0, "fit": 2, "heldout": 1}.get(role, 3)],
                                              "size": 8},
                                      text=[labels[i] for i in r.index],
@@ -102,76 +103,18 @@ def checks_figure(v: pd.DataFrame, tol: float = 0.10):
                 r = g[g[b].notna()]
                 fig.add_trace(go.Scatter(x=r.index, y=100 * r[b], mode="markers", name=f"baseline: {name}",
                                          marker={"symbol": sym, "color": "grey", "size": 8},
+                                         legendgroup=name, showlegend=f"baseline: {name}" not in shown,
                                          text=[labels[i] for i in r.index],
                                          hovertemplate="%{text}: %{y:+.1f} %<extra></extra>"), row=1, col=col)
+                shown.add(f"baseline: {name}")
+        shown.update(f"model ({role})" for role in g["role"].unique())
         fig.update_yaxes(title_text=axis_title("relative error", "%") if col == 1 else None, row=1, col=col)
         fig.update_xaxes(title_text="row", row=1, col=col)
-    fig.update_layout(title=f"Component model checks (band: ±{tol:.0%})", width=1400, height=480,
-                      legend=_LEGEND_ABOVE, margin={"t": 120})
+    fig.update_layout(title=f"Component model checks (band: ±{tol:.0%})", height=500, template="plotly_white",
+                      margin={"t": 110})
+    legend_right(fig, title="rows")
     params = v.attrs.get("params", {})
     ptxt = " · ".join(f"{k}: scale {p['component_scale']:.3g}, {p['request_us']:.3g} µs/request"
                       for k, p in params.items())
     return add_provenance(fig, label({"gpu": "H200 (measured) / GB200 (projected)"}, "measured",
                                      projected="cross-GPU and seed rows", fitted=ptxt or None) + f" · {SEED_LABEL}")
-
-
-def plan_figure(candidates: pd.DataFrame):
-    """TPOT vs batch for every priced option (:func:`gdnlab.model.plan_candidates`); the best per batch
-    ringed."""
-    c = _table("candidates", candidates, ("batch", "strategy", "draft_tokens", "state_dtype", "backend", "tpot_ms"),
-               "gdnlab.model.plan_candidates(...)").dropna(subset=["tpot_ms"])
-    go = _go()
-    fig = go.Figure()
-    for (s, T, sd, be), r in c.groupby(["strategy", "draft_tokens", "state_dtype", "backend"], sort=False):
-        name = f"decode · {sd} · {be}" if s == "decode" else f"{s} T={T} · {sd} · {be}"
-        fig.add_trace(go.Scatter(x=r["batch"], y=r["tpot_ms"], mode="lines+markers", name=name,
-                                 line={"color": color_for(s) if s != "decode" else "black",
-                                       "dash": "dot" if sd == "float32" else "solid"},
-                                 marker={"symbol": "circle" if be == "flashinfer" else "square", "size": 6},
-                                 opacity=0.35 + 0.65 * (T == 4 or s == "decode")))
-    best = c.loc[c.groupby("batch")["tpot_ms"].idxmin()]
-    fig.add_trace(go.Scatter(x=best["batch"], y=best["tpot_ms"], mode="markers", name="best per batch",
-                             marker={"symbol": "circle-open", "size": 16, "color": "red", "line": {"width": 2}},
-                             text=[f"{s} T={t} {sd} {b}" for s, t, sd, b in
-                                   zip(best["strategy"], best["draft_tokens"], best["state_dtype"], best["backend"])],
-                             hovertemplate="B=%{x}: %{text}, %{y:.2f} ms<extra></extra>"))
-    fig.update_layout(title="Expected TPOT per option vs batch (lower is better)",
-                      xaxis={"title": axis_title("batch B", "running requests"), "type": "log"},
-                      yaxis={"title": axis_title("TPOT", "ms"), "type": "log"}, height=560)
-    return add_provenance(fig, c.attrs.get("provenance") or str(c["provenance"].iloc[0]))
-
-
-def speedup_vs_accept_figure(table: pd.DataFrame):
-    """Speedup over plain decode vs accept length per strategy, T and batch
-    (:func:`gdnlab.model.speedup_table`); break-even at speedup 1, the seed's accept length band."""
-    t = _table("table", table, ("strategy", "draft_tokens", "batch", "accept_len", "speedup"),
-               "gdnlab.model.speedup_table(...)")
-    go = _go()
-    fig = go.Figure()
-    batches = sorted(t["batch"].unique())
-    dashes = ["solid", "dash", "dot", "dashdot", "longdash"]
-    for (s, T, B), r in t.groupby(["strategy", "draft_tokens", "batch"]):
-        fig.add_trace(go.Scatter(x=r["accept_len"], y=r["speedup"], mode="lines", name=f"{s} T={T} B={B}",
-                                 line={"color": PALETTE[sorted(t["draft_tokens"].unique()).index(T) % len(PALETTE)],
-                                       "dash": dashes[batches.index(B) % len(dashes)]}))
-    fig.add_hline(y=1.0, line={"color": "black", "width": 1}, annotation_text="break-even")
-    lo, hi = SEED_ACCEPT_LEN
-    fig.add_vrect(x0=lo, x1=hi, fillcolor="green", opacity=0.15, line_width=0,
-                  annotation_text="seed accept length (reported)", annotation_position="top left")
-    fig.update_layout(title="Speedup of speculation vs accept length (per strategy, T, batch)",
-                      xaxis_title=axis_title("accept length", "tokens per step"),
-                      yaxis_title=axis_title("speedup over plain decode", "×"), height=560)
-    return add_provenance(fig, _provenance(t, seed=True))
-
-
-def tokens_per_step_figure(table: pd.DataFrame):
-    """Tokens per step (accept length) vs per-draft accept rate for each T
-    (:func:`gdnlab.model.tokens_per_step_table`, chain model)."""
-    t = _table("table", table, ("draft_tokens", "rate", "accept_len"), "gdnlab.model.tokens_per_step_table()")
-    go = _go()
-    fig = go.Figure([go.Scatter(x=r["rate"], y=r["accept_len"], mode="lines", name=f"T={T}")
-                     for T, r in t.groupby("draft_tokens")])
-    fig.update_layout(title="Tokens per verify step vs per-draft accept rate (chain model)",
-                      xaxis_title=axis_title("per-draft accept rate", "fraction"),
-                      yaxis_title=axis_title("accept length", "tokens per step"))
-    return add_provenance(fig, "derived (chain model, gdnlab.acceptance)")

@@ -28,21 +28,26 @@ from ..provenance import label
 from ..strategies.registry import BASELINE, strategy_order
 from .layout import legend_right
 from .provenance import add_provenance
-from .style import axis_title, strategy_color
+from .style import (
+    BACKEND_DASH,
+    KEY_COLOR,
+    PHASE_COLORS,
+    axis_title,
+    backend_dash,
+    decade_log_axis,
+    measured_log_axis,
+    phase_color,
+    strategy_color,
+)
 
 __all__ = ["step_time_figure", "strategy_bandwidth_figure", "winners_figure", "scratch_figure",
            "phase_breakdown_figure", "step_busy_figure", "BACKEND_DASH", "PHASE_COLORS", "FLAG_MARKERS"]
 
-#: line style per strategy backend (the colour is the strategy's)
-BACKEND_DASH = {"triton": "solid", "flashinfer": "dash", "reference": "dot"}
-#: colour per phase of a step (gdnlab.analysis.phases.PHASES, plus the marker kernels and the rest)
-PHASE_COLORS = {"fold": "#ff7f0e", "verify": "#1f77b4", "commit": "#d62728", "marker": "#bcbd22",
-                "other": "#c7c7c7"}
 _BATCH_AXIS = axis_title("batch B", "requests")
 
 
 def _dash(backend: str) -> str:
-    return BACKEND_DASH.get(str(backend), "dashdot")
+    return backend_dash(str(backend))
 
 
 def _check(led: Any, need: Sequence[str]) -> None:
@@ -113,7 +118,7 @@ def _legend_keys(fig, strategies: Sequence[str], backends: Sequence[str]) -> Non
                                  line={"color": strategy_color(s)}))
     for i, be in enumerate(backends):
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{be} (line style)", legendrank=200 + i,
-                                 legendgroup=f"backend {be}", line={"color": "#555", "dash": _dash(be)}))
+                                 legendgroup=f"backend {be}", line={"color": KEY_COLOR, "dash": _dash(be)}))
 
 
 def _flag_overlays(fig, d: pd.DataFrame, ycol: str, shown: set[str], **where) -> None:
@@ -132,17 +137,14 @@ def _flag_overlays(fig, d: pd.DataFrame, ycol: str, shown: set[str], **where) ->
         shown.add(name)
 
 
-def _log_y(fig, **where) -> None:
-    """Log y axes labelled at powers of ten only (plotly's 2 and 5 labels crowd short ranges), with
-    a minor grid at 2..9."""
-    fig.update_yaxes(type="log", dtick=1, minor={"dtick": "D1", "showgrid": True, "gridcolor": "#f0f0f0"}, **where)
+def _log_y(fig, values, **where) -> None:
+    """Log y axes over ``values``, labelled at powers of ten (1-2-5 within one decade), a minor grid at 2..9."""
+    decade_log_axis(fig, pd.to_numeric(pd.Series(list(values)), errors="coerce").dropna(), **where)
 
 
 def _batch_ticks(fig, d: pd.DataFrame) -> None:
     """Log B axes ticked at the measured B (1, 4, 16, ...) instead of plotly's 2-5 minor labels."""
-    batches = sorted(int(b) for b in pd.to_numeric(d["batch"], errors="coerce").dropna().unique())
-    if batches:
-        fig.update_xaxes(type="log", tickvals=batches, ticktext=[str(b) for b in batches])
+    measured_log_axis(fig, pd.to_numeric(d["batch"], errors="coerce").dropna())
 
 
 def _keys(d: pd.DataFrame, *cols: str) -> pd.DataFrame:
@@ -189,7 +191,8 @@ def step_time_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title
             _flag_overlays(fig, g, "step_us", shown, row=1, col=j)
             _flag_overlays(fig, g, "per_token_us", shown, row=2, col=j)
     _legend_keys(fig, sorted(d["strategy"].unique(), key=strategy_order), sorted(d["backend"].astype(str).unique()))
-    _log_y(fig)
+    _log_y(fig, d["step_us"], row=1)
+    _log_y(fig, d["per_token_us"], row=2)
     _batch_ticks(fig, d)
     for j in range(1, len(Ts) + 1):
         fig.update_xaxes(title_text=_BATCH_AXIS, row=2, col=j)
@@ -255,8 +258,8 @@ def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = No
                           annotation_text=f"target {target_pct:g} %", annotation_position="top left")
     _batch_ticks(fig, d)
     fig.update_xaxes(title_text=_BATCH_AXIS)
-    for c in (1, 2):
-        _log_y(fig, row=1, col=c)
+    _log_y(fig, pd.to_numeric(d["bytes"], errors="coerce") / 1e6, row=1, col=1)
+    _log_y(fig, d["floor_ratio"], row=1, col=2)
     fig.update_yaxes(title_text=axis_title("bytes per step (roofline formula)", "MB"), row=1, col=1)
     fig.update_yaxes(title_text=axis_title("step time / (bytes / copy bandwidth)", "x"), row=1, col=2)
     for c in (1, 2):
@@ -269,13 +272,42 @@ def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = No
 # ------------------------------------------------------------------------------------------ winners
 
 
+def _ranges(led: pd.DataFrame) -> dict[tuple, tuple[float, float]]:
+    """``{(backend, state_dtype, T, accept_len, batch, strategy): (p10, p90)}`` of the ok step rows."""
+    if not {"time_p10_us", "time_p90_us"} <= set(led.columns):
+        return {}
+    d = _ok(led)
+    keys = zip(d["backend"], d["state_dtype"], d["draft_tokens"], d["accept_len"], d["batch"], d["strategy"])
+    return {tuple(k): (float(lo), float(hi)) for k, lo, hi in zip(keys, pd.to_numeric(d["time_p10_us"]),
+                                                                 pd.to_numeric(d["time_p90_us"]))}
+
+
+def _winner_labels(w: pd.DataFrame, led: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Per winner row: its square's label (speedup over the baseline, margin over the runner-up or
+    ``tie`` when their p10-p90 step times overlap) and the verdict for the hover."""
+    ranges = _ranges(led)
+    labels, verdicts = [], []
+    for r in w.itertuples(index=False):
+        key = (r.backend, r.state_dtype, r.draft_tokens, r.accept_len, r.batch)
+        a, b = ranges.get((*key, r.winner)), ranges.get((*key, r.runner_up))
+        margin = (r.runner_up_step_us / r.step_us - 1) * 100 if pd.notna(r.runner_up_step_us) and r.step_us else None
+        tie = a is not None and b is not None and b[0] <= a[1]
+        second = "tie" if tie else (f"+{margin:.0f} %" if margin is not None else "")
+        first = "" if r.winner == BASELINE or pd.isna(r.speedup) else f"{r.speedup:.2g}×"
+        labels.append("<br>".join(x for x in (first, second) if x))
+        verdicts.append("tie (p10-p90 ranges overlap)" if tie else
+                        (f"wins by {margin:.1f} % over the runner-up" if margin is not None else "only contender"))
+    return labels, verdicts
+
+
 def winners_figure(win: pd.DataFrame, led: pd.DataFrame, *, state_dtype: str | None = None,
                    title: str | None = None):
     """Which strategy is fastest at each B: ``win`` is :func:`gdnlab.analysis.ledger.winners` of the
-    ledger ``led`` (flagged rows never win; ``led`` gives the figure's provenance). A square per (B,
-    backend · T · accept length) in the winner's colour, labelled with its speedup over the baseline
-    strategy (``2.5x``: full_cache's step time / the winner's); an open circle beside a square where a
-    flagged row (no check, failed check, eager-timed) was faster."""
+    ledger ``led`` (flagged rows never win; ``led`` gives the figure's provenance and the p10-p90 step
+    times). A square per (B, backend · T · accept length) in the winner's colour, labelled with its
+    speedup over the baseline strategy (``1.8×``: full_cache's step time / the winner's; none where
+    full_cache wins) and its margin over the runner-up (``+12 %``), or ``tie`` where the two p10-p90
+    step times overlap; an open circle where a flagged row (no check, failed check, eager-timed) was faster."""
     import plotly.graph_objects as go
 
     _check(led, ("strategy", "backend", "batch", "draft_tokens", "accept_len", "state_dtype", "status", "step_us"))
@@ -285,26 +317,26 @@ def winners_figure(win: pd.DataFrame, led: pd.DataFrame, *, state_dtype: str | N
     w = win[win["state_dtype"].astype("string") == sd] if sd and len(win) else pd.DataFrame()
     if w.empty:
         return _nothing(title, "no step rows with status ok (and a passing check) to compare")
+    labels, verdicts = _winner_labels(w, d)
     w = w.assign(row=w["backend"].astype(str) + " · T=" + w["draft_tokens"].astype(str) + " · a="
                  + w["accept_len"].map(lambda v: f"{float(v):g}"),
-                 x=w["batch"].astype(str),
-                 text=w["speedup"].map(lambda v: "" if pd.isna(v) else f"{v:.2g}x"))
+                 x=w["batch"].astype(str), text=labels, verdict=verdicts)
     fig = go.Figure()
     for s in sorted(w["winner"].unique(), key=strategy_order):
         g = w[w["winner"] == s]
         fig.add_trace(go.Scatter(
             x=g["x"], y=g["row"], mode="markers+text", name=s, text=g["text"], textposition="middle center",
-            textfont={"color": "white", "size": 12},
-            marker={"symbol": "square", "size": 46, "color": strategy_color(s)},
-            customdata=g[["step_us", "full_cache_step_us", "runner_up", "flagged"]].astype(object).to_numpy(),
-            hovertemplate=(f"{s} wins at B=%{{x}}<br>%{{y}}<br>step %{{customdata[0]:.4g}} µs"
+            textfont={"color": "white", "size": 11},
+            marker={"symbol": "square", "size": 50, "color": strategy_color(s)},
+            customdata=g[["step_us", "full_cache_step_us", "runner_up", "verdict"]].astype(object).to_numpy(),
+            hovertemplate=(f"{s} fastest at B=%{{x}}<br>%{{y}}<br>step %{{customdata[0]:.4g}} µs"
                            "<br>full_cache %{customdata[1]:.4g} µs<br>runner-up %{customdata[2]}"
-                           "<br>left out: %{customdata[3]}<extra></extra>")))
+                           "<br>%{customdata[3]}<extra></extra>")))
     faster = w[w["fastest_flagged"].notna()] if "fastest_flagged" in w else w.iloc[:0]
     if len(faster):
         fig.add_trace(go.Scatter(
             x=faster["x"], y=faster["row"], mode="markers", name="a flagged row was faster (not counted)",
-            marker={"symbol": "circle-open", "size": 58, "color": "black", "line": {"width": 2}},
+            marker={"symbol": "circle-open", "size": 62, "color": "black", "line": {"width": 2}},
             customdata=faster[["fastest_flagged", "fastest_flagged_step_us"]].astype(object).to_numpy(),
             hovertemplate="faster but flagged: %{customdata[0]}<br>%{customdata[1]:.4g} µs<extra></extra>"))
     batches = sorted(w["batch"].unique())
@@ -312,8 +344,8 @@ def winners_figure(win: pd.DataFrame, led: pd.DataFrame, *, state_dtype: str | N
     fig.update_xaxes(title_text=_BATCH_AXIS, type="category", categoryorder="array",
                      categoryarray=[str(b) for b in batches])
     fig.update_yaxes(title_text="backend · T · accept length", type="category", range=[-0.6, len(rows) - 0.4])
-    fig.update_layout(title=f"{title} · {sd} state (label: {BASELINE} step / winner step)",
-                      template="plotly_white", height=max(300, 190 + 80 * len(rows)))
+    fig.update_layout(title=f"{title} · {sd} state (label: {BASELINE} step / winner step; margin over the "
+                            "runner-up)", template="plotly_white", height=max(300, 190 + 80 * len(rows)))
     legend_right(fig, title="fastest strategy")
     return add_provenance(fig, _provenance(d))
 
@@ -341,7 +373,7 @@ def scratch_figure(scratch: pd.DataFrame, *, title: str | None = None):
                          textposition="outside",
                          hovertemplate="%{y}: scratch %{x:.4g} GiB<extra></extra>"))
     fig.add_trace(go.Bar(y=d["strategy"], x=d["extra_gib"], orientation="h", name="memory beyond a plain pool",
-                         marker={"color": colours, "opacity": 0.35},
+                         marker={"color": colours, "opacity": 0.35, "pattern": {"shape": "/"}},
                          hovertemplate="%{y}: %{x:.4g} GiB beyond a pool of one row per request<extra></extra>"))
     r = d.iloc[0]
     fig.update_xaxes(title_text=axis_title(f"GiB over {int(r['layers'])} GDN layers", "GiB"), rangemode="tozero")
@@ -398,7 +430,7 @@ def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
         for p in order:
             g = d[d["phase"] == p].set_index("strategy").reindex(strategies)
             fig.add_trace(go.Bar(x=strategies, y=g["time_per_step_us"], name=p, legendgroup=p, showlegend=j == 1,
-                                 marker={"color": PHASE_COLORS.get(p, "#7f7f7f")},
+                                 marker={"color": phase_color(p)},
                                  customdata=g[["share_pct"]].to_numpy(),
                                  hovertemplate=f"{be} %{{x}} · {p}<br>%{{y:.4g}} µs per step"
                                                "<br>%{customdata[0]:.3g} % of kernel time<extra></extra>"),
@@ -417,11 +449,11 @@ def _trace_label(strategy: str, launch: Any) -> str:
 
 def step_busy_figure(busy: pd.DataFrame, *, target_pct: float | None = 90.0, title: str | None = None):
     """GPU busy share of a step in each strategy's trace (:func:`gdnlab.analysis.strategy_traces.trace_busy`):
-    a bar per trace in the strategy's colour, the median over complete steps of kernel time / the
-    time from one verify marker to the next (host share included), min–median as an error bar; a
-    black diamond for the kernel time over the step's own span on the device (verify marker to its
-    last kernel). A trace launched eagerly (no CUDA graph) is hatched and labelled *not comparable*;
-    ``target_pct`` as a line."""
+    a horizontal bar per trace (grouped by backend) in the strategy's colour, the median over complete
+    steps of kernel time / the time from one verify marker to the next (host share included),
+    min–median as an error bar; a black diamond for the kernel time over the step's own span on the
+    device (verify marker to its last kernel). A trace launched eagerly (no CUDA graph) is hatched and
+    labelled *not comparable*; ``target_pct`` as a line."""
     import plotly.graph_objects as go
 
     need = ("backend", "strategy", "busy_pct_median", "busy_pct_min")
@@ -433,33 +465,34 @@ def step_busy_figure(busy: pd.DataFrame, *, target_pct: float | None = 90.0, tit
         return _nothing(title, "no trace with two or more phase markers (no complete step found)")
     launch = d["launch"] if "launch" in d.columns else pd.Series(None, index=d.index)
     d = d.assign(_r=d["strategy"].map(strategy_order), _launch=launch,
-                 _x=[_trace_label(s, la) for s, la in zip(d["strategy"], launch)]).sort_values(["backend", "_r"])
+                 _y=[_trace_label(s, la) for s, la in zip(d["strategy"], launch)]).sort_values(["backend", "_r"])
     fig = go.Figure()
     for s in sorted(d["strategy"].unique(), key=strategy_order):
         g = d[d["strategy"] == s]
         eager = (g["_launch"] == "eager").to_numpy()
         low = (g["busy_pct_median"] - g["busy_pct_min"]).clip(lower=0)
-        text = [f"{v:.0f} %" + ("<br>eager trace:<br>not comparable" if e else "")
+        text = [f"{v:.0f} %" + (" · eager trace: not comparable" if e else "")
                 for v, e in zip(g["busy_pct_median"], eager)]
         hatch = {"shape": ["/" if e else "" for e in eager]}
-        fig.add_trace(go.Bar(x=[g["backend"].astype(str), g["_x"]], y=g["busy_pct_median"], name=s,
+        fig.add_trace(go.Bar(y=[g["backend"].astype(str), g["_y"]], x=g["busy_pct_median"], orientation="h", name=s,
                              marker={"color": strategy_color(s), "pattern": hatch},
-                             text=text, textposition="outside", cliponaxis=False,
-                             error_y={"type": "data", "symmetric": False, "array": [0] * len(g), "arrayminus": low,
+                             text=text, textposition="inside", insidetextanchor="start", cliponaxis=False,
+                             error_x={"type": "data", "symmetric": False, "array": [0] * len(g), "arrayminus": low,
                                       "color": "#444"},
-                             hovertemplate="%{x}<br>median %{y:.3g} % busy (marker to marker)<extra></extra>"))
+                             hovertemplate="%{y}<br>median %{x:.3g} % busy (marker to marker)<extra></extra>"))
     if "span_busy_pct_median" in d.columns and pd.to_numeric(d["span_busy_pct_median"], errors="coerce").notna().any():
-        fig.add_trace(go.Scatter(x=[d["backend"].astype(str), d["_x"]], y=d["span_busy_pct_median"], mode="markers",
-                                 name="kernels over the step's own span", marker={"symbol": "diamond", "size": 11,
-                                                                                  "color": "black"},
-                                 hovertemplate="%{x}<br>%{y:.3g} % of the step's span on the device<extra></extra>"))
+        fig.add_trace(go.Scatter(y=[d["backend"].astype(str), d["_y"]], x=d["span_busy_pct_median"], mode="markers",
+                                 name="kernels over the step's own span",
+                                 marker={"symbol": "diamond", "size": 11, "color": "black"},
+                                 hovertemplate="%{y}<br>%{x:.3g} % of the step's span on the device<extra></extra>"))
     if target_pct is not None:
-        fig.add_hline(y=target_pct, line={"color": "#888", "dash": "dot"},
-                      annotation_text=f"target {target_pct:g} %", annotation_position="top right")
-    fig.update_yaxes(title_text=axis_title("GPU busy share of a step", "%"), range=[0, 118],
+        fig.add_vline(x=target_pct, line={"color": "#888", "dash": "dot"},
+                      annotation_text=f"target {target_pct:g} %", annotation_position="top")
+    fig.update_xaxes(title_text=axis_title("GPU busy share of a step", "%"), range=[0, 105],
                      tickvals=[0, 20, 40, 60, 80, 100])
-    fig.update_xaxes(title_text="backend · strategy trace")
+    # categories in order of appearance (backend, then registry order), drawn from the top down
+    fig.update_yaxes(title_text="backend · strategy trace", automargin=True, autorange="reversed")
     fig.update_layout(title=f"{title} (bar: median, marker to next marker; whisker: min)", template="plotly_white",
-                      height=460, barmode="group")
+                      height=160 + 34 * len(d), barmode="overlay", margin={"t": 90})
     legend_right(fig, title="strategy")
     return add_provenance(fig, _trace_provenance(d))

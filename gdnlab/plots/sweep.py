@@ -11,6 +11,7 @@ plotly is imported inside the functions (it is not on the GPU machine).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,16 @@ from ..provenance import IDENTITY_COLUMNS, label
 from ..results import SCOPE_OF_CALL_STRATEGY, require_columns
 from .layout import legend_right
 from .provenance import add_provenance, frame_status
-from .style import STATE_DTYPE_DASH, axis_title, backend_color
+from .style import (
+    KEY_COLOR,
+    STATE_DTYPE_DASH,
+    axis_title,
+    backend_color,
+    decade_log_axis,
+    decade_ticks,
+    log_ticks,
+    measured_log_axis,
+)
 
 __all__ = ["sweep_provenance_text", "time_vs_batch_figure", "bandwidth_figure", "intermediate_cost_figure",
            "seed_overlay_figure", "mode_label", "timing_label", "TIMING_PREFERENCE"]
@@ -33,6 +43,11 @@ _T_DASH = {2: "dot", 4: "dash", 8: "solid"}
 _T_SYMBOL = {2: "circle", 4: "square", 8: "diamond"}
 _OTHER_DASHES = ("dashdot", "longdash", "longdashdot")
 _BATCH_AXIS = axis_title("batch B", "requests")
+
+
+def _labels_for(panels: int) -> int:
+    """How many B tick labels a panel of a row of ``panels`` has room for (narrow panels: fewer)."""
+    return 5 if panels >= 3 else 10
 
 
 def mode_label(df: pd.DataFrame) -> pd.Series:
@@ -189,11 +204,14 @@ def time_vs_batch_figure(df: pd.DataFrame, *, buffer_scope: str = "batch", timin
                     hovertemplate="B=%{x}: %{y:,.2f} µs<br>%{customdata[0]}<extra>" + name + "</extra>"),
                     row=i, col=j)
                 seen.add(name)
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    measured_log_axis(fig, d["batch"], max_labels=_labels_for(len(modes)))
+    ys = pd.concat([d["time_us"], d["time_p10_us"] if "time_p10_us" in d else d["time_us"],
+                    d["time_p90_us"] if "time_p90_us" in d else d["time_us"]])
+    decade_log_axis(fig, ys)
     fig.update_xaxes(title_text=_BATCH_AXIS, row=len(dtypes))
     fig.update_yaxes(title_text=_time_axis(d), col=1)
-    fig.update_layout(title="GDN kernel time vs batch (median, p10-p90)", height=260 + 260 * len(dtypes))
+    fig.update_layout(title="GDN kernel time vs batch (median, p10-p90)", height=260 + 260 * len(dtypes),
+                      template="plotly_white")
     legend_right(fig, title="backend · timing" if len(methods) > 1 else "backend")
     add_provenance(fig, sweep_provenance_text(d))
     return fig
@@ -240,7 +258,7 @@ def bandwidth_figure(df: pd.DataFrame, *, buffer_scope: str = "batch", timing: s
             fig.add_hline(y=100, line={"color": "black", "dash": "dot", "width": 1}, row=2, col=j)
         gpu = d["gpu"].mode().iloc[0]
         peak_note = f"<br><span style='font-size:12px'>dotted: {gpu} datasheet peak {p:,.0f} GB/s</span>"
-    fig.update_xaxes(type="log")
+    measured_log_axis(fig, d["batch"], max_labels=_labels_for(len(modes)))
     fig.update_xaxes(title_text=_BATCH_AXIS, row=2)
     method = str(d["timing_method"].iloc[0])
     fig.update_yaxes(title_text=axis_title("achieved bandwidth", "GB/s"), row=1, col=1)
@@ -248,7 +266,7 @@ def bandwidth_figure(df: pd.DataFrame, *, buffer_scope: str = "batch", timing: s
     calls = d["calls_per_sample"].dropna() if "calls_per_sample" in d else pd.Series(dtype=float)
     fig.update_layout(title="GDN kernels: memory roofline view (bytes from gdnlab.roofline.gdn_bytes / median "
                             f"time; {timing_label(method, calls.iloc[0] if len(calls) else None)})" + peak_note,
-                      height=660, margin={"t": 110})
+                      height=660, margin={"t": 110}, template="plotly_white")
     legend_right(fig, title="backend · state dtype")
     add_provenance(fig, sweep_provenance_text(d))
     return fig
@@ -257,8 +275,9 @@ def bandwidth_figure(df: pd.DataFrame, *, buffer_scope: str = "batch", timing: s
 def intermediate_cost_figure(df: pd.DataFrame, *, timing: str | None = None):
     """Pool-scoped vs batch-scoped verify buffer: time ratio ``pool / batch`` (1 = no cost) vs batch B, a
     panel per state dtype; colour per backend and line style + marker per T, so no two series share a
-    style. Points the backend rejected (FlashInfer's bf16 MTP asserts ``dim0 == B``) are drawn as crosses
-    at ratio 1 and named in the hover text. One timing method (``timing``, default the best present)."""
+    style. Points the backend rejected (FlashInfer's bf16 MTP asserts ``dim0 == B``) have no time, so no
+    ratio: a cross in the backend's colour marks their B on the panel's bottom edge (not a value on the
+    y axis), named in its hover text. One timing method (``timing``, default the best present)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -299,20 +318,10 @@ def intermediate_cost_figure(df: pd.DataFrame, *, timing: str | None = None):
                 hovertemplate="B=%{x}: ratio %{y:.2f}<br>batch-scoped %{customdata[0]:,.1f} µs, pool-scoped "
                               "%{customdata[1]:,.1f} µs<extra>" + name + "</extra>"), row=1, col=j)
             seen.add(name)
-    for j, sd in enumerate(panels, start=1):
-        r = rejected[rejected["state_dtype"] == sd].drop_duplicates(["backend", "draft_tokens", "batch"])
-        if r.empty:
-            continue
-        fig.add_trace(go.Scatter(x=r["batch"], y=[1.0] * len(r), mode="markers",
-                                 marker={"symbol": "x-thin-open", "size": 11, "color": "crimson", "line": {"width": 2}},
-                                 name="rejected (pool-sized buffer)", legendgroup="rejected",
-                                 showlegend="rejected" not in seen,
-                                 text=(r["backend"].astype(str) + " T=" + r["draft_tokens"].astype(str) + ": "
-                                       + r["status"].astype(str).str.slice(0, 160)),
-                                 hovertemplate="%{text}<extra></extra>"), row=1, col=j)
-        seen.add("rejected")
+    _rejected_marks(fig, rejected, panels, seen)
     fig.add_hline(y=1.0, line={"color": "gray", "dash": "dot", "width": 1})
-    fig.update_xaxes(type="log", title_text=_BATCH_AXIS)
+    measured_log_axis(fig, pd.concat([both["batch"], rejected["batch"]]))
+    fig.update_xaxes(title_text=_BATCH_AXIS)
     fig.update_yaxes(title_text=axis_title("time pool-scoped / batch-scoped", "ratio"), col=1)
     method = str(both["timing_method"].iloc[0]) if len(both) else None
     fig.update_layout(title="Cost of a pool-sized intermediate buffer (SGLang before PR #23273) vs the "
@@ -320,6 +329,30 @@ def intermediate_cost_figure(df: pd.DataFrame, *, timing: str | None = None):
     legend_right(fig, title="backend · draft tokens")
     add_provenance(fig, sweep_provenance_text(drawn))
     return fig
+
+
+def _rejected_marks(fig, rejected: pd.DataFrame, panels: Sequence[str], seen: set[str]) -> None:
+    """A cross per rejected (backend, B) on the bottom edge of its state dtype's panel (``y domain``
+    coordinates: no ratio is drawn for a call that did not run), its hover naming the T values and the
+    backend's message, and one legend key for them all."""
+    import plotly.graph_objects as go
+
+    for j, sd in enumerate(panels, start=1):
+        r = rejected[rejected["state_dtype"] == sd]
+        yref = "y domain" if j == 1 else f"y{j} domain"
+        xref = "x" if j == 1 else f"x{j}"
+        for (be, b), g in r.groupby(["backend", "batch"], sort=True):      # one cross per backend and B
+            Ts = ", ".join(str(int(t)) for t in sorted(g["draft_tokens"].unique()))
+            fig.add_annotation(x=math.log10(float(b)), y=0, xref=xref, yref=yref, text="✕",
+                               showarrow=False, yanchor="bottom", yshift=2, name="rejected",
+                               font={"size": 15, "color": backend_color(str(be))},
+                               hovertext=f"{be} B={int(b)} T={Ts}: rejected, no time: "
+                                         f"{str(g['status'].iloc[0])[:160]}")
+    if len(rejected) and "rejected" not in seen:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="rejected (pool-sized buffer)",
+                                 marker={"symbol": "x-thin-open", "size": 11, "color": KEY_COLOR,
+                                         "line": {"width": 2}}, legendgroup="rejected"))
+        seen.add("rejected")
 
 
 def seed_overlay_figure(fig, seed_rows: pd.DataFrame | None, *, y: str = "value", x: str | None = None,
@@ -342,8 +375,13 @@ def seed_overlay_figure(fig, seed_rows: pd.DataFrame | None, *, y: str = "value"
     metric = str(rows["metric"].dropna().iloc[0]) if "metric" in rows and rows["metric"].notna().any() else y
     used = [int(k[5:] or 1) for k in fig.layout.to_plotly_json() if k.startswith("yaxis")]
     n = max(used + [1]) + 1
-    fig.layout[f"yaxis{n}"] = {"overlaying": "y", "side": "right", "type": "log", "showgrid": False, "dtick": "D2",
-                               "anchor": "x", "title": {"text": f"seed (reported): {axis_title(metric, unit)}"}}
+    vals = pd.to_numeric(rows[y], errors="coerce")
+    tv, tt = decade_ticks(float(vals.min()) / 1.15, float(vals.max()) * 1.15)
+    fig.layout[f"yaxis{n}"] = {"overlaying": "y", "side": "right", "type": "log", "showgrid": False,
+                               "tickmode": "array", "tickvals": tv, "ticktext": tt, "anchor": "x",
+                               "title": {"text": f"seed (reported): {axis_title(metric, unit)}"}}
+    xv, xt = log_ticks([*(fig.layout.xaxis.tickvals or ()), *pd.to_numeric(rows[x], errors="coerce")])
+    fig.layout.xaxis.update(type="log", tickmode="array", tickvals=xv, ticktext=xt)
     symbols = {"flashinfer": "circle-open", "triton": "square-open"}
     for be, g in rows.groupby("backend", sort=True):
         has_state = "kernel_state" in g and g["kernel_state"].notna().any()

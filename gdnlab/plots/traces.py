@@ -36,6 +36,8 @@ __all__ = ["timeline_figure", "range_breakdown_figure", "side_by_side_figure", "
            "kernel_class_order"]
 
 _MAX_CLASSES = 8
+#: the two bars of a range breakdown: GPU busy time in the GDN kernel's blue, CPU time grey
+BUSY_COLORS = {"GPU busy": "#1f77b4", "CPU": "#7f7f7f"}
 _TIME_AXIS = axis_title("time from first kernel", "µs")
 #: words for the metrics of :func:`gdnlab.traces.compare` (unit added from the ``_ns`` suffix)
 _METRIC_WORDS = {"mean_ns": "mean kernel time", "median_ns": "median kernel time", "total_ns": "total kernel time",
@@ -186,6 +188,12 @@ def _timeline_traces(trace: Trace, window_ns: tuple[int, int] | None, max_kernel
     return out, rows, note
 
 
+def _legend_height(traces_) -> int:
+    """Figure height (px) at which a right-hand legend of these traces' entries fits without scrolling."""
+    entries = sum(1 for t in traces_ if t.showlegend is not False)
+    return 240 + 24 * entries
+
+
 def _row_axis(rows: Sequence[str]) -> dict:
     """A y axis that names the timeline rows (numbered from the top) instead of numbers."""
     return {"tickmode": "array", "tickvals": list(range(len(rows))), "ticktext": list(rows),
@@ -207,7 +215,8 @@ def timeline_figure(trace: Trace, window_ns: tuple[int, int] | None = None, max_
     head = title or f"Timeline · {trace.name}"
     fig.update_layout(
         title=head + (f" <span style='font-size:12px'>({note})</span>" if note else ""),
-        barmode="overlay", xaxis_title=_TIME_AXIS, height=max(360, 120 + 28 * len(rows)), yaxis=_row_axis(rows))
+        barmode="overlay", xaxis_title=_TIME_AXIS, yaxis=_row_axis(rows),
+        height=max(360, 120 + 28 * len(rows), _legend_height(traces_)))
     legend_right(fig, title="kernel class")
     return add_provenance(fig, trace_provenance_text(trace))
 
@@ -236,7 +245,7 @@ def side_by_side_figure(trace_a: Trace, trace_b: Trace, labels: Sequence[str] = 
     fig.update_xaxes(title_text=_TIME_AXIS, row=2, col=1)
     small = f" <span style='font-size:12px'>({'; '.join(notes)})</span>" if notes else ""
     fig.update_layout(title=f"{labels[0]} vs {labels[1]}{small}",
-                      barmode="overlay", height=max(520, heights + 220))
+                      barmode="overlay", height=max(520, heights + 220, _legend_height(fig.data)))
     legend_right(fig, title="kernel class")
     return add_provenance(fig, f"{labels[0]}: {trace_provenance_text(trace_a)} | "
                                f"{labels[1]}: {trace_provenance_text(trace_b)}")
@@ -252,11 +261,11 @@ def range_breakdown_figure(df: pd.DataFrame, *, top: int = 20, provenance: str |
     y = d["range"].astype(str)
     fig = go.Figure([
         go.Bar(orientation="h", y=y, x=d["gpu_busy_total_ns"] / 1e6, name="GPU busy",
-               marker={"color": "#1f77b4"},
+               marker={"color": BUSY_COLORS["GPU busy"]},
                customdata=np.column_stack([d["count"], d["kernels_per_range"], d["share_pct"]]),
                hovertemplate="%{y}: %{x:,.3f} ms GPU busy<br>%{customdata[0]} ranges, "
                              "%{customdata[1]:.1f} kernels each, %{customdata[2]:.1f}% of GPU busy<extra></extra>"),
-        go.Bar(orientation="h", y=y, x=d["cpu_total_ns"] / 1e6, name="CPU", marker={"color": "#7f7f7f"},
+        go.Bar(orientation="h", y=y, x=d["cpu_total_ns"] / 1e6, name="CPU", marker={"color": BUSY_COLORS["CPU"]},
                hovertemplate="%{y}: %{x:,.3f} ms on the CPU<extra></extra>"),
     ])
     fig.update_layout(title=title, barmode="group", xaxis_title=axis_title("total time", "ms"),
@@ -270,17 +279,19 @@ def compare_figure(df: pd.DataFrame, *, kind: str = "kernel_class", metric: str 
     """Grouped horizontal bars of one metric from :func:`gdnlab.traces.compare` output, one bar per trace
     label, for every key of ``kind`` (µs for ``*_ns`` metrics; the axis title names the quantity and unit).
     Keys are on the y axis, so long kernel names never run into the axis title or the footnote."""
-    from gdnlab.plots.style import backend_color
+    from gdnlab.plots.style import backend_color, distinct_colors
 
     d = df[(df["kind"] == kind) & (df["metric"] == metric)].iloc[::-1]
     labels = [c for c in df.columns if c not in ("kind", "key", "metric", "delta", "ratio")]
+    colours = distinct_colors(map(str, labels), backend_color)
     scale, unit = (1e3, "µs") if metric.endswith("_ns") else (1.0, "%" if metric.endswith("_pct") else None)
     words = _METRIC_WORDS.get(metric, metric.removesuffix("_ns").replace("_", " "))
     fig = go.Figure([go.Bar(y=d["key"].astype(str), x=d[lab] / scale, orientation="h", name=str(lab),
-                            marker={"color": backend_color(str(lab))}, customdata=d["ratio"],
+                            marker={"color": colours[str(lab)]}, customdata=d["ratio"],
                             hovertemplate="%{y}: %{x:,.2f} " + (unit or "") +
                             "<br>ratio b/a %{customdata:.2f}<extra>" + str(lab) + "</extra>") for lab in labels])
-    fig.update_layout(title=f"{words} per {kind.replace('_', ' ')}: {' vs '.join(map(str, labels))}",
+    per = f" per {kind.replace('_', ' ')}"
+    fig.update_layout(title=f"{words}{'' if words.endswith(per) else per}: {' vs '.join(map(str, labels))}",
                       barmode="group", xaxis_title=axis_title(words, unit), yaxis={"automargin": True},
                       height=max(360, 160 + 22 * len(labels) * len(d)))
     legend_right(fig, title="trace")

@@ -1,7 +1,8 @@
 """Notebooks → HTML reports that open offline, and the helpers the notebooks call.
 
 * :mod:`.notebook`: what a notebook cell calls — :func:`setup`, :func:`load`, :func:`note`,
-  :func:`show`, :func:`call`, :func:`missing`, :func:`cuda_ready`; missing data becomes a message in
+  :func:`show`, :func:`table`, :func:`record`, :func:`call`, :func:`missing`, :func:`cuda_ready`; tables
+  go through :mod:`.tables` (units in headers, readable numbers); missing data becomes a message in
   the page, and each data source's status comes from its own metadata.
 * :mod:`.build`: :func:`build_report` (the ``gdnlab report`` command, :mod:`gdnlab.cli.report`)
   checks parameters and the report folder, executes the notebooks with papermill (Ctrl-C keeps
@@ -44,9 +45,11 @@ from .notebook import (
     load,
     missing,
     note,
+    record,
     resolve_path,
     setup,
     show,
+    table,
 )
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "check_parameters", "declared_parameters", "execute_notebook", "export_html", "ensure_kernel", "notebook_path",
     "notebooks_dir", "resolve_notebooks", "notebook_parameters", "write_index",
     # notebook side
-    "Missing", "MissingData", "setup", "resolve_path", "missing", "load", "call", "show", "note", "cuda_ready",
+    "Missing", "MissingData", "setup", "resolve_path", "missing", "load", "call", "show", "table", "note", "record",
+    "cuda_ready",
     "concat_available", "data_status", "describe", "SOURCE_MIME", "RENDERER",
 ]

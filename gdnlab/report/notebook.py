@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["REPO_ROOT", "SOURCE_MIME", "RENDERER", "Missing", "MissingData", "missing", "resolve_path", "setup",
-           "note", "load", "data_status", "describe", "concat_available", "call", "show", "cuda_ready"]
+           "note", "load", "data_status", "describe", "concat_available", "call", "show", "table", "record",
+           "cuda_ready"]
 
 #: The checkout this package lives in (``gdnlab/report/../..``); data paths in notebooks are relative to it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -330,6 +331,22 @@ def load(loader: Callable[..., Any], path: str | os.PathLike | None, *, what: st
     return obj
 
 
+def record(obj: Any, source: str, *, detail: str = "", status: str | None = None, **fields: Any) -> Any:
+    """Display the source record of data a notebook has in memory (not read by :func:`load`), e.g. the
+    seed's reported rows (``gdnlab/data/seed_results.csv``), and return ``obj`` unchanged.
+
+    Like :func:`load`'s record, its status is what the data's own metadata says (:func:`data_status`:
+    the seed's rows carry ``status == "reported"``), ``status`` only where the data says nothing; the
+    index page lists it with the notebook's other sources. A :class:`Missing` passes through."""
+    if isinstance(obj, Missing):
+        return obj
+    desc = describe(obj)
+    rows = desc.pop("rows", None)
+    st = desc.pop("status", None) or status
+    note(source, status=st, rows=rows, detail=detail, **{**desc, **fields})
+    return obj
+
+
 def cuda_ready(purpose: str = "live=True") -> bool:
     """Whether a CUDA GPU is visible; when not, displays why (``"live=True needs a CUDA GPU …"``).
 
@@ -368,16 +385,35 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 @dataclass(frozen=True)
 class _Table:
-    """A DataFrame shown in a horizontally scrolling box, so a wide table is never clipped."""
+    """A DataFrame shown through the report's table formatter (:func:`gdnlab.report.tables.format_table`:
+    chosen columns, units in headers, 3-4 significant digits, ``—`` for empty cells, text wrapped), in
+    a horizontally scrolling box so a wide table is never clipped."""
 
     df: Any
+    columns: tuple[str, ...] | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    max_columns: int = 14
+
+    def view(self):
+        from .tables import format_table
+
+        return format_table(self.df, self.columns, max_columns=self.max_columns, headers=dict(self.headers))
 
     def __str__(self) -> str:
-        return self.df.to_string()
+        return self.view().to_text()
 
     def _repr_html_(self) -> str:
-        return ('<div class="gdnlab-table" style="overflow-x:auto;max-width:100%">'
-                + self.df._repr_html_() + "</div>")
+        return '<div class="gdnlab-table" style="overflow-x:auto;max-width:100%">' + self.view().to_html() + "</div>"
+
+
+def table(df: Any, columns: list[str] | tuple[str, ...] | None = None, *, headers: dict[str, str] | None = None,
+          max_columns: int = 14) -> Any:
+    """A DataFrame to :func:`show` with these ``columns`` (in order; names it lacks are skipped) and
+    ``headers`` (text for some columns); :class:`Missing` passes through. Without ``columns`` the
+    formatter chooses (:func:`gdnlab.report.tables.format_table`)."""
+    if isinstance(df, Missing):
+        return df
+    return _Table(df, tuple(columns) if columns is not None else None, tuple((headers or {}).items()), max_columns)
 
 
 def show(what: Any, *args: Any, heading: str | None = None, **kwargs: Any) -> None:
@@ -385,7 +421,8 @@ def show(what: Any, *args: Any, heading: str | None = None, **kwargs: Any) -> No
 
     If ``what`` or any argument is :class:`Missing`, a one-line "skipped — <what is missing>" is
     displayed instead and nothing is called. A returned figure, DataFrame or tuple/list of them is
-    displayed item by item; a DataFrame scrolls sideways rather than being cut off. ``heading`` is
+    displayed item by item; a DataFrame goes through the table formatter (:func:`table`: units in
+    headers, readable numbers, ``—`` for empty cells) and scrolls sideways rather than being cut off. ``heading`` is
     shown above as a small title (a ``title=`` keyword goes to ``what``). Returns ``None`` (so a
     last-line call does not display the figure twice); call the plot function directly to keep it.
     """
