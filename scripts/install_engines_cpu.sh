@@ -3,7 +3,8 @@
 # (tests/test_engine_*.py run them in Triton's CPU interpreter):
 #   * sglang==0.5.23 itself with --no-deps (its ~39 MB wheel; none of its server dependencies), and
 #   * the few light packages the imported modules need: msgspec, orjson, pybase64, starlette, einops,
-#     pyzmq, pydantic (sglang/srt/utils imports them at module level).
+#     pyzmq, pydantic, pillow, psutil, requests, packaging, typing_extensions (sglang/srt/utils imports
+#     them at module level; a fresh machine may lack any of them).
 # gdnlab imports SGLang through a bare package (gdnlab/kernels/_engine_import.py), so sglang/__init__.py
 # and the server never run. vLLM is not installed here: its wheel is ~336 MB; the vLLM tests skip on a
 # CPU machine without it and say why (they run on the GPU machine, from the offline bundle).
@@ -16,7 +17,8 @@ set -uo pipefail
 PY="${PYTHON:-python3}"
 SGLANG="sglang==0.5.23"
 DEPS=("msgspec>=0.18,<1" "orjson>=3.9,<4" "pybase64>=1.3,<2" "starlette>=0.36,<2" "einops>=0.7,<1"
-      "pyzmq>=25,<28" "pydantic>=2.5,<3")
+      "pyzmq>=25,<28" "pydantic>=2.5,<3" "pillow>=10,<14" "psutil>=5.9,<8" "requests>=2.31,<3"
+      "packaging>=23" "typing_extensions>=4.8")
 
 have=$("$PY" -c "from importlib.metadata import version; print(version('sglang'))" 2>/dev/null || true)
 if [ "$have" = "${SGLANG#sglang==}" ]; then

@@ -184,6 +184,7 @@ CHOICE_LIKE = {
 
 def test_choice_like_options_list_their_values():
     from gdnlab.hardware import GPU_SPECS
+    from gdnlab.model.predict import SUPPORTED as PREDICT_SUPPORTED
     from gdnlab.report import NOTEBOOKS
 
     seen = set()
@@ -194,6 +195,8 @@ def test_choice_like_options_list_their_values():
             seen.add(a.dest)
             want = {"gpu": tuple(GPU_SPECS), "notebook": tuple(NOTEBOOKS)}.get(a.dest) or CHOICE_LIKE[a.dest] \
                 or tuple(getattr(a, "valid", None) or a.choices or ())
+            if (c, a.dest) == ("predict", "preset"):    # predict's op tables cover one served model
+                want = PREDICT_SUPPORTED["preset"]
             flat = re.sub(r"\s+", "", _option_help(p, a))
             assert want and "(choices:" in flat, (c, a.dest, flat)
             listed = flat.split("(choices:", 1)[1].split(")", 1)[0].split(",")
@@ -236,6 +239,10 @@ def test_registry_copies_are_the_registries_names():
                                         config.DEFAULT_ACCEPT_LEN, config.DEFAULT_PRESET)
     assert (R.DEFAULT_MAX_CALLS, R.DEFAULT_MIN_SAMPLE_US) == (instrument.DEFAULT_MAX_CALLS,
                                                               instrument.DEFAULT_MIN_SAMPLE_US)
+    from gdnlab.model.predict import SUPPORTED
+
+    assert (R.PREDICT_TP, R.PREDICT_WEIGHTS, R.PREDICT_KV_DTYPES) == \
+        (SUPPORTED["tp"], SUPPORTED["weights_dtype"], SUPPORTED["kv_dtype"])
     assert str(instrument.resolve_device("cpu")) == "cpu"
     with pytest.raises(InputError):
         instrument.resolve_device("tpu")

@@ -14,7 +14,7 @@ from __future__ import annotations
 __all__ = ["PRESETS", "PRESET_ALIASES", "DEFAULT_PRESET", "STATE_DTYPES", "ACT_DTYPES", "kernel_backends",
            "strategy_backends", "STRATEGIES", "SWEEP_MODES", "SWEEP_BUFFER_SCOPES", "SWEEP_TIMINGS",
            "SWEEP_DEFAULT_BATCHES", "SWEEP_DEFAULT_STRATEGY_BATCHES", "SWEEP_DEFAULT_ACCEPT_LEN",
-           "SWEEP_DEFAULT_PRESET", "DEFAULT_MAX_CALLS", "DEFAULT_MIN_SAMPLE_US", "DEVICES", "gpu_names",
+           "SWEEP_DEFAULT_PRESET", "PREDICT_TP", "PREDICT_WEIGHTS", "PREDICT_KV_DTYPES", "DEFAULT_MAX_CALLS", "DEFAULT_MIN_SAMPLE_US", "DEVICES", "gpu_names",
            "preset_choices"]
 
 #: :data:`gdnlab.shapes.PRESETS` (canonical names) and the aliases :func:`gdnlab.shapes.preset` accepts
@@ -39,6 +39,10 @@ SWEEP_DEFAULT_PRESET = "qwen3.5-397b-a17b@tp4"
 #: :mod:`gdnlab.instrument`: DEFAULT_MAX_CALLS (calls per amortised sample), DEFAULT_MIN_SAMPLE_US (µs)
 DEFAULT_MAX_CALLS = 64
 DEFAULT_MIN_SAMPLE_US = 500.0
+#: :data:`gdnlab.model.predict.SUPPORTED`: what ``gdnlab predict``'s shipped op tables cover
+PREDICT_TP: tuple[int, ...] = (4, 8)
+PREDICT_WEIGHTS: tuple[str, ...] = ("fp8_block", "bf16", "nvfp4")
+PREDICT_KV_DTYPES: tuple[str, ...] = ("bf16", "fp8")
 #: what :func:`gdnlab.instrument.resolve_device` accepts
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "cuda:N")
 

@@ -15,52 +15,59 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import int_list, output_file, str_list
+from . import _registry as R
+from ._args import list_option, option, output_file
 
 
-def _draft_list(text: str) -> list[int | None]:
-    out: list[int | None] = []
-    for t in str_list(text):
-        if t.lower() in ("none", "off", "0"):
-            out.append(None)
-            continue
-        try:
-            out.append(int(t))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--draft-tokens: expected integers >= 2 or 'none', got {t!r}") from None
-    return out
+def _draft(text: str) -> int | None:
+    """One ``--draft-tokens`` item: an integer T >= 2, or ``none`` (no speculation)."""
+    if text.lower() in ("none", "off", "0"):
+        return None
+    try:
+        t = int(text)
+    except ValueError:
+        t = 0
+    if t < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer T >= 2 or 'none', got {text!r}")
+    return t
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gpu", type=str_list, default=["h200"], help="GPU(s): h100, h200, b200, gb200 (comma list)")
-    parser.add_argument("--preset", default="qwen3.5-397b-a17b", help="served model")
-    parser.add_argument("--tp", type=int_list, default=[4], help="tensor parallelism: 4 and/or 8")
-    parser.add_argument("--ep", type=int, default=None, help="expert parallelism: 1 or the TP degree (default 1)")
-    parser.add_argument("--weights", type=str_list, default=["fp8_block"],
-                        help="weights dtype(s): fp8_block, bf16, nvfp4 (Blackwell)")
-    parser.add_argument("--kv-dtype", type=str_list, default=["bf16"], help="KV cache dtype(s): bf16, fp8")
-    parser.add_argument("--state-dtype", default="bfloat16", help="GDN state dtype: bfloat16 or float32")
-    parser.add_argument("--isl", type=int_list, default=[1024], help="input tokens per request")
-    parser.add_argument("--osl", type=int_list, default=[1024], help="output tokens per request")
-    parser.add_argument("--concurrency", type=int_list, default=[1, 4, 16, 64, 128], help="requests in flight")
-    parser.add_argument("--draft-tokens", type=_draft_list, default=[4],
-                        help="T verified per step (topk-1 chain of T-1 drafts); 'none' = no speculation")
-    parser.add_argument("--accept-len", type=float, default=3.17,
-                        help="tokens kept per verify step, in [1, T] (the same at every T)")
-    parser.add_argument("--accept-curve", default=None,
-                        help="a reported acceptance curve by name (acceptance_curves.csv) or a CSV/parquet file "
-                             "(draft_tokens, accept_len); replaces --accept-len")
-    parser.add_argument("--strategy", type=str_list, default=["full_cache"], help="GDN verify strategy(ies)")
-    parser.add_argument("--backend", type=str_list, default=["triton"], help="GDN kernels: triton, flashinfer")
-    parser.add_argument("--engine", default="sglang", help="serving engine of the op tables")
-    parser.add_argument("--num-prompts", type=int, default=None,
-                        help="prompts per simulated run (default 8 x concurrency)")
-    parser.add_argument("--max-running", type=int, default=None,
-                        help="engine's running-request cap (default: concurrency)")
-    parser.add_argument("--range-ratio", type=float, default=1.0,
-                        help="bench_serving --random-range-ratio (1: fixed lengths)")
-    parser.add_argument("--all-columns", action="store_true", help="print every column (sources included)")
-    parser.add_argument("--out", default=None, help="also write the table (.csv or .parquet)")
+    g = parser.add_argument_group("what is served")
+    list_option(g, "--gpu", metavar="GPU", default=["h200"], valid=R.gpu_names(),
+                help="GPUs (any spelling: h100, H100-SXM)")
+    option(g, "--preset", default=R.DEFAULT_PRESET, valid=(R.DEFAULT_PRESET,),
+           help="served model (AIConfigurator's op tables cover this one)")
+    list_option(g, "--tp", metavar="N", item=int, default=[4], valid=R.PREDICT_TP, help="tensor parallelism")
+    g.add_argument("--ep", type=int, default=None, help="expert parallelism: 1 or the TP degree (default 1)")
+    list_option(g, "--weights", metavar="DTYPE", default=["fp8_block"], valid=R.PREDICT_WEIGHTS,
+                help="weights dtypes (nvfp4: Blackwell only)")
+    list_option(g, "--kv-dtype", metavar="DTYPE", default=["bf16"], valid=R.PREDICT_KV_DTYPES,
+                help="KV cache dtypes")
+    option(g, "--state-dtype", default="bfloat16", valid=R.STATE_DTYPES, help="GDN state dtype")
+    option(g, "--engine", default="sglang", valid=("sglang",), help="serving engine of the op tables")
+    w = parser.add_argument_group("workload and speculation")
+    list_option(w, "--isl", metavar="TOKENS", item=int, minimum=1, default=[1024], help="input tokens per request")
+    list_option(w, "--osl", metavar="TOKENS", item=int, minimum=1, default=[1024], help="output tokens per request")
+    list_option(w, "--concurrency", metavar="C", item=int, minimum=1, default=[1, 4, 16, 64, 128],
+                help="requests in flight")
+    list_option(w, "--draft-tokens", metavar="T", item=_draft, default=[4],
+                help="draft tokens T verified per step (topk-1 chain of T-1 drafts); none: no speculation")
+    w.add_argument("--accept-len", type=float, default=3.17,
+                   help="accept length (tokens kept per verify step, in [1, T]; the same at every T)")
+    w.add_argument("--accept-curve", default=None, metavar="FILE|NAME",
+                   help="a reported acceptance curve by name (acceptance_curves.csv) or a CSV/parquet file "
+                        "(draft_tokens, accept_len); replaces --accept-len")
+    list_option(w, "--strategy", metavar="NAME", default=["full_cache"], valid=R.STRATEGIES,
+                help="GDN verify strategies")
+    list_option(w, "--backend", metavar="NAME", default=["triton"], valid=R.kernel_backends(),
+                help="GDN kernel backends")
+    w.add_argument("--num-prompts", type=int, default=None, help="prompts per simulated run (default 8 x concurrency)")
+    w.add_argument("--max-running", type=int, default=None, help="engine's running-request cap (default: concurrency)")
+    w.add_argument("--range-ratio", type=float, default=1.0, help="bench_serving --random-range-ratio (1: fixed lengths)")
+    o = parser.add_argument_group("output")
+    o.add_argument("--all-columns", action="store_true", help="print every column (sources included)")
+    o.add_argument("--out", default=None, help="also write the table (.csv or .parquet)")
 
 
 def _accept(args):
