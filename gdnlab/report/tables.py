@@ -274,8 +274,8 @@ def _choose(df, columns: Sequence[str] | None, max_columns: int) -> tuple[list[s
     shown, const = [], []
     for c in names:
         s = df[c]
-        if c in prov or s.map(_missing).all():
-            continue
+        if (c in prov and not _holds_flags(s)) or s.map(_missing).all():
+            continue        # an engine's version column shares the engine's name with its flags column
         if len(df) > 1 and _constant(s) is not None and len(names) > 2:
             const.append(c)
         else:
@@ -285,13 +285,18 @@ def _choose(df, columns: Sequence[str] | None, max_columns: int) -> tuple[list[s
     return _keep(df, shown, const, max_columns)
 
 
+def _holds_flags(s) -> bool:
+    """Whether a column holds engine command-line flags (``--flag value ...``)."""
+    return any(isinstance(v, str) and _FLAGS.match(v) for v in s.tolist())
+
+
 def _keep(df, shown: list[str], const: list[str], max_columns: int) -> tuple[list[str], list[str], list[str]]:
     """At most ``max_columns`` of ``shown`` (returned with ``const`` and the columns left out): engine
     flags always stay; spreads of another column (``*_lo_*``, ``*_hi_*``, ``*_p10_*``, ...) go first,
     then the last columns."""
     if len(shown) <= max_columns:
         return shown, const, []
-    flags = {c for c in shown if any(isinstance(v, str) and _FLAGS.match(v) for v in df[c].tolist())}
+    flags = {c for c in shown if _holds_flags(df[c])}
     spread = [c for c in shown if _SPREAD.search(c) and c not in flags]
     rest = [c for c in reversed(shown) if c not in flags and c not in spread]
     drop: list[str] = []
