@@ -20,11 +20,14 @@ nothing heavy (no torch), so the command line's help and the trace readers can r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Backend", "BACKENDS", "get", "names", "kernel_backend_names", "strategy_backend_names",
-           "version_columns", "gdn_kernel_pattern", "commit_kernel_pattern", "multi_phase_kernel_pattern",
-           "backend_color", "backend_label"]
+__all__ = ["Backend", "BACKENDS", "DEFAULT_BACKEND", "get", "names", "kernel_backend_names", "strategy_backend_names",
+           "oracle", "timed_names", "options_for_engine", "engines_with_options", "version_columns",
+           "gdn_kernel_pattern", "commit_kernel_pattern", "multi_phase_kernel_pattern", "backend_color",
+           "backend_label"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,12 @@ class Backend:
         summary: one line for ``gdnlab backends``.
         module: a top-level module whose ``__version__`` gives the version where no distribution
             metadata does (a bundle unpacked onto ``PYTHONPATH``), or ``None``.
+        default: the backend gdnlab's tools and models use when none is named (:data:`DEFAULT_BACKEND`).
+        oracle: the backend every other one is checked against; a sweep times it only when no
+            other backend runs here (:func:`oracle`, :func:`timed_names`).
+        engine_options: engine -> constructor options that make the backend run what that engine
+            runs (``{"sglang": {"contract_padding": False}}``; :func:`options_for_engine`,
+            :data:`gdnlab.kernels.ENGINE_OPTIONS`); empty: gdnlab's contract under every engine.
     """
 
     name: str
@@ -66,25 +75,36 @@ class Backend:
     engine: str | None = None
     summary: str = ""
     module: str | None = None
+    oracle: bool = False
+    default: bool = False
+    engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
+
+#: Options as SGLang runs a backend. SGLang launches no kernel for padding rows' outputs (never read):
+#: FlashInfer's backend, which zeroes them after a bf16-state call (one extra ``masked_fill_``) for
+#: gdnlab's contract, takes ``zero_padding_output=False``; SGLang's own kernels run SGLang's launches
+#: exactly with ``contract_padding=False`` (:mod:`gdnlab.kernels.sglang`). vLLM's packed decode does
+#: no padding work of gdnlab's, so no backend has vLLM options.
+_SGLANG_PADDING = {"sglang": {"contract_padding": False}}
 
 #: every backend, in display order: one line each
 BACKENDS: tuple[Backend, ...] = (
     Backend("reference", "reference", "#7f7f7f", "gdnlab.kernels.reference:ReferenceBackend",
-            "gdnlab.strategies.reference", (), None, kernel_pattern=r"$^",
+            "gdnlab.strategies.reference", (), None, kernel_pattern=r"$^", oracle=True,
             summary="pure PyTorch, float32 arithmetic: the oracle every other backend is checked against"),
     Backend("triton", "gdnlab Triton", "#ff7f0e", "gdnlab.kernels.triton:TritonBackend",
             "gdnlab.strategies.triton", ("triton",), "triton",
             kernel_pattern=r"gdnlab_triton|strategy_recurrent",
-            commit_pattern=r"scatter_commit", multi_phase_pattern=r"_strategy_recurrent",
+            commit_pattern=r"scatter_commit", multi_phase_pattern=r"_strategy_recurrent", default=True,
             summary="gdnlab's own Triton kernels with SGLang's semantics (not SGLang's kernels)"),
     Backend("flashinfer", "FlashInfer", "#1f77b4", "gdnlab.kernels.flashinfer:FlashInferBackend",
             "gdnlab.strategies.flashinfer", ("flashinfer-python", "flashinfer"), "flashinfer", module="flashinfer",
-            kernel_pattern=r"gdn|gated_delta",
+            kernel_pattern=r"gdn|gated_delta", engine_options={"sglang": {"zero_padding_output": False}},
             summary="FlashInfer's CuTe-DSL GDN decode and MTP kernels (flashinfer-python)"),
     # the serving engines' own code, imported from their installed packages (gdnlab.kernels._engine_import)
     Backend("sglang_triton", "SGLang Triton", "#8c564b", "gdnlab.kernels.sglang:SGLangTritonBackend",
             "gdnlab.strategies.sglang.triton", ("sglang",), "sglang", engine="sglang",
+            engine_options=_SGLANG_PADDING,
             kernel_pattern=r"fused_recurrent_gated_delta_rule_packed_decode|fused_sigmoid_gating_delta_rule_update"
                            r"|gdn_replayssm_spec_circular",
             commit_pattern=r"mamba_state_scatter|replayssm_compact_commit|finish_gdn_replayssm|advance_gdn_spec",
@@ -92,11 +112,12 @@ BACKENDS: tuple[Backend, ...] = (
                     "ReplaySSM spec ring (sglang package)"),
     Backend("sglang_flashinfer", "SGLang FlashInfer", "#17becf", "gdnlab.kernels.sglang:SGLangFlashInferBackend",
             "gdnlab.strategies.sglang.flashinfer", ("sglang",), "sglang", engine="sglang",
-            kernel_pattern=r"gdn|gated_delta", commit_pattern=r"mamba_state_scatter",
+            engine_options=_SGLANG_PADDING, kernel_pattern=r"gdn|gated_delta", commit_pattern=r"mamba_state_scatter",
             summary="SGLang 0.5.23's FlashInferGDNKernel: SM90 gather/run/scatter decode and fp32 MTP verify, "
                     "SM100 pool decode and bf16 MTP verify; SGLang's scatter commit"),
     Backend("sglang_cutedsl", "SGLang CuTe DSL", "#bcbd22", "gdnlab.kernels.sglang:SGLangCuteDSLBackend",
-            None, ("sglang",), "sglang", engine="sglang", kernel_pattern=r"gdn|gated_delta",
+            None, ("sglang",), "sglang", engine="sglang", engine_options=_SGLANG_PADDING,
+            kernel_pattern=r"gdn|gated_delta",
             summary="SGLang 0.5.23's CuTe-DSL GDN decode kernel (decode only; SGLang verifies with Triton)"),
     Backend("vllm_triton", "vLLM Triton", "#9467bd", "gdnlab.kernels.vllm:VLLMTritonBackend",
             "gdnlab.strategies.vllm.triton", ("vllm",), "vllm", engine="vllm",
@@ -115,6 +136,9 @@ _ENGINE_KERNELS = r"fused_recurrent|fused_sigmoid_gating"
 _ENGINE_COMMITS = r"state_scatter"
 
 _BY_NAME = {b.name: b for b in BACKENDS}
+
+#: the backend gdnlab's tools and models use when none is named (:attr:`Backend.default`)
+DEFAULT_BACKEND: str = next(b.name for b in BACKENDS if b.default)
 
 
 def get(name: str) -> Backend:
@@ -139,6 +163,28 @@ def kernel_backend_names() -> tuple[str, ...]:
 def strategy_backend_names() -> tuple[str, ...]:
     """Backends that implement verify strategies."""
     return tuple(b.name for b in BACKENDS if b.strategies)
+
+
+def oracle() -> str:
+    """The oracle backend (``reference``): every other backend is checked against it."""
+    return next(b.name for b in BACKENDS if b.oracle)
+
+
+def timed_names(candidates: Iterable[str]) -> list[str]:
+    """``candidates`` (backend names, in their order) without the oracle, which a sweep times only
+    when nothing else runs: ``[oracle()]`` when no other candidate is left."""
+    return [n for n in candidates if not get(n).oracle] or [oracle()]
+
+
+def options_for_engine(engine: str | None) -> dict[str, dict[str, Any]]:
+    """backend -> constructor options that make it run what ``engine`` runs (backends with none left
+    out; ``None``: gdnlab's contract, no options)."""
+    return {b.name: dict(b.engine_options[engine]) for b in BACKENDS if engine in b.engine_options}
+
+
+def engines_with_options() -> tuple[str, ...]:
+    """Engines some backend takes options for (:attr:`Backend.engine_options`), in registry order."""
+    return tuple(dict.fromkeys(e for b in BACKENDS for e in b.engine_options))
 
 
 def version_columns() -> tuple[str, ...]:

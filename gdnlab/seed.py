@@ -31,11 +31,18 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["SEED_SOURCE", "SEED_CSV_SHA256", "MAX_RUNNING_REQUESTS", "SEED_DRAFT_TOKENS", "SEED_NUM_STEPS",
+__all__ = ["SEED_SOURCE", "SEED_CSV_SHA256", "SEED_FLASHINFER", "SEED_TRITON", "SEED_BACKENDS",
+           "MAX_RUNNING_REQUESTS", "SEED_DRAFT_TOKENS", "SEED_NUM_STEPS",
            "SEED_ACCEPT_LEN", "TABLES", "seed_csv_path", "load_seed", "osl_sweep", "tpot_vs_concurrency", "accuracy",
            "mtp_speedups", "backend_ratios"]
 
 SEED_SOURCE = "SGLang PR #23273 (sgl-project/sglang, merged 2026-06-02, 0574d2b)"
+#: the ``backend`` column's labels of the seed's and the published runs' tables: the PR names its two
+#: runs by SGLang's GDN kernels, FlashInfer's and SGLang's Triton ones. They are labels of reported
+#: runs, not :mod:`gdnlab.backends` names (the one module that spells them; compare against these).
+SEED_FLASHINFER: str = "flashinfer"
+SEED_TRITON: str = "triton"
+SEED_BACKENDS: tuple[str, ...] = (SEED_FLASHINFER, SEED_TRITON)
 #: sha256 of ``gdnlab/data/seed_results.csv`` as transcribed from the PR text (a changed copy fails
 #: ``tests/test_seed.py``)
 SEED_CSV_SHA256 = "620ae45ed32e1346085f85a4f22cef066c0d316b314716905ccf11a3c9e2f1d8"
@@ -145,7 +152,7 @@ def mtp_speedups() -> pd.DataFrame:
     rounded (1.35x / 1.47x / 1.66x). Columns ``osl, no_mtp_tok_s, mtp_tok_s, speedup``.
     """
     s = osl_sweep()
-    fi = s[s["backend"] == "flashinfer"]
+    fi = s[s["backend"] == SEED_FLASHINFER]
     no = fi[~fi["mtp"]].set_index("osl")["value"]
     yes = fi[fi["mtp"]].set_index("osl")["value"]
     out = pd.DataFrame({"no_mtp_tok_s": no, "mtp_tok_s": yes}).dropna()
@@ -167,13 +174,13 @@ def backend_ratios() -> pd.DataFrame:
         t = tpot_vs_concurrency(fixed).pivot_table(index="concurrency", columns="backend", values="value")
         for c, r in t.iterrows():
             rows.append({"table": "tpot_concurrency_fixed" if fixed else "tpot_concurrency",
-                         "x_name": "concurrency", "x": int(c), "ratio": r["triton"] / r["flashinfer"],
+                         "x_name": "concurrency", "x": int(c), "ratio": r[SEED_TRITON] / r[SEED_FLASHINFER],
                          "kernel_state": "fixed" if fixed else "before_fix"})
     s = osl_sweep()
     s = s[s["mtp"]].pivot_table(index="osl", columns="backend", values="value")
     for o, r in s.iterrows():
         rows.append({"table": "osl_sweep", "x_name": "osl", "x": int(o),
-                     "ratio": r["flashinfer"] / r["triton"], "kernel_state": "unstated"})
+                     "ratio": r[SEED_FLASHINFER] / r[SEED_TRITON], "kernel_state": "unstated"})
     out = pd.DataFrame(rows)
     out["status"], out["derived"], out["gpu"] = "reported", True, "GB200"
     return out

@@ -47,6 +47,7 @@ import pandas as pd
 import torch
 
 from ..provenance import collect
+from .attention import FlashInferPaged
 from .bench import launch_overhead, time_ops
 from .dims import component_shapes
 from .engine_ops import (
@@ -80,7 +81,7 @@ class EngineGridConfig:
     requests: tuple[int, ...] = (1, 4, 16, 64, 128, 256)
     kv_lens: tuple[int, ...] = (1024, 4096, 16384)
     kv_dtypes: tuple[str, ...] = ("bf16", "fp8")
-    attention: tuple[str, ...] = ("flashinfer", "sglang-triton")
+    attention: tuple[str, ...] = (FlashInferPaged.impl, TritonDecodeAttention.impl)
     budget_s: float = 200.0
     repeats: int = 15
     warmup: int = 3
@@ -229,16 +230,14 @@ def _norm_jobs(g: _Grid, sh, tp: int) -> None:
 
 
 def _attention_jobs(g: _Grid, sh, tp: int, impls: dict[str, str]) -> None:
-    from .attention import FlashInferPaged
-
     B, L = max(g.cfg.requests), max(g.cfg.kv_lens)
     for kvd in g.cfg.kv_dtypes:
         tdt = torch.bfloat16 if kvd == "bf16" else torch.float8_e4m3fn
         for impl in g.cfg.attention:
-            if impl == "flashinfer" and not impls.get(kvd, "").startswith("ok"):
+            if impl == FlashInferPaged.impl and not impls.get(kvd, "").startswith("ok"):
                 continue
             try:
-                if impl == "flashinfer":
+                if impl == FlashInferPaged.impl:
                     k = FlashInferPaged(sh.q_heads_per_gpu, sh.kv_heads_per_gpu, sh.attn_head_dim, B, L,
                                         torch.bfloat16, g.dev, 16, kv_dtype=tdt)
                 else:
@@ -257,7 +256,7 @@ def _attention_jobs(g: _Grid, sh, tp: int, impls: dict[str, str]) -> None:
 def _one_attention(g: _Grid, k, impl: str, kvd: str, b: int, kv: int, tp: int, sh) -> None:
     box = {}
     tol_key = "attention" if kvd == "bf16" else "attention_fp8"
-    if impl == "flashinfer":
+    if impl == FlashInferPaged.impl:
         k.prepare(b, 1, kv)
         q = torch.randn((b, sh.q_heads_per_gpu, sh.attn_head_dim), device=g.dev).to(torch.bfloat16)
         ops = [lambda: box.__setitem__("o", k.attend(q))]

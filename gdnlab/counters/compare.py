@@ -81,7 +81,7 @@ def _load_sweep(sweep) -> pd.DataFrame:
 def _kernel_rows(sweep: pd.DataFrame, time_col: str) -> pd.DataFrame:
     """Sweep rows comparable with one profiled call: measured (``status`` ok), decode or batch-scoped
     verify (``buffer_scope`` none / batch: SGLang slices the intermediate buffer to the batch; of step
-    rows, ``full_cache``'s), timed
+    rows, the baseline strategy's, ``full_cache``), timed
     in CUDA graphs: ``timing`` single (one call per sample) when the sweep has such rows, else
     ``amortised`` (n calls on disjoint rows per sample, each as cold in L2 as a profiled call with
     ``--cache-control all``; the per-call time also holds the ~0.3-0.5 µs a graph takes to start the next
@@ -99,8 +99,10 @@ def _kernel_rows(sweep: pd.DataFrame, time_col: str) -> pd.DataFrame:
         keep &= ~s["timing_method"].astype(str).eq("eager")
     if "buffer_scope" in s:                    # a scope or strategy the file does not state is not excluded
         keep &= s["buffer_scope"].isna() | s["buffer_scope"].astype(str).isin(["none", "batch"])
-    if "strategy" in s:
-        keep &= s["strategy"].isna() | s["strategy"].astype(str).eq("full_cache")
+    if "strategy" in s:                        # of step rows, the baseline's (the call the profiler runs)
+        from ..strategies.registry import BASELINE  # imports torch: only when a sweep is compared
+
+        keep &= s["strategy"].isna() | s["strategy"].astype(str).eq(BASELINE)
     s = s[keep].copy()
     if s.empty:
         raise DataError("the sweep has no measured rows comparable with one profiled call (status 'ok', timed in "

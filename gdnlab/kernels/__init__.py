@@ -22,15 +22,11 @@ __all__ = ["get_backend", "make_backend", "ENGINE_OPTIONS", "available_backends"
 #: imported only when asked about.
 _REGISTRY: dict[str, str] = {b.name: b.kernels for b in _registry.BACKENDS if b.kernels}
 
-#: engine -> backend -> constructor options that make the backend run what the engine runs.
-#: SGLang: FlashInfer's backend zeroes padding rows' outputs after a bf16-state call (one extra
-#: ``masked_fill_``) for gdnlab's contract; SGLang launches no such kernel (its padding rows' outputs
-#: are never read), so ``zero_padding_output=False``; SGLang's own kernels (``sglang_*``) run SGLang's
-#: launches exactly with ``contract_padding=False`` (:mod:`gdnlab.kernels.sglang`); vLLM's packed decode
-#: does no padding work of gdnlab's, so vLLM has no entry. ``None``: gdnlab's contract, no options.
+#: engine -> backend -> constructor options that make the backend run what the engine runs, read
+#: from the backend registry (:attr:`gdnlab.backends.Backend.engine_options`, which says why each);
+#: an engine no backend takes options for (vLLM) has no entry. ``None``: gdnlab's contract, no options.
 ENGINE_OPTIONS: dict[str | None, dict[str, dict]] = {
-    "sglang": {"flashinfer": {"zero_padding_output": False},
-               **{b: {"contract_padding": False} for b in ("sglang_triton", "sglang_flashinfer", "sglang_cutedsl")}},
+    **{e: _registry.options_for_engine(e) for e in _registry.engines_with_options()},
     None: {},
 }
 

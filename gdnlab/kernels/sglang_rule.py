@@ -26,6 +26,10 @@ the gdnlab backend that runs each phase. It raises ``ValueError`` with SGLang's 
 flag sets SGLang refuses at startup, and for the one it accepts but cannot run: FlashInfer verify on
 SM90 with a bf16 state (the SM90 MTP kernel, ``flashinfer.gdn_decode.gated_delta_rule_mtp``,
 asserts a float32 state; SGLang's own comment at ``gdn_backend.py`` L349-L352).
+
+The strings compared here (``triton``, ``flashinfer``, ``cutedsl``) are SGLang's own values of
+``--linear-attn-decode-backend`` / ``--linear-attn-verify-backend``, not gdnlab backend names; the
+gdnlab backend of each kernel is read from :data:`KERNELS`.
 """
 from __future__ import annotations
 

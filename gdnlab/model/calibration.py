@@ -34,7 +34,8 @@ import pandas as pd
 
 from ..anchors.published import load_published_runs
 from ..errors import DataError
-from ..seed import MAX_RUNNING_REQUESTS, SEED_NUM_STEPS, SEED_SOURCE, load_seed
+from ..seed import MAX_RUNNING_REQUESTS, SEED_NUM_STEPS, SEED_SOURCE, SEED_TRITON, load_seed
+from ..strategies.registry import BASELINE
 from .engine_build import engine_step_for, gpu_key
 from .engine_step import EngineParams, EngineStep
 from .mtp import MTPConfig
@@ -116,7 +117,7 @@ def seed_cases(a: SeedAssumptions | None = None) -> list[Case]:
         role = "fit" if r["table"] == "tpot_concurrency" else "check"
         x = f"c{c}" if tpot else f"osl{int(r['osl'])}"
         out.append(Case(f"seed/{r['table']}/{r['backend']}/{'mtp' if mtp else 'nomtp'}/{x}", source, state, "gb200", 4,
-                        1, "nvfp4", "bf16", "bfloat16", str(r["backend"]), "full_cache", sc, mtp,
+                        1, "nvfp4", "bf16", "bfloat16", str(r["backend"]), BASELINE, sc, mtp,
                         "mean_tpot" if tpot else "output_throughput", float(r["value"]), 4, 2048,
                         f"{SEED_SOURCE}, table {r['table']}", role,
                         "reported range 3.13-3.22, midpoint" if mtp else "MTP off",
@@ -153,10 +154,11 @@ def published_cases(assumed_accept_len: float = 3.31) -> list[Case]:
         mtp = MTPConfig(draft_tokens=int(r["draft_tokens"]), acceptance=acc, num_steps=int(r["num_speculative_tokens"]))
         source = "inferencex-h100" if str(r["run_id"]).startswith("inferencex") else f"sglcookbook-{gpu}"
         sd = "bfloat16" if str(r["mamba_ssm_dtype"]) == "bfloat16" else "float32"
+        # SGLang's default GDN kernels (Triton) and full-cache verify: labelled as the seed labels its Triton run
         base = dict(source=source, state="current", gpu=gpu, tp=int(r["tp"]),
                     ep=int(r["ep"]) if pd.notna(r["ep"]) else 1,
-                    weights=str(r["weights_dtype"]), kv_dtype=str(r["kv_dtype"]), state_dtype=sd, backend="triton",
-                    strategy="full_cache", scenario=_published_scenario(r), mtp=mtp, gpus=int(r["gpu_count"]),
+                    weights=str(r["weights_dtype"]), kv_dtype=str(r["kv_dtype"]), state_dtype=sd, backend=SEED_TRITON,
+                    strategy=BASELINE, scenario=_published_scenario(r), mtp=mtp, gpus=int(r["gpu_count"]),
                     chunked_prefill={"h100": 8192, "h200": 8192}.get(gpu, 16384),
                     citation=f"{r['source']} ({r['source_url']})", accept_len_source=src, aic_key=str(r["run_id"]))
         out.append(Case(f"{r['run_id']}/tpot", metric="mean_tpot", observed=float(r["tpot_ms"]), **base))

@@ -37,6 +37,7 @@ import pandas as pd
 from ..components.allreduce import DEFAULT_BUSBW_GBPS, DEFAULT_LATENCY_US, allreduce_us
 from ..errors import InputError
 from ..provenance import label
+from ..strategies.registry import BASELINE
 from .gdn_sweep import SweepGDN
 from .measured import ComponentTimes
 from .mtp import MTPConfig
@@ -168,7 +169,7 @@ class ComposedStep:
             tot += k * self.times.net_us(c, mode, batch, T=T, kv_len=kv)
         return tot
 
-    def gdn_kernel_us(self, backend: str, batch: float, T: int = 1, strategy: str = "full_cache") -> float:
+    def gdn_kernel_us(self, backend: str, batch: float, T: int = 1, strategy: str = BASELINE) -> float:
         """GDN kernel time per GDN layer (µs): decode call (``T == 1``) or verify + commit; a sweep's
         times lose the share of the graph replay cost they hold (:meth:`SweepGDN.decode_us`)."""
         if T == 1:
@@ -196,7 +197,7 @@ class ComposedStep:
         return 2 * layers * allreduce_us(msg, self.model.tp, busbw_gbps=self.busbw_gbps,
                                          latency_us=self.allreduce_latency_us)
 
-    def forward_parts(self, backend: str, batch: float, kv: float, T: int = 1, strategy: str = "full_cache"
+    def forward_parts(self, backend: str, batch: float, kv: float, T: int = 1, strategy: str = BASELINE
                       ) -> dict[str, float]:
         """Parts (µs) of one target forward: decode (``T == 1``) or MTP verify of ``T`` tokens per row."""
         m = self.model
@@ -232,7 +233,7 @@ class ComposedStep:
         return tuple(parts.items())
 
     def features(self, backend: str, batch: float, ctx_tokens: float, mtp: MTPConfig | None = None,
-                 strategy: str = "full_cache") -> np.ndarray:
+                 strategy: str = BASELINE) -> np.ndarray:
         """One engine iteration with ``batch`` running requests whose contexts sum to ``ctx_tokens``:
         features ``[composed µs, batch]`` (float64 ``[2]``); time = ``features @ params.vector()``
         (:meth:`parts` gives the composed parts)."""
@@ -240,7 +241,7 @@ class ComposedStep:
         return np.array([sum(parts.values()), float(batch)])
 
     def parts(self, backend: str, batch: float, ctx_tokens: float, mtp: MTPConfig | None = None,
-              strategy: str = "full_cache") -> dict[str, float]:
+              strategy: str = BASELINE) -> dict[str, float]:
         """Composed parts (µs, before ``component_scale``) of one iteration."""
         T = 1 if mtp is None else int(mtp.draft_tokens)
         kv = ctx_tokens / batch + T if batch > 0 else 0.0
@@ -251,7 +252,7 @@ class ComposedStep:
         """One prefill pass of ``requests`` new requests with ``tokens`` prompt tokens: features
         ``[composed forward over the tokens (µs), requests]`` (no constant part)."""
         kv = max(tokens / max(requests, 1.0), 1.0)
-        fwd = dict(self._iter(backend, float(tokens), float(kv), 1, "full_cache"))
+        fwd = dict(self._iter(backend, float(tokens), float(kv), 1, BASELINE))
         fwd.pop("draft", None)
         total = sum(fwd.values())
         if mtp is not None:
@@ -278,14 +279,14 @@ class ComposedStep:
             raise InputError(f"ctx_per_request must be >= 0 tokens, got {ctx_per_request!r}")
 
     def step_us(self, backend: str, batch: float, ctx_per_request: float, mtp: MTPConfig | None = None,
-                strategy: str = "full_cache") -> float:
+                strategy: str = BASELINE) -> float:
         """Time (µs) of one iteration with ``batch`` requests of ``ctx_per_request`` context tokens each."""
         self._check(batch, ctx_per_request)
         f = self.features(backend, float(batch), float(batch) * ctx_per_request, mtp, strategy)
         return float(f @ self.params.vector())
 
     def breakdown(self, backend: str, batch: float, ctx_per_request: float, mtp: MTPConfig | None = None,
-                  strategy: str = "full_cache") -> pd.DataFrame:
+                  strategy: str = BASELINE) -> pd.DataFrame:
         """``part, time_us, share, provenance`` of one iteration (:data:`PARTS`; composed parts times
         ``component_scale``; ``host`` = ``request_us * batch``, fitted)."""
         self._check(batch, ctx_per_request)
@@ -301,32 +302,32 @@ class ComposedStep:
         return df
 
     def gdn_share(self, backend: str, batch: float, ctx_per_request: float, mtp: MTPConfig | None = None,
-                  strategy: str = "full_cache") -> float:
+                  strategy: str = BASELINE) -> float:
         """Fraction of an iteration in GDN kernels (decode or verify + commit)."""
         b = self.breakdown(backend, batch, ctx_per_request, mtp, strategy)
         return float(b.loc[b["part"] == "gdn_kernel", "time_us"].sum() / b["time_us"].sum())
 
     def tpot_ms(self, backend: str, batch: float, ctx_per_request: float, mtp: MTPConfig | None = None,
-                strategy: str = "full_cache") -> float:
+                strategy: str = BASELINE) -> float:
         """Steady-state decode TPOT (ms/token): step time / accept length."""
         a = mtp.accept_len if mtp is not None else 1.0
         return self.step_us(backend, batch, ctx_per_request, mtp, strategy) / a / 1e3
 
     def throughput(self, backend: str, batch: float, ctx_per_request: float, mtp: MTPConfig | None = None,
-                   strategy: str = "full_cache") -> float:
+                   strategy: str = BASELINE) -> float:
         """Steady-state output throughput (tok/s) of ``batch`` running requests."""
         a = mtp.accept_len if mtp is not None else 1.0
         return batch * a / self.step_us(backend, batch, ctx_per_request, mtp, strategy) * 1e6
 
     def speedup(self, backend: str, batch: float, ctx_per_request: float, accept_len: float, T: int,
-                strategy: str = "full_cache") -> float:
+                strategy: str = BASELINE) -> float:
         """``accept_len * t_decode / t_mtp_step`` (steady state)."""
         mtp = _mtp(T, accept_len)
         return float(accept_len) * self.step_us(backend, batch, ctx_per_request) \
             / self.step_us(backend, batch, ctx_per_request, mtp, strategy)
 
     def break_even_accept_len(self, backend: str, batch: float, ctx_per_request: float, T: int,
-                              strategy: str = "full_cache") -> float:
+                              strategy: str = BASELINE) -> float:
         """Accept length below which speculation stops paying, ``t_mtp_step / t_decode`` (> T: never
         pays). ``T`` must be >= 2 (``T = 1`` verifies no draft)."""
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 2:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..seed import SEED_FLASHINFER as FI
+from ..seed import SEED_TRITON as TR
 from ..seed import load_seed
 from .composed import ComposedStep, Overheads
 from .gdn_sweep import SweepGDN
@@ -98,33 +100,33 @@ def seed_comparison(step: ComposedStep, seed_df: pd.DataFrame | None = None,
                      "mtp": bool(row["mtp"]), "x_name": xn, "x": x, "kernel_state": _state(row["table"]),
                      "unit": unit, "predicted": pred, "observed": float(row["value"]), "role": roles[i]})
     # baselines on the direct rows
-    speedups = [val[("osl_sweep", "flashinfer", True, x)][1] / val[("osl_sweep", "flashinfer", False, x)][1]
-                for (t, be, m, x) in val if t == "osl_sweep" and be == "flashinfer" and m
-                and ("osl_sweep", "flashinfer", False, x) in val]
+    speedups = [val[("osl_sweep", FI, True, x)][1] / val[("osl_sweep", FI, False, x)][1]
+                for (t, be, m, x) in val if t == "osl_sweep" and be == FI and m
+                and ("osl_sweep", FI, False, x) in val]
     c = float(np.mean(speedups)) if speedups else np.nan
     for r in rows:
-        key_fi = (r["table"], "flashinfer", r["mtp"], r["x"])
-        r["baseline_triton_eq_flashinfer"] = val[key_fi][1] if r["backend"] == "triton" and key_fi in val else np.nan
-        no = ("osl_sweep", "flashinfer", False, r["x"])
+        key_fi = (r["table"], FI, r["mtp"], r["x"])
+        r["baseline_triton_eq_flashinfer"] = val[key_fi][1] if r["backend"] == TR and key_fi in val else np.nan
+        no = ("osl_sweep", FI, False, r["x"])
         r["baseline_constant_speedup"] = val[no][1] * c if r["table"] == "osl_sweep" and r["mtp"] \
             and no in val else np.nan
     # derived held-out rows
     for (t, be, m, x), (p, o) in list(val.items()):
-        if t == "osl_sweep" and be == "flashinfer" and m and (t, be, False, x) in val:
+        if t == "osl_sweep" and be == FI and m and (t, be, False, x) in val:
             p0, o0 = val[(t, be, False, x)]
             rows.append({"metric": "mtp_speedup", "table": t, "backend": be, "mtp": True, "x_name": "osl", "x": x,
                          "kernel_state": "before_fix", "unit": "ratio", "predicted": p / p0, "observed": o / o0,
                          "role": "heldout", "baseline_constant_speedup": c, "baseline_triton_eq_flashinfer": np.nan})
-        if t.startswith("tpot") and be == "triton" and (t, "flashinfer", m, x) in val:
-            p1, o1 = val[(t, "flashinfer", m, x)]
-            rows.append({"metric": "tpot_ratio_triton_over_flashinfer", "table": t, "backend": "triton/flashinfer",
+        if t.startswith("tpot") and be == TR and (t, FI, m, x) in val:
+            p1, o1 = val[(t, FI, m, x)]
+            rows.append({"metric": "tpot_ratio_triton_over_flashinfer", "table": t, "backend": f"{TR}/{FI}",
                          "mtp": m, "x_name": "concurrency", "x": x, "kernel_state": _state(t), "unit": "ratio",
                          "predicted": p / p1, "observed": o / o1, "role": "heldout",
                          "baseline_constant_speedup": np.nan, "baseline_triton_eq_flashinfer": 1.0})
-        if t == "osl_sweep" and be == "triton" and m and (t, "flashinfer", True, x) in val:
-            p1, o1 = val[(t, "flashinfer", True, x)]
+        if t == "osl_sweep" and be == TR and m and (t, FI, True, x) in val:
+            p1, o1 = val[(t, FI, True, x)]
             rows.append({"metric": "throughput_ratio_flashinfer_over_triton", "table": t,
-                         "backend": "flashinfer/triton", "mtp": True, "x_name": "osl", "x": x,
+                         "backend": f"{FI}/{TR}", "mtp": True, "x_name": "osl", "x": x,
                          "kernel_state": "before_fix", "unit": "ratio", "predicted": p1 / p, "observed": o1 / o,
                          "role": "heldout", "baseline_constant_speedup": np.nan,
                          "baseline_triton_eq_flashinfer": 1.0})

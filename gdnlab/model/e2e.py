@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from ..anchors.compare import load_predictions
+from ..seed import SEED_FLASHINFER as FI
+from ..seed import SEED_TRITON as TR
 from .aic_seed import load_seed_predictions
 from .calibration import Case, all_cases, fold_params, simulate_case
 from .engine_step import EngineParams
@@ -100,14 +102,14 @@ def _derived(rows: pd.DataFrame) -> list[dict]:
     for r in out:
         r["baseline_constant_speedup"] = float(np.mean(mean_speedup))
     tp = rows[rows["metric"] == "mean_tpot"]
-    for _, t in tp[tp["backend"] == "triton"].iterrows():
-        f = tp[(tp["backend"] == "flashinfer") & (tp["source"] == t["source"]) & (tp["x"] == t["x"])
+    for _, t in tp[tp["backend"] == TR].iterrows():
+        f = tp[(tp["backend"] == FI) & (tp["source"] == t["source"]) & (tp["x"] == t["x"])
                & (tp["case_id"].str.split("/").str[1] == t["case_id"].split("/")[1])]
         if f.empty:
             continue
         f = f.iloc[0]
-        out.append({**t.to_dict(), "case_id": t["case_id"].replace("/triton/", "/triton_over_flashinfer/"),
-                    "metric": "tpot_ratio_triton_over_flashinfer", "backend": "triton/flashinfer", "unit": "ratio",
+        out.append({**t.to_dict(), "case_id": t["case_id"].replace(f"/{TR}/", f"/{TR}_over_{FI}/"),
+                    "metric": "tpot_ratio_triton_over_flashinfer", "backend": f"{TR}/{FI}", "unit": "ratio",
                     "predicted": t["predicted"] / f["predicted"], "observed": t["observed"] / f["observed"],
                     "kernels_only": t["kernels_only"] / f["kernels_only"], "aic_predicted": 1.0,
                     "baseline_triton_eq_flashinfer": 1.0})
@@ -141,8 +143,8 @@ def e2e_rows(cases: Sequence[Case] | None = None) -> pd.DataFrame:
         if len(no):
             df.at[i, "baseline_constant_speedup"] = float(no["observed"].iloc[0]) * c_speed
     df["baseline_triton_eq_flashinfer"] = np.nan
-    for i in df.index[df["backend"] == "triton"]:
-        fi = df[(df["case_id"] == df.at[i, "case_id"].replace("/triton/", "/flashinfer/"))]
+    for i in df.index[df["backend"] == TR]:
+        fi = df[(df["case_id"] == df.at[i, "case_id"].replace(f"/{TR}/", f"/{FI}/"))]
         if len(fi):
             df.at[i, "baseline_triton_eq_flashinfer"] = float(fi["observed"].iloc[0])
     df = pd.concat([df, pd.DataFrame(_derived(df))], ignore_index=True)

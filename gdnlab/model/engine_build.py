@@ -21,6 +21,7 @@ from ..errors import DataError, InputError
 from ..hardware import spec_for
 from ..results import load_sweep
 from ..shapes import preset
+from ..strategies.registry import BASELINE
 from .engine_step import EngineParams, EngineStep
 from .gdn_sweep import SweepGDN
 from .served import ServedModel
@@ -96,7 +97,7 @@ def engine_rows(gpu: str, tp: int, folder: str | Path | None = None) -> pd.DataF
 
 
 def engine_step_for(gpu: str, tp: int = 4, ep: int = 1, weights: str = "fp8_block", kv_dtype: str = "bf16", *,
-                    state_dtype: str = "bfloat16", strategy: str = "full_cache", params: EngineParams | None = None,
+                    state_dtype: str = "bfloat16", strategy: str = BASELINE, params: EngineParams | None = None,
                     chunked_prefill_tokens: int | None = None, sweep_path: str | None = None,
                     components_dir: str | Path | None = None, measured_components: bool = True) -> EngineStep:
     """The engine step of Qwen3.5-397B-A17B on ``gpu`` (see the module docstring); ``step.notes`` lists

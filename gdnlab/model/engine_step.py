@@ -45,6 +45,7 @@ from ..errors import DataError, InputError
 from ..hardware import GPUSpec
 from ..provenance import label
 from ..shapes import dtype_name
+from ..strategies.registry import BASELINE
 from .gdn_sweep import SweepGDN
 from .mtp import MTPConfig
 from .served import ServedModel
@@ -118,7 +119,7 @@ class EngineStep:
     kv_knots = (64.0, 256.0, 1024.0, 4096.0, 16384.0)
 
     def __init__(self, ops: StepOps, gdn: SweepGDN | None, model: ServedModel, gpu: GPUSpec,
-                 params: EngineParams | None = None, *, state_dtype="bfloat16", strategy: str = "full_cache",
+                 params: EngineParams | None = None, *, state_dtype="bfloat16", strategy: str = BASELINE,
                  chunked_prefill_tokens: int = 8192, gdn_hv: int | None = None) -> None:
         self.ops, self.gdn, self.model, self.gpu = ops, gdn, model, gpu
         self.params = params or EngineParams()

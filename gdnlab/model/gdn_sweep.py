@@ -33,6 +33,7 @@ import pandas as pd
 from ..errors import DataError, InputError
 from ..hardware import GPUSpec, spec_for
 from ..shapes import GDNShape, dtype_name
+from ..strategies.registry import BASELINE
 from .numeric import loglog_interp
 
 __all__ = ["SweepGDN", "STEP_COLUMNS", "comparable_rows", "GRAPH_TIMINGS"]
@@ -181,10 +182,10 @@ class SweepGDN:
         if s.empty:
             raise DataError(f"the GDN sweep has no call row of the per-GPU shape H={shape.H} HV={shape.HV} "
                             f"K={shape.K} V={shape.V}")
-        # call rows are keyed like the strategy they stand for: decode, or full_cache's verify call
+        # call rows are keyed like the strategy they stand for: decode, or the baseline's (full_cache) verify call
         # (an earlier frame read without load_sweep may still name it in ``strategy``)
         strat = s["strategy"].astype("string") if "strategy" in s else pd.Series(pd.NA, index=s.index, dtype="string")
-        s = s.assign(strategy=np.where(s["mode"] == "decode", "decode", strat.fillna("full_cache").astype(str)))
+        s = s.assign(strategy=np.where(s["mode"] == "decode", "decode", strat.fillna(BASELINE).astype(str)))
         s = s.assign(step_us=np.nan,
                      calls_per_sample=pd.to_numeric(s["calls_per_sample"], errors="coerce").fillna(1.0)
                      if "calls_per_sample" in s else 1.0)

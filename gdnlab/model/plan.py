@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 
 from ..acceptance_curves import AcceptanceCurve, read_curve_file
+from ..backends import DEFAULT_BACKEND
 from ..engines import ENGINE_VERSIONS
 from ..errors import InputError
 from ..shapes import dtype_name
+from ..strategies.registry import BASELINE
 from .composed import ComposedStep
 from .memory import max_concurrency
 from .mtp import MTPConfig
@@ -103,8 +105,8 @@ def _options(src: GDNSource, step: ComposedStep, Ts: set[int] | None, strategies
              state_dtypes: set[str]) -> tuple[list[tuple], list[str]]:
     """``(strategy, T, state_dtype, backend)`` options and notes on what was (not) priced."""
     if step.gdn is None:
-        be, sd = "triton", dtype_name(step.state_dtype)
-        strat = step.times.strategies() or ["full_cache"]
+        be, sd = DEFAULT_BACKEND, dtype_name(step.state_dtype)
+        strat = step.times.strategies() or [BASELINE]
         T = step.times.draft_tokens
         return ([("decode", 1, sd, be)] + [(s, T, sd, be) for s in strat if not strategies or s in strategies],
                 [f"no GDN sweep: GDN kernels from the components ({be}, {sd}, T={T})"])
@@ -156,7 +158,7 @@ class _Base:
         if key not in self.memo:
             st = self.src.variant(sd)
             mtp = None if s == "decode" else MTPConfig(draft_tokens=T, acceptance=1.0)
-            parts = st.parts(be, float(B), float(B) * self.ctx, mtp, "full_cache" if s == "decode" else s)
+            parts = st.parts(be, float(B), float(B) * self.ctx, mtp, BASELINE if s == "decode" else s)
             self.memo[key] = sum(parts.values()) - parts["gdn_kernel"]
         return self.memo[key]
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..shapes import dtype_name
+from ..strategies.registry import BASELINE
 from .composed import ComposedStep
 from .gdn_sweep import SweepGDN
 
@@ -76,7 +77,7 @@ def _noise_table(rows: pd.DataFrame) -> pd.DataFrame:
             s = s[~s[scope].astype(str).eq("pool")]
     mode = s["mode"].astype(str).str.lower() if "mode" in s else pd.Series("", index=s.index)
     strat = s["strategy"].astype("object") if "strategy" in s else pd.Series(None, index=s.index, dtype=object)
-    strat = strat.where(~mode.eq("decode"), "decode").fillna("full_cache").astype(str)
+    strat = strat.where(~mode.eq("decode"), "decode").fillna(BASELINE).astype(str)
     med = pd.to_numeric(s["time_us"], errors="coerce")
     out = pd.DataFrame({"backend": s["backend"], "strategy": strat, "draft_tokens": s["draft_tokens"],
                         "state_dtype": s["state_dtype"], "batch": s["batch"],
@@ -188,7 +189,7 @@ class GDNSource:
         if strategy == "decode" or self.step.gdn is None:
             st = self.variant(sd)
             us = st.gdn_kernel_us(backend, batch, 1 if strategy == "decode" else T,
-                                  "full_cache" if strategy == "decode" else strategy)
+                                  BASELINE if strategy == "decode" else strategy)
             return Priced(us, "", False, r10, r90)
         lv = self._with_steps(backend, strategy, T, sd)
         if not lv:                               # verify calls + the components' commit: no accept dependence

@@ -126,13 +126,14 @@ def reported(plan: Plan) -> pd.DataFrame:
     ``reported``) beside the plan's TPOT for the same option at the same batch: ``backend,
     concurrency, reported_tpot_ms, planned_tpot_ms`` (empty for a GPU the seed did not run)."""
     from ..seed import SEED_DRAFT_TOKENS, tpot_vs_concurrency
+    from ..strategies.registry import BASELINE  # the seed's strategy
 
     rep = tpot_vs_concurrency(fixed=True)
     rep = rep[rep["gpu"].astype(str) == plan.gpu.name]
     c = plan.candidates
     rows = []
     for r in rep.itertuples():
-        m = c[(c["strategy"] == "full_cache") & (c["draft_tokens"] == SEED_DRAFT_TOKENS)
+        m = c[(c["strategy"] == BASELINE) & (c["draft_tokens"] == SEED_DRAFT_TOKENS)
               & (c["state_dtype"] == "bfloat16") & (c["backend"] == r.backend) & (c["batch"] == r.concurrency)]
         rows.append({"backend": r.backend, "concurrency": int(r.concurrency), "reported_tpot_ms": float(r.mean_tpot_ms),
                      "planned_tpot_ms": float(m["tpot_ms"].iloc[0]) if len(m) else math.nan})

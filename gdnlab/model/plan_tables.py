@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from ..acceptance import rate_to_accept_len
+from ..backends import DEFAULT_BACKEND
 from ..errors import InputError
+from ..strategies.registry import BASELINE
 from .composed import ComposedStep
 from .mtp import MTPConfig
 
@@ -27,12 +29,12 @@ def tokens_per_step_table(draft_tokens: Iterable[int] = (2, 3, 4, 6, 8), rates: 
 
 def speedup_table(step: ComposedStep, *, batches: Iterable[int] = (1, 16, 64, 256),
                   draft_tokens: Iterable[int] = (2, 4, 8), strategies: Iterable[str] | None = None,
-                  backend: str = "triton", ctx_per_request: float = 1024.0, points: int = 13) -> pd.DataFrame:
+                  backend: str = DEFAULT_BACKEND, ctx_per_request: float = 1024.0, points: int = 13) -> pd.DataFrame:
     """Speedup of speculation over plain decode vs accept length, per verify strategy, T and batch,
     and the break-even accept length: ``strategy, draft_tokens, batch, accept_len, speedup,
     break_even_accept_len, gdn_share`` (at that accept length)."""
     strategies = list(strategies or (step.gdn.options().query("mode == 'verify'")["strategy"].unique()
-                                     if step.gdn is not None else step.times.strategies() or ["full_cache"]))
+                                     if step.gdn is not None else step.times.strategies() or [BASELINE]))
     rows = []
     for s in strategies:
         for T in draft_tokens:
@@ -54,8 +56,8 @@ def speedup_table(step: ComposedStep, *, batches: Iterable[int] = (1, 16, 64, 25
 
 
 def breakdown_by_batch(step: ComposedStep, *, batches: Iterable[int] = (1, 4, 16, 64, 128, 256),
-                       backend: str = "triton", ctx_per_request: float = 1024.0, mtp: MTPConfig | None = None,
-                       strategy: str = "full_cache") -> pd.DataFrame:
+                       backend: str = DEFAULT_BACKEND, ctx_per_request: float = 1024.0, mtp: MTPConfig | None = None,
+                       strategy: str = BASELINE) -> pd.DataFrame:
     """:meth:`ComposedStep.breakdown` stacked over batches (``part, time_us, share, provenance, batch``)."""
     df = pd.concat([step.breakdown(backend, int(b), ctx_per_request, mtp, strategy) for b in batches],
                    ignore_index=True)

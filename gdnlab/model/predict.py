@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 
 from ..acceptance import AcceptanceModel
+from ..backends import DEFAULT_BACKEND
 from ..errors import InputError
 from ..shapes import dtype_name
+from ..strategies.registry import BASELINE
 from .calibration import CURRENT_SOURCES, all_cases, deployment_params, fit_params
 from .engine_build import STRATEGY_SWEEP, _sweep, engine_step_for, gpu_key
 from .engine_step import STEP_PARTS, EngineParams
@@ -196,8 +198,8 @@ def predict(gpu: str | Iterable[str] = "h200", preset: str = "qwen3.5-397b-a17b"
             ep: int | Iterable[int] | None = None, weights_dtype: str | Iterable[str] = "fp8_block",
             kv_dtype: str | Iterable[str] = "bf16", isl: int | Iterable[int] = 1024, osl: int | Iterable[int] = 1024,
             concurrency: int | Iterable[int] = (1, 4, 16, 64, 128), draft_tokens: int | None | Iterable = 4,
-            accept_len: float | AcceptanceModel | None = 3.17, strategy: str | Iterable[str] = "full_cache",
-            backend: str | Iterable[str] = "triton", engine: str = "sglang", *, state_dtype: str = "bfloat16",
+            accept_len: float | AcceptanceModel | None = 3.17, strategy: str | Iterable[str] = BASELINE,
+            backend: str | Iterable[str] = DEFAULT_BACKEND, engine: str = "sglang", *, state_dtype: str = "bfloat16",
             num_prompts: int | None = None, max_running: int | None = None, range_ratio: float = 1.0,
             chunked_prefill_tokens: int | None = None, params: EngineParams | None = None,
             sweep_path: str | None = None) -> pd.DataFrame:

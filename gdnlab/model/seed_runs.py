@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..results import require_columns
-from ..seed import MAX_RUNNING_REQUESTS, SEED_ACCEPT_LEN, SEED_DRAFT_TOKENS, SEED_NUM_STEPS
+from ..seed import MAX_RUNNING_REQUESTS, SEED_ACCEPT_LEN, SEED_DRAFT_TOKENS, SEED_FLASHINFER, SEED_NUM_STEPS
 from .mtp import MTPConfig
 from .serving import LinearRun, LinearStep, ServingScenario, simulate_serving
 
@@ -87,7 +87,8 @@ def seed_roles(df: pd.DataFrame) -> pd.Series:
     t, b, mtp = df["table"], df["backend"], df["mtp"].fillna(False).astype(bool)
     role = pd.Series("unused", index=df.index, dtype=object)
     perf = t.isin(["osl_sweep", "tpot_concurrency", "tpot_concurrency_fixed"])
-    fit = ((t == "osl_sweep") & ~mtp) | (t.isin(["tpot_concurrency", "tpot_concurrency_fixed"]) & (b == "flashinfer"))
+    tpot = t.isin(["tpot_concurrency", "tpot_concurrency_fixed"])
+    fit = ((t == "osl_sweep") & ~mtp) | (tpot & (b == SEED_FLASHINFER))
     role[perf & fit] = "fit"
     role[perf & ~fit] = "heldout"
     return role

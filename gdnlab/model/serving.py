@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..hardware import GPUSpec
+from ..seed import SEED_BACKENDS
 from .mtp import SEED_MTP, MTPConfig
 
 __all__ = ["ServingScenario", "ServingTrace", "LinearRun", "LinearStep", "FittedNumbers", "simulate_serving",
@@ -303,7 +304,7 @@ def simulate_serving(sm: LinearStep, backend: str, scenario: ServingScenario,
                      int(it.sum()), int((~it).sum()), float(tr.n[it].mean()) if it.any() else 0.0)
 
 
-def project(sm: LinearStep, *, backends=("flashinfer", "triton"), concurrencies=(1, 4, 16, 32, 64, 128),
+def project(sm: LinearStep, *, backends=SEED_BACKENDS, concurrencies=(1, 4, 16, 32, 64, 128),
             osls=(512,), isl: int = 32, mtp_setups: dict | None = None, num_prompts: int | None = None,
             max_running: int = 128, range_ratio: float = 0.0) -> pd.DataFrame:
     """TPOT and output throughput from the model over backends x concurrency x OSL x MTP setups.

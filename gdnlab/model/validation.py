@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..backends import DEFAULT_BACKEND
 from ..components.compose import check_frame
 from ..errors import DataError
 from ..results import load_sweep
@@ -110,7 +111,7 @@ def _component_gdn_rows(times: ComponentTimes) -> pd.DataFrame:
     """The lent GPU's GDN kernels from its component rows (graph replay cost included, as a sweep's)."""
     r = times.rows[times.rows["component"] == "gdn.recurrent"].copy()
     presets = times.meta.get("presets", {}) if times.meta else {}
-    backend = str(next(iter(presets.values()), {}).get("gdn_backend", "triton")) if presets else "triton"
+    backend = str(next(iter(presets.values()), {}).get("gdn_backend", DEFAULT_BACKEND)) if presets else DEFAULT_BACKEND
     r["backend"] = backend
     r["time_us"] = r["net_us"] + times.overhead_us
     r["calls_per_sample"] = 1.0

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..backends import timed_names
 from ..errors import InputError
 from ..harness_calls import VERIFY_BUFFER_SCOPES
 from ..instrument import DEFAULT_MAX_CALLS, DEFAULT_MIN_SAMPLE_US
@@ -302,21 +303,19 @@ class SweepPoint:
 
 
 def default_backends() -> list[str]:
-    """Every backend available here except ``reference`` (``["reference"]`` when none is)."""
+    """Every backend available here except the oracle (``reference``; ``["reference"]`` when none
+    is: :func:`gdnlab.backends.timed_names`)."""
     from ..kernels import available_backends
 
-    avail = [n for n, st in available_backends().items() if st.available and n != "reference"]
-    return avail or ["reference"]
+    return timed_names(n for n, st in available_backends().items() if st.available)
 
 
 def default_strategy_backends() -> list[str]:
-    """Every strategy backend with an available strategy here except ``reference`` (``["reference"]``
-    when none is)."""
+    """Every strategy backend with an available strategy here except the oracle (``reference``;
+    ``["reference"]`` when none is)."""
     from ..strategies import available_strategies
 
-    avail = list(dict.fromkeys(b for (_, b), st in available_strategies().items()
-                               if st.available and b != "reference"))
-    return avail or ["reference"]
+    return timed_names(dict.fromkeys(b for (_, b), st in available_strategies().items() if st.available))
 
 
 def step_accept_lens(cfg: SweepConfig) -> list[tuple[int, float]]:

@@ -41,6 +41,7 @@ from ..errors import InputError, Interrupted, UnavailableError
 from ..instrument import resolve_device
 from ..outputs import Terminated, stop_on_sigterm
 from ..results import SweepWriter, point_key, resolve_output, to_frame
+from ..strategies.registry import BASELINE
 from .config import SweepConfig, SweepPoint, default_backends, default_strategy_backends, grid_points
 from .context import MeasureContext
 from .point import measure_point
@@ -252,15 +253,15 @@ def _step_summary(steps: pd.DataFrame) -> list[str]:
     with pd.option_context(*fmt):
         out.append(f"µs per step (verify + commit + amortised fold), T={T}, {sd} state, accept length {a:g}:\n"
                    + piv.to_string())
-    if "full_cache" in piv.index.get_level_values("strategy"):
-        ratio = piv.div(piv.xs("full_cache", level="strategy"), level="backend")
+    if BASELINE in piv.index.get_level_values("strategy"):
+        ratio = piv.div(piv.xs(BASELINE, level="strategy"), level="backend")
         with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format",
                                "{:.2f}".format):
-            out.append("step time / full_cache's (same backend):\n" + ratio.to_string())
-    fc = sel[(sel["strategy"] == "full_cache") & sel["commit_floor_us"].notna() & (sel["commit_floor_us"] > 0)]
+            out.append(f"step time / {BASELINE}'s (same backend):\n" + ratio.to_string())
+    fc = sel[(sel["strategy"] == BASELINE) & sel["commit_floor_us"].notna() & (sel["commit_floor_us"] > 0)]
     if not fc.empty:
         r = (fc["commit_us"] / fc["commit_floor_us"]).groupby([fc["backend"], fc["batch"]]).median()
-        out.append("full_cache commit / its floor at the copy bandwidth: " +
+        out.append(f"{BASELINE} commit / its floor at the copy bandwidth: " +
                    ", ".join(f"{be} B={b}: {v:.2f}x" for (be, b), v in r.items()))
     chk = steps.drop_duplicates(["backend", "strategy", "state_dtype", "draft_tokens"])
     verdicts = [f"{r['backend']}/{r['strategy']} {r['state_dtype']} T={r['draft_tokens']}: "

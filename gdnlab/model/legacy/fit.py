@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ...hardware import GPUSpec
-from ...seed import load_seed
+from ...seed import SEED_FLASHINFER, load_seed
 from ..numeric import nnls
 from ..seed_runs import SeedAssumptions, check_seed_df, seed_equation, seed_roles, seed_run
 from ..served import ServedModel
@@ -39,7 +39,7 @@ class SeedFit:
 
 def kernel_for(row, a: SeedAssumptions) -> str:
     """GDN kernel model of a seed row: FlashInfer before flashinfer#3147 except in the fixed TPOT table."""
-    if row["backend"] == "flashinfer" and row["table"] != "tpot_concurrency_fixed":
+    if row["backend"] == SEED_FLASHINFER and row["table"] != "tpot_concurrency_fixed":
         return a.before_kernel
     return str(row["backend"])
 

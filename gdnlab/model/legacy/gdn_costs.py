@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ...seed import SEED_FLASHINFER, SEED_TRITON
 from ...shapes import GDNShape, dtype_name
 from .._args import nonneg
 from ..gdn_sweep import comparable_rows
@@ -40,6 +41,8 @@ class GDNKernel:
     source: str
 
 
+#: Keyed by the seed's run labels (:data:`gdnlab.seed.SEED_BACKENDS`) and one variant of FlashInfer's:
+#:
 #: * ``flashinfer`` (after flashinfer#3147, bf16 state, SM100): 6.57 TB/s at B=256 T=1 and
 #:   6.17 TB/s at B=256 T=4 of a B200's 8 TB/s (#3147 PR text) -> 0.82 / 0.77; B=1 T=1 takes
 #:   3.49 µs (#3127) -> ~3 µs floor.
@@ -49,11 +52,11 @@ class GDNKernel:
 #:   FlashInfer 1.35x faster for decode and 1.13x on average for MTP against the Triton kernels ->
 #:   0.82/1.35 and 0.77/1.13 (fp32-state measurements; carrying them to bf16 is an assumption).
 GDN_KERNELS: dict[str, GDNKernel] = {
-    "flashinfer": GDNKernel("flashinfer", 0.82, 0.77, 3.0, "flashinfer PR #3147 / #3127 (B200, bf16 state)"),
+    SEED_FLASHINFER: GDNKernel(SEED_FLASHINFER, 0.82, 0.77, 3.0, "flashinfer PR #3147 / #3127 (B200, bf16 state)"),
     "flashinfer_pre3147": GDNKernel("flashinfer_pre3147", 0.82 * 0.95, 0.77 * 0.88, 3.0,
                                     "flashinfer PR #3147's speed-up claims applied backwards"),
-    "triton": GDNKernel("triton", 0.82 / 1.35, 0.77 / 1.13, 3.0,
-                        "flashinfer PR #2405 FlashInfer-vs-Triton ratios applied to the FlashInfer numbers"),
+    SEED_TRITON: GDNKernel(SEED_TRITON, 0.82 / 1.35, 0.77 / 1.13, 3.0,
+                           "flashinfer PR #2405 FlashInfer-vs-Triton ratios applied to the FlashInfer numbers"),
 }
 
 

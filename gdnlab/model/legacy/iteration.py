@@ -46,6 +46,7 @@ import pandas as pd
 from ...hardware import GPUSpec, spec_for
 from ...provenance import label
 from ...roofline import gdn_bytes
+from ...seed import SEED_FLASHINFER
 from .._args import nonneg, pos_int
 from ..mtp import MTPConfig
 from ..served import ServedModel
@@ -163,7 +164,7 @@ class StepModel:
             return 0.0
         shape = self.model.gdn
         bytes_ = 2.0 * batch * shape.state_bytes() * shape.num_gdn_layers
-        return 3.0 + bytes_ / (GDN_KERNELS["flashinfer"].decode_eff * self.hbm_bps) * 1e6
+        return 3.0 + bytes_ / (GDN_KERNELS[SEED_FLASHINFER].decode_eff * self.hbm_bps) * 1e6
 
     def gdn_prefill_us(self, requests: float, tokens: float) -> float:
         """GDN layers of a prefill pass (µs): q/k/v read plus one state write per new request per

@@ -10,6 +10,8 @@ from dataclasses import asdict
 
 import pandas as pd
 
+from ...seed import SEED_FLASHINFER as FI
+from ...seed import SEED_TRITON as TR
 from ...seed import load_seed
 from ..seed_runs import SeedAssumptions, check_seed_df, seed_roles, seed_run, seed_variants
 from .fit import fit_to_seed, kernel_for
@@ -99,20 +101,20 @@ def _derived_rows(pred_val: dict) -> list[dict]:
     the MTP speedup per OSL, FlashInfer/Triton throughput and Triton/FlashInfer TPOT ratios."""
     rows = []
     for (tab, be, mtp, x), (p, r) in list(pred_val.items()):
-        if tab == "osl_sweep" and be == "flashinfer" and mtp and (tab, be, False, x) in pred_val:
+        if tab == "osl_sweep" and be == FI and mtp and (tab, be, False, x) in pred_val:
             p0, r0 = pred_val[(tab, be, False, x)]
             rows.append({"metric": "mtp_speedup", "predicted": p / p0, "reported": r / r0, "role": "heldout",
                          "table": tab, "backend": be, "mtp": True, "x_name": "osl", "x": x, "kernel_state": "unstated",
                          "unit": "ratio (MTP / no-MTP throughput)"})
-        if tab == "osl_sweep" and be == "flashinfer" and mtp and (tab, "triton", True, x) in pred_val:
-            p1, r1 = pred_val[(tab, "triton", True, x)]
+        if tab == "osl_sweep" and be == FI and mtp and (tab, TR, True, x) in pred_val:
+            p1, r1 = pred_val[(tab, TR, True, x)]
             rows.append({"metric": "throughput_ratio_flashinfer_over_triton", "predicted": p / p1, "reported": r / r1,
-                         "role": "heldout", "table": tab, "backend": "flashinfer/triton", "mtp": True, "x_name": "osl",
+                         "role": "heldout", "table": tab, "backend": f"{FI}/{TR}", "mtp": True, "x_name": "osl",
                          "x": x, "kernel_state": "unstated", "unit": "ratio"})
-        if tab.startswith("tpot") and be == "triton" and (tab, "flashinfer", mtp, x) in pred_val:
-            p1, r1 = pred_val[(tab, "flashinfer", mtp, x)]
+        if tab.startswith("tpot") and be == TR and (tab, FI, mtp, x) in pred_val:
+            p1, r1 = pred_val[(tab, FI, mtp, x)]
             rows.append({"metric": "tpot_ratio_triton_over_flashinfer", "predicted": p / p1, "reported": r / r1,
-                         "role": "heldout", "table": tab, "backend": "triton/flashinfer", "mtp": mtp,
+                         "role": "heldout", "table": tab, "backend": f"{TR}/{FI}", "mtp": mtp,
                          "x_name": "concurrency", "x": x,
                          "kernel_state": "fixed" if tab.endswith("fixed") else "before_fix", "unit": "ratio"})
     return rows
