@@ -107,7 +107,7 @@ def nvtx_backend() -> str:
     if not cuda_available() and env != "1":
         return "noop"
     try:
-        import nvtx  # noqa: F401
+        import nvtx  # noqa: F401 - imported only to learn whether nvtx is installed
         return "nvtx"
     except ImportError:
         pass

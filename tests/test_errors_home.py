@@ -1,10 +1,12 @@
 """Every exception class of gdnlab is defined in :mod:`gdnlab.errors` under one of its kinds, the modules
-that raise them keep their old names (re-exported), and ``gdnlab.errors`` stays light."""
+that raise them keep their old names (re-exported), ``gdnlab.errors`` stays light, and every per-line
+ruff suppression in the code carries its reason (``# noqa: BLE001 - <why>``)."""
 from __future__ import annotations
 
 import importlib
 import inspect
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +182,29 @@ def test_errors_imports_nothing_heavy():
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "", f"import gdnlab.errors imported {res.stdout.strip()}"
 
+
+# --------------------------------------------------------------------------------- suppressions
+
+_WORD = "no" + "qa"                  # spelled apart so that this file's own text is not a hit
+_DIRECTIVE = re.compile(rf"#\s*(?:ruff:\s*|flake8:\s*)?{_WORD}\b", re.IGNORECASE)
+_WITH_REASON = re.compile(rf"#\s*(?:ruff:\s*|flake8:\s*)?{_WORD}: [A-Z]+[0-9]+(?:, ?[A-Z]+[0-9]+)* - \S.*")
+
+
+def _unexplained(text: str) -> list[tuple[int, str]]:
+    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1)
+            if _DIRECTIVE.search(line) and not _WITH_REASON.search(line)]
+
+
+def test_suppression_check_tells_bare_from_explained():
+    bare, coded = "    x = 1  # " + _WORD, "import nvtx  # " + _WORD + ": F401"
+    explained = "except Exception:  # " + _WORD + ": BLE001 - one failed point is stored as its row's error"
+    assert [i for i, _ in _unexplained("\n".join([bare, coded, explained, "# ruff: " + _WORD]))] == [1, 2, 4]
+
+
+def test_every_suppression_says_why():
+    """``# noqa: BLE001 - <why>`` (any codes) in gdnlab/, scripts/, benchmarks/ and tests/."""
+    hits = [f"{p.relative_to(REPO)}:{i}: {line}"
+            for folder in ("gdnlab", "scripts", "benchmarks", "tests")
+            for p in sorted((REPO / folder).rglob("*.py"))
+            for i, line in _unexplained(p.read_text(encoding="utf-8"))]
+    assert not hits, "a suppression without its reason (`# noqa: BLE001 - <why>`):\n" + "\n".join(hits)
