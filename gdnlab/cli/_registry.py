@@ -14,8 +14,8 @@ from __future__ import annotations
 __all__ = ["PRESETS", "PRESET_ALIASES", "DEFAULT_PRESET", "STATE_DTYPES", "ACT_DTYPES", "kernel_backends",
            "strategy_backends", "STRATEGIES", "SWEEP_MODES", "SWEEP_BUFFER_SCOPES", "SWEEP_TIMINGS",
            "SWEEP_DEFAULT_BATCHES", "SWEEP_DEFAULT_STRATEGY_BATCHES", "SWEEP_DEFAULT_ACCEPT_LEN",
-           "SWEEP_DEFAULT_PRESET", "PREDICT_TP", "PREDICT_WEIGHTS", "PREDICT_KV_DTYPES", "DEFAULT_MAX_CALLS", "DEFAULT_MIN_SAMPLE_US", "DEVICES", "gpu_names",
-           "preset_choices"]
+           "SWEEP_DEFAULT_PRESET", "PREDICT_TP", "PREDICT_WEIGHTS", "PREDICT_KV_DTYPES", "DEFAULT_MAX_CALLS",
+           "DEFAULT_MIN_SAMPLE_US", "DEVICES", "gpu_names", "preset_choices"]
 
 #: :data:`gdnlab.shapes.PRESETS` (canonical names) and the aliases :func:`gdnlab.shapes.preset` accepts
 PRESETS: tuple[str, ...] = ("qwen3-next-80b-a3b", "qwen3.5-397b-a17b", "qwen3.5-35b-a3b")

@@ -64,7 +64,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                 help="GDN kernel backends")
     w.add_argument("--num-prompts", type=int, default=None, help="prompts per simulated run (default 8 x concurrency)")
     w.add_argument("--max-running", type=int, default=None, help="engine's running-request cap (default: concurrency)")
-    w.add_argument("--range-ratio", type=float, default=1.0, help="bench_serving --random-range-ratio (1: fixed lengths)")
+    w.add_argument("--range-ratio", type=float, default=1.0,
+                   help="bench_serving --random-range-ratio (1: fixed lengths)")
     o = parser.add_argument_group("output")
     o.add_argument("--all-columns", action="store_true", help="print every column (sources included)")
     o.add_argument("--out", default=None, help="also write the table (.csv or .parquet)")
