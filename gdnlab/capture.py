@@ -33,9 +33,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Interrupted, UnavailableError
+from .errors import CaptureError, Interrupted, NsysNotFoundError, ToolNotFoundError
 from .outputs import output_lock, real_path, replace_together, run_child, signal_name, stop_on_sigterm
-from .tools import ToolNotFoundError, find_tool
+from .tools import find_tool
 
 __all__ = ["find_nsys", "capture", "profile_command", "export_command", "workload_command", "CaptureResult",
            "NsysNotFoundError", "CaptureError", "NSYS_GLOBS", "DEFAULT_CAPTURE_STEPS", "out_base",
@@ -53,14 +53,6 @@ NSYS_GLOBS: tuple[str, ...] = (
 #: measured steps inside the capture range: a few steps are enough (every step runs the same kernels)
 #: and keep a 45-layer capture small and quick
 DEFAULT_CAPTURE_STEPS = 8
-
-
-class NsysNotFoundError(ToolNotFoundError):
-    """No ``nsys`` executable was found; the message says how to install it or set ``$NSYS``."""
-
-
-class CaptureError(UnavailableError):
-    """``nsys`` ran but produced no report (or the export failed)."""
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ from typing import Any
 
 import torch
 
+from .errors import GraphCaptureError
+
 __all__ = ["nvtx_range", "nvtx_backend", "NVTX_DOMAIN", "Timing", "time_calls", "TIMING_METHODS", "resolve_device",
            "DEFAULT_MIN_SAMPLE_US", "DEFAULT_MAX_CALLS",
            "time_fn", "L2Flusher", "capture_graph", "profiler_capture", "cuda_available", "triton_do_bench",
@@ -105,7 +107,7 @@ def nvtx_backend() -> str:
     if not cuda_available() and env != "1":
         return "noop"
     try:
-        import nvtx  # noqa: F401
+        import nvtx  # noqa: F401 - imported only to learn whether nvtx is installed
         return "nvtx"
     except ImportError:
         pass
@@ -253,10 +255,6 @@ def _spin(device: torch.device, us: float) -> None:
 
 
 # ----------------------------------------------------------------------------------------- graphs
-
-
-class GraphCaptureError(RuntimeError):
-    """``fn`` could not be captured in a CUDA graph (host sync, allocation the graph pool cannot serve, ...)."""
 
 
 def capture_graph(fn: Callable[[], Any], *, inner: int = 1, warmup: int = 2,

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .errors import UnavailableError
+from .errors import OutputBusyError, Terminated
 
 try:
     import fcntl
@@ -46,14 +46,6 @@ except ImportError:  # pragma: no cover - not POSIX
 
 __all__ = ["OutputBusyError", "Terminated", "output_lock", "lock_path", "real_path", "stop_on_sigterm",
            "run_child", "replace_together", "signal_name"]
-
-
-class OutputBusyError(UnavailableError):
-    """Another process is writing the same output (the message names it)."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be (see :func:`stop_on_sigterm`)."""
 
 
 def signal_name(exc: BaseException) -> str:

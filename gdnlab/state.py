@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import torch
 
+from .errors import PoolFullError
 from .shapes import GDNShape, dtype_from_name
 
 __all__ = ["StatePool", "PoolFullError"]
-
-
-class PoolFullError(RuntimeError):
-    """No free slot is left for a new request."""
 
 
 class StatePool:

@@ -13,17 +13,9 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import UnavailableError
+from .errors import ToolNotFoundError
 
 __all__ = ["ToolNotFoundError", "find_tool"]
-
-
-class ToolNotFoundError(FileNotFoundError, UnavailableError):
-    """An external tool (nsys, ncu) is not installed where gdnlab looks (the command line reports it
-    as unavailable, exit code 3)."""
-
-    def __str__(self) -> str:  # FileNotFoundError's default reads "[Errno None] None: ..."
-        return str(self.args[0]) if self.args else "tool not found"
 
 
 def _version_key(path: str) -> tuple:

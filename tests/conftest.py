@@ -1,5 +1,5 @@
-"""Shared pytest fixtures: the CUDA device (GPU tests skip cleanly without one) and the results of a
-test module's Triton-interpreter child process."""
+"""Shared pytest fixtures: the CUDA device (GPU tests skip cleanly without one), the results of a
+test module's Triton-interpreter child process, and one build of the report for the tests that read it."""
 from __future__ import annotations
 
 import json
@@ -47,6 +47,19 @@ def interpreter_results(request, tmp_path_factory) -> dict:
         pytest.fail(f"interpreter child failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return json.loads(out.read_text())
 
+
+@pytest.fixture(scope="session")
+def built_report(tmp_path_factory) -> tuple[Path, dict, float]:
+    """(index path, report.json as dict, wall seconds) of one full build on the bundled data, shared by
+    tests/test_notebooks.py and tests/test_report_browser.py. Skips without the notebook extras."""
+    pytest.importorskip("nbformat", reason="notebook extras not installed (pip install -e '.[notebooks]')")
+    from gdnlab import report
+
+    out = tmp_path_factory.mktemp("report")
+    t0 = time.perf_counter()
+    index = report.build_report(out, raise_on_error=False)
+    seconds = time.perf_counter() - t0
+    return index, json.loads((out / "report.json").read_text()), seconds
 
 def run_interpreter_cases(cases, out_path: str) -> int:
     """The child side of :func:`interpreter_results`: run each ``{name: zero-argument check}`` and write

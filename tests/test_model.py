@@ -12,10 +12,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_plan import OVERHEAD, op_time, synthetic_sweep, synthetic_times
 
 from gdnlab import model
+from gdnlab.errors import InputError
 from gdnlab.hardware import spec_for
-from gdnlab.model import SEED_MTP, MTPConfig, ServedModel, ServingScenario, legacy, project, simulate_serving
+from gdnlab.model import (
+    SEED_MTP,
+    ComposedStep,
+    MTPConfig,
+    Overheads,
+    ServedModel,
+    ServingScenario,
+    SweepGDN,
+    cross_gpu_rows,
+    legacy,
+    project,
+    simulate_serving,
+    slice_rows,
+)
 from gdnlab.model.legacy import FittedParams, StepModel, seed_model
 
 PARAMS = FittedParams(pass_us=2000.0, request_us=50.0, token_us=40.0, kv_mtoken_us=1000.0, prefill_pass_us=30000.0,
@@ -309,10 +324,6 @@ def test_seed_ratio_tables_have_no_missing_cells(validation):
 # ============================================================================ component model
 # Small synthetic component runs (tests/test_plan.py builds them): composition, projection, the
 # GDN-share identity, validate() on synthetic inputs.
-from test_plan import OVERHEAD, op_time, synthetic_sweep, synthetic_times  # noqa: E402
-
-from gdnlab.errors import InputError  # noqa: E402
-from gdnlab.model import ComposedStep, Overheads, SweepGDN, cross_gpu_rows, slice_rows  # noqa: E402
 
 
 def test_composed_decode_step_is_the_sum_of_its_ops_by_hand():

@@ -1,13 +1,13 @@
 """The committed notebooks: clean (no outputs), parameterised, thin, and they run on the bundled data.
 
-``built_report`` (session scope) builds the whole report once through :func:`gdnlab.report.build_report`,
-exactly as ``gdnlab report`` does; tests/test_report_browser.py opens the same build in Chromium.
+``built_report`` (session scope, in conftest.py) builds the whole report once through
+:func:`gdnlab.report.build_report`, exactly as ``gdnlab report`` does; tests/test_report_browser.py opens the
+same build in Chromium.
 """
 from __future__ import annotations
 
 import ast
 import json
-import time
 
 import pytest
 
@@ -33,26 +33,6 @@ def _read(name: str) -> nbformat.NotebookNode:
 
 def _code_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code"]
-
-
-_BUILT: dict[str, tuple] = {}
-
-
-@pytest.fixture(scope="session")
-def built_report(tmp_path_factory):
-    """(index path, report.json as dict, wall seconds) of one full build on the bundled data.
-
-    Built once per test session even though tests/test_report_browser.py imports this fixture
-    (an imported fixture is a second definition with its own cache: hence the module-level one).
-    """
-    key = str(tmp_path_factory.getbasetemp())
-    if key not in _BUILT:
-        out = tmp_path_factory.mktemp("report")
-        t0 = time.perf_counter()
-        index = report.build_report(out, raise_on_error=False)
-        seconds = time.perf_counter() - t0
-        _BUILT[key] = (index, json.loads((out / "report.json").read_text()), seconds)
-    return _BUILT[key]
 
 
 @pytest.mark.parametrize("name", report.NOTEBOOKS)

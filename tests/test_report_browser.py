@@ -31,7 +31,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from test_notebooks import built_report  # noqa: F401  (session fixture: one build for both files)
 
 from gdnlab.provenance import STATUSES
 
@@ -354,7 +353,7 @@ def audit_page(browser, html_path: Path) -> tuple[dict[str, list[str]], list[dic
 
 
 @pytest.fixture(scope="module")
-def audited(browser, built_report):  # noqa: F811
+def audited(browser, built_report):
     index, manifest, _ = built_report
     return {path.stem: audit_page(browser, path) for path in _pages(index, manifest)}
 
@@ -366,7 +365,7 @@ def _report_findings(audited: dict, kind: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------- tests
 
 
-def test_index_opens_offline_and_links_every_notebook(browser, built_report):  # noqa: F811
+def test_index_opens_offline_and_links_every_notebook(browser, built_report):
     index, manifest, _ = built_report
     p = _Page(browser, index)
     try:
@@ -384,7 +383,7 @@ def test_index_opens_offline_and_links_every_notebook(browser, built_report):  #
         p.close()
 
 
-def test_every_plot_renders_without_js_errors_or_network(browser, built_report, tmp_path):  # noqa: F811
+def test_every_plot_renders_without_js_errors_or_network(browser, built_report, tmp_path):
     index, manifest, _ = built_report
     shots = Path(os.environ.get("GDNLAB_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
@@ -429,7 +428,7 @@ def test_no_nan_text_on_any_page(audited):
     assert not found, "\n".join(found[:30])
 
 
-def test_every_status_shown_is_one_of_the_four(audited, built_report):  # noqa: F811
+def test_every_status_shown_is_one_of_the_four(audited, built_report):
     found = _report_findings(audited, "status")
     _, manifest, _ = built_report
     for n in manifest["notebooks"]:

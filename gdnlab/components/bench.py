@@ -269,7 +269,7 @@ def run_grid(cfg: GridConfig, log: Callable[[str], None] = print) -> dict[str, p
                     bs.draft.run()
                 bs.lm_head.run()
                 finite = bool(torch.isfinite(bs.output()).all())
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - any failure is the point's error rows; the next point runs
                 msg = f"error: bind/run: {type(exc).__name__}: {str(exc)[:300]}"
                 log(f"[components] {mode} B={B}: {msg}")
                 slice_rows += [{**base, "component": "slice", "mode": mode, "batch": B, "tokens": point.tokens,
@@ -302,7 +302,7 @@ def run_grid(cfg: GridConfig, log: Callable[[str], None] = print) -> dict[str, p
                         for c in ("gdn.recurrent", "gdn.commit"):
                             record(comp_rows, c, [ops[c]], point, None, name, f"{name}/{cfg.strategy_backend}")
                         del extra
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:  # noqa: BLE001 - one strategy's failure is its error row
                         comp_rows.append({**base, "component": "gdn.recurrent", "mode": mode, "batch": B,
                                           "strategy": name, "outcome": f"error: {type(exc).__name__}: {exc}"[:300]})
             attn_op = next(op for op in attn.ops if op.component == "attn.attention")
@@ -317,7 +317,7 @@ def run_grid(cfg: GridConfig, log: Callable[[str], None] = print) -> dict[str, p
                     bs.run()
                     if bs.draft is not None:
                         bs.draft.run()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - a failure at one kv_len is its error row
                     slice_rows.append({**base_pt, "component": "slice", "mode": mode, "batch": B,
                                        "tokens": point.tokens, "kv_len": kv, "strategy": strat,
                                        "outcome": f"error: set_kv_len: {type(exc).__name__}: {str(exc)[:300]}"})

@@ -33,6 +33,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..errors import EngineUnavailable
+
 __all__ = ["SGLANG_VERSION", "EngineUnavailable", "sglang_version", "import_sglang", "jit_from_source",
            "kernel", "moe_config", "block_gemm_config", "MOE_KERNELS", "GEMM_KERNELS", "ATTENTION_MODULE",
            "QUANT_MODULE", "MOE_DEFAULT"]
@@ -47,10 +49,6 @@ MOE_CONFIG_MODULE = "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe_tri
 #: (module, kernel) pairs the MoE and GEMM components launch
 MOE_KERNELS = (MOE_MODULE, "fused_moe_kernel")
 GEMM_KERNELS = (GEMM_MODULE, "_w8a8_block_fp8_matmul")
-
-
-class EngineUnavailable(Exception):
-    """An SGLang kernel cannot be used here; ``str(exc)`` is the one-line reason."""
 
 
 def sglang_version() -> str | None:

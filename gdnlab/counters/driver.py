@@ -120,6 +120,9 @@ def _backend_options(backend) -> dict:
     return dict(opts) if isinstance(opts, dict) else {}
 
 
+# A private control-flow signal, not a gdnlab error kind (so not in gdnlab.errors): _prepare raises it,
+# run_plan catches it right away, records the configuration as skipped (not failed) and goes on with
+# the next; it never leaves this module.
 class _Skip(Exception):
     """A configuration that cannot run here (unsupported dtype, unavailable backend)."""
 

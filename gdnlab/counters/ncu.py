@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from gdnlab.errors import DataError
-from gdnlab.tools import ToolNotFoundError, find_tool
+from gdnlab.errors import DataError, NcuNotFoundError, ToolNotFoundError
+from gdnlab.tools import find_tool
 
 __all__ = ["MetricSpec", "METRICS", "REQUIRED_METRICS", "metric_names", "NcuNotFoundError", "find_ncu",
            "ncu_version", "parse_version", "build_profile_command", "build_import_command",
@@ -98,10 +98,6 @@ def metric_names(required_only: bool = False) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- finding ncu
-class NcuNotFoundError(ToolNotFoundError):
-    """No usable Nsight Compute CLI: the message says where gdnlab looked and what to set/install."""
-
-
 _CANDIDATE_GLOBS = ("/usr/local/cuda/bin/ncu", "/usr/local/cuda-*/bin/ncu", "/opt/nvidia/nsight-compute/*/ncu",
                     "/usr/local/cuda/nsight-compute-*/ncu")
 

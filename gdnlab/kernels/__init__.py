@@ -48,7 +48,7 @@ def _status(name: str) -> BackendStatus:
         return BackendStatus(name, False, f"backend module failed to import: {type(exc).__name__}: {exc}")
     try:
         ok, reason = cls.availability()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any failing availability check is the reason it is unavailable
         ok, reason = False, f"availability check failed: {type(exc).__name__}: {exc}"
     return BackendStatus(name, bool(ok), reason)
 

@@ -35,6 +35,7 @@ from importlib import metadata
 from types import ModuleType
 
 from ..engines import ENGINE_VERSIONS
+from ..errors import EngineUnavailable
 
 __all__ = ["EngineUnavailable", "installed_version", "check", "load", "load_symbols", "interpreter_aliases",
            "INSTALL_HINT", "interpreter_bf16_dot"]
@@ -44,10 +45,6 @@ INSTALL_HINT: dict[str, str] = {
     "sglang": "bash scripts/install_engines_cpu.sh (or pip install --no-deps sglang==0.5.23 plus its light deps)",
     "vllm": "pip install --no-deps vllm==0.33.0 (or GPU_ENGINES=1 bash scripts/build_gpu_bundle.sh)",
 }
-
-
-class EngineUnavailable(Exception):
-    """An engine module cannot be used here; ``str(exc)`` is the one-line reason."""
 
 
 def _spec(engine: str):

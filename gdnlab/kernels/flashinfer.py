@@ -474,7 +474,7 @@ class FlashInferBackend(GDNBackend):
     def _kernels_or_none(self, which: str) -> ModuleType | None:
         try:
             return getattr(self.kernels, which)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - not loadable here: callers fall back
             return None
 
     def _wide_vec_tile(self, dims: GDNCallDims) -> int | None:
@@ -482,7 +482,7 @@ class FlashInferBackend(GDNBackend):
         if sel is not None:
             try:
                 return sel(dims.B, dims.HV)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - private helper changed: our copy below
                 pass
         work = dims.B * dims.HV  # bf16 L2931-L2961, in case the private helper moves
         return 128 if work >= 1024 else 64 if work >= 512 else 32 if work >= 128 else None

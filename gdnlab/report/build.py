@@ -242,7 +242,7 @@ def _run_one(src: str, staging: str, out: str, params: dict, kernel: str, timeou
         try:
             export_html(nb_tmp, html_tmp, hide_code=hide_code, banner=_banner(meta, res))
             copy_plotlyjs(out_p)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a failed export marks this page failed; others go on
             res.ok = False
             res.error = (res.error + "; " if res.error else "") + "HTML export: " + _error_line(exc)
         _place(res, nb_tmp, html_tmp, out_p, aside=keep_earlier and not res.ok)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, ReportError
 from .notebook import REPO_ROOT
 
 __all__ = ["NOTEBOOKS", "ReportError", "NotebookResult", "Parameter", "notebooks_dir", "notebook_path",
@@ -29,19 +29,6 @@ __all__ = ["NOTEBOOKS", "ReportError", "NotebookResult", "Parameter", "notebooks
 
 #: The notebooks of the report, in order (file stems under ``notebooks/``).
 NOTEBOOKS: tuple[str, ...] = ("01_kernel_sweep", "02_nsight_traces", "03_acceptance_length")
-
-
-
-class ReportError(RuntimeError):
-    """Some notebooks failed. The report was still written: ``index`` is its index page and
-    ``failed`` maps each failed notebook to its error line."""
-
-    def __init__(self, index: Path, failed: Mapping[str, str]) -> None:
-        self.index = Path(index)
-        self.failed = dict(failed)
-        lines = "; ".join(f"{k}: {v}" for k, v in self.failed.items())
-        super().__init__(f"{len(self.failed)} notebook(s) failed ({lines}); partial report at {self.index}")
-
 
 #: a failed re-run's page goes to ``NAME.failed.html`` while the earlier good ``NAME.html`` stays
 FAILED_SUFFIX = ".failed"

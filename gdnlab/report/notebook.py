@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import MissingData
+
 __all__ = ["REPO_ROOT", "SOURCE_MIME", "RENDERER", "Missing", "MissingData", "missing", "resolve_path", "setup",
            "note", "load", "data_status", "describe", "concat_available", "call", "show", "table", "record",
            "cuda_ready"]
@@ -40,10 +42,6 @@ FIG_HEIGHT_PX = 480
 
 _STATUS_COLOURS = {"measured": "#2b7a2b", "projected": "#8a5a00", "reported": "#1f5fa8", "synthetic": "#6b3fa0",
                    "missing": "#b03a2e"}
-
-
-class MissingData(LookupError):
-    """Raised by :func:`load` (``strict=True``) when the data a notebook needs is not there."""
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,9 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..errors import HostSyncError
+
 __all__ = ["HostSyncError", "forbid_host_sync", "allow_host_sync", "opaque", "check_capturable"]
-
-
-class HostSyncError(RuntimeError):
-    """An operation that cannot run inside a CUDA graph capture (the message names it)."""
 
 
 #: ATen ops that read a value back to the host or size their output by the data

@@ -37,7 +37,7 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from ..errors import InputError, Interrupted, UnavailableError
+from ..errors import InputError, SweepInterrupted, UnavailableError
 from ..instrument import resolve_device
 from ..outputs import Terminated, stop_on_sigterm
 from ..results import SweepWriter, point_key, resolve_output, to_frame
@@ -51,11 +51,6 @@ __all__ = ["run_sweep", "summary_table", "SweepInterrupted"]
 
 _STICKY = ("illegal memory access", "illegal address", "unspecified launch failure", "device-side assert",
            "misaligned address")
-
-
-class SweepInterrupted(Interrupted):
-    """The sweep stopped early (a sticky CUDA error); the completed points are stored, ``--resume``
-    continues in a fresh process."""
 
 
 def _sweep_id() -> str:

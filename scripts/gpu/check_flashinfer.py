@@ -124,7 +124,7 @@ def probe_cache_steps(be: FlashInferBackend, device, dtype, B: int = 4, T: int =
                                 A_log=A, a=inp.a, dt_bias=inp.dt_bias, b=inp.b, intermediate_states_buffer=buf,
                                 disable_state_update=True)
         torch.cuda.synchronize()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the probe's failure is its recorded result
         return {"state_dtype": dtype_name(dtype), "error": f"{type(exc).__name__}: {exc}"}
     err = rel(buf[:, :T], inter_ref)
     flat = buf.reshape(-1, SHAPE.HV, SHAPE.V, SHAPE.K)[: B * T].reshape(B, T, SHAPE.HV, SHAPE.V, SHAPE.K)
@@ -152,7 +152,7 @@ def main() -> int:
             for B in (1, 16, 256):
                 try:
                     r = correctness(be, device, op, dtype, B, T)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - a failed case is stored with its traceback
                     r = {"op": op, "T": T, "state_dtype": dtype_name(dtype), "batch": B, "ok": False,
                          "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
                 checks.append(r)
@@ -175,7 +175,7 @@ def main() -> int:
                         continue  # no fixup on fp32 paths: the two variants are the same calls
                     try:
                         r = time_case(vb, SHAPE, op, dtype, B, T, device, repeats=60)
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:  # noqa: BLE001 - stored as this case's error; next runs
                         r = {"op": op, "T": T, "state_dtype": dtype_name(dtype), "batch": B,
                              "error": f"{type(exc).__name__}: {exc}"}
                     r["backend"] = label

@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 for B in batches:
                     try:
                         timings.append(time_one(op, dname, B, cname, device, args.reps))
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:  # noqa: BLE001 - stored as this case's error; next runs
                         timings.append({"op": op, "state": dname, "B": B, "config": cname,
                                         "error": f"{type(exc).__name__}: {exc}"})
                     torch.cuda.empty_cache()

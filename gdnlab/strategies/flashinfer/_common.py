@@ -185,7 +185,7 @@ class _FlashInferStrategy(VerifyStrategy):
         for mod in cls.kernel_modules:
             try:
                 _import_module(mod)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - any import failure is why it is unavailable
                 return False, f"flashinfer not importable: {mod}: {type(exc).__name__}: {exc}"
         return True, cls.constraints or "ok"
 
