@@ -11,13 +11,11 @@ Public API
   overhead + launch + kernel). On CPU it times wall clock (method ``"cpu_wall"``).
 * :func:`time_fn` — the earlier entry point (one callable or a list, ``graph=True/False``), kept for
   existing callers; it shares the loops below.
-* :func:`nvtx_range` — ``with nvtx_range("gdn.decode"): ...`` or ``@nvtx_range("step")``. Domain
-  ``"gdnlab"`` through the ``nvtx`` package, else ``torch.cuda.nvtx`` (no domain), else a no-op.
-  On a machine without CUDA it is a no-op (set ``GDNLAB_NVTX=1`` to force the ``nvtx`` package).
 * :class:`L2Flusher` — writes a buffer of at least 2x the L2 size.
-* :func:`profiler_capture` — ``torch.cuda.profiler.start()/stop()`` (cudaProfilerStart/Stop) around a
-  region, so ``nsys profile --capture-range=cudaProfilerApi`` records only that region.
 * :func:`capture_graph` — warm up on a side stream and capture ``fn`` (optionally ``inner`` times).
+* re-exported: :func:`nvtx_range`, :func:`nvtx_backend`, :func:`profiler_capture` (NVTX ranges and
+  the cudaProfilerStart/Stop capture range, :mod:`gdnlab.profiler_ranges`); :func:`cuda_available`,
+  :func:`resolve_device` (:mod:`gdnlab.device`).
 
 One sample, in every mode
 -------------------------
@@ -58,22 +56,21 @@ import contextlib
 import dataclasses
 import functools
 import math
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
+from .device import cuda_available, resolve_device
 from .errors import GraphCaptureError
+from .profiler_ranges import NVTX_DOMAIN, nvtx_backend, nvtx_range, profiler_capture
 
 __all__ = ["nvtx_range", "nvtx_backend", "NVTX_DOMAIN", "Timing", "time_calls", "TIMING_METHODS", "resolve_device",
            "DEFAULT_MIN_SAMPLE_US", "DEFAULT_MAX_CALLS",
            "time_fn", "L2Flusher", "capture_graph", "profiler_capture", "cuda_available", "triton_do_bench",
            "GraphCaptureError"]
-
-NVTX_DOMAIN = "gdnlab"
 
 #: shortest amortised sample (µs). A graph replay carries a fixed ~3-4 µs between its start event and
 #: its first kernel (H200 with the nsys comparison of ``benchmarks/bench_harness_overhead.py``: +3.4 µs
@@ -81,111 +78,6 @@ NVTX_DOMAIN = "gdnlab"
 DEFAULT_MIN_SAMPLE_US = 500.0
 #: most calls in one amortised sample (each call has its own pool rows and buffers)
 DEFAULT_MAX_CALLS = 64
-
-
-def cuda_available() -> bool:
-    """Whether a CUDA device can be used here."""
-    try:
-        return torch.cuda.is_available()
-    except Exception:  # noqa: BLE001 - a broken driver counts as no CUDA
-        return False
-
-
-# ----------------------------------------------------------------------------------------- NVTX
-
-
-@functools.lru_cache(maxsize=1)
-def nvtx_backend() -> str:
-    """Which NVTX implementation :func:`nvtx_range` uses: ``"nvtx"`` (the nvtx package, domain
-    ``gdnlab``), ``"torch"`` (``torch.cuda.nvtx``, default domain) or ``"noop"`` (no CUDA).
-
-    ``GDNLAB_NVTX=0`` forces ``"noop"``; ``GDNLAB_NVTX=1`` uses the nvtx package even without CUDA.
-    """
-    env = os.environ.get("GDNLAB_NVTX", "").strip()
-    if env == "0":
-        return "noop"
-    if not cuda_available() and env != "1":
-        return "noop"
-    try:
-        import nvtx  # noqa: F401 - imported only to learn whether nvtx is installed
-        return "nvtx"
-    except ImportError:
-        pass
-    if cuda_available():
-        return "torch"
-    return "noop"
-
-
-@functools.lru_cache(maxsize=1)
-def _nvtx_domain():
-    import nvtx
-    return nvtx.get_domain(NVTX_DOMAIN)
-
-
-@functools.lru_cache(maxsize=512)
-def _nvtx_attributes(message: str):
-    # None when no tool is attached (then push_range(None) is a cheap no-op)
-    return _nvtx_domain().get_event_attributes(message=message)
-
-
-class nvtx_range(contextlib.ContextDecorator):  # noqa: N801 - reads like a function at call sites
-    """An NVTX push/pop range; context manager or decorator.
-
-    >>> with nvtx_range("gdn.decode"):
-    ...     pass
-    >>> @nvtx_range("step")
-    ... def step(): ...
-
-    The range is pushed on the calling thread in domain ``"gdnlab"`` (nvtx package) or the default
-    domain (``torch.cuda.nvtx`` fallback). Costs ~0.2-0.3 µs of host time per range with the nvtx
-    package; nothing on CPU-only machines.
-    """
-
-    def __init__(self, message: str) -> None:
-        if not isinstance(message, str) or not message:
-            raise ValueError(f"nvtx_range needs a non-empty message string, got {message!r}")
-        self.message = message
-        self._impl = nvtx_backend()
-
-    def __enter__(self) -> nvtx_range:
-        if self._impl == "nvtx":
-            _nvtx_domain().push_range(_nvtx_attributes(self.message))
-        elif self._impl == "torch":
-            torch.cuda.nvtx.range_push(self.message)
-        return self
-
-    def __exit__(self, *exc: object) -> bool:
-        if self._impl == "nvtx":
-            _nvtx_domain().pop_range()
-        elif self._impl == "torch":
-            torch.cuda.nvtx.range_pop()
-        return False
-
-
-# ----------------------------------------------------------------------------------------- profiler
-
-
-@contextlib.contextmanager
-def profiler_capture(enabled: bool = True, *, synchronize: bool = True) -> Iterator[bool]:
-    """``cudaProfilerStart()`` on entry and ``cudaProfilerStop()`` on exit (via ``torch.cuda.profiler``).
-
-    Under ``nsys profile --capture-range=cudaProfilerApi`` only the work inside is recorded. The
-    device is synchronised on entry and exit so no earlier kernel leaks in and every kernel of the
-    region ends inside it. Yields whether a capture range was really opened (``False`` without
-    CUDA or with ``enabled=False``).
-    """
-    if not enabled or not cuda_available():
-        yield False
-        return
-    if synchronize:
-        torch.cuda.synchronize()
-    torch.cuda.profiler.start()
-    try:
-        yield True
-    finally:
-        if synchronize:
-            torch.cuda.synchronize()
-        torch.cuda.profiler.stop()
 
 
 # ----------------------------------------------------------------------------------------- L2 flush
@@ -344,25 +236,6 @@ def _summarize(samples: list[float], method: str, flush: bool, calls: int, note:
                   calls_per_sample=calls, note=note, samples_us=tuple(samples))
 
 
-def resolve_device(device: torch.device | str | None) -> torch.device:
-    """``device`` as a ``torch.device`` with an index for CUDA (default: the current CUDA device, else
-    CPU). Raises :class:`~gdnlab.errors.InputError` for anything but cpu/cuda and
-    :class:`~gdnlab.errors.UnavailableError` for CUDA on a machine without it (or without that index)."""
-    from .errors import InputError, UnavailableError
-    if device is None:
-        return torch.device("cuda", torch.cuda.current_device()) if cuda_available() else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise InputError(f"device={device!r}: expected 'cpu' or 'cuda[:N]'")
-    if dev.type == "cuda" and not cuda_available():
-        raise UnavailableError(f"device={device!r}: no CUDA device is available here")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise UnavailableError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return torch.device("cuda", torch.cuda.current_device()) if dev.type == "cuda" and dev.index is None else dev
-
 
 def _run_all(fns: Sequence[Callable[[], Any]]) -> Callable[[], None]:
     fns = tuple(fns)
@@ -422,6 +295,22 @@ def time_calls(make_calls: Callable[[int], Sequence[Callable[[], Any]]], *, timi
         InputError: an argument out of its domain (``timing`` not in :data:`TIMING_METHODS`, ...).
         UnavailableError: ``device`` asks for CUDA on a machine without it.
     """
+    _check_timing_args(make_calls, timing, min_sample_us, max_calls, warmup, repeats)
+    dev = resolve_device(device)
+    rng = nvtx_range(nvtx_label) if nvtx_label else contextlib.nullcontext()
+    if dev.type != "cuda":
+        return _time_calls_cpu(make_calls, timing, min_sample_us, max_calls, warmup, repeats, rng)
+    with torch.cuda.device(dev):
+        flusher = _flusher(dev.index) if l2_flush else None
+        if timing == "eager":
+            body = _get_calls(make_calls, 1)[0]
+            return _time_eager(body, warmup, repeats, 1, 1, flusher, rng, "eager")
+        return _time_calls_graph(make_calls, timing, min_sample_us, max_calls, warmup, repeats, flusher, dev, rng)
+
+
+def _check_timing_args(make_calls, timing: str, min_sample_us: float, max_calls: int, warmup: int,
+                       repeats: int) -> None:
+    """:func:`time_calls`' arguments in their domains, else one-line :class:`~gdnlab.errors.InputError`."""
     from .errors import InputError
 
     if timing not in TIMING_METHODS:
@@ -434,39 +323,37 @@ def time_calls(make_calls: Callable[[int], Sequence[Callable[[], Any]]], *, timi
         raise InputError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
     if not callable(make_calls):
         raise InputError(f"make_calls must be a callable n -> n calls, got {type(make_calls).__name__}")
-    dev = resolve_device(device)
-    rng = nvtx_range(nvtx_label) if nvtx_label else contextlib.nullcontext()
-    if dev.type != "cuda":
-        return _time_calls_cpu(make_calls, timing, min_sample_us, max_calls, warmup, repeats, rng)
-    with torch.cuda.device(dev):
-        flusher = _flusher(dev.index) if l2_flush else None
-        if timing == "eager":
-            body = _get_calls(make_calls, 1)[0]
-            return _time_eager(body, warmup, repeats, 1, 1, flusher, rng, "eager")
-        first = _get_calls(make_calls, 1)
+
+
+def _time_calls_graph(make_calls, timing: str, min_sample_us: float, max_calls: int, warmup: int, repeats: int,
+                      flusher: L2Flusher | None, dev: torch.device, rng) -> Timing:
+    """CUDA, graph modes of :func:`time_calls`: ``"single"`` replays a graph of one call; ``"amortised"``
+    probes that graph (3 replays), then captures ``n`` calls in one graph. A failed capture times the
+    first call eagerly, saying why in ``note``."""
+    first = _get_calls(make_calls, 1)
+    try:
+        g1 = capture_graph(first[0], warmup=max(warmup, 1))
+    except GraphCaptureError as exc:
+        t = _time_eager(first[0], warmup, repeats, 1, 1, flusher, rng, "eager")
+        return dataclasses.replace(t, note=f"{exc}; timed eagerly")
+    if timing == "single":
+        return _time_graph(g1, warmup, repeats, 1, flusher, dev, 20.0, rng, "single")
+    probe = _time_graph(g1, 1, 3, 1, flusher, dev, 20.0, contextlib.nullcontext(), "single")
+    n = _n_for(probe.median_us, min_sample_us, max_calls)
+    note = (f"{n} calls per replay: one call {probe.median_us:.2f} µs, sample >= {min_sample_us:g} µs "
+            f"(at most {max_calls})")
+    if n == 1:
+        g = g1
+    else:
+        del g1
+        calls = _get_calls(make_calls, n)
         try:
-            g1 = capture_graph(first[0], warmup=max(warmup, 1))
+            g = capture_graph(_run_all(calls), warmup=max(warmup, 1))
         except GraphCaptureError as exc:
             t = _time_eager(first[0], warmup, repeats, 1, 1, flusher, rng, "eager")
             return dataclasses.replace(t, note=f"{exc}; timed eagerly")
-        if timing == "single":
-            return _time_graph(g1, warmup, repeats, 1, flusher, dev, 20.0, rng, "single")
-        probe = _time_graph(g1, 1, 3, 1, flusher, dev, 20.0, contextlib.nullcontext(), "single")
-        n = _n_for(probe.median_us, min_sample_us, max_calls)
-        note = (f"{n} calls per replay: one call {probe.median_us:.2f} µs, sample >= {min_sample_us:g} µs "
-                f"(at most {max_calls})")
-        if n == 1:
-            g = g1
-        else:
-            del g1
-            calls = _get_calls(make_calls, n)
-            try:
-                g = capture_graph(_run_all(calls), warmup=max(warmup, 1))
-            except GraphCaptureError as exc:
-                t = _time_eager(first[0], warmup, repeats, 1, 1, flusher, rng, "eager")
-                return dataclasses.replace(t, note=f"{exc}; timed eagerly")
-        t = _time_graph(g, warmup, repeats, n, flusher, dev, 20.0, rng, "amortised")
-        return dataclasses.replace(t, note=note)
+    t = _time_graph(g, warmup, repeats, n, flusher, dev, 20.0, rng, "amortised")
+    return dataclasses.replace(t, note=note)
 
 
 def _time_calls_cpu(make_calls, timing: str, min_sample_us: float, max_calls: int, warmup: int, repeats: int,
