@@ -37,169 +37,32 @@ and their cost does not depend on the q/k/v values, so a fixed input measures th
 activations (and keeps host-side random generation out of the trace).
 
 Command line: ``gdnlab workload`` (:mod:`gdnlab.cli.workload`).
+
+What a workload is built from lives in :mod:`gdnlab.workload_setup`, what a run reports in
+:mod:`gdnlab.workload_result`; this module re-exports the builders, :class:`WorkloadResult` and
+:class:`WorkloadProgress`.
 """
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .acceptance import AcceptanceModel, ChainAcceptance, sample_accepted
+from .acceptance import AcceptanceModel, sample_accepted
 from .errors import InputError, UnavailableError
 from .inputs import GDNInputs, make_inputs
 from .instrument import capture_graph, nvtx_range, profiler_capture, resolve_device
 from .kernels.base import GDNBackend
-from .seed import SEED_ACCEPT_LEN, SEED_DRAFT_TOKENS
 from .shapes import GDNShape, dtype_from_name, dtype_name
 from .state import StatePool
 from .strategies.base import StepPlan
+from .workload_result import StepTally, WorkloadProgress, WorkloadResult
+from .workload_setup import default_acceptance, estimate_memory_bytes, make_strategy, make_workload_backend
 
 __all__ = ["DecodeWorkload", "WorkloadResult", "WorkloadProgress", "estimate_memory_bytes",
            "default_acceptance", "make_workload_backend", "make_strategy"]
-
-#: per-draft chain rate of the seed's mean accept length (3.175 at T=4), used for any T by default
-_SEED_MEAN = sum(SEED_ACCEPT_LEN) / 2
-
-
-def default_acceptance() -> ChainAcceptance:
-    """The default acceptance model: one per-draft rate (chain model) whose mean accept length at the
-    seed's T=4 is the middle of the seed's reported 3.13-3.22."""
-    return ChainAcceptance.from_accept_len(_SEED_MEAN, SEED_DRAFT_TOKENS)
-
-
-def make_workload_backend(backend: GDNBackend | str) -> GDNBackend:
-    """A backend instance; a name gets the options SGLang runs with (FlashInfer without gdnlab's
-    padding fixup). Raises :class:`UnavailableError` when it cannot run here."""
-    if not isinstance(backend, str):
-        return backend
-    from .kernels import make_backend
-    return make_backend(backend, "sglang")
-
-
-def estimate_memory_bytes(shape: GDNShape, batch: int, layers: int, draft_tokens: int = 1, *,
-                          state_dtype: torch.dtype | str | None = None,
-                          intermediate_dtype: torch.dtype | str = torch.float32) -> int:
-    """Device bytes the workload allocates: the pool ``layers x (B+1)`` states plus, for verify,
-    ``layers x B x T`` intermediate states (inputs are negligible)."""
-    sd = shape.state_dtype if state_dtype is None else state_dtype
-    pool = layers * (batch + 1) * shape.state_bytes(sd)
-    inter = layers * batch * draft_tokens * shape.state_bytes(intermediate_dtype) if draft_tokens >= 2 else 0
-    return pool + inter
-
-
-# --------------------------------------------------------------------------------- timed calls
-
-
-# --------------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class WorkloadProgress:
-    """State of a running :meth:`DecodeWorkload.run`, passed to its ``progress`` callback."""
-
-    phase: str          # "warmup" or "measure"
-    steps: int          # steps done in this phase
-    tokens: int         # tokens generated so far (measure phase)
-    tokens_total: int   # B x OSL
-    elapsed_s: float    # wall time of this phase so far
-
-
-@dataclass
-class WorkloadResult:
-    """Summary of one workload run. Times in µs/ms as named; ``tokens`` counts all requests.
-
-    ``us_per_token`` = wall / tokens (throughput view: GDN time per generated token over the batch);
-    ``tpot_us`` = wall / (tokens / batch) (the GDN part of one request's time per output token).
-    ``strategy``: the verify strategy (``""``: the backend's own verify + commit). ``graph_scope``:
-    ``"step"`` (every layer's verify and commit in one CUDA graph), ``"forward"`` (verifies or
-    decodes only) or ``""`` (eager). ``gpu_step_median_us``: median CUDA-event time around a
-    whole-step graph replay; ``gpu_busy_pct`` = that / ``step_median_us`` x 100 (``None`` unless
-    ``graph_scope == "step"``; an upper bound on kernel time / wall, see the module docstring).
-    """
-
-    backend: str
-    kernel: str
-    shape: str
-    layers: int
-    batch: int
-    osl: int
-    mode: str
-    draft_tokens: int
-    accept_len: float | None
-    acceptance: str
-    state_dtype: str
-    device: str
-    cuda_graph: bool
-    warmup_steps: int
-    capture_steps: int
-    captured: bool
-    steps: int
-    tokens: int
-    wall_ms: float
-    us_per_token: float
-    tpot_us: float
-    step_median_us: float
-    step_p10_us: float
-    step_p90_us: float
-    mean_accepted: float
-    strategy: str = ""
-    graph_scope: str = ""
-    phase_markers: bool = False
-    step_plan: bool = False
-    gpu_step_median_us: float | None = None
-    gpu_busy_pct: float | None = None
-    kernel_path: dict = field(default_factory=dict)
-    provenance: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def summary(self) -> str:
-        acc = (f", mean accepted {self.mean_accepted:.2f} (T={self.draft_tokens}, accept_len "
-               f"{self.accept_len:.2f}, {self.acceptance})") if self.mode == "verify" else ""
-        strat = f" · strategy {self.strategy}" if self.strategy else ""
-        graph = {"step": " · CUDA graph (whole step)", "forward": " · CUDA graph (verify/decode only)"}.get(
-            self.graph_scope, "")
-        busy = (f" · GPU {self.gpu_step_median_us:.1f} µs per step, busy <= {self.gpu_busy_pct:.0f} %"
-                if self.gpu_busy_pct is not None else "")
-        return (f"gdnlab workload · {self.backend} ({self.kernel}) · {self.shape} · {self.layers} GDN layers · "
-                f"B={self.batch} · OSL={self.osl} · {self.mode}{acc}{strat} · state {self.state_dtype} · "
-                f"{self.device}{graph}\n"
-                f"  steps {self.steps} · tokens {self.tokens} · wall {self.wall_ms:.1f} ms · "
-                f"{self.us_per_token:.2f} µs/token (batch) · {self.tpot_us:.1f} µs/token per request · "
-                f"step median {self.step_median_us:.1f} µs (p10 {self.step_p10_us:.1f}, "
-                f"p90 {self.step_p90_us:.1f}){busy}"
-                + (f" · profiler capture range: first {self.capture_steps} measured steps" if self.captured else ""))
-
-
-# --------------------------------------------------------------------------------- workload
-
-
-def _strategy_backend_name(backend) -> str:
-    name = backend if isinstance(backend, str) else getattr(backend, "name", None)
-    if not isinstance(name, str):
-        raise InputError(f"backend must be a name (reference, triton, flashinfer) or a backend, got {backend!r}")
-    return name.strip().lower()
-
-
-def make_strategy(strategy, backend, **options):
-    """A :class:`gdnlab.strategies.VerifyStrategy` for ``strategy`` (a name or an instance) on the
-    strategy backend named like ``backend``. Unknown names are :class:`InputError`; strategies that
-    cannot run here :class:`UnavailableError` (both one line, naming the problem)."""
-    from .strategies import VerifyStrategy, get_strategy
-
-    if isinstance(strategy, VerifyStrategy):
-        return strategy
-    if not isinstance(strategy, str) or not strategy.strip():
-        raise InputError(f"strategy must be a strategy name or a VerifyStrategy, got {strategy!r}")
-    try:
-        return get_strategy(strategy, backend=_strategy_backend_name(backend), **options)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"strategy={strategy!r} on backend={backend!r}: {exc}") from None
-
 
 class DecodeWorkload:
     """The GDN part of a serving engine's decode loop over ``layers`` GDN layers and ``batch`` requests.
@@ -237,19 +100,9 @@ class DecodeWorkload:
                  device: torch.device | str | None = None, seed: int = 0, sampler: Callable | None = None,
                  check_memory: bool = True, strategy=None, strategy_options: dict | None = None,
                  phase_markers: bool | None = None, step_plan: bool = True) -> None:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise InputError(f"batch must be an integer >= 1, got {batch!r}")
-        if isinstance(draft_tokens, bool) or not isinstance(draft_tokens, int) or draft_tokens < 1:
-            raise InputError(f"draft_tokens must be an integer >= 1 (1 = plain decode), got {draft_tokens!r}")
-        if strategy is not None and draft_tokens < 2:
-            raise InputError(f"strategy={strategy!r} needs draft_tokens >= 2 (a verify strategy); got "
-                             f"draft_tokens={draft_tokens}")
+        self._check_counts(batch, draft_tokens, strategy)
         self.acceptance = self._acceptance(accept_len, draft_tokens)
-        n_layers = shape.num_gdn_layers if layers is None else layers
-        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-            raise InputError(f"layers must be an integer >= 1, got {layers!r}")
-        if layers is not None and layers > shape.num_gdn_layers:
-            raise InputError(f"layers={layers} exceeds the {shape.num_gdn_layers} GDN layers of {shape.name}")
+        n_layers = self._layer_count(shape, layers)
         self.device = resolve_device(device)
         self.shape = shape
         self.B = batch
@@ -260,28 +113,68 @@ class DecodeWorkload:
         self._sampler = sample_accepted if sampler is None else sampler
         self._gen = torch.Generator().manual_seed(seed + 7919)
 
+        slots_per_request = self._bind(backend, strategy, strategy_options)
+        capacity = batch * slots_per_request
+        if check_memory and self.device.type == "cuda":
+            self._check_memory(capacity + 1)
+        self._allocate(capacity, seed, act_dtype, step_plan)
+        self.step_plan = bool(step_plan and self.strategy is not None)
+        self._plan: StepPlan | None = None
+        #: accepted lengths of the current step on the device (int32 [B]), filled before the step runs
+        self.accepted = torch.ones(batch, dtype=torch.int32, device=self.device)
+        self.phase_markers = self._use_phase_markers(phase_markers)
+        self._marker_flag = torch.zeros(1, dtype=torch.int32, device=self.device)
+        self._graph = None
+        self.graph_scope = ""
+        self.kernel_path: dict = {}
+
+    @staticmethod
+    def _check_counts(batch, draft_tokens, strategy) -> None:
+        """B >= 1 and T >= 1 as integers, T >= 2 with a strategy; one-line :class:`InputError` else."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InputError(f"batch must be an integer >= 1, got {batch!r}")
+        if isinstance(draft_tokens, bool) or not isinstance(draft_tokens, int) or draft_tokens < 1:
+            raise InputError(f"draft_tokens must be an integer >= 1 (1 = plain decode), got {draft_tokens!r}")
+        if strategy is not None and draft_tokens < 2:
+            raise InputError(f"strategy={strategy!r} needs draft_tokens >= 2 (a verify strategy); got "
+                             f"draft_tokens={draft_tokens}")
+
+    @staticmethod
+    def _layer_count(shape: GDNShape, layers: int | None) -> int:
+        """GDN layers to run: ``layers``, default all of the shape's (at most that many)."""
+        n_layers = shape.num_gdn_layers if layers is None else layers
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise InputError(f"layers must be an integer >= 1, got {layers!r}")
+        if layers is not None and layers > shape.num_gdn_layers:
+            raise InputError(f"layers={layers} exceeds the {shape.num_gdn_layers} GDN layers of {shape.name}")
+        return n_layers
+
+    def _bind(self, backend, strategy, strategy_options: dict | None) -> int:
+        """Set :attr:`strategy` (or ``None``), :attr:`backend` (``None`` with a strategy) and
+        :attr:`backend_name`; return the pool slots one request owns. :class:`UnavailableError` when
+        the strategy or the backend cannot run this workload here."""
         self.strategy = None
         self.backend: GDNBackend | None = None
         if strategy is not None:
             self.strategy = make_strategy(strategy, backend, **(strategy_options or {}))
             self.backend_name = self.strategy.backend
             self._check_strategy_supports()
-            slots_per_request = int(self.strategy.slots_per_request(self.T))
-        else:
-            self.backend = make_workload_backend(backend)
-            self.backend_name = self.backend.name
-            allowed = (self.backend.decode_state_dtypes if self.mode == "decode"
-                       else self.backend.verify_state_dtypes)
-            if self.state_dtype not in allowed:
-                raise UnavailableError(f"state_dtype {dtype_name(self.state_dtype)} is not supported by "
-                                       f"{self.backend.name} {self.mode}; supported: "
-                                       f"{[dtype_name(d) for d in allowed]}")
-            slots_per_request = 1
+            return int(self.strategy.slots_per_request(self.T))
+        self.backend = make_workload_backend(backend)
+        self.backend_name = self.backend.name
+        allowed = (self.backend.decode_state_dtypes if self.mode == "decode"
+                   else self.backend.verify_state_dtypes)
+        if self.state_dtype not in allowed:
+            raise UnavailableError(f"state_dtype {dtype_name(self.state_dtype)} is not supported by "
+                                   f"{self.backend.name} {self.mode}; supported: "
+                                   f"{[dtype_name(d) for d in allowed]}")
+        return 1
 
-        capacity = batch * slots_per_request
-        if check_memory and self.device.type == "cuda":
-            self._check_memory(capacity + 1)
-
+    def _allocate(self, capacity: int, seed: int, act_dtype: torch.dtype | str, step_plan: bool) -> None:
+        """The pool (``capacity`` slots besides the reserved slot 0, one layer per GDN layer), the
+        requests' slots and indices, every layer's inputs, and every layer's strategy scratch (shared
+        bookkeeping with ``step_plan``) or, for the backend's verify, its intermediate buffer."""
+        shape, batch = self.shape, self.B
         self.pool = StatePool(shape, capacity=capacity, dtype=self.state_dtype, device=self.device,
                               layers=self.L).randomize_(seed)
         self.slots = self.pool.alloc(batch)                       # base slots 1..B
@@ -299,10 +192,10 @@ class DecodeWorkload:
         elif self.T >= 2:
             dims = shape.call_dims(batch, self.T, self.pool.num_slots)
             self.intermediate = [self.backend.new_intermediate(dims, self.pool.layer(i)) for i in range(self.L)]
-        self.step_plan = bool(step_plan and self.strategy is not None)
-        self._plan: StepPlan | None = None
-        #: accepted lengths of the current step on the device (int32 [B]), filled before the step runs
-        self.accepted = torch.ones(batch, dtype=torch.int32, device=self.device)
+
+    def _use_phase_markers(self, phase_markers: bool | None) -> bool:
+        """Whether steps launch the phase marker kernels: by default on CUDA with a strategy when they
+        can run; ``True`` where they cannot is :class:`UnavailableError`."""
         if phase_markers is None:
             from .markers import markers_available
             phase_markers = self.strategy is not None and markers_available(self.device)[0]
@@ -311,11 +204,7 @@ class DecodeWorkload:
             ok, why = markers_available(self.device)
             if not ok:
                 raise UnavailableError(f"phase markers: {why}")
-        self.phase_markers = bool(phase_markers)
-        self._marker_flag = torch.zeros(1, dtype=torch.int32, device=self.device)
-        self._graph = None
-        self.graph_scope = ""
-        self.kernel_path: dict = {}
+        return bool(phase_markers)
 
     @staticmethod
     def _acceptance(accept_len, T: int) -> AcceptanceModel | float:
@@ -559,59 +448,71 @@ class DecodeWorkload:
                 progress(WorkloadProgress("warmup", k + 1, 0, total, time.perf_counter() - t_w))
         self.reset_requests()
         sync()
+        tally = self._measure(osl, capture_steps, sync, progress)
+        self.reset_requests()
+        if tally.events:
+            sync()                                       # the events' times are read next
+        return self._result(osl, warmup_steps, capture_steps, tally)
+
+    def _measure(self, osl: int, capture_steps: int, sync: Callable[[], None],
+                 progress: Callable[[WorkloadProgress], None] | None) -> StepTally:
+        """The measured steps: until every request has ``osl`` tokens, each step timed on the wall
+        clock (synchronised); the first ``capture_steps`` inside :func:`profiler_capture`."""
+        total = self.B * osl
         remaining = torch.full((self.B,), osl, dtype=torch.int64)
-        step_us: list[float] = []
-        events: list | None = [] if self.graph_scope == "step" else None
-        tokens = acc_sum = acc_n = 0
-        captured = False
+        tally = StepTally(events=[] if self.graph_scope == "step" else None)
         capture = contextlib.ExitStack()
         t_start = time.perf_counter_ns()
         try:
             if capture_steps:
-                captured = capture.enter_context(profiler_capture())
+                tally.captured = capture.enter_context(profiler_capture())
             while int(remaining.max()) > 0:
                 t0 = time.perf_counter_ns()
-                produced = self.step(_events=events)
+                produced = self.step(_events=tally.events)
                 sync()
-                step_us.append((time.perf_counter_ns() - t0) / 1e3)
-                live = remaining > 0
-                if self.T >= 2:
-                    acc_sum += int(produced[live].sum())
-                    acc_n += int(live.sum())
-                got = torch.minimum(produced, remaining)
-                tokens += int(got.sum())
-                remaining -= got
-                done = (remaining <= 0) & live
-                if bool(done.any()):
-                    self._finish_rows(done)
-                if len(step_us) == capture_steps:
+                tally.step_us.append((time.perf_counter_ns() - t0) / 1e3)
+                self._count_tokens(produced, remaining, tally)
+                if len(tally.step_us) == capture_steps:
                     capture.close()                      # cudaProfilerStop after N measured steps
                 if progress is not None:
-                    progress(WorkloadProgress("measure", len(step_us), tokens, total,
+                    progress(WorkloadProgress("measure", len(tally.step_us), tally.tokens, total,
                                               (time.perf_counter_ns() - t_start) / 1e9))
         finally:
             capture.close()
-        wall_us = (time.perf_counter_ns() - t_start) / 1e3
-        self.reset_requests()
+        tally.wall_us = (time.perf_counter_ns() - t_start) / 1e3
+        return tally
+
+    def _count_tokens(self, produced: torch.Tensor, remaining: torch.Tensor, tally: StepTally) -> None:
+        """Add one step's tokens (``produced`` [B], host) to ``tally``, take them off ``remaining``
+        (in place, [B]) and turn the rows that are done into padding rows."""
+        live = remaining > 0
+        if self.T >= 2:
+            tally.acc_sum += int(produced[live].sum())
+            tally.acc_n += int(live.sum())
+        got = torch.minimum(produced, remaining)
+        tally.tokens += int(got.sum())
+        remaining -= got
+        done = (remaining <= 0) & live
+        if bool(done.any()):
+            self._finish_rows(done)
+
+    def _result(self, osl: int, warmup_steps: int, capture_steps: int, tally: StepTally) -> WorkloadResult:
+        """The run's :class:`WorkloadResult` from its tally (device synchronised) and the workload's facts."""
         from .provenance import collect
-        from .stats import quantiles
-        p10, med, p90 = quantiles(step_us, (0.1, 0.5, 0.9))
-        gpu_med = busy = None
-        if events:
-            sync()
-            gpu_us = [s.elapsed_time(e) * 1e3 for s, e in events]
-            (gpu_med,) = quantiles(gpu_us, (0.5,))
-            busy = 100.0 * gpu_med / med if med > 0 else None
+
+        p10, med, p90 = tally.step_quantiles()
+        gpu_med, busy = tally.gpu_busy(med)
+        wall_us, tokens = tally.wall_us, tally.tokens
         a = self.acceptance
         return WorkloadResult(
             backend=self.backend_name, kernel=str(self.kernel_path.get("kernel", "")), shape=self.shape.name,
             layers=self.L, batch=self.B, osl=osl, mode=self.mode, draft_tokens=self.T, accept_len=self.accept_len,
             acceptance=(repr(a) if isinstance(a, AcceptanceModel) else f"FixedMean({a:g})") if self.T >= 2 else "",
             state_dtype=dtype_name(self.state_dtype), device=str(self.device), cuda_graph=self._graph is not None,
-            warmup_steps=warmup_steps, capture_steps=capture_steps, captured=bool(captured), steps=len(step_us),
-            tokens=tokens, wall_ms=wall_us / 1e3, us_per_token=wall_us / max(tokens, 1),
+            warmup_steps=warmup_steps, capture_steps=capture_steps, captured=bool(tally.captured),
+            steps=len(tally.step_us), tokens=tokens, wall_ms=wall_us / 1e3, us_per_token=wall_us / max(tokens, 1),
             tpot_us=wall_us / max(tokens / self.B, 1e-12), step_median_us=med, step_p10_us=p10, step_p90_us=p90,
-            mean_accepted=(acc_sum / acc_n) if acc_n else 1.0,
+            mean_accepted=tally.mean_accepted,
             strategy=self.strategy.name if self.strategy is not None else "", graph_scope=self.graph_scope,
             phase_markers=self.phase_markers, step_plan=self.step_plan, gpu_step_median_us=gpu_med, gpu_busy_pct=busy,
             kernel_path={k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
