@@ -12,7 +12,9 @@ and its colour and label in figures. Everything else reads these facts from here
 * :mod:`gdnlab.provenance` records one version column per ``version_column`` (:func:`version_columns`);
 * :mod:`gdnlab.traces.names` recognises GDN and commit kernels by the union of the patterns
   (:func:`gdn_kernel_pattern`, :func:`commit_kernel_pattern`, :func:`multi_phase_kernel_pattern`);
-* :mod:`gdnlab.plots.style` colours and labels each backend (:func:`backend_color`).
+* :mod:`gdnlab.plots.style` colours and labels each backend (:func:`backend_color`);
+* :mod:`gdnlab.components.bench` hands contiguous q/k/v/a/b to the backends that copy them otherwise
+  (:func:`needs_contiguous_inputs`).
 
 Adding a backend is its module(s) plus one :class:`Backend` line in :data:`BACKENDS`. An unknown
 name raises ``ValueError`` (:func:`get`); nothing falls through to a default. This module imports
@@ -27,7 +29,7 @@ from typing import Any
 __all__ = ["Backend", "BACKENDS", "DEFAULT_BACKEND", "get", "names", "kernel_backend_names", "strategy_backend_names",
            "oracle", "timed_names", "options_for_engine", "engines_with_options", "version_columns",
            "gdn_kernel_pattern", "commit_kernel_pattern", "multi_phase_kernel_pattern", "backend_color",
-           "backend_label"]
+           "backend_label", "needs_contiguous_inputs"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class Backend:
         engine_options: engine -> constructor options that make the backend run what that engine
             runs (``{"sglang": {"contract_padding": False}}``; :func:`options_for_engine`,
             :data:`gdnlab.kernels.ENGINE_OPTIONS`); empty: gdnlab's contract under every engine.
+        contiguous_inputs: its kernels take q/k/v/a/b contiguous and copy strided views first
+            (FlashInfer's wrappers call ``.contiguous()``); a benchmark of a layer passes them
+            contiguous, as an engine does, so the copy is not timed as the kernel's.
     """
 
     name: str
@@ -78,6 +83,7 @@ class Backend:
     oracle: bool = False
     default: bool = False
     engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    contiguous_inputs: bool = False
 
 
 #: Options as SGLang runs a backend. SGLang launches no kernel for padding rows' outputs (never read):
@@ -100,6 +106,7 @@ BACKENDS: tuple[Backend, ...] = (
     Backend("flashinfer", "FlashInfer", "#1f77b4", "gdnlab.kernels.flashinfer:FlashInferBackend",
             "gdnlab.strategies.flashinfer", ("flashinfer-python", "flashinfer"), "flashinfer", module="flashinfer",
             kernel_pattern=r"gdn|gated_delta", engine_options={"sglang": {"zero_padding_output": False}},
+            contiguous_inputs=True,
             summary="FlashInfer's CuTe-DSL GDN decode and MTP kernels (flashinfer-python)"),
     # the serving engines' own code, imported from their installed packages (gdnlab.kernels._engine_import)
     Backend("sglang_triton", "SGLang Triton", "#8c564b", "gdnlab.kernels.sglang:SGLangTritonBackend",
@@ -221,3 +228,9 @@ def backend_label(name: str) -> str:
     """The figure label of a backend (the name itself when it is not registered)."""
     b = _BY_NAME.get(str(name).strip().lower())
     return b.label if b else str(name)
+
+
+def needs_contiguous_inputs(name: str) -> bool:
+    """Whether backend ``name``'s kernels want contiguous q/k/v/a/b (:attr:`Backend.contiguous_inputs`);
+    ``ValueError`` for a name that is not a backend."""
+    return get(name).contiguous_inputs

@@ -99,10 +99,17 @@ def test_unknown_strategy_raises_everywhere(call) -> None:
     lambda: backends.get("cuda_graphs"),
     lambda: get_strategy("full_cache", backend="cuda_graphs"),
     lambda: strategy_backend_class("full_cache", "cuda_graphs"),
-], ids=["registry", "get_strategy", "backend_class"])
+    lambda: backends.needs_contiguous_inputs("cuda_graphs"),
+], ids=["registry", "get_strategy", "backend_class", "contiguous_inputs"])
 def test_unknown_backend_raises_everywhere(call) -> None:
     with pytest.raises(ValueError, match="unknown .*backend 'cuda_graphs'"):
         call()
+
+
+def test_contiguous_inputs_is_a_registry_fact_of_flashinfer_only() -> None:
+    """The component bench hands contiguous q/k/v/a/b to FlashInfer (its wrappers copy strided views)."""
+    assert [b.name for b in backends.BACKENDS if b.contiguous_inputs] == ["flashinfer"]
+    assert backends.needs_contiguous_inputs(" FlashInfer ") and not backends.needs_contiguous_inputs("triton")
 
 
 def test_engine_runs_give_command_lines() -> None:

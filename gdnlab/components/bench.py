@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from ..backends import needs_contiguous_inputs
 from ..provenance import collect
 from .dims import ComponentShapes, component_shapes, tiny_shapes
 from .layers import STEP_MODES, Op, StepPoint, expert_capacity_note
@@ -224,7 +225,7 @@ def run_grid(cfg: GridConfig, log: Callable[[str], None] = print) -> dict[str, p
                          page_size=cfg.page_size)
     backend, strategies = _backend_and_strategy(cfg, dev)
     main_strategy = cfg.strategies[0]
-    contiguous = cfg.gdn_backend == "flashinfer" or cfg.strategy_backend == "flashinfer"
+    contiguous = needs_contiguous_inputs(cfg.gdn_backend) or needs_contiguous_inputs(cfg.strategy_backend)
     impl_of = {"gdn.recurrent": None, "attn.attention": cfg.attn_impl,
                "moe.experts": expert_capacity_note(cfg.moe_impl)}
 
