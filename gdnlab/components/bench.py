@@ -179,176 +179,243 @@ def run_grid(cfg: GridConfig, log: Callable[[str], None] = print) -> dict[str, p
     graph overhead, ``outcome``), slice-step rows (same columns, ``component = "slice"``), the
     slice's op counts per mode (``recipes``) and run metadata (overhead, estimates, wall time).
     """
-    t_start = time.perf_counter()
-    dev = torch.device(cfg.device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    sh = cfg.shapes()
-    est = estimate(cfg)
-    limit = cfg.mem_limit_gb * 1e9
-    log(f"[components] {sh.name}: {json.dumps(sh.describe())}")
-    log(f"[components] memory estimate: weights {est['weights_bytes'] / 1e9:.1f} GB, KV caches "
-        f"{est['kv_cache_bytes'] / 1e9:.1f} GB, largest point {est['largest_point_bytes'] / 1e9:.2f} GB "
-        f"(limit {cfg.mem_limit_gb:g} GB); {est['n_timings']} timings, ~{est['wall_s']:.0f} s")
-    kv_lens = sorted(cfg.kv_lens)
-    while kv_lens and est["weights_bytes"] + 2 * sh.kv_cache_bytes(max(cfg.batches), kv_lens[-1], cfg.page_size,
-                                                                       cfg.dtype) > limit:
-        log(f"[components] KV length {kv_lens[-1]} skipped: memory")
-        kv_lens.pop()
-    prov = collect(dev.index if dev.type == "cuda" else None)
-    status = "measured" if dev.type == "cuda" and not cfg.tiny else "synthetic"
-    base = {"preset": sh.name, "tp": sh.tp, "dtype": str(cfg.dtype).removeprefix("torch."),
-            "state_dtype": str(sh.gdn.state_dtype).removeprefix("torch."), "draft_tokens": cfg.draft_tokens,
-            "shape": json.dumps(sh.describe()), "status": status, **prov}
-    comp_rows: list[dict] = []
-    slice_rows: list[dict] = []
-    recipes: dict[str, dict[str, int]] = {}
-    meta: dict = {"estimate": est, "config": {k: (str(v) if isinstance(v, torch.dtype) else v)
-                                              for k, v in cfg.__dict__.items()}, "skipped_kv_lens":
-                  sorted(set(cfg.kv_lens) - set(kv_lens))}
+    run = _GridRun(cfg, log)
+    run.time_launch_overhead()
+    run.build_slice()
+    for B in cfg.batches:
+        for mode in cfg.modes:
+            run.time_point(mode, B)
+    return run.frames()
 
-    def over_budget() -> bool:
-        return time.perf_counter() - t_start > cfg.budget_s
 
-    tkw = {"device": dev, "repeats": cfg.repeats, "warmup": cfg.warmup, "l2_flush": cfg.l2_flush}
-    ov = launch_overhead(**tkw)
-    meta["launch"] = ov
-    overhead = ov["overhead_us"]
-    comp_rows.append({**base, "component": "launch.graph", "mode": None, "batch": None, "tokens": None,
-                      "kv_len": None, "strategy": None, "impl": "graph of one tiny kernel", "median_us": overhead,
-                      "net_us": overhead, "outcome": "ok", "method": ov["method"],
-                      "timing_note": f"t1={ov['t1_us']:.2f} us, t8={ov['t8_us']:.2f} us"})
-    log(f"[components] graph overhead {overhead:.2f} us, per tiny kernel {ov['per_kernel_us']:.2f} us")
+class _GridRun:
+    """One :func:`run_grid`: its device, shapes and estimates, the rows so far, and the steps that add
+    them (launch overhead, then per (B, mode) the bound slice's components and its step per KV length)."""
 
-    slc = SyntheticSlice(sh, dtype=cfg.dtype, device=dev, attn_impl=cfg.attn_impl, moe_impl=cfg.moe_impl,
-                         max_batch=max(cfg.batches), max_kv_len=max(kv_lens) if kv_lens else max(cfg.kv_lens),
-                         page_size=cfg.page_size)
-    backend, strategies = _backend_and_strategy(cfg, dev)
-    main_strategy = cfg.strategies[0]
-    contiguous = needs_contiguous_inputs(cfg.gdn_backend) or needs_contiguous_inputs(cfg.strategy_backend)
-    impl_of = {"gdn.recurrent": None, "attn.attention": cfg.attn_impl,
-               "moe.experts": expert_capacity_note(cfg.moe_impl)}
+    def __init__(self, cfg: GridConfig, log: Callable[[str], None]) -> None:
+        self.cfg, self.log = cfg, log
+        self.t_start = time.perf_counter()
+        dev = torch.device(cfg.device)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        self.dev = dev
+        self.sh = sh = cfg.shapes()
+        self.est = est = estimate(cfg)
+        self.limit = cfg.mem_limit_gb * 1e9
+        log(f"[components] {sh.name}: {json.dumps(sh.describe())}")
+        log(f"[components] memory estimate: weights {est['weights_bytes'] / 1e9:.1f} GB, KV caches "
+            f"{est['kv_cache_bytes'] / 1e9:.1f} GB, largest point {est['largest_point_bytes'] / 1e9:.2f} GB "
+            f"(limit {cfg.mem_limit_gb:g} GB); {est['n_timings']} timings, ~{est['wall_s']:.0f} s")
+        self.kv_lens = self._kv_lens_that_fit()
+        prov = collect(dev.index if dev.type == "cuda" else None)
+        status = "measured" if dev.type == "cuda" and not cfg.tiny else "synthetic"
+        self.base = {"preset": sh.name, "tp": sh.tp, "dtype": str(cfg.dtype).removeprefix("torch."),
+                     "state_dtype": str(sh.gdn.state_dtype).removeprefix("torch."), "draft_tokens": cfg.draft_tokens,
+                     "shape": json.dumps(sh.describe()), "status": status, **prov}
+        self.comp_rows: list[dict] = []
+        self.slice_rows: list[dict] = []
+        self.recipes: dict[str, dict[str, int]] = {}
+        self.meta: dict = {"estimate": est, "config": {k: (str(v) if isinstance(v, torch.dtype) else v)
+                                                       for k, v in cfg.__dict__.items()}, "skipped_kv_lens":
+                           sorted(set(cfg.kv_lens) - set(self.kv_lens))}
+        self.tkw = {"device": dev, "repeats": cfg.repeats, "warmup": cfg.warmup, "l2_flush": cfg.l2_flush}
+        self.overhead = 0.0
 
-    def record(rows: list, what: str, ops: Sequence[Op] | Sequence[Callable], point: StepPoint, kv: int | None,
-               strategy: str | None, impl: str | None) -> dict:
-        row = {**base, "component": what, "mode": point.mode, "batch": point.batch, "tokens": point.tokens,
+    def _kv_lens_that_fit(self) -> list[int]:
+        """The KV lengths whose caches (at the largest batch) fit the memory limit with the weights."""
+        cfg, sh = self.cfg, self.sh
+        kv_lens = sorted(cfg.kv_lens)
+        while kv_lens and self.est["weights_bytes"] + 2 * sh.kv_cache_bytes(max(cfg.batches), kv_lens[-1],
+                                                                            cfg.page_size, cfg.dtype) > self.limit:
+            self.log(f"[components] KV length {kv_lens[-1]} skipped: memory")
+            kv_lens.pop()
+        return kv_lens
+
+    def over_budget(self) -> bool:
+        return time.perf_counter() - self.t_start > self.cfg.budget_s
+
+    def time_launch_overhead(self) -> None:
+        """The ``launch.graph`` row: the fixed cost of one graph replay, subtracted from every timing."""
+        ov = launch_overhead(**self.tkw)
+        self.meta["launch"] = ov
+        self.overhead = overhead = ov["overhead_us"]
+        self.comp_rows.append({**self.base, "component": "launch.graph", "mode": None, "batch": None, "tokens": None,
+                               "kv_len": None, "strategy": None, "impl": "graph of one tiny kernel",
+                               "median_us": overhead, "net_us": overhead, "outcome": "ok", "method": ov["method"],
+                               "timing_note": f"t1={ov['t1_us']:.2f} us, t8={ov['t8_us']:.2f} us"})
+        self.log(f"[components] graph overhead {overhead:.2f} us, per tiny kernel {ov['per_kernel_us']:.2f} us")
+
+    def build_slice(self) -> None:
+        """The synthetic slice, the GDN backend and verify strategies, and each component's impl label."""
+        cfg, kv_lens = self.cfg, self.kv_lens
+        self.slc = SyntheticSlice(self.sh, dtype=cfg.dtype, device=self.dev, attn_impl=cfg.attn_impl,
+                                  moe_impl=cfg.moe_impl, max_batch=max(cfg.batches),
+                                  max_kv_len=max(kv_lens) if kv_lens else max(cfg.kv_lens), page_size=cfg.page_size)
+        self.backend, self.strategies = _backend_and_strategy(cfg, self.dev)
+        self.main_strategy = cfg.strategies[0]
+        self.contiguous = needs_contiguous_inputs(cfg.gdn_backend) or needs_contiguous_inputs(cfg.strategy_backend)
+        self.impl_of = {"gdn.recurrent": None, "attn.attention": cfg.attn_impl,
+                        "moe.experts": expert_capacity_note(cfg.moe_impl)}
+
+    def record(self, rows: list, what: str, ops: Sequence[Op] | Sequence[Callable], point: StepPoint,
+               kv: int | None, strategy: str | None, impl: str | None) -> dict:
+        """Time ``ops`` as one graph and append its row to ``rows`` (``outcome`` says when it did not run)."""
+        row = {**self.base, "component": what, "mode": point.mode, "batch": point.batch, "tokens": point.tokens,
                "kv_len": kv, "strategy": strategy, "impl": impl}
-        if over_budget():
+        if self.over_budget():
             rows.append({**row, "outcome": "skipped: time budget"})
             return rows[-1]
         try:
-            t = time_ops(ops, **tkw)
-            row.update(_timing_cols(t), net_us=t.median_us - overhead, outcome="ok")
+            t = time_ops(ops, **self.tkw)
+            row.update(_timing_cols(t), net_us=t.median_us - self.overhead, outcome="ok")
         except Exception as exc:  # noqa: BLE001 - one failing timing must not end the run
             row.update(outcome=f"error: {type(exc).__name__}: {str(exc)[:300]}")
-            if dev.type == "cuda":
+            if self.dev.type == "cuda":
                 torch.cuda.synchronize()
         rows.append(row)
         return row
 
-    for B in cfg.batches:
-        for mode in cfg.modes:
-            point = StepPoint(mode, B, cfg.draft_tokens, kv_lens[0] if kv_lens else min(cfg.kv_lens))
-            if not kv_lens or over_budget():
-                why = "skipped: memory" if not kv_lens else "skipped: time budget"
-                slice_rows += [{**base, "component": "slice", "mode": mode, "batch": B, "tokens": point.tokens,
-                                "kv_len": kv, "strategy": main_strategy if mode == "mtp" else None,
-                                "outcome": why} for kv in cfg.kv_lens]
-                continue
-            pb = _point_bytes(sh, point, 3, cfg.moe_impl, torch.empty((), dtype=cfg.dtype).element_size())
-            if est["weights_bytes"] + 2 * sh.kv_cache_bytes(max(cfg.batches), max(kv_lens), cfg.page_size,
-                                                            cfg.dtype) + pb > limit:
-                slice_rows += [{**base, "component": "slice", "mode": mode, "batch": B, "tokens": point.tokens,
-                                "kv_len": kv, "outcome": f"skipped: memory ({pb / 1e9:.1f} GB)"} for kv in cfg.kv_lens]
-                continue
-            t0 = time.perf_counter()
+    def _slice_rows(self, mode: str, B: int, point: StepPoint, outcome: str, **extra) -> None:
+        """One slice row per configured KV length for a point that did not run (``outcome`` says why)."""
+        self.slice_rows += [{**self.base, "component": "slice", "mode": mode, "batch": B, "tokens": point.tokens,
+                             "kv_len": kv, **extra, "outcome": outcome} for kv in self.cfg.kv_lens]
+
+    def _skipped(self, mode: str, B: int, point: StepPoint) -> bool:
+        """Record a point that the time budget or the memory limit rules out; ``True`` when it is."""
+        cfg, sh, kv_lens = self.cfg, self.sh, self.kv_lens
+        if not kv_lens or self.over_budget():
+            why = "skipped: memory" if not kv_lens else "skipped: time budget"
+            self._slice_rows(mode, B, point, why, strategy=self.main_strategy if mode == "mtp" else None)
+            return True
+        pb = _point_bytes(sh, point, 3, cfg.moe_impl, torch.empty((), dtype=cfg.dtype).element_size())
+        if self.est["weights_bytes"] + 2 * sh.kv_cache_bytes(max(cfg.batches), max(kv_lens), cfg.page_size,
+                                                             cfg.dtype) + pb > self.limit:
+            self._slice_rows(mode, B, point, f"skipped: memory ({pb / 1e9:.1f} GB)")
+            return True
+        return False
+
+    def _bind(self, mode: str, B: int, point: StepPoint):
+        """The slice bound to ``point`` and run once eagerly (with its draft layer and lm_head), and
+        whether its output is finite; ``(None, False)`` after recording why it could not."""
+        try:
+            bs = self.slc.bind(point, backend=self.backend, strategy=self.strategies[self.main_strategy],
+                               contiguous_inputs=self.contiguous)
+            bs.run()
+            if bs.draft is not None:
+                bs.draft.run()
+            bs.lm_head.run()
+            return bs, bool(torch.isfinite(bs.output()).all())
+        except Exception as exc:  # noqa: BLE001 - any failure is the point's error rows; the next point runs
+            msg = f"error: bind/run: {type(exc).__name__}: {str(exc)[:300]}"
+            self.log(f"[components] {mode} B={B}: {msg}")
+            self._slice_rows(mode, B, point, msg)
+            return None, False
+
+    def time_point(self, mode: str, B: int) -> None:
+        """Every row of one (B, mode): the step's components once, extra strategies' GDN ops (MTP),
+        then attention, the draft layer and the slice step at every KV length."""
+        cfg = self.cfg
+        point = StepPoint(mode, B, cfg.draft_tokens, self.kv_lens[0] if self.kv_lens else min(cfg.kv_lens))
+        if self._skipped(mode, B, point):
+            return
+        t0 = time.perf_counter()
+        bs, finite = self._bind(mode, B, point)
+        if bs is None:
+            return
+        strat = self.main_strategy if mode == "mtp" else None
+        self.recipes[mode] = bs.recipe()
+        attn = self._time_components(bs, point, strat)
+        if mode == "mtp":
+            self._time_extra_strategies(bs, point)
+        self._time_kv_lens(bs, point, strat, attn, finite)
+        self.log(f"[components] {mode} B={B}: done in {time.perf_counter() - t0:.1f} s "
+                 f"(elapsed {time.perf_counter() - self.t_start:.0f} s)")
+        del bs
+        if self.dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _time_components(self, bs, point: StepPoint, strat: str | None):
+        """Each component op of the first GDN and attention layers once (KV-dependent ones later), and
+        the lm_head's ops; returns the attention layer's bound ops."""
+        cfg = self.cfg
+        self.impl_of["gdn.recurrent"] = (f"{cfg.gdn_backend} decode" if point.mode == "decode"
+                                         else f"{self.main_strategy}/{cfg.strategy_backend}")
+        self.impl_of["gdn.commit"] = f"{self.main_strategy}/{cfg.strategy_backend}"
+        gdn, attn = bs.first_of("gdn"), bs.first_of("attn")
+        timed: set[str] = set()
+        for b in (gdn, attn):
+            for op in [*b.ops, *b.post]:
+                if op.component in timed or op.component in KV_COMPONENTS:
+                    continue
+                timed.add(op.component)
+                self.record(self.comp_rows, op.component, [op], point, None,
+                            strat if op.component in STRATEGY_COMPONENTS else None, self.impl_of.get(op.component))
+        for op in bs.lm_head.ops:
+            self.record(self.comp_rows, op.component, [op], point, None, None, None)
+        return attn
+
+    def _time_extra_strategies(self, bs, point: StepPoint) -> None:
+        """``gdn.recurrent`` / ``gdn.commit`` of every strategy after the first, on the first GDN layer."""
+        cfg = self.cfg
+        for name in cfg.strategies[1:]:
             try:
-                bs = slc.bind(point, backend=backend, strategy=strategies[main_strategy],
-                              contiguous_inputs=contiguous)
+                extra = self.slc.layers[0].mixer.bind(lambda x=bs.x: x, point, strategy=self.strategies[name],
+                                                      contiguous_inputs=self.contiguous)
+                extra.run()
+                ops = {op.component: op for op in [*extra.ops, *extra.post]}
+                for c in ("gdn.recurrent", "gdn.commit"):
+                    self.record(self.comp_rows, c, [ops[c]], point, None, name, f"{name}/{cfg.strategy_backend}")
+                del extra
+            except Exception as exc:  # noqa: BLE001 - one strategy's failure is its error row
+                self.comp_rows.append({**self.base, "component": "gdn.recurrent", "mode": point.mode,
+                                       "batch": point.batch, "strategy": name,
+                                       "outcome": f"error: {type(exc).__name__}: {exc}"[:300]})
+
+    def _time_kv_lens(self, bs, point: StepPoint, strat: str | None, attn, finite: bool) -> None:
+        """At every configured KV length: attention, the draft layer and the slice step as one graph."""
+        cfg = self.cfg
+        mode, B = point.mode, point.batch
+        base_pt = {**self.base, **{k: v for k, v in bs.info.items() if k not in self.base}}
+        attn_op = next(op for op in attn.ops if op.component == "attn.attention")
+        for kv in cfg.kv_lens:
+            if kv not in self.kv_lens:
+                self.slice_rows.append({**base_pt, "component": "slice", "mode": mode, "batch": B,
+                                        "tokens": point.tokens, "kv_len": kv, "strategy": strat,
+                                        "outcome": "skipped: memory"})
+                continue
+            try:
+                bs.set_kv_len(kv)
                 bs.run()
                 if bs.draft is not None:
                     bs.draft.run()
-                bs.lm_head.run()
-                finite = bool(torch.isfinite(bs.output()).all())
-            except Exception as exc:  # noqa: BLE001 - any failure is the point's error rows; the next point runs
-                msg = f"error: bind/run: {type(exc).__name__}: {str(exc)[:300]}"
-                log(f"[components] {mode} B={B}: {msg}")
-                slice_rows += [{**base, "component": "slice", "mode": mode, "batch": B, "tokens": point.tokens,
-                                "kv_len": kv, "outcome": msg} for kv in cfg.kv_lens]
+            except Exception as exc:  # noqa: BLE001 - a failure at one kv_len is its error row
+                self.slice_rows.append({**base_pt, "component": "slice", "mode": mode, "batch": B,
+                                        "tokens": point.tokens, "kv_len": kv, "strategy": strat,
+                                        "outcome": f"error: set_kv_len: {type(exc).__name__}: {str(exc)[:300]}"})
                 continue
-            strat = main_strategy if mode == "mtp" else None
-            recipes[mode] = bs.recipe()
-            base_pt = {**base, **{k: v for k, v in bs.info.items() if k not in base}}
-            impl_of["gdn.recurrent"] = (f"{cfg.gdn_backend} decode" if mode == "decode"
-                                        else f"{main_strategy}/{cfg.strategy_backend}")
-            impl_of["gdn.commit"] = f"{main_strategy}/{cfg.strategy_backend}"
-            gdn, attn = bs.first_of("gdn"), bs.first_of("attn")
-            timed: set[str] = set()
-            for b in (gdn, attn):
-                for op in [*b.ops, *b.post]:
-                    if op.component in timed or op.component in KV_COMPONENTS:
-                        continue
-                    timed.add(op.component)
-                    record(comp_rows, op.component, [op], point, None,
-                           strat if op.component in STRATEGY_COMPONENTS else None, impl_of.get(op.component))
-            for op in bs.lm_head.ops:
-                record(comp_rows, op.component, [op], point, None, None, None)
-            if mode == "mtp":
-                for name in cfg.strategies[1:]:
-                    try:
-                        extra = slc.layers[0].mixer.bind(lambda x=bs.x: x, point, strategy=strategies[name],
-                                                         contiguous_inputs=contiguous)
-                        extra.run()
-                        ops = {op.component: op for op in [*extra.ops, *extra.post]}
-                        for c in ("gdn.recurrent", "gdn.commit"):
-                            record(comp_rows, c, [ops[c]], point, None, name, f"{name}/{cfg.strategy_backend}")
-                        del extra
-                    except Exception as exc:  # noqa: BLE001 - one strategy's failure is its error row
-                        comp_rows.append({**base, "component": "gdn.recurrent", "mode": mode, "batch": B,
-                                          "strategy": name, "outcome": f"error: {type(exc).__name__}: {exc}"[:300]})
-            attn_op = next(op for op in attn.ops if op.component == "attn.attention")
-            for kv in cfg.kv_lens:
-                if kv not in kv_lens:
-                    slice_rows.append({**base_pt, "component": "slice", "mode": mode, "batch": B,
-                                       "tokens": point.tokens, "kv_len": kv, "strategy": strat,
-                                       "outcome": "skipped: memory"})
-                    continue
-                try:
-                    bs.set_kv_len(kv)
-                    bs.run()
-                    if bs.draft is not None:
-                        bs.draft.run()
-                except Exception as exc:  # noqa: BLE001 - a failure at one kv_len is its error row
-                    slice_rows.append({**base_pt, "component": "slice", "mode": mode, "batch": B,
-                                       "tokens": point.tokens, "kv_len": kv, "strategy": strat,
-                                       "outcome": f"error: set_kv_len: {type(exc).__name__}: {str(exc)[:300]}"})
-                    continue
-                kpoint = bs.point
-                record(comp_rows, "attn.attention", [attn_op], kpoint, kv, None, cfg.attn_impl)
-                if bs.draft is not None:
-                    record(comp_rows, "mtp_draft", bs.draft.ops, kpoint, kv, None, "one graph of the draft layer")
-                row = record(slice_rows, "slice", bs.step_ops(), kpoint, kv, strat,
-                             f"{len(bs.layers)} layers ({'+'.join(bs.kinds)}) in one graph")
-                row.update({k: v for k, v in bs.info.items() if k not in row}, finite=finite)
-                if row.get("outcome") == "ok":
-                    log(f"[components] {mode:6s} B={B:4d} kv={kv:6d}: slice {row['median_us']:9.1f} us")
-            log(f"[components] {mode} B={B}: done in {time.perf_counter() - t0:.1f} s "
-                f"(elapsed {time.perf_counter() - t_start:.0f} s)")
-            del bs
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
-    meta["wall_s"] = time.perf_counter() - t_start
-    if dev.type == "cuda":
-        meta["max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(dev))
-    comp = pd.DataFrame(comp_rows)
-    comp["kind"] = "component"
-    sl = pd.DataFrame(slice_rows)
-    sl["kind"] = "slice"
-    for df in (comp, sl):
-        for col in ("mode", "batch", "kv_len", "strategy", "impl", "median_us", "net_us", "outcome"):
-            if col not in df:
-                df[col] = None
-    rec = pd.DataFrame([{"preset": sh.name, "mode": m, "component": c, "count": n}
-                        for m, r in recipes.items() for c, n in r.items()])
-    return {"components": comp, "slice": sl, "recipes": rec, "meta": meta}
+            kpoint = bs.point
+            self.record(self.comp_rows, "attn.attention", [attn_op], kpoint, kv, None, cfg.attn_impl)
+            if bs.draft is not None:
+                self.record(self.comp_rows, "mtp_draft", bs.draft.ops, kpoint, kv, None, "one graph of the draft layer")
+            row = self.record(self.slice_rows, "slice", bs.step_ops(), kpoint, kv, strat,
+                              f"{len(bs.layers)} layers ({'+'.join(bs.kinds)}) in one graph")
+            row.update({k: v for k, v in bs.info.items() if k not in row}, finite=finite)
+            if row.get("outcome") == "ok":
+                self.log(f"[components] {mode:6s} B={B:4d} kv={kv:6d}: slice {row['median_us']:9.1f} us")
 
+    def frames(self) -> dict[str, pd.DataFrame | dict]:
+        """The run's components, slice and recipe frames and its metadata (wall time, peak memory)."""
+        self.meta["wall_s"] = time.perf_counter() - self.t_start
+        if self.dev.type == "cuda":
+            self.meta["max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(self.dev))
+        comp = pd.DataFrame(self.comp_rows)
+        comp["kind"] = "component"
+        sl = pd.DataFrame(self.slice_rows)
+        sl["kind"] = "slice"
+        for df in (comp, sl):
+            for col in ("mode", "batch", "kv_len", "strategy", "impl", "median_us", "net_us", "outcome"):
+                if col not in df:
+                    df[col] = None
+        rec = pd.DataFrame([{"preset": self.sh.name, "mode": m, "component": c, "count": n}
+                            for m, r in self.recipes.items() for c, n in r.items()])
+        return {"components": comp, "slice": sl, "recipes": rec, "meta": self.meta}
