@@ -328,8 +328,48 @@ def profile_kernels(backends=DEFAULT_BACKENDS, modes=MODES, batches=(1, 16, 64, 
         ValueError: a bad argument (named). :class:`~gdnlab.counters.ncu.NcuNotFoundError`: no ncu.
         RuntimeError: ``engine="nsight-python"`` where it cannot drive the installed ncu (with the reasons).
     """
-    from .nspy import nsight_python_support
+    _check_profile_options(engine, gate, clock_control, cache_control, repeats, warmup, time_budget_s)
+    shape = resolve_shape(preset, tp)
+    configs = _plan_configs(backends, modes, batches, state_dtypes, shape, draft_tokens, act_dtype)
+    metrics = list(metrics) if metrics else metric_names()
+    ncu_path = find_ncu(ncu)
+    engine, reason = _choose_engine(engine, ncu_path)
+    ver, ver_line = ncu_version(ncu_path)
+    workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="gdnlab_ncu_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if verbose:
+        print(f"[gdnlab.counters] engine {engine} ({reason}); ncu {ncu_path} ({ver_line}); workdir {workdir}",
+              flush=True)
 
+    run = {"engine": engine, "device": device, "gate": gate, "repeats": repeats, "warmup": warmup, "seed": seed,
+           "metrics": metrics, "clock_control": clock_control, "cache_control": cache_control,
+           "kernel_regex": kernel_regex}
+    raws, kernels, manifests, notes = _profile_backends(configs, run, ncu_path, workdir, time_budget_s, verbose)
+    manifest = _merge_manifests(manifests, engine=engine, ncu=ncu_path, ncu_version=ver, options={
+        "clock_control": clock_control, "cache_control": cache_control, "gate": gate, "repeats": repeats,
+        "warmup": warmup, "seed": seed, "engine_reason": reason})
+    _write_outputs(raws, manifest, raw_csv_out, manifest_out)
+    kdf = pd.concat(kernels, ignore_index=True) if kernels else pd.DataFrame()
+    df = assemble(kdf, manifest, attributed=True)
+    df.attrs.update(engine=engine, engine_reason=reason, notes=notes, workdir=str(workdir), manifest=manifest)
+    if verbose:
+        for n in notes:
+            print(f"[gdnlab.counters] {n}", flush=True)
+    return df
+
+
+def _write_outputs(raws: list[str], manifest: dict, raw_csv_out: str | os.PathLike | None,
+                   manifest_out: str | os.PathLike | None) -> None:
+    """The raw ncu CSV of every run (one file) and the merged manifest where asked, each written atomically."""
+    if raw_csv_out and raws:
+        write_text_atomic(raw_csv_out, "".join(r if r.endswith("\n") else r + "\n" for r in raws))
+    if manifest_out:
+        write_text_atomic(manifest_out, json.dumps(manifest, indent=1, default=str))
+
+
+def _check_profile_options(engine: str, gate: str, clock_control: str, cache_control: str, repeats: int,
+                           warmup: int, time_budget_s: float | None) -> None:
+    """:func:`profile_kernels`' run options in their domains, else ``ValueError`` naming the option."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     check_options(gate, clock_control, cache_control)
@@ -339,10 +379,12 @@ def profile_kernels(backends=DEFAULT_BACKENDS, modes=MODES, batches=(1, 16, 64, 
         raise ValueError(f"warmup must be an integer >= 1, got {warmup!r}")
     if time_budget_s is not None and time_budget_s <= 0:
         raise ValueError(f"time_budget_s must be positive, got {time_budget_s!r}")
-    shape = resolve_shape(preset, tp)
-    configs = _plan_configs(backends, modes, batches, state_dtypes, shape, draft_tokens, act_dtype)
-    metrics = list(metrics) if metrics else metric_names()
-    ncu_path = find_ncu(ncu)
+
+
+def _choose_engine(engine: str, ncu_path: str) -> tuple[str, str]:
+    """``(engine that runs, why)``: ``"auto"`` takes nsight-python where it can drive ``ncu_path``;
+    ``RuntimeError`` with the reasons when ``"nsight-python"`` was asked for and cannot."""
+    from .nspy import nsight_python_support
 
     reason = f"engine={engine} requested"
     if engine in ("auto", "nsight-python"):
@@ -351,13 +393,28 @@ def profile_kernels(backends=DEFAULT_BACKENDS, modes=MODES, batches=(1, 16, 64, 
             raise RuntimeError("engine='nsight-python' cannot run here:\n" + support.describe())
         engine = "nsight-python" if support.ok else "ncu-csv"
         reason = "nsight-python can drive this ncu" if support.ok else "; ".join(support.reasons)
-    ver, ver_line = ncu_version(ncu_path)
-    workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="gdnlab_ncu_"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    if verbose:
-        print(f"[gdnlab.counters] engine {engine} ({reason}); ncu {ncu_path} ({ver_line}); workdir {workdir}",
-              flush=True)
+    return engine, reason
 
+
+def _backend_budget(time_budget_s: float | None, t_start: float, n_configs: int,
+                    n_left: int) -> tuple[float | None, float | None]:
+    """``(deadline epoch, ncu timeout s)`` of one backend's ``n_configs`` configurations: their share
+    of what is left of the budget over the ``n_left`` configurations not yet run; ``(None, None)``
+    without a budget."""
+    if time_budget_s is None:
+        return None, None
+    remaining = time_budget_s - (time.time() - t_start)
+    share = max(remaining * n_configs / n_left, 5.0)
+    deadline = time.time() + share * 0.7                  # a config started just before it must finish
+    timeout = share + 20.0                                # ... and ncu must still write its report
+    return deadline, timeout
+
+
+def _profile_backends(configs: list[dict], run: dict, ncu_path: str, workdir: Path, time_budget_s: float | None,
+                      verbose: bool) -> tuple[list[str], list[pd.DataFrame], list[dict], list[str]]:
+    """One driver run per backend (in the given order, each with its share of the budget); returns
+    ``(raw ncu CSV texts, kernel frames, manifests, notes)``."""
+    engine = run["engine"]
     t_start = time.time()
     order = list(dict.fromkeys(c["backend"] for c in configs))
     raws: list[str] = []
@@ -367,22 +424,20 @@ def profile_kernels(backends=DEFAULT_BACKENDS, modes=MODES, batches=(1, 16, 64, 
     for i, be in enumerate(order):
         sub = [c for c in configs if c["backend"] == be]
         left_cfgs = sum(1 for c in configs if c["backend"] in order[i:])
-        deadline = timeout = None
-        if time_budget_s is not None:
-            remaining = time_budget_s - (time.time() - t_start)
-            share = max(remaining * len(sub) / left_cfgs, 5.0)
-            deadline = time.time() + share * 0.7                  # a config started just before it must finish
-            timeout = share + 20.0                                # ... and ncu must still write its report
+        deadline, timeout = _backend_budget(time_budget_s, t_start, len(sub), left_cfgs)
         tag = re.sub(r"\W+", "_", be)
-        plan = {"engine": engine, "device": device, "gate": gate, "repeats": repeats, "warmup": warmup, "seed": seed,
+        plan = {"engine": engine, "device": run["device"], "gate": run["gate"], "repeats": run["repeats"],
+                "warmup": run["warmup"], "seed": run["seed"],
                 "deadline_epoch": deadline, "manifest_path": str(workdir / f"manifest_{tag}.json"),
                 "markers": True, "configs": sub,
-                "nspy": {"metrics": metrics, "clock_control": clock_control, "cache_control": cache_control,
+                "nspy": {"metrics": run["metrics"], "clock_control": run["clock_control"],
+                         "cache_control": run["cache_control"],
                          "results_path": str(workdir / f"nspy_{tag}.json"),
                          "output_prefix": str(workdir / f"nspy_{tag}_")}}
         if engine == "ncu-csv":
-            raw, manifest, n = _run_ncu_csv(ncu_path, plan, workdir, tag, metrics, timeout, verbose, gate,
-                                            clock_control, cache_control, kernel_regex)
+            raw, manifest, n = _run_ncu_csv(ncu_path, plan, workdir, tag, run["metrics"], timeout, verbose,
+                                            run["gate"], run["clock_control"], run["cache_control"],
+                                            run["kernel_regex"])
             notes += n
             if raw is not None:
                 raws.append(raw)
@@ -397,20 +452,7 @@ def profile_kernels(backends=DEFAULT_BACKENDS, modes=MODES, batches=(1, 16, 64, 
             if k is not None:
                 kernels.append(k)
         manifests.append(manifest)
-    manifest = _merge_manifests(manifests, engine=engine, ncu=ncu_path, ncu_version=ver, options={
-        "clock_control": clock_control, "cache_control": cache_control, "gate": gate, "repeats": repeats,
-        "warmup": warmup, "seed": seed, "engine_reason": reason})
-    if raw_csv_out and raws:
-        write_text_atomic(raw_csv_out, "".join(r if r.endswith("\n") else r + "\n" for r in raws))
-    if manifest_out:
-        write_text_atomic(manifest_out, json.dumps(manifest, indent=1, default=str))
-    kdf = pd.concat(kernels, ignore_index=True) if kernels else pd.DataFrame()
-    df = assemble(kdf, manifest, attributed=True)
-    df.attrs.update(engine=engine, engine_reason=reason, notes=notes, workdir=str(workdir), manifest=manifest)
-    if verbose:
-        for n in notes:
-            print(f"[gdnlab.counters] {n}", flush=True)
-    return df
+    return raws, kernels, manifests, notes
 
 
 def _merge_manifests(manifests: list[dict], **extra) -> dict:
