@@ -121,8 +121,8 @@ def _backend_options(backend) -> dict:
 
 
 # A private control-flow signal, not a gdnlab error kind (so not in gdnlab.errors): _prepare raises it,
-# run_plan catches it right away, records the configuration as skipped (not failed) and goes on with
-# the next; it never leaves this module.
+# run_plan's configuration step (_PlanRun.config) catches it right away, records the configuration as
+# skipped (not failed) and goes on with the next; it never leaves this module.
 class _Skip(Exception):
     """A configuration that cannot run here (unsupported dtype, unavailable backend)."""
 
@@ -135,26 +135,61 @@ def run_plan(plan: dict) -> dict:
         # nsight must be imported before CUDA is initialised and before any NVTX call (its docs).
         import nsight as nspy
 
-    import torch
-
-    from gdnlab.provenance import collect
-
-    device = torch.device(plan.get("device", "cuda"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("plan asks for a CUDA device but torch.cuda.is_available() is False")
-    if device.type == "cuda":
-        torch.cuda.init()
-    seed = int(plan.get("seed", 0))
-    repeats = int(plan.get("repeats", 1))
-    warmup = max(1, int(plan.get("warmup", 2)))
+    run = _PlanRun(plan, engine, nspy)
+    manifest, manifest_path = run.manifest, plan["manifest_path"]
     deadline = plan.get("deadline_epoch")
-    manifest_path = plan["manifest_path"]
-    manifest = {"gdnlab_metrics_manifest": 1, "engine": engine, "gate": plan.get("gate", "profiler-api"),
-                "device": str(device), "provenance": collect(), "configs": [], "markers": [],
-                "marker_kernel": None, "python": sys.version.split()[0], "pid": os.getpid()}
+    configs = plan["configs"]
+    for n, cfg in enumerate(configs, 1):
+        label = (f"{n}/{len(configs)} {cfg['backend']} {cfg['mode']} B={cfg['batch']} T={cfg['draft_tokens']} "
+                 f"{cfg['state_dtype']}")
+        if deadline is not None and time.time() > float(deadline):
+            rec = dict(cfg, outcome="skipped", reason="time budget used up before this configuration")
+            manifest["configs"].append(rec)
+            _log(f"{label}: skipped (time budget)")
+            continue
+        manifest["configs"].append(run.config(cfg, label))
+        _write_json(manifest_path, manifest)
+        if run.nspy_rows and plan.get("nspy", {}).get("results_path"):
+            _write_json(plan["nspy"]["results_path"], {"rows": run.nspy_rows})
+    _write_json(manifest_path, manifest)
+    ok = sum(c.get("outcome") == "ok" for c in manifest["configs"])
+    _log(f"done: {ok}/{len(configs)} configurations profiled, {len(manifest['markers'])} profiled calls")
+    return manifest
 
-    launch_marker = None
-    if device.type == "cuda" and engine == "ncu-csv" and plan.get("markers", True):
+
+class _PlanRun:
+    """The state of one :func:`run_plan`: the device, the manifest so far, the marker kernel and the
+    gate around each profiled call, the backends built so far and the nsight-python rows."""
+
+    def __init__(self, plan: dict, engine: str, nspy) -> None:
+        import torch
+
+        from gdnlab.provenance import collect
+
+        device = torch.device(plan.get("device", "cuda"))
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("plan asks for a CUDA device but torch.cuda.is_available() is False")
+        if device.type == "cuda":
+            torch.cuda.init()
+        self.torch, self.plan, self.engine, self.nspy, self.device = torch, plan, engine, nspy, device
+        self.seed = int(plan.get("seed", 0))
+        self.repeats = int(plan.get("repeats", 1))
+        self.warmup = max(1, int(plan.get("warmup", 2)))
+        self.manifest = {"gdnlab_metrics_manifest": 1, "engine": engine, "gate": plan.get("gate", "profiler-api"),
+                         "device": str(device), "provenance": collect(), "configs": [], "markers": [],
+                         "marker_kernel": None, "python": sys.version.split()[0], "pid": os.getpid()}
+        self.mark = self._marker()
+        self.gate = _Gate(device, use_profiler_api=(engine == "ncu-csv"
+                                                    and plan.get("gate", "profiler-api") == "profiler-api"))
+        self.backends: dict = {}
+        self.nspy_rows: list[dict] = []
+
+    def _marker(self):
+        """``mark(config, repeat)`` launching the marker kernel that names a call in ncu's CSV (compiled
+        here, outside the profiled region), or ``None`` (not CUDA, not ncu-csv, or it failed to build)."""
+        torch, device, manifest = self.torch, self.device, self.manifest
+        if not (device.type == "cuda" and self.engine == "ncu-csv" and self.plan.get("markers", True)):
+            return None
         try:
             from ._marker import KERNEL_NAME, launch_marker
             marker_buf = torch.zeros(1, dtype=torch.int32, device=device)
@@ -162,44 +197,27 @@ def run_plan(plan: dict) -> dict:
             torch.cuda.synchronize()
             manifest["marker_kernel"] = KERNEL_NAME
         except Exception as exc:  # noqa: BLE001 - fall back to attributing kernels by count
-            launch_marker = None
             manifest["marker_error"] = f"{type(exc).__name__}: {exc}"
             _log(f"marker kernel unavailable ({manifest['marker_error']}); kernels will be attributed by count")
-    gate = _Gate(device, use_profiler_api=(engine == "ncu-csv" and plan.get("gate", "profiler-api") == "profiler-api"))
+            return None
+        return lambda idx, rep: launch_marker(marker_buf, idx, rep)
 
-    backends: dict = {}
-    nspy_rows: list[dict] = []
-    configs = plan["configs"]
-    for n, cfg in enumerate(configs, 1):
+    def config(self, cfg: dict, label: str) -> dict:
+        """Prepare, warm up and profile one configuration; its manifest record with ``outcome``
+        (``ok`` / ``skipped`` / ``failed``) and ``reason``."""
         rec = dict(cfg)
-        label = (f"{n}/{len(configs)} {cfg['backend']} {cfg['mode']} B={cfg['batch']} T={cfg['draft_tokens']} "
-                 f"{cfg['state_dtype']}")
-        if deadline is not None and time.time() > float(deadline):
-            rec.update(outcome="skipped", reason="time budget used up before this configuration")
-            manifest["configs"].append(rec)
-            _log(f"{label}: skipped (time budget)")
-            continue
         t0 = time.time()
         try:
-            call, backend, info = _prepare(cfg, device, seed, backends)
+            call, backend, info = _prepare(cfg, self.device, self.seed, self.backends)
             rec.update(info)
             call(validate=True)                                   # checked call: contract errors surface here
-            for _ in range(warmup - 1):
+            for _ in range(self.warmup - 1):
                 call()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            if self.device.type == "cuda":
+                self.torch.cuda.synchronize()
             rec["kernel_path"] = backend.last_path.as_dict()
-            if engine == "nsight-python":
-                nspy_rows += _profile_nspy(nspy, plan, cfg, call)
-                rec["repeats_done"] = repeats
-            else:
-                for rep in range(repeats):
-                    with gate:
-                        if launch_marker is not None:
-                            launch_marker(marker_buf, cfg["idx"], rep)
-                        call()
-                    manifest["markers"].append([cfg["idx"], rep])
-                rec["repeats_done"] = repeats
+            self._profile(cfg, call)
+            rec["repeats_done"] = self.repeats
             rec.update(outcome="ok", reason="")
             _log(f"{label}: ok in {time.time() - t0:.1f} s ({rec['kernel_path'].get('kernel', '?')})")
         except _Skip as exc:
@@ -209,14 +227,20 @@ def run_plan(plan: dict) -> dict:
             rec.update(outcome="failed", reason=f"{type(exc).__name__}: {exc}")
             _log(f"{label}: FAILED {type(exc).__name__}: {exc}")
             traceback.print_exc(limit=6, file=sys.stdout)
-        manifest["configs"].append(rec)
-        _write_json(manifest_path, manifest)
-        if nspy_rows and plan.get("nspy", {}).get("results_path"):
-            _write_json(plan["nspy"]["results_path"], {"rows": nspy_rows})
-    _write_json(manifest_path, manifest)
-    ok = sum(c.get("outcome") == "ok" for c in manifest["configs"])
-    _log(f"done: {ok}/{len(configs)} configurations profiled, {len(manifest['markers'])} profiled calls")
-    return manifest
+        return rec
+
+    def _profile(self, cfg: dict, call) -> None:
+        """The profiled calls of one configuration: nsight-python's, or ``repeats`` gated calls (each
+        after its marker) whose ``[config, repeat]`` the manifest lists in launch order."""
+        if self.engine == "nsight-python":
+            self.nspy_rows += _profile_nspy(self.nspy, self.plan, cfg, call)
+            return
+        for rep in range(self.repeats):
+            with self.gate:
+                if self.mark is not None:
+                    self.mark(cfg["idx"], rep)
+                call()
+            self.manifest["markers"].append([cfg["idx"], rep])
 
 
 def _profile_nspy(nspy, plan: dict, cfg: dict, call) -> list[dict]:
