@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..inputs import make_inputs
+from ..inputs import GDNInputs, make_inputs
 from ..kernels import tolerances as tol_
 from ..kernels.reference import ReferenceBackend
 from ..shapes import GDNShape
@@ -94,28 +94,15 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
     pool_ref = pool.clone()
     scratch = strategy.allocate(pool, max_batch=batch, T=T)
     res = StrategyCheck(strategy.name, strategy.backend, state_dtype, steps)
-    sacrificial = sorted({int(s) for s in strategy.scratch_slots_for(state_dtype)})
-    owned = [s for s in sacrificial if 1 <= s < P]
-    if owned:
-        res.problems.append(f"declares pool slot(s) {owned} as scratch, but requests own them")
-    check_slot0 = 0 not in sacrificial                                  # the reserved slot, unless scratch
+    check_slot0 = _check_scratch_slots(strategy, state_dtype, P, res)
     epoch = GATE_EPOCH if strategy.constant_gates else 1
     gates = None
-    otol, stol = tol_.output_tol(act_dtype, state_dtype), tol_.state_tol(state_dtype)
-    extra = strategy.extra_tolerance(state_dtype) if hasattr(strategy, "extra_tolerance") else {}
-    otol, stol = (otol + extra["output"] if "output" in extra else otol), (stol + extra["state"] if "state" in extra
-                                                                            else stol)
+    otol, stol = _tolerances(strategy, act_dtype, state_dtype)
     all_idx = slots.to(device)
 
     for step in range(steps):
-        order = slots[torch.randperm(n_req, generator=gen)][:batch].clone()
-        if padding:
-            pad = torch.rand(batch, generator=gen) < 0.25
-            order[pad] = -1
-        idx = order.to(device)
-        acc_cpu = torch.randint(1, T + 1, (batch,), generator=gen, dtype=torch.int32)
-        acc_cpu[order < 0] = 0                                      # ignored for padding rows
-        accepted = acc_cpu.to(device)
+        order, accepted = _draw_rows(slots, n_req, batch, T, padding, gen)
+        idx, accepted = order.to(device), accepted.to(device)
         inp = make_inputs(shape, batch, T, act_dtype=act_dtype, device=device, seed=1000 * seed + step)
         if epoch > 1:
             if step % epoch == 0:
@@ -130,19 +117,7 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
             strategy.verify(*junk.args(), pool, idx, scratch)       # dropped: no commit
         o = strategy.verify(*inp.args(), pool, idx, scratch)
         strategy.commit(pool, idx, scratch, accepted)
-
-        # oracle: decode the T tokens one by one; keep the state after the accepted prefix
-        live = (order >= 0).nonzero(as_tuple=True)[0].to(device)
-        live_slots = idx.long()[live]
-        p = pool_ref.clone()
-        o_ref = torch.zeros_like(o)
-        after = []
-        for t in range(T):
-            o_ref[:, t] = oracle.decode(*inp.token(t).args(), p, idx)[:, 0]
-            after.append(p[live_slots].clone())
-        stacked = torch.stack(after, 1)                             # [live, T, HV, V, K]
-        keep = accepted.long()[live] - 1
-        pool_ref[live_slots] = stacked[torch.arange(len(live), device=device), keep]
+        o_ref = _oracle_step(oracle, inp, order, idx, accepted, pool_ref, o, T)
 
         err, ratio = tol_.max_violation(o, o_ref, otol)
         res.output_err.append(err)
@@ -155,6 +130,67 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
         res.state_ratio.append(ratio)
     if check_slot0 and not torch.equal(pool[0], slot0):
         res.problems.append("the reserved pool slot 0 was written")
+    _check_fold(strategy, pool, all_idx, scratch, st, T, res)
+    return res
+
+
+def _check_scratch_slots(strategy: VerifyStrategy, state_dtype: torch.dtype, P: int, res: StrategyCheck) -> bool:
+    """Note in ``res`` the scratch slots the strategy declares that requests own (slots ``1..P-1``);
+    returns whether the reserved slot 0 must stay untouched (it is not declared scratch)."""
+    sacrificial = sorted({int(s) for s in strategy.scratch_slots_for(state_dtype)})
+    owned = [s for s in sacrificial if 1 <= s < P]
+    if owned:
+        res.problems.append(f"declares pool slot(s) {owned} as scratch, but requests own them")
+    return 0 not in sacrificial                                  # the reserved slot, unless scratch
+
+
+def _tolerances(strategy: VerifyStrategy, act_dtype: torch.dtype,
+                state_dtype: torch.dtype) -> tuple[tol_.Tolerance, tol_.Tolerance]:
+    """``(output, state)`` tolerances of the storage dtypes plus the strategy's ``extra_tolerance``."""
+    otol, stol = tol_.output_tol(act_dtype, state_dtype), tol_.state_tol(state_dtype)
+    extra = strategy.extra_tolerance(state_dtype) if hasattr(strategy, "extra_tolerance") else {}
+    otol, stol = (otol + extra["output"] if "output" in extra else otol), (stol + extra["state"] if "state" in extra
+                                                                            else stol)
+    return otol, stol
+
+
+def _draw_rows(slots: torch.Tensor, n_req: int, batch: int, T: int, padding: bool,
+               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step's rows, on the host: ``order`` (int32 [batch]: a random subset of the requests' slots
+    in random order, about a quarter padding rows -1 with ``padding``) and ``accepted`` (int32
+    [batch], 1..T, 0 for padding rows)."""
+    order = slots[torch.randperm(n_req, generator=gen)][:batch].clone()
+    if padding:
+        pad = torch.rand(batch, generator=gen) < 0.25
+        order[pad] = -1
+    acc_cpu = torch.randint(1, T + 1, (batch,), generator=gen, dtype=torch.int32)
+    acc_cpu[order < 0] = 0                                      # ignored for padding rows
+    return order, acc_cpu
+
+
+def _oracle_step(oracle: ReferenceBackend, inp: GDNInputs, order: torch.Tensor, idx: torch.Tensor,
+                 accepted: torch.Tensor, pool_ref: torch.Tensor, o: torch.Tensor, T: int) -> torch.Tensor:
+    """The oracle's outputs ``[batch, T, HV, V]`` (like ``o``): it decodes the T tokens one by one on a
+    copy of ``pool_ref``, then keeps each live row's state after its accepted prefix in ``pool_ref``."""
+    device = pool_ref.device
+    live = (order >= 0).nonzero(as_tuple=True)[0].to(device)
+    live_slots = idx.long()[live]
+    p = pool_ref.clone()
+    o_ref = torch.zeros_like(o)
+    after = []
+    for t in range(T):
+        o_ref[:, t] = oracle.decode(*inp.token(t).args(), p, idx)[:, 0]
+        after.append(p[live_slots].clone())
+    stacked = torch.stack(after, 1)                             # [live, T, HV, V, K]
+    keep = accepted.long()[live] - 1
+    pool_ref[live_slots] = stacked[torch.arange(len(live), device=device), keep]
+    return o_ref
+
+
+def _check_fold(strategy: VerifyStrategy, pool: torch.Tensor, all_idx: torch.Tensor, scratch, st: torch.Tensor,
+                T: int, res: StrategyCheck) -> None:
+    """``fold(force=True)`` of every request keeps the committed states ``st`` and, unless a request
+    owns several slots (token_slots), materialises them in the pool rows; problems go to ``res``."""
     # folding everything materialises the committed states in the pool rows (not for token_slots)
     strategy.fold(pool, all_idx, scratch, force=True)
     st_after = strategy.state(pool, all_idx, scratch)
@@ -162,5 +198,3 @@ def check_strategy(strategy: VerifyStrategy, shape: GDNShape, *, batch: int, T: 
         res.problems.append("fold(force=True) changed the committed states")
     if strategy.slots_per_request(T) == 1 and not torch.allclose(pool[all_idx.long()].float(), st):
         res.problems.append("after fold(force=True) the pool rows are not the committed states")
-    return res
-
