@@ -31,11 +31,6 @@ ALLOWED: dict[str, str] = {
     "gdnlab/seed.py": "declares the seed's and published runs' backend labels (SEED_FLASHINFER, SEED_TRITON)",
 }
 
-#: modules another change is rewriting: at most this many comparisons may remain there (none new)
-PENDING: dict[str, int] = {
-    "gdnlab/components/bench.py": 2,
-}
-
 _METHODS = {"isin", "eq", "ne"}
 
 
@@ -99,20 +94,15 @@ def test_the_check_finds_comparisons_with_names(source: str, expected: list) -> 
 
 def test_no_module_compares_a_strategy_or_backend_name() -> None:
     names = registered_names()
-    found, pending = [], {}
+    found = []
     for path in _modules():
         rel = path.relative_to(ROOT).as_posix()
         if _allowed(rel):
             continue
         hits = name_comparisons(path.read_text(encoding="utf-8"), names)
-        if rel in PENDING:
-            pending[rel] = hits
-            continue
         found += [f"{rel}:{line}: compares {name!r}" for line, name in hits]
     assert not found, ("ask the registry for a fact instead of comparing a name "
                        "(gdnlab/strategies/registry.py, gdnlab/backends.py):\n" + "\n".join(found))
-    for rel, hits in pending.items():
-        assert len(hits) <= PENDING[rel], f"{rel}: new name comparisons {hits}"
 
 
 def test_the_facts_that_replace_names_are_declared_once() -> None:

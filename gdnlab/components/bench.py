@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from ..backends import needs_contiguous_inputs
+from ..backends import DEFAULT_BACKEND, needs_contiguous_inputs
 from ..provenance import collect
+from ..strategies.registry import BASELINE
 from .dims import ComponentShapes, component_shapes, tiny_shapes
 from .layers import STEP_MODES, Op, StepPoint, expert_capacity_note
 from .slice import SyntheticSlice
@@ -58,9 +59,9 @@ class GridConfig:
     kv_lens: tuple[int, ...] = (1024, 4096, 16384)
     modes: tuple[str, ...] = STEP_MODES
     draft_tokens: int = 4
-    strategies: tuple[str, ...] = ("full_cache",)
-    gdn_backend: str = "triton"
-    strategy_backend: str = "triton"
+    strategies: tuple[str, ...] = (BASELINE,)
+    gdn_backend: str = DEFAULT_BACKEND
+    strategy_backend: str = DEFAULT_BACKEND
     attn_impl: str = "flashinfer"
     moe_impl: str = "grouped_mm"
     page_size: int = 16
