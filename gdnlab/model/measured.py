@@ -301,4 +301,4 @@ def load_components(folder: str | Path) -> ComponentTimes:
     if "gpu" in comp and comp["gpu"].notna().any():
         gpu = str(comp["gpu"].dropna().iloc[0])
     return ComponentTimes.from_frames(comp, rec, gpu=gpu, slices=slices, allreduce=ar, meta=meta,
-                                      source=f"components measured on {gpu or 'unknown GPU'} ({p.name})")
+                                      source=f"measured on {gpu or 'unknown GPU'} ({p.name})")
