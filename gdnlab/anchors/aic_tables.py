@@ -98,21 +98,11 @@ def load_ops_table(path: Path | None = None) -> pd.DataFrame:
     0.12.0, <engine> <engine_version>)`` per row, a ``data_file`` under ``systems/data/<system>/``,
     all-reduce ``message_elems = tokens * 4096``. Raises :class:`~gdnlab.errors.DataError`."""
     p = Path(path) if path is not None else data_path(OPS_FILE)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} not found")
-    df = pd.read_csv(p, dtype={"engine_version": str, "data_file": str})
-    missing = [c for c in aic.OP_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{p.name}: missing column(s) {missing}")
+    df = aic.read_extract(p, aic.OP_COLUMNS, {"engine_version": str, "data_file": str})
     lat = df["latency_ms"]
     if not (lat.map(lambda v: isinstance(v, float) and math.isfinite(v)).all() and (lat > 0).all()):
         raise DataError(f"{p.name}: latency_ms must be finite and > 0 (ms)")
-    if set(df["aiconfigurator_version"].astype(str)) != {aic.AIC_VERSION}:
-        raise DataError(f"{p.name}: rows from AIConfigurator {sorted(set(df['aiconfigurator_version']))}, "
-                        f"expected {aic.AIC_VERSION}")
-    expect = [aic.status_label(e, v) for e, v in zip(df["engine"], df["engine_version"])]
-    if list(df["status"]) != expect:
-        raise DataError(f"{p.name}: status must read 'reported (AIConfigurator {aic.AIC_VERSION}, <engine> <version>)'")
+    aic.check_reported_rows(df, p.name)
     if not all(str(f).startswith(f"systems/data/{s}/") for f, s in zip(df["data_file"], df["system"])):
         raise DataError(f"{p.name}: data_file must name a table under systems/data/<system>/")
     ar = df[df["op"] == "allreduce"]

@@ -45,11 +45,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import InputError, UnavailableError
+from ..errors import DataError, InputError, UnavailableError
 from ..provenance import package_version
 
 __all__ = ["AIC_VERSION", "AIC_DISTS", "GPU_SYSTEMS", "ENGINES", "QWEN35_397B", "WEIGHT_DTYPES",
-           "KV_DTYPES", "availability", "status_label", "resolve_version", "op_latencies",
+           "KV_DTYPES", "availability", "status_label", "check_reported_rows", "read_extract",
+           "resolve_version", "op_latencies",
            "predict_e2e", "OP_COLUMNS", "PREDICTION_KEYS"]
 
 #: the AIConfigurator release every number here comes from (both distributions are pinned to it)
@@ -108,6 +109,30 @@ def status_label(engine: str, engine_version: str) -> str:
     """The provenance status of an AIConfigurator number: ``reported (AIConfigurator 0.12.0, sglang
     0.5.14)`` (reported = someone else's figure, here AIConfigurator's data or prediction)."""
     return f"reported (AIConfigurator {AIC_VERSION}, {engine} {engine_version})"
+
+
+def read_extract(path: Path, columns: Sequence[str], dtype: dict[str, Any] | None = None) -> pd.DataFrame:
+    """A shipped extract (CSV) with every one of ``columns``; ``FileNotFoundError`` when it is absent,
+    :class:`~gdnlab.errors.DataError` naming the missing columns."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p} not found")
+    df = pd.read_csv(p, dtype=dtype)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{p.name}: missing column(s) {missing}")
+    return df
+
+
+def check_reported_rows(df: pd.DataFrame, name: str) -> None:
+    """A shipped extract's rows come from :data:`AIC_VERSION` and each reads its :func:`status_label`;
+    otherwise a :class:`~gdnlab.errors.DataError` naming the file (``name``)."""
+    if set(df["aiconfigurator_version"].astype(str)) != {AIC_VERSION}:
+        raise DataError(f"{name}: rows from AIConfigurator {sorted(set(df['aiconfigurator_version']))}, "
+                        f"expected {AIC_VERSION}")
+    expect = [status_label(e, v) for e, v in zip(df["engine"], df["engine_version"])]
+    if list(df["status"]) != expect:
+        raise DataError(f"{name}: status must read 'reported (AIConfigurator {AIC_VERSION}, <engine> <version>)'")
 
 
 def _system(gpu: str) -> str:

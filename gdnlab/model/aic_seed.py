@@ -81,12 +81,7 @@ def load_seed_predictions(path: Path | None = None) -> pd.DataFrame:
     """The shipped predictions, validated (columns, finite positive TPOT and throughput, AIConfigurator
     0.12.0 status per row, one row per key). Raises :class:`~gdnlab.errors.DataError`."""
     p = Path(path) if path is not None else data_path(SEED_AIC_FILE)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} not found")
-    df = pd.read_csv(p, dtype={"engine_version": str})
-    missing = [c for c in SEED_AIC_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{p.name}: missing column(s) {missing}")
+    df = aic.read_extract(p, SEED_AIC_COLUMNS, {"engine_version": str})
     if not ((df["tpot_ms"] > 0) & (df["output_tok_s_total"] > 0)).all():
         raise DataError(f"{p.name}: tpot_ms and output_tok_s_total must be > 0")
     if list(df["status"]) != [aic.status_label("sglang", v) for v in df["engine_version"]]:

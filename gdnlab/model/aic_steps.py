@@ -224,21 +224,11 @@ def write_step_ops(path: Path | None = None) -> Path:
 @lru_cache(maxsize=4)
 def _load_cached(path: str) -> pd.DataFrame:
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} not found")
-    df = pd.read_csv(p, dtype={"engine_version": str})
-    missing = [c for c in STEP_COLUMNS if c not in df.columns]
-    if missing:
-        raise DataError(f"{p.name}: missing column(s) {missing}")
+    df = aic.read_extract(p, STEP_COLUMNS, {"engine_version": str})
     lat = df["latency_us"]
     if not (lat.map(lambda v: isinstance(v, float) and math.isfinite(v)).all() and (lat >= 0).all()):
         raise DataError(f"{p.name}: latency_us must be finite and >= 0 (µs)")
-    if set(df["aiconfigurator_version"].astype(str)) != {aic.AIC_VERSION}:
-        raise DataError(f"{p.name}: rows from AIConfigurator {sorted(set(df['aiconfigurator_version']))}, "
-                        f"expected {aic.AIC_VERSION}")
-    expect = [aic.status_label(e, v) for e, v in zip(df["engine"], df["engine_version"])]
-    if list(df["status"]) != expect:
-        raise DataError(f"{p.name}: status must read 'reported (AIConfigurator {aic.AIC_VERSION}, <engine> <version>)'")
+    aic.check_reported_rows(df, p.name)
     bad = sorted(set(df["part"]) - set(PARTS)) + sorted(set(df["layer"]) - set(LAYERS))
     if bad:
         raise DataError(f"{p.name}: unknown part/layer {bad}")

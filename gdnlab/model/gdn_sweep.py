@@ -104,7 +104,9 @@ def _shape_filter(s: pd.DataFrame, shape: GDNShape | None) -> pd.DataFrame:
     return s[(dims == pd.Series((shape.H, shape.HV, shape.K, shape.V), index=dims.columns)).all(axis=1)]
 
 
-def _norm_keys(s: pd.DataFrame) -> pd.DataFrame:
+def norm_keys(s: pd.DataFrame) -> pd.DataFrame:
+    """A copy of sweep rows with their key columns in one spelling: ``backend`` lower case, ``batch``
+    and ``draft_tokens`` numeric, ``state_dtype`` a dtype name (``float32`` / ``bfloat16``)."""
     s = s.copy()
     s["backend"] = s["backend"].astype(str).str.strip().str.lower()
     s["batch"] = pd.to_numeric(s["batch"], errors="coerce")
@@ -115,7 +117,7 @@ def _norm_keys(s: pd.DataFrame) -> pd.DataFrame:
 
 def _step_rows(rows: pd.DataFrame, shape: GDNShape | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(eligible, excluded)`` strategy step rows; ``excluded`` has a ``reason`` column."""
-    s = _shape_filter(_norm_keys(rows), shape)
+    s = _shape_filter(norm_keys(rows), shape)
     s["step_us"] = pd.to_numeric(s.get("step_us"), errors="coerce")
     for c in ("verify_us", "commit_us", "calls_per_sample"):
         s[c] = pd.to_numeric(s[c], errors="coerce") if c in s else np.nan

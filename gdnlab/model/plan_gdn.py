@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..shapes import dtype_name
 from ..strategies.registry import BASELINE
 from .composed import ComposedStep
-from .gdn_sweep import SweepGDN
+from .gdn_sweep import SweepGDN, norm_keys
 
 __all__ = ["GDNSource", "Priced"]
 
@@ -56,12 +55,7 @@ class Priced:
 
 def _norm(rows: pd.DataFrame) -> pd.DataFrame:
     s = rows.rename(columns={"concurrency": "batch"}) if "batch" not in rows and "concurrency" in rows else rows
-    s = s.copy()
-    s["backend"] = s["backend"].astype(str).str.strip().str.lower()
-    s["batch"] = pd.to_numeric(s["batch"], errors="coerce")
-    s["draft_tokens"] = pd.to_numeric(s["draft_tokens"], errors="coerce")
-    s["state_dtype"] = s["state_dtype"].map(lambda v: None if pd.isna(v) else dtype_name(v))
-    return s
+    return norm_keys(s)
 
 
 def _noise_table(rows: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..provenance import label
+from .inputs import require_table as _table
 from .layout import legend_right
 from .plan import SEED_LABEL, plan_figure, speedup_vs_accept_figure, tokens_per_step_figure
 from .provenance import add_provenance
@@ -30,17 +31,6 @@ def _go():
     import plotly.graph_objects as go  # lazy: plotly is not on the GPU machine
 
     return go
-
-
-def _table(name: str, df, columns: tuple[str, ...], source: str) -> pd.DataFrame:
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"{name} must be a DataFrame from {source}, got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} lacks columns {missing}; pass {source}")
-    if df.empty:
-        raise ValueError(f"{name} has no rows; pass {source}")
-    return df
 
 
 def _provenance(df: pd.DataFrame, seed: bool = False) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ..strategies.registry import BASELINE, strategy_order
+from .inputs import require_table as _table
 from .layout import legend_right
 from .provenance import add_provenance
 from .style import KEY_COLOR, axis_title, backend_dash, measured_log_axis, option_color
@@ -37,17 +38,6 @@ def _go():
     import plotly.graph_objects as go  # lazy: plotly is not on the GPU machine
 
     return go
-
-
-def _table(name: str, df, columns: Sequence[str], source: str) -> pd.DataFrame:
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"{name} must be a DataFrame from {source}, got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} lacks columns {missing}; pass {source}")
-    if df.empty:
-        raise ValueError(f"{name} has no rows; pass {source}")
-    return df
 
 
 def _order(names) -> list[str]:

@@ -265,16 +265,21 @@ class VerifyStrategy(ABC):
         """Run the T tokens of every row from its committed state; return ``o [B,T,HV,V]`` in
         q's dtype. No request's committed state changes (pending work may be folded in first).
         ``plan``: the step's :class:`StepPlan` shared by every layer (default: this call's own)."""
+        dims, scale = self._check_verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, validate)
+        o = torch.empty((dims.B, dims.T, dims.HV, dims.V), dtype=q.dtype, device=q.device)
+        with self._planned(plan, scratch):
+            self._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
+        return o
+
+    def _check_verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch: Scratch, scale: float | None,
+                      validate: bool):
+        """The checks every verify runs first: ``(dims, scale)`` (scale defaults to ``K ** -0.5``)."""
         dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=False,
                                 validate_values=validate)
         self._check_scratch(scratch, pool, dims.B, dims.T)
         if validate:
             self._check_slots(indices, scratch)
-        scale = float(dims.K) ** -0.5 if scale is None else float(scale)
-        o = torch.empty((dims.B, dims.T, dims.HV, dims.V), dtype=q.dtype, device=q.device)
-        with self._planned(plan, scratch):
-            self._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o)
-        return o
+        return dims, (float(dims.K) ** -0.5 if scale is None else float(scale))
 
     def commit(self, pool: torch.Tensor, indices: torch.Tensor, scratch: Scratch, accepted: torch.Tensor,
                *, validate: bool = True, plan: StepPlan | None = None) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import torch
 
-from ...kernels.validation import check_gdn_inputs
 from ..base import StepPlan, VerifyStrategy
 from ..ops import RecurrentOps, TorchOps
 
@@ -60,12 +59,7 @@ class KernelOutputVerify(VerifyStrategy):
     def verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale: float | None = None, *,
                validate: bool = True, plan: StepPlan | None = None) -> torch.Tensor:
         """As :meth:`VerifyStrategy.verify`; ``o [B, T, HV, V]`` is the engine kernel's output (a view)."""
-        dims = check_gdn_inputs(q, k, v, a, b, A_log, dt_bias, pool, indices, single_token=False,
-                                validate_values=validate)
-        self._check_scratch(scratch, pool, dims.B, dims.T)
-        if validate:
-            self._check_slots(indices, scratch)
-        scale = float(dims.K) ** -0.5 if scale is None else float(scale)
+        dims, scale = self._check_verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, validate)
         with self._planned(plan, scratch):
             return self._verify_out(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims)
 
@@ -74,3 +68,24 @@ class KernelOutputVerify(VerifyStrategy):
 
     def _verify(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims, o) -> None:
         o.copy_(self._verify_out(q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims))
+
+
+class KernelFullCache(KernelOutputVerify):
+    """SGLang's full_cache through an engine kernel object ``self.kern`` (its ``_verify`` writes every
+    token's state into the scratch's intermediate buffer) and SGLang's masked scatter as the commit."""
+
+    kern = None     # the engine kernel, set by the subclass's constructor
+
+    def _verify_out(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims):
+        inter = scratch.intermediate[:dims.B]
+        o = self.kern._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, inter)
+        self.last_path = self.kern.last_path
+        return o
+
+    def _commit(self, pool, indices, scratch, accepted):
+        from ...kernels.base import KernelPath, _arch
+        from ...kernels.sglang import sglang_scatter_commit
+
+        how = sglang_scatter_commit(pool, indices, scratch.intermediate[:indices.shape[0]], accepted)
+        self.last_path = KernelPath("commit", "fused_mamba_state_scatter_with_mask", _arch(pool.device),
+                                    {"launch": how, "strategy": self.name})

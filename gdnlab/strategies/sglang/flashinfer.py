@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import torch
 
-from ...kernels.base import KernelPath, _arch
-from ...kernels.sglang import SGLangFlashInferBackend, sglang_scatter_commit
+from ...kernels.base import KernelPath
+from ...kernels.sglang import SGLangFlashInferBackend
 from ...shapes import dtype_from_name
 from ..base import VerifyStrategy
 from ..full_cache import FullCache
-from . import KernelOutputVerify
+from . import KernelFullCache
 
 __all__ = ["STRATEGIES", "availability", "BACKEND", "SGLangFlashInferFullCache"]
 
@@ -22,7 +22,7 @@ def availability() -> tuple[bool, str]:
     return SGLangFlashInferBackend.availability()
 
 
-class SGLangFlashInferFullCache(KernelOutputVerify, FullCache):
+class SGLangFlashInferFullCache(KernelFullCache, FullCache):
     """``full_cache`` on SGLang's FlashInfer kernel. Options: ``contract_padding``."""
 
     backend = BACKEND
@@ -49,17 +49,6 @@ class SGLangFlashInferFullCache(KernelOutputVerify, FullCache):
 
     def scratch_slots_for(self, state_dtype) -> tuple[int, ...]:
         return (0,) if dtype_from_name(state_dtype) == torch.bfloat16 else ()
-
-    def _verify_out(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims):
-        inter = scratch.intermediate[:dims.B]
-        o = self.kern._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, inter)
-        self.last_path = self.kern.last_path
-        return o
-
-    def _commit(self, pool, indices, scratch, accepted):
-        how = sglang_scatter_commit(pool, indices, scratch.intermediate[:indices.shape[0]], accepted)
-        self.last_path = KernelPath("commit", "fused_mamba_state_scatter_with_mask", _arch(pool.device),
-                                    {"launch": how, "strategy": self.name})
 
 
 STRATEGIES: dict[str, type[VerifyStrategy]] = {SGLangFlashInferFullCache.name: SGLangFlashInferFullCache}

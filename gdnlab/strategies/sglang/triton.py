@@ -32,12 +32,12 @@ import torch
 from ...kernels import _engine_import as eng
 from ...kernels._triton_interpret import interpret_enabled
 from ...kernels.base import KernelPath, _arch
-from ...kernels.sglang import SGLangTritonBackend, sglang_scatter_commit, token_offsets
+from ...kernels.sglang import SGLangTritonBackend, token_offsets
 from ...shapes import dtype_from_name
 from ..base import Scratch, VerifyStrategy, bookkeeping_index
 from ..full_cache import FullCache
 from ..replay_ring import ReplayRing
-from . import KernelOutputVerify
+from . import KernelFullCache, KernelOutputVerify
 
 __all__ = ["STRATEGIES", "availability", "BACKEND", "SGLangTritonFullCache", "SGLangReplayRing", "SGLangRingScratch"]
 
@@ -49,7 +49,7 @@ def availability() -> tuple[bool, str]:
     return SGLangTritonBackend.availability()
 
 
-class SGLangTritonFullCache(KernelOutputVerify, FullCache):
+class SGLangTritonFullCache(KernelFullCache, FullCache):
     """``full_cache`` as SGLang runs it with ``--linear-attn-verify-backend triton``: the intermediate
     buffer has the pool's dtype (SGLang's ``intermediate_ssm``). Options: ``contract_padding``."""
 
@@ -59,17 +59,6 @@ class SGLangTritonFullCache(KernelOutputVerify, FullCache):
         super().__init__(ops, intermediate_dtype)
         self.kern = SGLangTritonBackend(contract_padding=contract_padding)
         self.last_path = KernelPath()
-
-    def _verify_out(self, q, k, v, a, b, A_log, dt_bias, pool, indices, scratch, scale, dims):
-        inter = scratch.intermediate[:dims.B]
-        o = self.kern._verify(q, k, v, a, b, A_log, dt_bias, pool, indices, scale, dims, inter)
-        self.last_path = self.kern.last_path
-        return o
-
-    def _commit(self, pool, indices, scratch, accepted):
-        how = sglang_scatter_commit(pool, indices, scratch.intermediate[:indices.shape[0]], accepted)
-        self.last_path = KernelPath("commit", "fused_mamba_state_scatter_with_mask", _arch(pool.device),
-                                    {"launch": how, "strategy": self.name})
 
 
 @dataclass
