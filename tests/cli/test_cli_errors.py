@@ -25,8 +25,8 @@ import torch
 from gdnlab.cli import ALIASES, COMMANDS, build_parser, main
 from gdnlab.errors import EXIT_CODES
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parent / "data"
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[1] / "data"
 CODES = {code for _, code, _ in EXIT_CODES}
 NO_CUDA = not torch.cuda.is_available()
 FALSE = shutil.which("false")

@@ -21,7 +21,7 @@ from gdnlab.cli import _registry as R
 from gdnlab.cli._args import HelpFormatter, comma_list, parse_list, split_list
 from gdnlab.errors import InputError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "pandas", "numpy", "plotly", "papermill", "triton", "flashinfer")
 
 

@@ -12,7 +12,7 @@ import pytest
 from gdnlab.cli import main
 from gdnlab.cli import report as cli_report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _Terminal(io.StringIO):

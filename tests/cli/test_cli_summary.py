@@ -12,7 +12,7 @@ import pytest
 
 from gdnlab.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SWEEP = REPO / "traces/h200/sweep.parquet"
 TRACE = REPO / "traces/h200/triton_c64_osl512_t4_replay_ring.sqlite"
 

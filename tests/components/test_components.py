@@ -18,7 +18,7 @@ from gdnlab.components.slice import SyntheticSlice
 from gdnlab.kernels import make_backend
 from gdnlab.strategies import get_strategy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ from gdnlab.results import load_sweep
 from gdnlab.roofline import gdn_bytes
 from gdnlab.shapes import GDNShape, preset
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 RAW = DATA / "ncu_raw_constructed.csv"
 MANIFEST = DATA / "ncu_manifest_constructed.json"
 REAL_RAW = DATA / "ncu_raw_h100.csv"
@@ -533,7 +533,7 @@ def test_import_does_not_load_gpu_packages():
     code = ("import sys, gdnlab.counters, gdnlab.counters.profile, gdnlab.cli.counters; "
             "bad = [m for m in ('nsight', 'flashinfer', 'ncu_report', 'plotly', 'triton') if m in sys.modules]; "
             "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
 # ------------------------------------------------------------------------------------------ real capture
@@ -610,7 +610,7 @@ def test_nsight_python_rows_become_the_same_frame(manifest):
     assert df.loc[0, "dram_read_bytes"] == 2e6 and df["engine"].eq("nsight-python").all()
 
 
-REAL_SWEEP = Path(__file__).resolve().parents[1] / "traces" / "h100" / "sweep.parquet"
+REAL_SWEEP = Path(__file__).resolve().parents[2] / "traces" / "h100" / "sweep.parquet"
 REAL_SWEEP_FP32I = REAL_SWEEP.with_name("sweep_triton_bf16verify_fp32intermediate.parquet")
 REAL_METRICS = REAL_SWEEP.with_name("ncu_metrics.parquet")
 
@@ -736,7 +736,7 @@ def test_compare_uses_amortised_rows_and_never_eager_ones(metrics_df):
             compare_with_sweep(metrics_df, rows)
 
 
-REAL_H200 = Path(__file__).resolve().parents[1] / "traces" / "h200"
+REAL_H200 = Path(__file__).resolve().parents[2] / "traces" / "h200"
 
 
 @pytest.mark.skipif(not (REAL_H200 / "ncu_metrics.parquet").exists(), reason="shipped H200 counters absent")

@@ -35,7 +35,7 @@ from gdnlab.kernels import BackendUnavailable, get_backend
 from gdnlab.kernels import tolerances as tol
 from gdnlab.kernels.base import GDNBackend
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 L2_EPS = 1e-6                     # from the contract: x * rsqrt(sum x^2 + 1e-6)
 SOFTPLUS_THRESHOLD = 20.0         # softplus(x) = x above this (beta 1), as the contract's kernels pass

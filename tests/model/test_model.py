@@ -163,7 +163,7 @@ def test_measured_rows_in_the_results_schema_keep_graph_rows_only():
     assert len(model.comparable_rows(df)) == 3
 
 
-H100_SWEEP = Path(__file__).resolve().parents[1] / "traces" / "h100" / "sweep.parquet"
+H100_SWEEP = Path(__file__).resolve().parents[2] / "traces" / "h100" / "sweep.parquet"
 
 
 def test_measured_rows_from_the_real_h100_sweep_keep_only_comparable_rows():
@@ -502,7 +502,7 @@ def test_plan_on_shipped_h200_data_never_chooses_an_excluded_row():
 
     from gdnlab.model import best_plan, plan_candidates, step_for_gpu
 
-    root = Path(__file__).resolve().parents[1] / "traces" / "h200"
+    root = Path(__file__).resolve().parents[2] / "traces" / "h200"
     if not (root / "sweep.parquet").is_file() or not (root / "components").is_dir():
         pytest.skip("no shipped H200 sweep and component run in this checkout")
     st, _ = step_for_gpu("H200", root / "components", sweep_path=root / "sweep.parquet", fitted=None)

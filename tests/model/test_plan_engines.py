@@ -25,7 +25,7 @@ from gdnlab.model.build import gpu_data, step_for_gpu
 from gdnlab.model.server_config import engine_paths
 from gdnlab.strategies.registry import STRATEGY_CLASSES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BATCHES = [1, 4, 16, 64, 128, 256]
 
 

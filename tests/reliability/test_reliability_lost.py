@@ -25,7 +25,7 @@ import pytest
 from gdnlab import capture as cap
 from gdnlab.results import KEY_COLUMNS, load_sweep, point_key
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1"}
 
 #: 16 points on the CPU reference backend (2 state dtypes x 2 timings x 4 batches), a few seconds

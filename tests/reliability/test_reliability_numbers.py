@@ -27,7 +27,7 @@ from gdnlab.shapes import GDNShape
 from gdnlab.traces import TraceDataError
 from gdnlab.traces import synthetic as tg
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED_SWEEPS = ("traces/h100/sweep.parquet", "traces/h100/sweep_triton_bf16verify_fp32intermediate.parquet",
                   "traces/h200/sweep.parquet", "traces/h200/triton_strategy_tiling.parquet")
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)

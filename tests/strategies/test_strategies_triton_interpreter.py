@@ -16,7 +16,7 @@ import torch
 
 from gdnlab.shapes import GDNShape
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = GDNShape("interp-small", num_q_heads=2, num_v_heads=4, head_k_dim=16, head_v_dim=16)
 NAMES = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
 

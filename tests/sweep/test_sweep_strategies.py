@@ -360,7 +360,7 @@ def _tuner():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu" / "tune_triton_strategies.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "gpu" / "tune_triton_strategies.py"
     spec = importlib.util.spec_from_file_location("tune_triton_strategies", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

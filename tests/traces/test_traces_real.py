@@ -9,7 +9,7 @@ import pytest
 
 from gdnlab import traces
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FILES = sorted((ROOT / "traces").glob("**/*.sqlite"))
 PARAMS = [pytest.param(p, id=str(p.relative_to(ROOT))) for p in FILES] or [
     pytest.param(None, marks=pytest.mark.skip(reason="no real traces yet: traces/**/*.sqlite is empty"))]
