@@ -209,8 +209,7 @@ def test_engine_step_reads_a_measured_run_and_drops_failed_checks(tmp_path):
 
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--child":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from conftest import run_interpreter_cases
+    from helpers.interpreter import run_interpreter_cases  # tests/ is on the child's PYTHONPATH (conftest)
 
     out = Path(sys.argv[2]).parent
     sys.exit(run_interpreter_cases(_child_cases(out), sys.argv[2]))

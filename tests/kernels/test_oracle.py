@@ -317,7 +317,7 @@ def _triton_checks() -> dict[str, Callable[[], None]]:
 
 
 def _child_main(out_path: str) -> int:
-    from conftest import run_interpreter_cases  # the child runs this file as a script from tests/
+    from helpers.interpreter import run_interpreter_cases  # tests/ is on the child's PYTHONPATH (conftest)
 
     return run_interpreter_cases(_triton_checks(), out_path)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_plan import OVERHEAD, op_time, synthetic_sweep, synthetic_times
 
 from gdnlab import model
 from gdnlab.errors import InputError
@@ -32,6 +31,8 @@ from gdnlab.model import (
     slice_rows,
 )
 from gdnlab.model.legacy import FittedParams, StepModel, seed_model
+
+from helpers.plan import OVERHEAD, op_time, synthetic_sweep, synthetic_times
 
 PARAMS = FittedParams(pass_us=2000.0, request_us=50.0, token_us=40.0, kv_mtoken_us=1000.0, prefill_pass_us=30000.0,
                       source="hand-set for tests")
@@ -322,7 +323,7 @@ def test_seed_ratio_tables_have_no_missing_cells(validation):
 
 
 # ============================================================================ component model
-# Small synthetic component runs (tests/test_plan.py builds them): composition, projection, the
+# Small synthetic component runs (tests/helpers/plan.py builds them): composition, projection, the
 # GDN-share identity, validate() on synthetic inputs.
 
 

@@ -16,7 +16,6 @@ from importlib import metadata, resources
 from pathlib import Path
 
 import pytest
-from test_plan import curve, step_with, strategy_sweep
 
 from gdnlab.engines import ENGINE_VERSIONS, command_args, spec_args
 from gdnlab.hardware import GPU_SPECS
@@ -24,6 +23,8 @@ from gdnlab.model import make_plan
 from gdnlab.model.build import gpu_data, step_for_gpu
 from gdnlab.model.server_config import engine_paths
 from gdnlab.strategies.registry import STRATEGY_CLASSES
+
+from helpers.plan import curve, step_with, strategy_sweep
 
 REPO = Path(__file__).resolve().parents[2]
 BATCHES = [1, 4, 16, 64, 128, 256]

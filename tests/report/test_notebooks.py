@@ -1,8 +1,8 @@
 """The committed notebooks: clean (no outputs), parameterised, thin, and they run on the bundled data.
 
-``built_report`` (session scope, in conftest.py) builds the whole report once through
-:func:`gdnlab.report.build_report`, exactly as ``gdnlab report`` does; tests/test_report_browser.py opens the
-same build in Chromium.
+``built_report`` (session scope, tests/report/conftest.py) builds the whole report once through
+:func:`gdnlab.report.build_report`, exactly as ``gdnlab report`` does; tests/report/test_report_browser.py
+opens the same build in Chromium.
 """
 from __future__ import annotations
 

@@ -106,7 +106,7 @@ CASES = {
 
 
 def _child_main(out_path: str) -> int:
-    from conftest import run_interpreter_cases  # the child runs this file as a script from tests/
+    from helpers.interpreter import run_interpreter_cases  # tests/ is on the child's PYTHONPATH (conftest)
 
     return run_interpreter_cases(CASES, out_path)
 
