@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the browser test (tests/test_report_browser.py, marker `browser`) needs:
+# Install what the browser test (tests/report/test_report_browser.py, marker `browser`) needs:
 #   * Debian's Chromium (/usr/bin/chromium) and its driver (/usr/bin/chromedriver),
 #   * the Python `playwright` package, used only as a driver: it is pointed at /usr/bin/chromium
 #     (`executable_path`), so `playwright install` (which downloads a browser) is never run.

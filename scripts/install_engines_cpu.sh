@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what gdnlab's SGLang engine backends need to import SGLang's own GDN kernels on a CPU machine
-# (tests/test_engine_*.py run them in Triton's CPU interpreter):
+# (tests/kernels/test_engine_*.py run them in Triton's CPU interpreter):
 #   * sglang==0.5.23 itself with --no-deps (its ~39 MB wheel; none of its server dependencies), and
 #   * the few light packages the imported modules need: msgspec, orjson, pybase64, starlette, einops,
 #     pyzmq, pydantic, pillow, psutil, requests, packaging, typing_extensions (sglang/srt/utils imports

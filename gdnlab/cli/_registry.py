@@ -4,7 +4,7 @@
 torch at module level (:mod:`gdnlab.shapes` holds presets as shapes with torch dtypes;
 :mod:`gdnlab.strategies.registry`, :mod:`gdnlab.sweep.config` (with :mod:`gdnlab.harness_calls`) and
 :mod:`gdnlab.instrument` import torch). So the help reads copies of their names from here; each copy
-is checked against its registry by ``tests/test_cli_help.py``, so a name added to a registry and not
+is checked against its registry by ``tests/cli/test_cli_help.py``, so a name added to a registry and not
 here fails the tests. Backend names come from :mod:`gdnlab.backends` and GPU names from
 :mod:`gdnlab.hardware` themselves (neither imports anything heavy). The commands validate values
 through the registries at run time, never through these copies.

@@ -25,7 +25,7 @@ mkdir -p "$OUT"
 rc=0
 
 run_tests() {
-  "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_instrument.py tests/test_flashinfer_backend.py 2>&1 \
+  "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_instrument.py tests/kernels/test_flashinfer_backend.py 2>&1 \
     | tail -n 15 || rc=1
 }
 

@@ -1,6 +1,6 @@
 """``gdnlab summary FILE`` on the shipped sweep and traces, checked against counts made here from the
 files themselves (pyarrow rows, SQLite kernel rows and a plain interval union), and ``gdnlab summary``
-without FILE, which still runs the reference kernel. Bad files are in ``tests/test_cli_errors.py``."""
+without FILE, which still runs the reference kernel. Bad files are in ``tests/cli/test_cli_errors.py``."""
 from __future__ import annotations
 
 import re

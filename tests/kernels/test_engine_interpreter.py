@@ -1,12 +1,12 @@
 """The engines' own GDN kernels (SGLang 0.5.23, vLLM 0.33.0) on the CPU, in Triton's interpreter,
 against gdnlab's reference.
 
-As in ``tests/test_strategies_triton_interpreter.py``, every launch runs in ONE child Python with
+As in ``tests/strategies/test_strategies_triton_interpreter.py``, every launch runs in ONE child Python with
 ``TRITON_INTERPRET=1`` (:func:`conftest.interpreter_results`); each case is one test. The engines come
 from their installed packages (``bash scripts/install_engines_cpu.sh`` installs SGLang; vLLM's wheel
 is too large for CI, so its cases skip there, saying so). Shapes are tiny (H=1, HV=2, K=V=32: SGLang's
 ReplaySSM kernel needs K >= 32) and runs short, because the interpreter is slow; the real shape and
-every B, T are in ``tests/test_engine_gpu.py``.
+every B, T are in ``tests/kernels/test_engine_gpu.py``.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ a custom scale next to the default ``K**-0.5``, and a padding row. Pools are flo
 tolerances come from :mod:`gdnlab.kernels.tolerances`.
 
 The Triton backend runs against the same oracle in Triton's CPU interpreter, in one child process with
-``TRITON_INTERPRET=1`` (the approach of ``tests/test_triton_interpreter.py``); with a CUDA device, the
+``TRITON_INTERPRET=1`` (the approach of ``tests/kernels/test_triton_interpreter.py``); with a CUDA device, the
 GPU backends (Triton compiled, FlashInfer) run against it at K = V = 128.
 """
 from __future__ import annotations

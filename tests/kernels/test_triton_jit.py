@@ -1,7 +1,7 @@
 """How gdnlab wraps its Triton kernels (:func:`gdnlab.kernels._triton_gdn.jit_kernels`), on the CPU:
 the names traces show, one cache per mode, the shared per-token device function, and the compiled
 path (PTX for sm_90a, built offline: Triton compiles without a GPU) that the interpreter tests
-(``tests/test_triton_interpreter.py``, ``tests/test_strategies_triton_interpreter.py``) do not reach.
+(``tests/kernels/test_triton_interpreter.py``, ``tests/strategies/test_strategies_triton_interpreter.py``) do not reach.
 """
 from __future__ import annotations
 

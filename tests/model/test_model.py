@@ -273,7 +273,7 @@ def test_validation_schema_and_roles(validation):
 def test_legacy_roofline_mtp_speedup_within_ten_percent(validation):
     """A claim of the legacy roofline model (gdnlab.model.legacy, six numbers fitted on the seed's no-MTP
     OSL rows and FlashInfer TPOT rows), not of the model ``gdnlab predict`` uses: that one's speedup
-    misses are asserted in tests/test_predict.py::test_readme_claims_about_the_model."""
+    misses are asserted in tests/model/test_predict.py::test_readme_claims_about_the_model."""
     s = validation[validation["metric"] == "mtp_speedup"]
     assert len(s) == 3
     assert (s["rel_error"].abs() < 0.10).all(), s[["x", "predicted", "reported", "rel_error"]]

@@ -2,7 +2,7 @@
 export with one shared plotly.js, partial reports, Ctrl-C, the report folder, notebook helpers.
 
 Toy notebooks made in tmp_path keep this fast (a tiny kernel run or none); the real notebooks are
-exercised in tests/test_notebooks.py and the browser test.
+exercised in tests/report/test_notebooks.py and the browser test.
 """
 from __future__ import annotations
 

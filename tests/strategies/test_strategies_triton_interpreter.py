@@ -1,6 +1,6 @@
 """The Triton strategies on the CPU, through Triton's interpreter (``TRITON_INTERPRET=1``).
 
-As in ``tests/test_triton_interpreter.py``, every launch runs in ONE child Python with
+As in ``tests/kernels/test_triton_interpreter.py``, every launch runs in ONE child Python with
 ``TRITON_INTERPRET=1`` and ``CUDA_VISIBLE_DEVICES=""`` set before anything imports Triton (so a GPU
 test later in the same pytest run still compiles); the child writes a JSON verdict per case and the
 parent turns each into one test. Shapes are tiny (H=2, HV=4, K=V=16) and runs short (a few steps),

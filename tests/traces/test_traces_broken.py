@@ -2,7 +2,7 @@
 keeps no binary fixtures): every reader refuses what would give wrong numbers with one clear error
 naming the file and the problem, or loads with a visible warning that reaches the provenance line;
 nothing the user had is changed or lost; nothing hangs. (Traces that are valid row by row but not
-physical, and a gzip bomb, are in tests/test_reliability_numbers.py.)
+physical, and a gzip bomb, are in tests/reliability/test_reliability_numbers.py.)
 """
 from __future__ import annotations
 
