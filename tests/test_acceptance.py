@@ -23,6 +23,8 @@ from gdnlab.acceptance import (
 from gdnlab.seed import SEED_ACCEPT_LEN
 from gdnlab.seed import SEED_DRAFT_TOKENS as SEED_T
 
+from helpers.ids import case_id
+
 rates = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 Ts = st.integers(min_value=1, max_value=10)
 
@@ -147,7 +149,7 @@ def test_sampler_reproducible_and_edge_cases():
     (lambda: accept_len_to_rate(None, 4), "accept_len"),
     (lambda: FixedMean("three"), "FixedMean"),
     (lambda: chain_pmf(["x"], 4), "acceptance probability"),
-])
+], ids=case_id)
 def test_bad_input_raises_value_error(call, word):
     with pytest.raises(ValueError, match=word):
         call()

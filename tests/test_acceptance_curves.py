@@ -18,6 +18,8 @@ from gdnlab.acceptance_curves import (
 )
 from gdnlab.errors import DataError, InputError
 
+from helpers.ids import case_id
+
 #: accepted tokens per step for 1..8 draft positions (T = 2..9), a concave, chain-consistent curve
 CURVE = {t + 1: a for t, a in zip(range(1, 9), [1.93, 2.73, 3.39, 3.97, 4.41, 4.80, 5.04, 5.21])}
 
@@ -59,7 +61,7 @@ def test_points_that_are_not_a_chain_are_adjusted_and_say_by_how_much():
 
 @pytest.mark.parametrize("pts, match", [({}, "no points"), ({1: 1.0}, "integer >= 2"), ({4: 4.5}, "outside"),
                                         ({4: 0.5}, "outside"), ({4: float("nan")}, "outside"),
-                                        ({2.5: 1.5}, "integer >= 2")])
+                                        ({2.5: 1.5}, "integer >= 2")], ids=case_id)
 def test_bad_points_are_refused(pts, match):
     with pytest.raises(InputError, match=match):
         AcceptanceCurve(pts)

@@ -23,6 +23,8 @@ from gdnlab.instrument import (
     time_fn,
 )
 
+from helpers.ids import case_id
+
 ROOT = Path(__file__).resolve().parents[1]
 needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 
@@ -104,7 +106,7 @@ def test_timer_list_of_calls_is_one_pass_per_sample():
         time_fn([], repeats=1)
 
 
-@pytest.mark.parametrize("kw", [{"repeats": 0}, {"warmup": -1}, {"inner": 0}])
+@pytest.mark.parametrize("kw", [{"repeats": 0}, {"warmup": -1}, {"inner": 0}], ids=case_id)
 def test_timer_rejects_bad_arguments(kw):
     with pytest.raises(ValueError):
         time_fn(lambda: None, **kw)
@@ -141,7 +143,7 @@ def test_time_calls_quantiles_are_numpy_linear():
 
 @pytest.mark.parametrize("kw, match", [({"timing": "graph"}, "timing"), ({"min_sample_us": 0}, "min_sample_us"),
                                        ({"max_calls": 0}, "max_calls"), ({"repeats": 0}, "repeats"),
-                                       ({"device": "tpu"}, "device")])
+                                       ({"device": "tpu"}, "device")], ids=case_id)
 def test_time_calls_rejects_bad_arguments(kw, match):
     from gdnlab.errors import InputError
 

@@ -23,6 +23,8 @@ from gdnlab.strategies import STRATEGY_NAMES
 from gdnlab.traces.synthetic import kernel_table
 from gdnlab.workload import DecodeWorkload
 
+from helpers.ids import case_id
+
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=8, num_gdn_layers=3)
 
 
@@ -111,7 +113,7 @@ def test_workload_draws_from_the_one_sampler():
 @pytest.mark.parametrize("kw, match", [({"batch": 0}, "batch"), ({"draft_tokens": 0}, "draft_tokens"),
                                        ({"draft_tokens": 4, "accept_len": 4.5}, "accept_len"),
                                        ({"draft_tokens": 4, "accept_len": 0.5}, "accept_len"),
-                                       ({"layers": 9}, "layers"), ({"device": "tpu"}, "device")])
+                                       ({"layers": 9}, "layers"), ({"device": "tpu"}, "device")], ids=case_id)
 def test_bad_arguments_name_the_argument(kw, match):
     with pytest.raises(InputError, match=match):
         _wl(**kw)

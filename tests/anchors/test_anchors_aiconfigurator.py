@@ -17,6 +17,8 @@ from gdnlab.anchors import aic_tables
 from gdnlab.anchors import aiconfigurator as aic
 from gdnlab.errors import DataError, InputError, UnavailableError
 
+from helpers.ids import case_id
+
 _REASON = aic.availability()
 needs_aic = pytest.mark.skipif(_REASON is not None, reason=f"{_REASON} (shipped tables are tested instead)")
 
@@ -53,7 +55,7 @@ def test_gb200_tp8_allreduce_is_extrapolated_from_four_gpus():
     (lambda d: d.assign(status="measured"), "status"),
     (lambda d: d.assign(message_elems=d["message_elems"] * 2), "element count"),
     (lambda d: d.drop(columns=["data_file"]), "missing column"),
-])
+], ids=case_id)
 def test_extract_loader_rejects_bad_copies(tmp_path, edit, match):
     df = pd.read_csv(aic_tables.data_path(aic_tables.OPS_FILE), dtype={"engine_version": str})
     p = tmp_path / "ops.csv"

@@ -12,6 +12,8 @@ import pytest
 from gdnlab.anchors import published
 from gdnlab.errors import DataError
 
+from helpers.ids import case_id
+
 
 def _raw(path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
@@ -136,6 +138,7 @@ def _set(col, value, i=0):
     def edit(fields, rows):
         rows[i][col] = value
         return fields, rows
+    edit.__name__ = f"row{i}.{col}={value}"          # the case's test id
     return edit
 
 
@@ -153,7 +156,7 @@ def _set(col, value, i=0):
     (_set("source_date", "Feb 2026"), "source_date"),
     (_set("run_id", "sglcookbook-qwen35-h200-mtp-c100"), "duplicate run_id"),
     (_set("accept_len", "1.5", i=-1), "mtp = no"),
-])
+], ids=case_id)
 def test_runs_loader_rejects_bad_data(tmp_path, edit, match):
     p = _write_modified(published.published_runs_path(), tmp_path / "runs.csv", edit)
     with pytest.raises(DataError, match=match):

@@ -46,6 +46,8 @@ from gdnlab.results import load_sweep
 from gdnlab.roofline import gdn_bytes
 from gdnlab.shapes import GDNShape, preset
 
+from helpers.ids import case_id
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 RAW = DATA / "ncu_raw_constructed.csv"
 MANIFEST = DATA / "ncu_manifest_constructed.json"
@@ -149,7 +151,7 @@ def test_parse_without_header_names_the_problem():
     (2.0, "cycle/nsecond", (2e9, "hz")), (4.0, "Gbyte/second", (4e9, "byte/second")),
     (1.0, "Kbyte/usecond", (1e9, "byte/second")), (7.0, "register/thread", (7.0, "register/thread")),
     (50.0, "%", (50.0, "%")), (1.0, "MiB", (2.0**20, "byte")),
-])
+], ids=case_id)
 def test_to_base_unit(value, unit, expected):
     v, u = to_base_unit(value, unit)
     assert u == expected[1] and v == pytest.approx(expected[0])

@@ -18,6 +18,8 @@ from gdnlab.kernels.sglang_rule import sglang_gdn_kernels
 from gdnlab.shapes import GDNShape
 from gdnlab.strategies import available_strategies, registry
 
+from helpers.ids import case_id
+
 SHAPE = GDNShape("engine-cpu", num_q_heads=2, num_v_heads=4, head_k_dim=16, head_v_dim=8)
 ENGINE_BACKENDS = [b.name for b in backends.BACKENDS if b.engine]
 
@@ -48,7 +50,7 @@ ENGINE_BACKENDS = [b.name for b in backends.BACKENDS if b.engine]
      ("triton", "triton", "replay_ring", "sglang_triton", "sglang_triton")),
     (dict(sm=100, state_dtype="bfloat16", replayssm_spec=True),
      ("flashinfer", "triton", "replay_ring", "sglang_flashinfer", "sglang_triton")),
-])
+], ids=case_id)
 def test_sglang_rule_selects(kw, want) -> None:
     k = sglang_gdn_kernels(**kw)
     assert (k.decode, k.verify, k.strategy, k.decode_backend, k.verify_backend) == want
@@ -80,7 +82,7 @@ def test_sglang_rule_details() -> None:
     (dict(sm=90, state_dtype="float16"), "--mamba-ssm-dtype must be one of"),
     (dict(sm=90, state_dtype="float32", decode_backend="helion"), "--linear-attn-decode-backend must be one of"),
     (dict(sm="hopper", state_dtype="float32"), "sm must look like"),
-])
+], ids=case_id)
 def test_sglang_rule_refuses(kw, match) -> None:
     with pytest.raises(ValueError, match=match):
         sglang_gdn_kernels(**kw)

@@ -17,6 +17,8 @@ from gdnlab.kernels.reference import ReferenceBackend
 from gdnlab.shapes import preset
 from gdnlab.state import StatePool
 
+from helpers.ids import case_id
+
 SHAPE = preset("qwen3.5-397b-a17b", tp=4)  # H=4, HV=16, K=V=128 per GPU (the seed's shape)
 H, HV, K, V = SHAPE.H, SHAPE.HV, SHAPE.K, SHAPE.V
 
@@ -208,7 +210,7 @@ def _cpu_case(B, T, dtype, n_pad=0, capacity=None, act=torch.bfloat16):
     return inp, sp.tensor, idx
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=case_id)
 def test_fake_decode_arguments(fake_fi, dtype):
     inp, pool, idx = _cpu_case(3, 1, dtype)
     A_log = inp.A_log.to(torch.bfloat16)                     # the backend must hand FlashInfer float32
@@ -261,7 +263,7 @@ def test_fake_fp32_decode_refuses_slot0_allows_padding(fake_fi):
     assert len(fake_fi.calls) == 1
 
 
-@pytest.mark.parametrize("dtype,fn", [(torch.float32, "mtp_fp32"), (torch.bfloat16, "mtp_bf16")])
+@pytest.mark.parametrize("dtype,fn", [(torch.float32, "mtp_fp32"), (torch.bfloat16, "mtp_bf16")], ids=case_id)
 def test_fake_verify_passes_batch_scoped_buffer(fake_fi, dtype, fn):
     B, T, P = 3, 4, 8
     inp, pool, _ = _cpu_case(B, T, dtype, capacity=P - 1)
@@ -423,7 +425,8 @@ def test_fake_rejects_cpu_tensors_without_gpu(monkeypatch):
         FlashInferBackend().decode(*inp.args(), pool, idx)
 
 
-@pytest.mark.parametrize("kwargs,needs", [({"cache_replayssm": True}, "sm100"), ({"fi_backend": "rubin"}, "sm107")])
+@pytest.mark.parametrize("kwargs,needs", [({"cache_replayssm": True}, "sm100"), ({"fi_backend": "rubin"}, "sm107")],
+                         ids=case_id)
 def test_fake_sm100_only_features_raise_on_sm90(fake_fi, kwargs, needs):
     inp, pool, idx = _cpu_case(2, 4, torch.float32)
     with pytest.raises(NotImplementedError, match=needs):

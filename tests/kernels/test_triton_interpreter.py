@@ -26,6 +26,8 @@ from gdnlab.kernels import tolerances as tl_
 from gdnlab.kernels.reference import ReferenceBackend
 from gdnlab.shapes import GDNShape
 
+from helpers.ids import case_id
+
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = GDNShape("interp-small", num_q_heads=2, num_v_heads=4, head_k_dim=16, head_v_dim=16)
 POOL_SLOTS = 10
@@ -237,7 +239,7 @@ def test_module_imports_without_triton(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("kw, word", [({"bv": 3}, "bv"), ({"bv": 0}, "bv"), ({"num_warps": 3}, "num_warps"),
                                       ({"num_stages": 0}, "num_stages"),
-                                      ({"intermediate_dtype": torch.float16}, "intermediate_dtype")])
+                                      ({"intermediate_dtype": torch.float16}, "intermediate_dtype")], ids=case_id)
 def test_constructor_rejects_bad_arguments(kw: dict, word: str) -> None:
     from gdnlab.kernels.triton import TritonBackend
     with pytest.raises(ValueError, match=word):

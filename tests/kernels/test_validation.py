@@ -8,6 +8,8 @@ from gdnlab.inputs import make_inputs
 from gdnlab.kernels import BackendUnavailable, available_backends, get_backend
 from gdnlab.shapes import GDNShape
 
+from helpers.ids import case_id
+
 S = GDNShape("t", 2, 4, 16, 8)
 
 
@@ -31,7 +33,7 @@ def _args(x, **over):
     ("a", lambda x: x.a[..., :2], r"a has shape"),
     ("A_log", lambda x: x.A_log[:3], r"A_log has shape .*\[HV\]"),
     ("b", lambda x: x.b.to(torch.int32), r"b has dtype"),
-])
+], ids=case_id)
 def test_bad_tensor_arguments(call, field, bad, pattern):
     x, pool, idx = call
     before = pool.clone()

@@ -32,6 +32,7 @@ from gdnlab.model import (
 )
 from gdnlab.model.legacy import FittedParams, StepModel, seed_model
 
+from helpers.ids import case_id
 from helpers.plan import OVERHEAD, op_time, synthetic_sweep, synthetic_times
 
 PARAMS = FittedParams(pass_us=2000.0, request_us=50.0, token_us=40.0, kv_mtoken_us=1000.0, prefill_pass_us=30000.0,
@@ -53,7 +54,7 @@ def test_served_model_matches_its_name():
     assert m.weight_bytes(10_000) == pytest.approx(m.weight_bytes(100_000), rel=1e-6)  # all experts
 
 
-@pytest.mark.parametrize("mtp", [None, SEED_MTP])
+@pytest.mark.parametrize("mtp", [None, SEED_MTP], ids=["no_mtp", "seed_mtp"])
 @pytest.mark.parametrize("backend", ["flashinfer", "triton"])
 def test_tpot_grows_with_concurrency_and_context(sm, backend, mtp):
     ns = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -237,7 +238,7 @@ def test_sm90_projection_differs_from_sm100():
     (lambda m: FittedParams(pass_us=-1.0), "pass_us"),
     (lambda m: simulate_serving(m, "flashinfer", "osl=10"), "scenario"),
     (lambda m: StepModel("TPUv9"), "unknown GPU"),
-])
+], ids=case_id)
 def test_bad_input_raises_value_error(sm, call, word):
     with pytest.raises(ValueError, match=word):
         call(sm)
@@ -342,8 +343,9 @@ def test_composed_decode_step_is_the_sum_of_its_ops_by_hand():
     assert st.step_us("triton", B, kv - 1) == pytest.approx(sum(parts.values()))
 
 
-@pytest.mark.parametrize("params", [Overheads(1.0, 0.0), Overheads(0.8, 40.0)])
-@pytest.mark.parametrize("mtp", [None, MTPConfig(4, 3.0)])
+@pytest.mark.parametrize("params", [Overheads(1.0, 0.0), Overheads(0.8, 40.0)],
+                         ids=["scale1_request0us", "scale0.8_request40us"])
+@pytest.mark.parametrize("mtp", [None, MTPConfig(4, 3.0)], ids=["no_mtp", "mtp_T4_accept3"])
 def test_doubling_gdn_moves_tpot_by_its_share(params, mtp):
     st = ComposedStep(synthetic_times(), overheads=params)
     for B in (1, 16):
@@ -369,7 +371,7 @@ def test_verify_costs_more_than_decode_and_draft_grows_with_T():
     lambda s: s.step_us("triton", -1, 100),
     lambda s: s.step_us("triton", 0, 100),
     lambda s: s.speedup("triton", 4, 100, 5.0, 4),
-])
+], ids=case_id)
 def test_component_model_refuses_out_of_domain(call):
     with pytest.raises(InputError):
         call(ComposedStep(synthetic_times()))

@@ -12,6 +12,8 @@ from gdnlab import acceptance_curves
 from gdnlab.errors import InputError
 from gdnlab.model.plan_accept import DEFAULT_CURVE, point_curve, resolve_acceptance, select_bucket
 
+from helpers.ids import case_id
+
 
 @pytest.mark.parametrize(("a", "t", "match"), [
     ([1.0], [1], "T=1"),                       # a verify of one token accepts nothing
@@ -19,7 +21,7 @@ from gdnlab.model.plan_accept import DEFAULT_CURVE, point_curve, resolve_accepta
     ([4.5], [4], "outside"),                   # more tokens kept than verified
     ([0.5], [4], "outside"),
     ([2.0, 3.0], [4], "one accept length per T"),
-])
+], ids=case_id)
 def test_contradictory_points_are_refused(a, t, match):
     with pytest.raises(InputError, match=match):
         point_curve(a, t)

@@ -21,6 +21,8 @@ from gdnlab.model.mtp import MTPConfig
 from gdnlab.model.predict import PREDICT_COLUMNS, predict
 from gdnlab.results import load_sweep
 
+from helpers.ids import case_id
+
 needs_aic = pytest.mark.skipif(aic.availability() is not None, reason=f"{aic.availability()} (shipped tables tested)")
 
 
@@ -77,7 +79,7 @@ def test_accept_curve_is_read_at_each_T():
     ({"preset": "llama"}, "preset"), ({"engine": "vllm"}, "engine"), ({"weights_dtype": "int4"}, "weights_dtype"),
     ({"accept_len": 5.0}, "accept_len"), ({"draft_tokens": 1}, "draft_tokens"), ({"concurrency": 0}, "concurrency"),
     ({"gpu": "a100"}, "gpu"), ({"tp": 2}, "tp"), ({"weights_dtype": "nvfp4"}, "EP 1 and nvfp4"),
-])
+], ids=case_id)
 def test_bad_input_is_an_input_error(kw, word):
     with pytest.raises(InputError, match=word):
         predict(**{"concurrency": [4], **kw})
@@ -189,7 +191,7 @@ def test_shipped_step_table_is_valid():
 
 @pytest.mark.parametrize("edit, match", [(lambda d: d.assign(part="gdn_magic"), "unknown part"),
                                          (lambda d: d.assign(latency_us=-1.0), "latency_us"),
-                                         (lambda d: d.assign(status="measured"), "status")])
+                                         (lambda d: d.assign(status="measured"), "status")], ids=case_id)
 def test_step_table_loader_rejects_bad_copies(tmp_path, edit, match):
     p = tmp_path / "steps.csv"
     edit(aic_steps.load_step_ops()).to_csv(p, index=False)

@@ -81,13 +81,13 @@ def test_distinct_colors_moves_only_names_that_collide():
     assert fixed == {s: style.strategy_color(s) for s in STRATEGY_NAMES}
 
 
-@pytest.mark.parametrize("value", [None, False, "False", "false", 0, "0", "", np.nan, np.False_, pd.NA, "no"])
+@pytest.mark.parametrize("value", [None, False, "False", "false", 0, "0", "", np.nan, np.False_, pd.NA, "no"], ids=repr)
 def test_a_clean_commit_is_not_labelled_dirty(value):
     assert not is_dirty(value)
     text = label({"git_commit": "475ad1139d0a", "git_dirty": value}, "measured")
     assert text == "measured · commit 475ad1139d" and "(dirty)" not in text
 
 
-@pytest.mark.parametrize("value", [True, "True", "true", 1, "1", np.True_])
+@pytest.mark.parametrize("value", [True, "True", "true", 1, "1", np.True_], ids=repr)
 def test_a_dirty_commit_is_labelled_dirty(value):
     assert label({"git_commit": "475ad1139d0a", "git_dirty": value}, "measured").endswith("(dirty)")

@@ -26,6 +26,8 @@ from gdnlab.strategies.replay_ring import ring_fold_period
 from gdnlab.strategies.token_slots import default_slot_table
 from gdnlab.strategies.triton import STRATEGIES as TRITON_STRATEGIES
 
+from helpers.ids import case_id
+
 SHAPE = GDNShape("strategies-small", num_q_heads=2, num_v_heads=4, head_k_dim=16, head_v_dim=16)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -44,7 +46,7 @@ def test_64_steps_match_reference_decode(name: str, state: str) -> None:
     ("full_cache", 1, {"intermediate_dtype": "float32"}),
     ("recompute_fused", 1, {}),
     ("token_slots", 1, {}),
-])
+], ids=case_id)
 def test_edge_configs(name: str, T: int, options: dict) -> None:
     res = check_strategy(get_strategy(name, **options), SHAPE, batch=3, T=T, steps=24,
                          state_dtype=torch.bfloat16, seed=2)
@@ -254,7 +256,7 @@ def test_memory_bytes_count_token_slots_extra_slots() -> None:
 
 @pytest.mark.parametrize("bad, word", [
     (dict(strategy="nope"), "unknown strategy"), (dict(strategy="recompute", accept_len=5), "accept_len"),
-    (dict(strategy="recompute", accept_len=0.5), "accept_len")])
+    (dict(strategy="recompute", accept_len=0.5), "accept_len")], ids=case_id)
 def test_strategy_bytes_rejects_bad_input(bad: dict, word: str) -> None:
     with pytest.raises(ValueError, match=word):
         registry.strategy_bytes(SHAPE, bad["strategy"], 4, 4, bad.get("accept_len", 2))

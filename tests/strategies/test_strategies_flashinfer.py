@@ -24,6 +24,8 @@ from gdnlab.strategies import get_strategy
 from gdnlab.strategies.check import check_strategy
 from gdnlab.strategies.host_sync import check_capturable, opaque
 
+from helpers.ids import case_id
+
 NAMES = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
 
 
@@ -309,7 +311,7 @@ def test_availability_reasons(monkeypatch):
     ("token_slots", dict(sm=80), "SM90+"),
     ("full_cache", dict(state_dtype="bfloat16", K=64, V=128), "K = V = 128"),
     ("token_slots", dict(act_dtype="float32"), "bfloat16 or float16"),
-])
+], ids=case_id)
 def test_supports_reasons(name, kwargs, fragment):
     ok, why = sfi.STRATEGIES[name].supports(**kwargs)
     assert not ok and fragment in why
@@ -356,7 +358,7 @@ def test_scratch_bytes_match_allocations(fake_flashinfer):
     ("full_cache", torch.float32), ("full_cache", torch.bfloat16),
     ("token_slots", torch.float32), ("token_slots", torch.bfloat16),
     ("recompute", torch.float32), ("recompute", torch.bfloat16),
-    ("recompute_fused", torch.bfloat16), ("replay_ring", torch.bfloat16)])
+    ("recompute_fused", torch.bfloat16), ("replay_ring", torch.bfloat16)], ids=case_id)
 def test_bookkeeping_against_reference_with_fake_kernels(fake_flashinfer, name, state_dtype):
     """Row permutations, padding rows, accepted lengths, ring folds, pending replays: the strategy
     logic around the (faked) kernels matches the reference strategies step by step."""

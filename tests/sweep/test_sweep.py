@@ -18,6 +18,8 @@ from gdnlab.roofline import gdn_bytes
 from gdnlab.shapes import GDNShape, preset
 from gdnlab.sweep import context as sweep_context
 
+from helpers.ids import case_id
+
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)
 
 
@@ -301,7 +303,7 @@ def test_error_rejected_and_unsupported_statuses(monkeypatch):
                                        ({"state_dtypes": ("float16",)}, "state_dtypes"),
                                        ({"presets": ("nope@tp4",)}, "unknown preset"),
                                        ({"presets": ("qwen3.5-397b-a17b@4",)}, "NAME@tpN"),
-                                       ({"pool_capacity": 2}, "pool_capacity")])
+                                       ({"pool_capacity": 2}, "pool_capacity")], ids=case_id)
 def test_bad_config_names_the_argument(kw, match):
     with pytest.raises(InputError, match=match):
         sw.grid_points(_cfg(**kw))
@@ -407,7 +409,7 @@ def test_cli_every_option_has_help():
     (["--presets", "nope@tp4"], 2, "unknown preset"),
     (["--resume", "--overwrite"], 2, "not both"),
     (["--backends", "flashinfer", "--overwrite"], 3, "flashinfer"),
-])
+], ids=case_id)
 def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, code, words):
     if "flashinfer" in argv and torch.cuda.is_available():
         pytest.skip("checks the no-CUDA answer")

@@ -17,6 +17,8 @@ from gdnlab.shapes import GDNShape, parse_preset
 from gdnlab.strategies import STRATEGY_NAMES, get_strategy
 from gdnlab.strategies.registry import strategy_bytes, strategy_memory_bytes, strategy_scratch_bytes
 
+from helpers.ids import case_id
+
 TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)
 
 
@@ -244,7 +246,7 @@ def test_copy_bandwidth_on_cpu_is_a_positive_number():
                                        ({"strategy_backends": ["cutlass"]}, "strategy_backends"),
                                        ({"check_batch": 0}, "check_batch"),
                                        ({"steps_per_sample": 0}, "steps_per_sample"),
-                                       ({"pool_capacity": 2}, "pool_capacity")])
+                                       ({"pool_capacity": 2}, "pool_capacity")], ids=case_id)
 def test_bad_step_config_names_the_argument(kw, match):
     with pytest.raises(InputError, match=match):
         sw.grid_points(_cfg(**kw))
@@ -286,7 +288,8 @@ def test_cli_step_flags():
                                          (["--strategies", "nope"], "strategies must be among"),
                                          (["--strategies", "full_cache_pool_scoped"], "buffer_scopes"),
                                          (["--strategy-batches", "1,x"], "--strategy-batches"),
-                                         (["--modes", "none", "--strategies", "none"], "nothing to measure")])
+                                         (["--modes", "none", "--strategies", "none"], "nothing to measure")],
+                         ids=case_id)
 def test_cli_bad_step_input_is_one_line(tmp_path, capsys, argv, words):
     out = tmp_path / "s.parquet"
     out.write_bytes(b"PAR1 earlier results")

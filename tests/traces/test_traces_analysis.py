@@ -9,6 +9,8 @@ from gdnlab import traces
 from gdnlab.traces import kernel_class, short_kernel_name
 from gdnlab.traces import synthetic as tg
 
+from helpers.ids import case_id
+
 
 @pytest.fixture(scope="module")
 def hm(tmp_path_factory):
@@ -30,7 +32,7 @@ def hm(tmp_path_factory):
      "sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n"),
     ("void cutlass::device_kernel<flash::FlashAttnFwdSm90<X>>(flash::FlashAttnFwdSm90<X>::Params)",
      "device_kernel", "device_kernel"),
-])
+], ids=case_id)
 def test_names_and_classes(name, short, cls):
     assert short_kernel_name(name) == short
     assert kernel_class(name) == cls

@@ -12,6 +12,8 @@ from gdnlab import traces
 from gdnlab.traces import TraceError, TraceNotFoundError
 from gdnlab.traces import synthetic as tg
 
+from helpers.ids import case_id
+
 
 @pytest.fixture(scope="module", params=tg.SCHEMAS)
 def export(request, tmp_path_factory) -> tuple[str, Path]:
@@ -109,7 +111,7 @@ def test_metadata_2025_has_gpu_and_version(tmp_path):
     (["python3", "-m", "gdnlab", "workload"], True, "synthetic"),      # the generator's marker wins
     (["python3", "serve.py", "--model", "/models/gdnlab-ish"], False, "synthetic"),   # someone else's run
     (None, False, "synthetic"),                                         # no command recorded
-])
+], ids=case_id)
 def test_status_from_capture_metadata(tmp_path, command, marker, status):
     syn = tg.handmade()
     syn.capture_command = command
