@@ -31,11 +31,12 @@ from gdnlab.kernels import available_backends, backend_names, get_backend
 from gdnlab.kernels import tolerances as tol
 from gdnlab.kernels.reference import ReferenceBackend
 from gdnlab.kernels.validation import GDNCallDims
-from gdnlab.shapes import preset
+
+from helpers.shapes import SERVED_TP4
 
 pytestmark = pytest.mark.gpu
 
-SHAPE = preset("qwen3.5-397b-a17b", tp=4)          # H=4, HV=16, K=V=128
+SHAPE = SERVED_TP4  # H=4, HV=16, K=V=128
 BACKENDS = [n for n in backend_names() if n != "reference"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BATCHES = (1, 4, 16, 64, 256)

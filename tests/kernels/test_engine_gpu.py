@@ -29,13 +29,14 @@ from gdnlab.kernels import available_backends, get_backend, make_backend
 from gdnlab.kernels import tolerances as tol
 from gdnlab.kernels.reference import ReferenceBackend
 from gdnlab.kernels.sglang import pack_inputs
-from gdnlab.shapes import parse_preset
 from gdnlab.strategies import available_strategies, get_strategy
 from gdnlab.strategies.check import check_strategy
 
+from helpers.shapes import SERVED_TP4
+
 pytestmark = pytest.mark.gpu
 
-SHAPE = parse_preset("qwen3.5-397b-a17b@tp4")
+SHAPE = SERVED_TP4
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 BATCHES = (1, 16, 64, 256)
 DRAFTS = (2, 4, 8)

@@ -14,12 +14,12 @@ import gdnlab.kernels.flashinfer as fimod
 from gdnlab.inputs import make_inputs
 from gdnlab.kernels.flashinfer import FlashInferBackend
 from gdnlab.kernels.reference import ReferenceBackend
-from gdnlab.shapes import preset
 from gdnlab.state import StatePool
 
 from helpers.ids import case_id
+from helpers.shapes import SERVED_TP4
 
-SHAPE = preset("qwen3.5-397b-a17b", tp=4)  # H=4, HV=16, K=V=128 per GPU (the seed's shape)
+SHAPE = SERVED_TP4  # H=4, HV=16, K=V=128 per GPU (the seed's shape)
 H, HV, K, V = SHAPE.H, SHAPE.HV, SHAPE.K, SHAPE.V
 
 

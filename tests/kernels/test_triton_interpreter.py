@@ -27,9 +27,10 @@ from gdnlab.kernels.reference import ReferenceBackend
 from gdnlab.shapes import GDNShape
 
 from helpers.ids import case_id
+from helpers.shapes import INTERP_SMALL
 
 REPO = Path(__file__).resolve().parents[2]
-SHAPE = GDNShape("interp-small", num_q_heads=2, num_v_heads=4, head_k_dim=16, head_v_dim=16)
+SHAPE = INTERP_SMALL
 POOL_SLOTS = 10
 INDICES = [7, -1, 2]          # non-contiguous slots, a padding row in the middle
 

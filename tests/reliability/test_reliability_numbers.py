@@ -23,14 +23,14 @@ from gdnlab import sweep as sw
 from gdnlab import traces
 from gdnlab.errors import DataError, exit_code
 from gdnlab.results import KEY_COLUMNS, load_sweep, point_key
-from gdnlab.shapes import GDNShape
 from gdnlab.traces import TraceDataError
 from gdnlab.traces import synthetic as tg
+
+from helpers.shapes import TINY
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_SWEEPS = ("traces/h100/sweep.parquet", "traces/h100/sweep_triton_bf16verify_fp32intermediate.parquet",
                   "traces/h200/sweep.parquet", "traces/h200/triton_strategy_tiling.parquet")
-TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)
 K = "CUPTI_ACTIVITY_KIND_KERNEL"
 
 

@@ -16,11 +16,12 @@ import torch
 from gdnlab.inputs import make_inputs
 from gdnlab.instrument import capture_graph
 from gdnlab.kernels.tolerances import assert_close, state_tol
-from gdnlab.shapes import parse_preset
 from gdnlab.strategies import STRATEGY_NAMES, available_strategies, get_strategy
 from gdnlab.strategies.check import check_strategy
 
-SHAPE = parse_preset("qwen3.5-397b-a17b@tp4")
+from helpers.shapes import SERVED_TP4
+
+SHAPE = SERVED_TP4
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 pytestmark = pytest.mark.gpu
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gdnlab.shapes import GDNShape
+from helpers.shapes import INTERP_SMALL
 
 REPO = Path(__file__).resolve().parents[2]
-SHAPE = GDNShape("interp-small", num_q_heads=2, num_v_heads=4, head_k_dim=16, head_v_dim=16)
+SHAPE = INTERP_SMALL
 NAMES = ("full_cache", "token_slots", "recompute", "recompute_fused", "replay_ring")
 
 

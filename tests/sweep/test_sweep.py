@@ -15,12 +15,11 @@ from gdnlab.errors import DataError, InputError, UnavailableError
 from gdnlab.kernels.reference import ReferenceBackend
 from gdnlab.results import COLUMNS, DTYPES, KEY_COLUMNS, load_sweep, point_key, staging_dir
 from gdnlab.roofline import gdn_bytes
-from gdnlab.shapes import GDNShape, preset
+from gdnlab.shapes import preset
 from gdnlab.sweep import context as sweep_context
 
 from helpers.ids import case_id
-
-TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)
+from helpers.shapes import TINY
 
 
 def _cfg(**kw):

@@ -13,13 +13,12 @@ from gdnlab import sweep as sw
 from gdnlab.cli import main as cli_main
 from gdnlab.errors import InputError, UnavailableError
 from gdnlab.results import KEY_COLUMNS, load_sweep, point_key
-from gdnlab.shapes import GDNShape, parse_preset
+from gdnlab.shapes import parse_preset
 from gdnlab.strategies import STRATEGY_NAMES, get_strategy
 from gdnlab.strategies.registry import strategy_bytes, strategy_memory_bytes, strategy_scratch_bytes
 
 from helpers.ids import case_id
-
-TINY = GDNShape("tiny", num_q_heads=1, num_v_heads=2, head_k_dim=16, head_v_dim=16)
+from helpers.shapes import TINY
 
 
 def _cfg(**kw):
