@@ -7,6 +7,12 @@
 # Stages (time on a warm machine; a cold FlashInfer JIT cache adds 20-60 s per new kernel):
 #   tests              GPU tests: pytest -m gpu tests/                                    ~3-6 min
 #   sweep              gdnlab sweep $SWEEP_ARGS (set SWEEP_ARGS; $GDNLAB_OUT = this stage's folder)
+#   sweep_t            draft length T as a dimension: every verify strategy's step on gdnlab's Triton
+#                      backend at T 2..8, each T at the acceptance curve's accept length
+#                      ($ACCEPT_CURVE), B 1..256, bf16 then fp32 state (no FlashInfer needed)
+#   sweep_t_flashinfer the same on FlashInfer at T 4 and 8 (its ring's draft lengths)
+#   sweep_engines      the engines' own paths: SGLang's and vLLM's verify strategies at T 2/4/8, then
+#                      their decode and verify kernel calls, B 1..256, bf16 then fp32 state
 #   traces_triton      nsys traces, Triton backend: one per verify strategy + decode      ~3-5 min
 #   traces_flashinfer  the same on FlashInfer (strategies it cannot run are logged)       ~5-9 min
 #   traces             traces_triton then traces_flashinfer (one call only on a warm cache)
@@ -67,6 +73,34 @@ sweep() {
   eval "full_log sweep run_bounded \"\$(budget_left)\" \"\$PY\" -m gdnlab sweep $SWEEP_ARGS --no-progress"
 }
 
+ACCEPT_CURVE=${ACCEPT_CURVE:-inferencex-golden-thinking-on}
+STEP_BATCHES=${STEP_BATCHES:-1,4,16,64,128,256}
+sweep_part() {    # sweep_part NAME SHARE_PCT ARGS...: one gdnlab sweep into NAME.parquet, SHARE_PCT % of the budget left
+  local name=$1 share=$2; shift 2
+  local limit=$(( $(budget_left) * share / 100 ))
+  log "gdnlab sweep $name (limit ${limit}s): $*"
+  full_log "$name" run_bounded "$limit" "$PY" -m gdnlab sweep --out "$GDNLAB_OUT/$name.parquet" \
+    --repeats "${REPEATS:-20}" --no-progress "$@"
+}
+sweep_t() {
+  sweep_part sweep_t 100 --modes none --strategy-backends triton --strategies all \
+    --strategy-draft-tokens 2,3,4,5,6,7,8 --strategy-batches "$STEP_BATCHES" --accept-curve "$ACCEPT_CURVE" \
+    --state-dtypes bfloat16,float32
+}
+sweep_t_flashinfer() {
+  sweep_part sweep_t_flashinfer 100 --modes none --strategy-backends flashinfer --strategies all \
+    --strategy-draft-tokens 4,8 --strategy-batches "$STEP_BATCHES" --accept-curve "$ACCEPT_CURVE" \
+    --state-dtypes bfloat16,float32
+}
+sweep_engines() {
+  sweep_part sweep_engine_steps 65 --modes none --strategy-backends sglang_triton,sglang_flashinfer,vllm_triton,vllm_cuda \
+    --strategies all --strategy-draft-tokens 2,4,8 --strategy-batches "$STEP_BATCHES" --accept-len 3.17 \
+    --state-dtypes bfloat16,float32
+  sweep_part sweep_engine_calls 100 --strategies none --backends sglang_triton,sglang_flashinfer,sglang_cutedsl,vllm_triton \
+    --modes decode,verify --draft-tokens 2,4,8 --buffer-scopes batch --batches "$STEP_BATCHES" \
+    --state-dtypes bfloat16,float32
+}
+
 capture_one() {   # capture_one NAME BACKEND TIMEOUT [WORKLOAD ARGS...]
   local name=$1 be=$2 limit=$3; shift 3
   local left; left=$(budget_left)
@@ -111,7 +145,7 @@ components() {
     --out "$GDNLAB_OUT/engine_components" --tps 4,8 --budget-s "${COMPONENTS_BUDGET_S:-200}" --attn-probe-timeout 60
 }
 
-STAGES=(tests sweep traces_triton traces_flashinfer traces traces_engines bench components)
+STAGES=(tests sweep sweep_t sweep_t_flashinfer sweep_engines traces_triton traces_flashinfer traces traces_engines bench components)
 for st in "$@"; do
   if ! printf '%s\n' "${STAGES[@]}" | grep -qx "$st"; then
     log "unknown stage $st (stages: ${STAGES[*]})"; continue
