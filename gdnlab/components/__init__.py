@@ -14,18 +14,29 @@ Importing this package imports neither FlashInfer nor Triton.
 """
 from __future__ import annotations
 
-from .allreduce import allreduce_frame, allreduce_us
-from .compose import check_frame, predict_step_us
-from .dims import ComponentShapes, component_shapes, tiny_shapes
-from .layers import STEP_MODES, StepPoint
-from .slice import SyntheticSlice
+from importlib import import_module
+
+# name -> submodule; loaded on first use, so importing one submodule (e.g. ``allreduce`` for the step
+# model) does not import torch through the others
+_HOMES = {
+    "allreduce_frame": "allreduce", "allreduce_us": "allreduce",
+    "check_frame": "compose", "predict_step_us": "compose",
+    "ComponentShapes": "dims", "component_shapes": "dims", "tiny_shapes": "dims",
+    "STEP_MODES": "layers", "StepPoint": "layers",
+    "SyntheticSlice": "slice",
+    "GridConfig": "bench", "run_grid": "bench",
+}
 
 __all__ = ["ComponentShapes", "component_shapes", "tiny_shapes", "StepPoint", "STEP_MODES", "SyntheticSlice",
            "check_frame", "predict_step_us", "allreduce_us", "allreduce_frame", "GridConfig", "run_grid"]
 
 
 def __getattr__(name: str):
-    if name in ("GridConfig", "run_grid"):
-        from . import bench
-        return getattr(bench, name)
-    raise AttributeError(name)
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{home}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
