@@ -5,7 +5,7 @@
 #   bash scripts/gpu/session.sh STAGE [STAGE ...]
 #
 # Stages (time on a warm machine; a cold FlashInfer JIT cache adds 20-60 s per new kernel):
-#   tests              GPU tests: pytest -m gpu tests/                                    ~3-6 min
+#   tests              GPU tests: pytest -m gpu tests/ (TEST_WORKERS=N: N xdist workers)   ~3-6 min
 #   sweep              gdnlab sweep $SWEEP_ARGS (set SWEEP_ARGS; $GDNLAB_OUT = this stage's folder)
 #   sweep_t            draft length T as a dimension: every verify strategy's step on gdnlab's Triton
 #                      backend at T 2..8, each T at the acceptance curve's accept length
@@ -59,8 +59,11 @@ full_log() {      # full_log NAME CMD...: the whole output to NAME.out in the st
 
 budget_left() { echo $(( STAGE_BUDGET_S - (SECONDS - STAGE_START) )); }
 
-tests() {
-  full_log pytest run_bounded "$(budget_left)" "$PY" -m pytest -q -p no:cacheprovider -rs -m gpu tests/
+tests() {   # TEST_WORKERS=N: N pytest-xdist workers, one test file each (needs pytest-xdist there)
+  local par=()
+  [ -n "${TEST_WORKERS:-}" ] && par=(-n "$TEST_WORKERS" --dist loadfile)
+  full_log pytest run_bounded "$(budget_left)" "$PY" -m pytest -q -p no:cacheprovider -rs --durations=15 \
+    "${par[@]}" -m gpu tests/
 }
 
 sweep() {
