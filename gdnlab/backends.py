@@ -14,7 +14,9 @@ and its colour and label in figures. Everything else reads these facts from here
   (:func:`gdn_kernel_pattern`, :func:`commit_kernel_pattern`, :func:`multi_phase_kernel_pattern`);
 * :mod:`gdnlab.plots.style` colours and labels each backend (:func:`backend_color`);
 * :mod:`gdnlab.components.bench` hands contiguous q/k/v/a/b to the backends that copy them otherwise
-  (:func:`needs_contiguous_inputs`).
+  (:func:`needs_contiguous_inputs`);
+* :mod:`gdnlab.analysis.engine_gap` compares an engine's own code path with the gdnlab backend in the
+  same role (:func:`twin`).
 
 Adding a backend is its module(s) plus one :class:`Backend` line in :data:`BACKENDS`. An unknown
 name raises ``ValueError`` (:func:`get`); nothing falls through to a default. This module imports
@@ -29,7 +31,7 @@ from typing import Any
 __all__ = ["Backend", "BACKENDS", "DEFAULT_BACKEND", "get", "names", "kernel_backend_names", "strategy_backend_names",
            "oracle", "timed_names", "options_for_engine", "engines_with_options", "version_columns",
            "gdn_kernel_pattern", "commit_kernel_pattern", "multi_phase_kernel_pattern", "backend_color",
-           "backend_label", "needs_contiguous_inputs"]
+           "backend_label", "needs_contiguous_inputs", "twin", "engine_names"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class Backend:
         contiguous_inputs: its kernels take q/k/v/a/b contiguous and copy strided views first
             (FlashInfer's wrappers call ``.contiguous()``); a benchmark of a layer passes them
             contiguous, as an engine does, so the copy is not timed as the kernel's.
+        twin: for an engine's own code path, the gdnlab backend (no ``engine``) whose kernels play the
+            same role, the one its rows are compared with (``"sglang_flashinfer"`` -> ``"flashinfer"``:
+            both run FlashInfer's CuTe-DSL kernels; an engine's Triton/fla or compiled CUDA kernels ->
+            ``"triton"``, gdnlab's own Triton kernels with SGLang's semantics); ``None`` for gdnlab's
+            own backends (:func:`twin`).
     """
 
     name: str
@@ -84,6 +91,7 @@ class Backend:
     default: bool = False
     engine_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     contiguous_inputs: bool = False
+    twin: str | None = None
 
 
 #: Options as SGLang runs a backend. SGLang launches no kernel for padding rows' outputs (never read):
@@ -111,7 +119,7 @@ BACKENDS: tuple[Backend, ...] = (
     # the serving engines' own code, imported from their installed packages (gdnlab.kernels._engine_import)
     Backend("sglang_triton", "SGLang Triton", "#8c564b", "gdnlab.kernels.sglang:SGLangTritonBackend",
             "gdnlab.strategies.sglang.triton", ("sglang",), "sglang", engine="sglang",
-            engine_options=_SGLANG_PADDING,
+            engine_options=_SGLANG_PADDING, twin="triton",
             kernel_pattern=r"fused_recurrent_gated_delta_rule_packed_decode|fused_sigmoid_gating_delta_rule_update"
                            r"|gdn_replayssm_spec_circular",
             commit_pattern=r"mamba_state_scatter|replayssm_compact_commit|finish_gdn_replayssm|advance_gdn_spec",
@@ -119,20 +127,21 @@ BACKENDS: tuple[Backend, ...] = (
                     "ReplaySSM spec ring (sglang package)"),
     Backend("sglang_flashinfer", "SGLang FlashInfer", "#17becf", "gdnlab.kernels.sglang:SGLangFlashInferBackend",
             "gdnlab.strategies.sglang.flashinfer", ("sglang",), "sglang", engine="sglang",
-            engine_options=_SGLANG_PADDING, kernel_pattern=r"gdn|gated_delta", commit_pattern=r"mamba_state_scatter",
+            engine_options=_SGLANG_PADDING, twin="flashinfer", kernel_pattern=r"gdn|gated_delta",
+            commit_pattern=r"mamba_state_scatter",
             summary="SGLang 0.5.23's FlashInferGDNKernel: SM90 gather/run/scatter decode and fp32 MTP verify, "
                     "SM100 pool decode and bf16 MTP verify; SGLang's scatter commit"),
     Backend("sglang_cutedsl", "SGLang CuTe DSL", "#bcbd22", "gdnlab.kernels.sglang:SGLangCuteDSLBackend",
-            None, ("sglang",), "sglang", engine="sglang", engine_options=_SGLANG_PADDING,
+            None, ("sglang",), "sglang", engine="sglang", engine_options=_SGLANG_PADDING, twin="flashinfer",
             kernel_pattern=r"gdn|gated_delta",
             summary="SGLang 0.5.23's CuTe-DSL GDN decode kernel (decode only; SGLang verifies with Triton)"),
     Backend("vllm_triton", "vLLM Triton", "#9467bd", "gdnlab.kernels.vllm:VLLMTritonBackend",
-            "gdnlab.strategies.vllm.triton", ("vllm",), "vllm", engine="vllm",
+            "gdnlab.strategies.vllm.triton", ("vllm",), "vllm", engine="vllm", twin="triton",
             kernel_pattern=r"fused_recurrent_gated_delta_rule_packed_decode|fused_sigmoid_gating_delta_rule_update",
             summary="vLLM 0.33.0's Triton (fla) GDN kernels: packed decode, per-token-slot spec verify "
                     "(VLLM_GDN_DECODE_KERNEL=triton)"),
     Backend("vllm_cuda", "vLLM CUDA", "#e377c2", None, "gdnlab.strategies.vllm.cuda", ("vllm",), "vllm",
-            engine="vllm", kernel_pattern=r"gdn_decode_post_conv_mtp",
+            engine="vllm", twin="triton", kernel_pattern=r"gdn_decode_post_conv_mtp",
             summary="vLLM 0.33.0's compiled fused_gdn_decode_post_conv_mtp (spec verify with per-token slots and "
                     "the gated RMSNorm; VLLM_GDN_DECODE_KERNEL=cuda, the default)"),
 )
@@ -234,3 +243,14 @@ def needs_contiguous_inputs(name: str) -> bool:
     """Whether backend ``name``'s kernels want contiguous q/k/v/a/b (:attr:`Backend.contiguous_inputs`);
     ``ValueError`` for a name that is not a backend."""
     return get(name).contiguous_inputs
+
+
+def engine_names() -> tuple[str, ...]:
+    """Backends that run a serving engine's own code (:attr:`Backend.engine` set), in registry order."""
+    return tuple(b.name for b in BACKENDS if b.engine)
+
+
+def twin(name: str) -> str | None:
+    """The gdnlab backend an engine backend's rows are compared with (:attr:`Backend.twin`), ``None``
+    for gdnlab's own backends; ``ValueError`` for a name that is not a backend."""
+    return get(name).twin

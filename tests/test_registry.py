@@ -100,7 +100,8 @@ def test_unknown_strategy_raises_everywhere(call) -> None:
     lambda: get_strategy("full_cache", backend="cuda_graphs"),
     lambda: strategy_backend_class("full_cache", "cuda_graphs"),
     lambda: backends.needs_contiguous_inputs("cuda_graphs"),
-], ids=["registry", "get_strategy", "backend_class", "contiguous_inputs"])
+    lambda: backends.twin("cuda_graphs"),
+], ids=["registry", "get_strategy", "backend_class", "contiguous_inputs", "twin"])
 def test_unknown_backend_raises_everywhere(call) -> None:
     with pytest.raises(ValueError, match="unknown .*backend 'cuda_graphs'"):
         call()
@@ -110,6 +111,22 @@ def test_contiguous_inputs_is_a_registry_fact_of_flashinfer_only() -> None:
     """The component bench hands contiguous q/k/v/a/b to FlashInfer (its wrappers copy strided views)."""
     assert [b.name for b in backends.BACKENDS if b.contiguous_inputs] == ["flashinfer"]
     assert backends.needs_contiguous_inputs(" FlashInfer ") and not backends.needs_contiguous_inputs("triton")
+
+
+def test_every_engine_backend_has_a_gdnlab_twin_and_only_they_do() -> None:
+    """An engine's own code path is compared with a gdnlab backend in the same role (gdnlab.analysis.engine_gap):
+    a registered backend without an engine, that times strategies; gdnlab's own backends have none."""
+    assert backends.engine_names() == ("sglang_triton", "sglang_flashinfer", "sglang_cutedsl", "vllm_triton",
+                                       "vllm_cuda")
+    assert {n: backends.twin(n) for n in backends.engine_names()} == {
+        "sglang_triton": "triton", "sglang_flashinfer": "flashinfer", "sglang_cutedsl": "flashinfer",
+        "vllm_triton": "triton", "vllm_cuda": "triton"}
+    for b in backends.BACKENDS:
+        if b.engine:
+            tw = backends.get(b.twin)
+            assert tw.engine is None and not tw.oracle and tw.name in backends.strategy_backend_names(), b.name
+        else:
+            assert b.twin is None and backends.twin(f" {b.name.upper()} ") is None, b.name
 
 
 def test_engine_runs_give_command_lines() -> None:
