@@ -296,8 +296,10 @@ def load(loader: Callable[..., Any], path: str | os.PathLike | None, *, what: st
         strict: raise :class:`MissingData` instead of returning :class:`Missing`.
         quiet: do not display the source record.
 
-    Missing data is the only case turned into a message: an unreadable file still raises the
-    loader's own error (one that names the file), because that is a bug to fix.
+    Missing data is the only case turned into a message: a path that is not there, or a loader that
+    found none of what was asked and says so by returning an empty frame whose ``attrs["missing"]``
+    holds the reason (:func:`gdnlab.analysis.engine_gap.load_engine_sweeps`). An unreadable file still
+    raises the loader's own error (one that names the file), because that is a bug to fix.
     """
     p = resolve_path(path)
     gone: Missing | None = None
@@ -307,26 +309,33 @@ def load(loader: Callable[..., Any], path: str | os.PathLike | None, *, what: st
         gone = Missing(f"no {what}: {short_path(p)} does not exist", hint)
     elif p.is_dir() and pattern and not any(p.glob(pattern)):
         gone = Missing(f"no {what} in {short_path(p)} (nothing matches {pattern})", hint)
-    if gone is not None:
-        if strict:
-            raise MissingData(gone.message)
-        if not quiet:
-            if _is_ipython_kernel():
-                from IPython.display import display
-
-                display({SOURCE_MIME: {"source": str(path), "status": "missing", "detail": gone.what,
-                                       "hint": hint or None},
-                         "text/html": gone._repr_html_(), "text/plain": str(gone)}, raw=True)
-            else:
-                print(gone)
-        return gone
-    obj = loader(p, **kwargs)
+    if gone is None:
+        obj = loader(p, **kwargs)
+        why = getattr(obj, "attrs", {}).get("missing") if getattr(obj, "empty", False) else None
+        if not why:
+            if not quiet:
+                desc = describe(obj)
+                rows = desc.pop("rows", None)
+                st = desc.pop("status", None) or status
+                note(short_path(p), status=st, rows=rows, **desc)
+            return obj
+        gone = Missing(str(why), hint)
+    if strict:
+        raise MissingData(gone.message)
     if not quiet:
-        desc = describe(obj)
-        rows = desc.pop("rows", None)
-        st = desc.pop("status", None) or status
-        note(short_path(p), status=st, rows=rows, **desc)
-    return obj
+        _show_missing(gone, path, hint)
+    return gone
+
+
+def _show_missing(gone: Missing, path: Any, hint: str) -> None:
+    """Display ``gone`` with its data-source record (status ``missing``), or print it outside a kernel."""
+    if _is_ipython_kernel():
+        from IPython.display import display
+
+        display({SOURCE_MIME: {"source": str(path), "status": "missing", "detail": gone.what, "hint": hint or None},
+                 "text/html": gone._repr_html_(), "text/plain": str(gone)}, raw=True)
+    else:
+        print(gone)
 
 
 def record(obj: Any, source: str, *, detail: str = "", status: str | None = None, **fields: Any) -> Any:

@@ -392,6 +392,25 @@ def test_load_calls_the_loader_and_summarises_provenance(tmp_path, capsys):
     assert "measured" in line and "2 rows" in line and "NVIDIA H100 80GB HBM3" in line
 
 
+def test_a_loader_that_says_it_found_nothing_is_missing_data(tmp_path, capsys):
+    """An empty frame whose attrs["missing"] gives the reason is missing data, like an absent path; an
+    empty frame without a reason is data (zero rows)."""
+    import pandas as pd
+
+    none = pd.DataFrame({"gpu": pd.Series([], dtype="string")})
+    none.attrs["missing"] = "no engine rows in the folder"
+    got = report.load(lambda p: none, tmp_path, what="engine rows", hint="run the engine sweep")
+    assert isinstance(got, report.Missing) and got.what == "no engine rows in the folder"
+    assert got.hint == "run the engine sweep" and "no engine rows in the folder" in capsys.readouterr().out
+    with pytest.raises(report.MissingData, match="no engine rows in the folder"):
+        report.load(lambda p: none, tmp_path, what="engine rows", strict=True)
+    zero = pd.DataFrame({"gpu": pd.Series([], dtype="string")})
+    assert report.load(lambda p: zero, tmp_path, what="rows") is zero
+    full = pd.DataFrame({"gpu": ["NVIDIA H200"]})
+    full.attrs["missing"] = "ignored: the frame has rows"
+    assert report.load(lambda p: full, tmp_path, what="rows") is full
+
+
 def test_resolve_path_prefers_existing_and_keeps_absolute(tmp_path, monkeypatch):
     assert report.resolve_path(None) is None and report.resolve_path("") is None
     assert report.resolve_path(tmp_path) == tmp_path
