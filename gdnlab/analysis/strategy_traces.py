@@ -1,19 +1,36 @@
 """Per-strategy decode-loop traces: their file names, verify / commit / fold breakdown and GPU busy
 share (pandas only; the traces come from :func:`gdnlab.traces.load`, one strategy each, split by
 :mod:`gdnlab.analysis.phases`). :func:`gdnlab.analysis.ledger.busy_targets` judges the busy shares.
+
+File names, as the GPU session writes them (``scripts/gpu/session.sh``):
+``<backend>_c<B>_osl<OSL>_t<T>_<strategy>[_fp32].sqlite``, where ``backend`` and ``strategy`` are
+registered names (:mod:`gdnlab.backends`, :mod:`gdnlab.strategies.registry`) and ``_fp32`` marks a
+float32 state (no suffix: the session's bfloat16). :func:`trace_paths` names gdnlab's traces,
+:func:`parse_trace_name` reads a name, :func:`find_traces` lists a folder's, and
+:func:`engine_trace_paths` gives an engine backend's traces with its twin's
+(:func:`gdnlab.analysis.engine_gap.engine_trace_table` compares them).
 """
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 
+from ..backends import engine_names, twin
+from ..backends import names as backend_names
 from ..strategies.registry import BASELINE, STRATEGY_NAMES, strategy_order
 
-__all__ = ["trace_paths", "trace_phases", "trace_busy", "phase_summary"]
+__all__ = ["trace_paths", "parse_trace_name", "find_traces", "engine_trace_paths", "STATE_SUFFIXES",
+           "DEFAULT_TRACE_STATE", "trace_phases", "trace_busy", "phase_summary"]
+
+#: file-name suffix -> state dtype of a per-strategy trace
+STATE_SUFFIXES = {"_fp32": "float32"}
+#: state dtype of a trace whose name has no suffix (the GPU session captures with a bfloat16 state)
+DEFAULT_TRACE_STATE = "bfloat16"
 
 
 def trace_paths(folder: str, backends: Sequence[str], strategies: Sequence[str] = STRATEGY_NAMES, *,
@@ -22,6 +39,74 @@ def trace_paths(folder: str, backends: Sequence[str], strategies: Sequence[str] 
     as the GPU session writes them: ``<backend>_c<B>_osl<OSL>_t<T>_<strategy>.sqlite``."""
     return {(be, s): str(PurePosixPath(str(folder)) / f"{be}_c{batch}_osl{osl}_t{draft_tokens}_{s}.sqlite")
             for be in backends for s in strategies}
+
+
+def _alternation(names: Sequence[str]) -> str:
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+def _name_pattern() -> re.Pattern:
+    suffixes = _alternation(list(STATE_SUFFIXES))
+    return re.compile(rf"(?P<backend>{_alternation(backend_names())})_c(?P<batch>\d+)_osl(?P<osl>\d+)"
+                      rf"_t(?P<draft_tokens>\d+)_(?P<strategy>{_alternation(STRATEGY_NAMES)})"
+                      rf"(?P<suffix>{suffixes})?\.sqlite")
+
+
+def parse_trace_name(name: str) -> dict[str, Any] | None:
+    """``{backend, batch, osl, draft_tokens, strategy, state_dtype}`` of a per-strategy trace's file
+    name (a path's last part; module docstring), ``None`` for any other name (an unregistered backend
+    or strategy, a decode-only capture, another suffix)."""
+    m = _name_pattern().fullmatch(PurePosixPath(str(name).replace("\\", "/")).name)
+    if m is None:
+        return None
+    return {"backend": m["backend"], "batch": int(m["batch"]), "osl": int(m["osl"]),
+            "draft_tokens": int(m["draft_tokens"]), "strategy": m["strategy"],
+            "state_dtype": STATE_SUFFIXES[m["suffix"]] if m["suffix"] else DEFAULT_TRACE_STATE}
+
+
+def find_traces(folder: str | Path, backends: Sequence[str] | None = None,
+                strategies: Sequence[str] = STRATEGY_NAMES, *, batch: int = 64, osl: int = 512,
+                draft_tokens: int = 4) -> dict[tuple[str, str, str], str]:
+    """``{(backend, strategy, state_dtype): path}`` of the per-strategy traces in ``folder`` (those
+    :func:`parse_trace_name` reads, at B, OSL and T, of ``backends`` (default: every backend) and
+    ``strategies``), ordered by backend and strategy as given, then state dtype; empty when ``folder``
+    is not a folder."""
+    base = Path(folder)
+    if not base.is_dir():
+        return {}
+    want = list(backends) if backends is not None else list(backend_names())
+    found = {}
+    for p in sorted(base.iterdir()):
+        f = parse_trace_name(p.name)
+        if f and p.is_file() and f["backend"] in want and f["strategy"] in strategies \
+                and (f["batch"], f["osl"], f["draft_tokens"]) == (batch, osl, draft_tokens):
+            found[(f["backend"], f["strategy"], f["state_dtype"])] = str(PurePosixPath(str(folder)) / p.name)
+    order = {n: i for i, n in enumerate([*want, *strategies])}
+    return dict(sorted(found.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]], kv[0][2])))
+
+
+def engine_trace_paths(folder: str | Path, engines: Sequence[str] | None = None,
+                       strategies: Sequence[str] = (BASELINE,), *, batch: int = 64, osl: int = 512,
+                       draft_tokens: int = 4) -> dict[tuple[str, str, str], str]:
+    """``{(backend, strategy, state_dtype): path}`` of the per-strategy traces of the engine backends
+    ``engines`` (default: every backend with an engine) in ``folder``, at every state dtype found, each
+    engine's followed by its twin's traces of the same strategies (:func:`gdnlab.backends.twin`) where
+    the engine has one. An engine without a trace of a strategy gets the path it would have at the
+    default state dtype (it does not exist: :func:`gdnlab.report.load` says it is missing) and no twin."""
+    engines = list(engines) if engines is not None else list(engine_names())
+    twins = [t for t in (twin(e) for e in engines) if t]
+    found = find_traces(folder, [*engines, *twins], strategies, batch=batch, osl=osl, draft_tokens=draft_tokens)
+    out: dict[tuple[str, str, str], str] = {}
+    for e in engines:
+        for s in strategies:
+            mine = {k: v for k, v in found.items() if k[:2] == (e, s)}
+            if not mine:
+                out[(e, s, DEFAULT_TRACE_STATE)] = trace_paths(folder, [e], [s], batch=batch, osl=osl,
+                                                               draft_tokens=draft_tokens)[(e, s)]
+                continue
+            out.update(mine)
+            out.update({k: v for k, v in found.items() if twin(e) and k[:2] == (twin(e), s)})
+    return out
 
 
 def _kernels_of(obj: Any) -> pd.DataFrame | None:
@@ -60,7 +145,7 @@ def _traces(traces: Mapping[Any, Any]) -> list[tuple[str, str, Any, pd.DataFrame
         k = _kernels_of(obj)
         if k is None:
             continue
-        be, s = key if isinstance(key, tuple) else ("", str(key))
+        be, s = key[:2] if isinstance(key, tuple) else ("", str(key))
         out.append((str(be), str(s), obj, k))
     return out
 
