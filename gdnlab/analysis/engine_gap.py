@@ -25,7 +25,7 @@ here, one output row per engine row:
 Rows of different GPUs are never compared. ``status`` of an output row is :data:`MEASURED` or why the
 two cannot be compared (:data:`STATUSES`); ``note`` explains. Both rows' ``correct`` flags are kept
 (``correct_engine``, ``correct_gdnlab``), as are the engine row's provenance columns (GPU, SM, versions,
-commit; the twin row's commit, gdnlab version and timing as ``twin_*``). Rows of backends the registry
+commit; the twin row's own ``status``, commit, gdnlab version and timing as ``twin_*``). Rows of backends the registry
 does not know are neither engine nor twin rows. :func:`load_engine_sweeps` is the one function here
 that reads files (through :func:`gdnlab.results.load_sweep`).
 """
@@ -84,7 +84,8 @@ def _columns(time: str, keys: Sequence[str], accept: bool) -> list[str]:
     head = ["gpu", "engine", "backend", "twin", *[k for k in keys if k != "gpu"]]
     acc = ["accept_len", "accept_len_gdnlab"] if accept else []
     return [*head, *acc, f"engine_{time}", f"gdnlab_{time}", "ratio", "gap_pct", "correct_engine", "correct_gdnlab",
-            "status", "note", "engine_version", "twin_version", *_PROV, *(f"twin_{c}" for c in _TWIN_PROV)]
+            "status", "note", "twin_status", "engine_version", "twin_version", *_PROV,
+            *(f"twin_{c}" for c in _TWIN_PROV)]
 
 
 #: the columns of :func:`engine_gap`'s table, in order
@@ -237,7 +238,7 @@ def _table(eng: pd.DataFrame, keys: Sequence[str], time: str, accept: bool) -> p
         "ratio": ratio, "gap_pct": 100.0 * (ratio - 1.0),
         "correct_engine": eng["correct"].astype("boolean"), "correct_gdnlab": eng["_c_twin"].astype("boolean"),
         "status": pd.array([v[0] for v in verdicts], dtype="string"),
-        "note": pd.array([v[1] for v in verdicts], dtype="string"),
+        "note": pd.array([v[1] for v in verdicts], dtype="string"), "twin_status": eng["_st_twin"].astype("string"),
         "engine_version": [r.get(_registered(r["backend"], "version_column")) for _, r in eng.iterrows()],
         "twin_version": eng["_version_twin"],
         **{c: eng[c] for c in _PROV}, **{f"twin_{c}": eng[f"twin_{c}" if c != "timing_method" else "_tm_twin"]
