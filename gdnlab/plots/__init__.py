@@ -4,7 +4,8 @@
 * :mod:`.traces` — Nsight / Kineto traces (timelines, side by side, range breakdowns, comparisons);
 * :mod:`.counters` — Nsight Compute counters; :mod:`.model` — the step-time model;
 * :mod:`.strategies` — the verify-strategy ledger and per-strategy traces; :mod:`.plan` — who wins per
-  batch and by how much, speedup vs accept length.
+  batch and by how much, speedup vs accept length;
+* :mod:`.engines` — the engines' own code paths beside gdnlab's twin backends (time and ratio vs batch).
 
 Figures receive data and draw it: they fit no model and run no sweep. They share one style
 (:mod:`.style`: a colour per backend, strategy, phase and kernel class from the registries, log axes
