@@ -319,7 +319,7 @@ def load(loader: Callable[..., Any], path: str | os.PathLike | None, *, what: st
                 st = desc.pop("status", None) or status
                 note(short_path(p), status=st, rows=rows, **desc)
             return obj
-        gone = Missing(str(why), hint)
+        gone = Missing(str(why).replace(str(p), short_path(p)), hint)
     if strict:
         raise MissingData(gone.message)
     if not quiet:
