@@ -188,7 +188,10 @@ def _wrap(fns: tuple[Callable, ...], device_functions: tuple[Callable, ...]) -> 
     def rebound(fn: Callable) -> Callable:
         _, glb = spaces.setdefault(id(fn.__globals__), (fn.__globals__, dict(fn.__globals__)))
         copy = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
-        copy.__qualname__, copy.__doc__ = fn.__qualname__, fn.__doc__
+        # the signature's annotations too: Triton reads ``tl.constexpr`` parameters from them, and a
+        # compiled kernel (unlike the interpreter) cannot take tl.arange(0, BK) of a runtime BK
+        copy.__qualname__, copy.__doc__, copy.__module__ = fn.__qualname__, fn.__doc__, fn.__module__
+        copy.__annotations__, copy.__kwdefaults__ = dict(fn.__annotations__), fn.__kwdefaults__
         return copy
 
     wrapped = {id(f): triton.jit(rebound(f)) for f in device_functions}

@@ -84,3 +84,26 @@ def test_compiled_kernels_build_offline_for_sm90(compiled_mode, monkeypatch, tmp
     assert code and not any(op.startswith("call") for op in code)             # device functions are inlined
     name, _ = _ptx(scatter, {k: v for k, v in shape.items() if k != "H"}, {"pool_ptr": "bf16", "inter_ptr": "bf16"})
     assert name == "_scatter_commit"
+
+
+def _constexpr_names(fn) -> set[str]:
+    return {name for name, ann in inspect.get_annotations(fn).items() if "constexpr" in str(ann)}
+
+
+def test_wrapped_copies_keep_their_constexpr_parameters(compiled_mode):
+    """A wrapped copy declares the same ``tl.constexpr`` parameters as the function it copies: Triton
+    reads them from the annotations, and a compiled helper (unlike the interpreter) cannot build
+    ``tl.arange(0, BK)`` from a runtime ``BK``."""
+    dec = tg.get_kernel()
+    rec, scatter = tk.get_kernels()
+    wrapped = [dec, rec, scatter]
+    for kern in (dec, rec):
+        wrapped += [v for v in kern.fn.__globals__.values() if isinstance(v, triton.runtime.jit.JITFunction)]
+    checked = 0
+    for jf in wrapped:
+        want = _constexpr_names(jf.fn)
+        original = getattr(tg, jf.__name__, None) or getattr(tk, jf.__name__)
+        assert _constexpr_names(original) == want
+        assert {p.name for p in jf.params if p.is_constexpr} == want, jf.__name__
+        checked += bool(want)
+    assert checked >= 4                                  # the kernels and program_tile declare constexprs
