@@ -23,8 +23,8 @@ import pandas as pd
 from ..analysis.engine_gap import ACCEPT_DIFFERS, MEASURED, NOT_COMPARABLE
 from ..provenance import IDENTITY_COLUMNS, label
 from ..strategies.registry import strategy_order
-from .layout import legend_right
-from .provenance import add_provenance, frame_status
+from .layout import legend_right, message_figure
+from .provenance import add_provenance, frame_status, is_blank
 from .style import (
     KEY_COLOR,
     STATE_DTYPE_DASH,
@@ -91,10 +91,6 @@ def _pick_dtype(gap: pd.DataFrame, state_dtype: str | None) -> str | None:
     return "bfloat16" if "bfloat16" in present else present[0]
 
 
-def _blank(v: Any) -> bool:
-    return v is None or (not isinstance(v, str) and pd.isna(v)) or str(v).strip() in ("", "<NA>", "nan", "None")
-
-
 def _mode(s: pd.Series) -> Any:
     s = s.dropna()
     return s.mode().iloc[0] if len(s) else None
@@ -118,7 +114,7 @@ def gap_provenance_text(gap: pd.DataFrame) -> str:
     prov = {c: _mode(sub[c]) for c in (*IDENTITY_COLUMNS, "git_dirty") if c in sub.columns}
     twin_commit = _mode(sub["twin_git_commit"]) if "twin_git_commit" in sub.columns else None
     extra: dict[str, Any] = {}
-    if not _blank(twin_commit) and str(twin_commit) != str(prov.get("git_commit")):
+    if not is_blank(twin_commit) and str(twin_commit) != str(prov.get("git_commit")):
         extra["gdnlab rows"] = f"commit {str(twin_commit)[:10]}"
     if "timing_method" in sub.columns and sub["timing_method"].notna().any():
         extra["timing"] = "/".join(sorted(sub["timing_method"].dropna().astype(str).unique()))
@@ -126,17 +122,7 @@ def gap_provenance_text(gap: pd.DataFrame) -> str:
     extra["compared"] = f"{n_cmp} of {len(gap)} engine rows at equal conditions"
     if gap["gpu"].nunique() > 1:
         extra["mixed"] = f"+ {gap['gpu'].nunique() - 1} other GPU(s)"
-    return label({k: (None if _blank(v) else v) for k, v in prov.items()}, status, **extra)
-
-
-def _nothing(title: str, message: str):
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    fig.update_layout(title=title, template="plotly_white", xaxis={"visible": False}, yaxis={"visible": False})
-    fig.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
-                       font={"size": 14, "color": "#8a5a00"})
-    return fig
+    return label({k: (None if is_blank(v) else v) for k, v in prov.items()}, status, **extra)
 
 
 def _status_overlays(fig, g: pd.DataFrame, y: str, shown: set[str], **where) -> None:
@@ -197,7 +183,7 @@ def engine_step_figure(gap: pd.DataFrame, *, state_dtype: str | None = None, dra
     d = d[pd.to_numeric(d[times[0]], errors="coerce").notna() | pd.to_numeric(d[times[1]], errors="coerce").notna()]
     if d.empty:
         where = f" at {sd} state and T={_pick(gap, draft_tokens)}" if len(gap) else ""
-        return _nothing(title, f"no engine rows that ran{where} to draw")
+        return message_figure(title, f"no engine rows that ran{where} to draw")
     panels = _panels(d, kind)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=0.06)
     shown: set[str] = set()
@@ -228,7 +214,7 @@ def engine_ratio_figure(gap: pd.DataFrame, *, draft_tokens: int | None = None, t
     d = _select(gap, kind, None, draft_tokens)
     d = d.assign(ratio=pd.to_numeric(d["ratio"], errors="coerce")).dropna(subset=["ratio"])
     if d.empty:
-        return _nothing(title, "no engine row with a gdnlab twin row to compare at this T")
+        return message_figure(title, "no engine row with a gdnlab twin row to compare at this T")
     panels = _panels(d, kind)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=0.06, shared_yaxes=True)
     shown: set[str] = set()

@@ -1,7 +1,7 @@
 """Figure layout shared by gdnlab's plots: where legends go, so they never cover axes or footnotes."""
 from __future__ import annotations
 
-__all__ = ["legend_right"]
+__all__ = ["legend_right", "message_figure"]
 
 
 def legend_right(fig, *, title: str | None = None):
@@ -13,4 +13,16 @@ def legend_right(fig, *, title: str | None = None):
     if title:
         legend["title"] = {"text": title}
     fig.update_layout(legend=legend)
+    return fig
+
+
+def message_figure(title: str, message: str):
+    """An empty figure titled ``title``, axes hidden, that says ``message`` in its plot area (a figure
+    with nothing to draw says why)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", xaxis={"visible": False}, yaxis={"visible": False})
+    fig.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                       font={"size": 14, "color": "#8a5a00"})
     return fig

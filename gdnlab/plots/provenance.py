@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["add_provenance", "frame_status", "trace_status", "trace_provenance_text"]
+__all__ = ["add_provenance", "frame_status", "trace_status", "trace_provenance_text", "is_blank"]
 
 
-def _blank(v: Any) -> bool:
+def is_blank(v: Any) -> bool:
+    """A missing provenance value: None, NaN/NA, or an empty, "None", "nan" or "<NA>" string."""
     try:
         import pandas as pd
 
@@ -49,13 +50,13 @@ def frame_status(df: Any) -> str | None:
     if not len(df):
         return "synthetic"
     made_by = [c for c in ("gdnlab", "engine") if c in cols]
-    if not made_by or df[made_by].map(_blank).all(axis=1).any():
+    if not made_by or df[made_by].map(is_blank).all(axis=1).any():
         return "synthetic"
     gpu = df["gpu"]
-    if gpu.map(_blank).any():
+    if gpu.map(is_blank).any():
         return "synthetic"
     on_gpu = gpu.astype(str).str.lower() != "cpu"
-    if on_gpu.any() and ("sm" not in cols or df.loc[on_gpu, "sm"].map(_blank).any()):
+    if on_gpu.any() and ("sm" not in cols or df.loc[on_gpu, "sm"].map(is_blank).any()):
         return "synthetic"
     return "measured"
 

@@ -26,7 +26,7 @@ import pandas as pd
 from ..analysis.ledger import FLAG_EAGER, FLAG_INCORRECT, FLAG_TEXT, FLAG_UNCHECKED, has_flag
 from ..provenance import label
 from ..strategies.registry import BASELINE, strategy_order
-from .layout import legend_right
+from .layout import legend_right, message_figure
 from .provenance import add_provenance
 from .style import (
     BACKEND_DASH,
@@ -79,20 +79,6 @@ def _provenance(led: pd.DataFrame) -> str:
         return sweep_provenance_text(led)
     except (ValueError, KeyError):
         return "synthetic · rows without provenance columns"
-
-
-def _empty(fig, message: str):
-    fig.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
-                       font={"size": 14, "color": "#8a5a00"})
-    return fig
-
-
-def _nothing(title: str, message: str):
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    fig.update_layout(title=title, template="plotly_white", xaxis={"visible": False}, yaxis={"visible": False})
-    return _empty(fig, message)
 
 
 def _cond(d: pd.DataFrame) -> str:
@@ -169,7 +155,7 @@ def step_time_figure(led: pd.DataFrame, *, state_dtype: str | None = None, title
     sd = _pick_dtype(led, state_dtype)
     d = _ok(led[led["state_dtype"].astype("string") == sd]) if sd else led.iloc[:0]
     if d.empty:
-        return _nothing(title, "no step rows with status ok to draw (measure == 'step')")
+        return message_figure(title, "no step rows with status ok to draw (measure == 'step')")
     Ts = sorted(int(t) for t in d["draft_tokens"].dropna().unique())
     fig = make_subplots(rows=2, cols=len(Ts), shared_xaxes=True, vertical_spacing=0.08, horizontal_spacing=0.06,
                         subplot_titles=[f"T={t} (accept length {_cond(d[d['draft_tokens'] == t])})" for t in Ts])
@@ -227,7 +213,7 @@ def strategy_bandwidth_figure(led: pd.DataFrame, *, state_dtype: str | None = No
     T = draft_tokens if draft_tokens is not None else (4 if 4 in Ts else (Ts[0] if Ts else None))
     d = d[d["draft_tokens"] == T] if T is not None else d
     if d.empty:
-        return _nothing(title, "no step rows with status ok to draw (measure == 'step')")
+        return message_figure(title, "no step rows with status ok to draw (measure == 'step')")
     fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.16,
                         subplot_titles=["bytes per step (formula)", "step time / copy floor (measured)",
                                         "verify bandwidth (measured)", "commit bandwidth (measured)"])
@@ -316,7 +302,7 @@ def winners_figure(win: pd.DataFrame, led: pd.DataFrame, *, state_dtype: str | N
     d = led[led["state_dtype"].astype("string") == sd] if sd else led.iloc[:0]
     w = win[win["state_dtype"].astype("string") == sd] if sd and len(win) else pd.DataFrame()
     if w.empty:
-        return _nothing(title, "no step rows with status ok (and a passing check) to compare")
+        return message_figure(title, "no step rows with status ok (and a passing check) to compare")
     labels, verdicts = _winner_labels(w, d)
     w = w.assign(row=w["backend"].astype(str) + " · T=" + w["draft_tokens"].astype(str) + " · a="
                  + w["accept_len"].map(lambda v: f"{float(v):g}"),
@@ -364,7 +350,7 @@ def scratch_figure(scratch: pd.DataFrame, *, title: str | None = None):
     if not isinstance(scratch, pd.DataFrame) or any(c not in scratch.columns for c in need):
         raise ValueError(f"scratch_figure needs gdnlab.analysis.ledger.served_scratch's table (columns {need})")
     if scratch.empty:
-        return _nothing(title or "Scratch", "no strategies")
+        return message_figure(title or "Scratch", "no strategies")
     d = scratch.assign(_r=scratch["strategy"].map(strategy_order)).sort_values("_r")
     colours = [strategy_color(s) for s in d["strategy"]]
     fig = go.Figure()
@@ -416,7 +402,7 @@ def phase_breakdown_figure(phases: pd.DataFrame, *, title: str | None = None):
                          f"(columns {need})")
     title = title or "Per-phase breakdown of each strategy's decode-loop trace"
     if phases.empty:
-        return _nothing(title, "no strategy traces to break down")
+        return message_figure(title, "no strategy traces to break down")
     backends = sorted(phases["backend"].astype(str).unique())
     fig = make_subplots(rows=1, cols=len(backends), shared_yaxes=True, subplot_titles=backends,
                         horizontal_spacing=0.05)
@@ -462,7 +448,7 @@ def step_busy_figure(busy: pd.DataFrame, *, target_pct: float | None = 90.0, tit
     title = title or "GPU busy share of a step in each strategy's trace"
     d = busy[pd.to_numeric(busy["busy_pct_median"], errors="coerce").notna()]
     if d.empty:
-        return _nothing(title, "no trace with two or more phase markers (no complete step found)")
+        return message_figure(title, "no trace with two or more phase markers (no complete step found)")
     launch = d["launch"] if "launch" in d.columns else pd.Series(None, index=d.index)
     d = d.assign(_r=d["strategy"].map(strategy_order), _launch=launch,
                  _y=[_trace_label(s, la) for s, la in zip(d["strategy"], launch)]).sort_values(["backend", "_r"])
