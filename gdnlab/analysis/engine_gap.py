@@ -204,8 +204,8 @@ def _pair(df: pd.DataFrame, measure: str, keys: Sequence[str], time: str, accept
     eng = rows[rows["_engine"].notna().to_numpy(dtype=bool)].copy()
     if eng.empty:
         return None
-    gdnlab_own = [_registered(b, "name") is not None and _registered(b, "engine") is None for b in rows["backend"]]
-    twins = rows[pd.Series(gdnlab_own, index=rows.index, dtype=bool)]
+    gdnlab_own = set(backends.names()) - set(backends.engine_names())
+    twins = rows[rows["backend"].astype("string").isin(gdnlab_own).fillna(False).astype(bool)]
     eng["_id"] = range(len(eng))
     eng["_k"] = eng["_twin"].astype("string").fillna("<none>") + "|" + _key(eng, keys)
     tw = twins.assign(_k=twins["backend"].astype("string") + "|" + _key(twins, keys))
