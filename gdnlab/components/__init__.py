@@ -27,8 +27,7 @@ _HOMES = {
     "GridConfig": "bench", "run_grid": "bench",
 }
 
-__all__ = ["ComponentShapes", "component_shapes", "tiny_shapes", "StepPoint", "STEP_MODES", "SyntheticSlice",
-           "check_frame", "predict_step_us", "allreduce_us", "allreduce_frame", "GridConfig", "run_grid"]
+__all__ = list(_HOMES)
 
 
 def __getattr__(name: str):
