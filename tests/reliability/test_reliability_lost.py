@@ -60,6 +60,13 @@ def _wait_for(cond: Callable[[], bool], timeout: float, what: str, proc: subproc
         time.sleep(0.02)
 
 
+def _pid_from(pidfile: Path, timeout: float, what: str, proc: subprocess.Popen) -> int:
+    """The pid a child writes to ``pidfile``, once the file holds it whole (the file exists from the
+    moment the child opens it, before the number is written)."""
+    _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip().isdigit(), timeout, what, proc)
+    return int(pidfile.read_text())
+
+
 def _sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
@@ -365,8 +372,7 @@ def _killed_report(tmp_path: Path, sig: int, jobs: str) -> None:
     pidfile.unlink()
     proc = _gdnlab(["report", "--out", str(out), "-j", jobs, "-n", nb, "-p", "nap=120", "-p", "tag=late"], REPO)
     try:
-        _wait_for(pidfile.exists, 90, "the notebook's kernel", proc)
-        kernel = int(pidfile.read_text())
+        kernel = _pid_from(pidfile, 90, "the notebook's kernel", proc)
         time.sleep(0.3)
         t0 = time.monotonic()
         os.kill(proc.pid, sig)
@@ -495,9 +501,8 @@ def _killed_capture(tmp_path: Path, sig: int) -> None:
     proc = _gdnlab(["capture", "--nsys", nsys, "--out", str(tmp_path / "o"), "--", sys.executable, "-c", child],
                    tmp_path)
     try:
-        _wait_for(pidfile.exists, 60, "the profiled command", proc)
+        kid = _pid_from(pidfile, 60, "the profiled command", proc)
         time.sleep(0.2)
-        kid = int(pidfile.read_text())
         os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=30)
     finally:
